@@ -1,0 +1,153 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, ProviderFake, c.Provider)
+	assert.Equal(t, MetricKeypress, c.Metric)
+	assert.Equal(t, 60, c.Samples)
+	assert.Equal(t, 2*time.Second, c.Cadence)
+	assert.Equal(t, 100*time.Millisecond, c.KeyHold)
+	assert.Equal(t, 200*time.Millisecond, c.Jitter)
+	assert.Equal(t, time.Second, c.Window, "min(cadence, 1s)")
+	assert.Equal(t, 600*time.Second, c.MaxDuration)
+	assert.Equal(t, 60*time.Second, c.ReadyTimeout)
+	assert.Equal(t, uint16(0x39), c.Scancode)
+	assert.Equal(t, "results", c.ResultsDir)
+	assert.Equal(t, DefaultKeypressMin, c.SanityMin)
+	assert.Equal(t, DefaultKeypressMax, c.SanityMax)
+	assert.Equal(t, "uefi-latency-guest", c.Cloud.Image)
+	assert.Equal(t, DefaultImageURL, c.Cloud.ImageURL)
+	assert.Equal(t, "vdi-tiny", c.Cloud.Flavor)
+	assert.Equal(t, "public1", c.Cloud.Network)
+	assert.Equal(t, 10*time.Minute, c.Cloud.BootTimeout)
+	assert.False(t, c.Cloud.KeepServer)
+	assert.True(t, validRunID(c.RunID), c.RunID)
+}
+
+func TestValues(t *testing.T) {
+	vv := filepath.Join(t.TempDir(), "c.vv")
+	require.NoError(t, os.WriteFile(vv, []byte("[virt-viewer]\n"), 0o600))
+	c, err := Load(env(map[string]string{
+		"LATENCY_PROVIDER": "file", "LATENCY_CONSOLE": vv,
+		"LATENCY_METRIC": "ping", "LATENCY_SAMPLES": "5",
+		"LATENCY_CADENCE": "0.5", "LATENCY_KEY_HOLD": "20ms", "LATENCY_CADENCE_JITTER": "0",
+		"LATENCY_SCANCODE": "0xE04B", "LATENCY_RUN_ID": "ci-42", "LATENCY_IMAGE_URL": "none",
+		"LATENCY_KEEP_SERVER": "1",
+	}))
+	require.NoError(t, err)
+	assert.Equal(t, ProviderFile, c.Provider)
+	assert.Equal(t, MetricPing, c.Metric)
+	assert.Equal(t, 500*time.Millisecond, c.Cadence)
+	assert.Equal(t, 500*time.Millisecond, c.Window)
+	assert.Equal(t, time.Duration(0), c.Jitter)
+	assert.Equal(t, uint16(0xE04B), c.Scancode)
+	assert.Equal(t, "ci-42", c.RunID)
+	assert.Equal(t, DefaultPingMax, c.SanityMax)
+	assert.Empty(t, c.Cloud.ImageURL)
+	assert.True(t, c.Cloud.KeepServer)
+}
+
+func TestEveryProblemReportedAtOnce(t *testing.T) {
+	_, err := Load(env(map[string]string{
+		"LATENCY_PROVIDER":     "ovirt",
+		"LATENCY_METRIC":       "rtt",
+		"LATENCY_SAMPLES":      "-3",
+		"LATENCY_CADENCE":      "soon",
+		"LATENCY_SCANCODE":     "0x1234",
+		"LATENCY_RUN_ID":       "../etc",
+		"LATENCY_KEEP_SERVER":  "perhaps",
+		"LATENCY_BOOT_TIMEOUT": "-1s",
+	}))
+	require.Error(t, err)
+	for _, want := range []string{
+		"LATENCY_PROVIDER", "LATENCY_METRIC", "LATENCY_SAMPLES", "LATENCY_CADENCE",
+		"LATENCY_SCANCODE", "LATENCY_RUN_ID", "LATENCY_KEEP_SERVER", "LATENCY_BOOT_TIMEOUT",
+	} {
+		assert.Contains(t, err.Error(), want)
+	}
+}
+
+func TestProblems(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"url without console", map[string]string{"LATENCY_PROVIDER": "url"}, "LATENCY_CONSOLE=http"},
+		{"url not http", map[string]string{"LATENCY_PROVIDER": "url", "LATENCY_CONSOLE": "spice://h:5900"}, "LATENCY_CONSOLE=http"},
+		{"file missing", map[string]string{"LATENCY_PROVIDER": "file", "LATENCY_CONSOLE": filepath.Join(dir, "nope.vv")}, "no such file"},
+		{"file is dir", map[string]string{"LATENCY_PROVIDER": "file", "LATENCY_CONSOLE": dir}, "is a directory"},
+		{"direct bad", map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "host"}, "host:port"},
+		{"direct bad port", map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:99999"}, "not 1..65535"},
+		{"direct bad tls port", map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:5900:x"}, "tls port"},
+		{"console with fake", map[string]string{"LATENCY_CONSOLE": "h:1"}, "does not use it"},
+		{"hold >= cadence", map[string]string{"LATENCY_CADENCE": "100ms", "LATENCY_KEY_HOLD": "100ms"}, "LATENCY_KEY_HOLD"},
+		{"window > cadence", map[string]string{"LATENCY_CADENCE": "1s", "LATENCY_WINDOW": "2s"}, "LATENCY_WINDOW"},
+		{"sanity inverted", map[string]string{"LATENCY_SANITY_MIN": "0.5", "LATENCY_SANITY_MAX": "0.1"}, "want 0 <= min < max"},
+		{"sanity not number", map[string]string{"LATENCY_SANITY_MAX": "fast"}, "LATENCY_SANITY_MAX"},
+		{"break code", map[string]string{"LATENCY_SCANCODE": "0xB9"}, "make code"},
+		{"zero duration", map[string]string{"LATENCY_MAX_DURATION": "0s"}, "above zero"},
+		{"ryll missing", map[string]string{"LATENCY_RYLL": filepath.Join(dir, "ryll")}, "LATENCY_RYLL"},
+		{"ryll not executable", map[string]string{"LATENCY_RYLL": dir}, "not an executable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(env(tc.env))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestURLConsoleNeverQuoted(t *testing.T) {
+	_, err := Load(env(map[string]string{"LATENCY_PROVIDER": "url", "LATENCY_CONSOLE": "ftp://h/x?token=s3cret"}))
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "s3cret")
+}
+
+func TestDirectForms(t *testing.T) {
+	for _, v := range []string{"127.0.0.1:5900", "hv1:5900:5901", "[::1]:5900"} {
+		c, err := Load(env(map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": v}))
+		require.NoError(t, err, v)
+		assert.Equal(t, v, c.Console)
+	}
+}
+
+func TestNewRunIDSortsByTime(t *testing.T) {
+	a := NewRunID(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	b := NewRunID(time.Date(2026, 1, 2, 3, 4, 6, 0, time.UTC))
+	assert.True(t, strings.HasPrefix(a, "20260102T030405Z-"), a)
+	assert.Less(t, a, b)
+	assert.True(t, validRunID(a))
+}
+
+func TestVarsCoverEveryVariableLoadReads(t *testing.T) {
+	seen := map[string]bool{}
+	_, _ = Load(func(k string) string { seen[k] = true; return "" })
+	documented := map[string]bool{}
+	for _, v := range Vars {
+		documented[v.Name] = true
+	}
+	for k := range seen {
+		assert.True(t, documented[k], "%s is read but not in Vars", k)
+	}
+	for k := range documented {
+		assert.True(t, seen[k], "%s is in Vars but never read", k)
+	}
+}
