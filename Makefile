@@ -1,0 +1,69 @@
+# Kerbside console latency loadtest. `make help` lists the targets.
+#
+# Everything runs through the Go toolchain: gotestsum and staticcheck are
+# tool dependencies in go.mod (`go tool ...`), so a fresh machine needs
+# only Go.
+
+GO          ?= go
+RESULTS_DIR ?= $(or $(LATENCY_RESULTS_DIR),results)
+# go test's own timeout. The loadtest stops itself (and cleans up) a
+# minute before it, because a go test timeout kills the binary without
+# running any cleanup.
+TIMEOUT     ?= 40m
+GOTESTSUM   := $(GO) tool gotestsum
+FUZZTIME    ?= 30s
+BENCHTIME   ?= 1s
+
+# The short fake loadtest that `make test` runs: a few samples at a fast
+# cadence through the whole fake chain (fake cloud, .vv, fakeryll).
+SHORT_LOADTEST_ENV := LATENCY_PROVIDER=fake LATENCY_SAMPLES=8 \
+	LATENCY_CADENCE=250ms LATENCY_KEY_HOLD=30ms LATENCY_CADENCE_JITTER=40ms \
+	LATENCY_MAX_DURATION=60s LATENCY_RESULTS_DIR=$(RESULTS_DIR)/short
+
+.PHONY: help test unit loadtest-short loadtest lint bench fuzz sweep clean
+
+help:
+	@echo "make test       unit tests with -race, then a short fake loadtest (what CI runs)"
+	@echo "make loadtest   the loadtest (fake chain unless LATENCY_PROVIDER says otherwise); results in $(RESULTS_DIR)/"
+	@echo "make lint       gofmt, go vet (with and without -tags loadtest), staticcheck, go mod tidy check"
+	@echo "make bench      benchmarks (control client, pairing, accuracy)"
+	@echo "make fuzz       the control-socket line decoder fuzz target for FUZZTIME=$(FUZZTIME)"
+	@echo "make sweep      delete servers left by earlier runs (OpenStack; SWEEP_ARGS='-older-than 2h -dry-run')"
+	@echo "make clean      remove results and build output"
+
+test: unit loadtest-short
+
+unit:
+	@mkdir -p $(RESULTS_DIR)
+	$(GOTESTSUM) --format pkgname --junitfile $(RESULTS_DIR)/junit-unit.xml -- -race -count=1 -timeout 15m ./...
+
+loadtest-short:
+	@mkdir -p $(RESULTS_DIR)/short
+	$(SHORT_LOADTEST_ENV) $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/short/junit.xml -- \
+		-tags loadtest -count=1 -timeout 10m -run '^TestLatency' .
+
+loadtest:
+	@mkdir -p $(RESULTS_DIR)
+	LATENCY_RESULTS_DIR=$(RESULTS_DIR) $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/junit.xml -- \
+		-tags loadtest -count=1 -timeout $(TIMEOUT) -run '^TestLatency' .
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags loadtest ./...
+	$(GO) tool staticcheck ./...
+	$(GO) tool staticcheck -tags loadtest ./...
+	$(GO) mod tidy -diff
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLine$$' -fuzztime $(FUZZTIME) ./harness/control/
+
+sweep:
+	$(GO) run ./cmd/latency-sweep $(SWEEP_ARGS)
+
+clean:
+	rm -rf $(RESULTS_DIR) bin
+	$(GO) clean -testcache
