@@ -1,0 +1,125 @@
+package ryll
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shakenfist/kerbside-latency/harness/secret"
+)
+
+const testToken = "tok-a1b2c3"
+
+func mustURL(t testing.TB) secret.URL {
+	t.Helper()
+	u, err := secret.ParseURL("https://kerbside.example:13002/nova?token=" + testToken)
+	require.NoError(t, err)
+	return u
+}
+
+func TestArgsPerSource(t *testing.T) {
+	u := mustURL(t)
+	const sock = "/tmp/ryll-1/c.sock"
+	cases := []struct {
+		name     string
+		spec     Spec
+		want     []string
+		redacted []string
+	}{
+		{"url", Spec{URL: u},
+			[]string{"--headless", "--url", u.Reveal(), "--control-socket", sock},
+			[]string{"--headless", "--url", "https://kerbside.example:13002/nova?" + secret.Redacted, "--control-socket", sock}},
+		{"file verbose", Spec{File: "/r/console.vv", Verbose: true},
+			[]string{"--headless", "--file", "/r/console.vv", "--control-socket", sock, "-v"}, nil},
+		{"direct", Spec{Direct: "10.0.0.1:5900"},
+			[]string{"--headless", "--direct", "10.0.0.1:5900", "--control-socket", sock}, nil},
+		{"direct with tls port", Spec{Direct: "10.0.0.1:5900:5901"},
+			[]string{"--headless", "--direct", "10.0.0.1:5900:5901", "--control-socket", sock}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, tc.spec.args(sock))
+			red := tc.redacted
+			if red == nil {
+				red = tc.want
+			}
+			assert.Equal(t, red, tc.spec.redactedArgs(sock))
+		})
+	}
+}
+
+func TestSpecValidation(t *testing.T) {
+	valid := Spec{Binary: "ryll", Direct: "h:5900", LogPath: "ryll.log"}
+	cases := []struct {
+		name string
+		edit func(*Spec)
+		want []string
+	}{
+		{"valid", func(*Spec) {}, nil},
+		{"no binary", func(s *Spec) { s.Binary = "" }, []string{"no ryll binary"}},
+		{"no source", func(s *Spec) { s.Direct = "" }, []string{"no console source"}},
+		{"two sources", func(s *Spec) { s.URL = mustURL(t) }, []string{"2 console sources (URL, Direct)"}},
+		{"three sources", func(s *Spec) { s.URL = mustURL(t); s.File = "x.vv" }, []string{"3 console sources"}},
+		{"direct without port", func(s *Spec) { s.Direct = "host" }, []string{"want HOST:PORT"}},
+		{"direct empty host", func(s *Spec) { s.Direct = ":5900" }, []string{"empty host"}},
+		{"direct bad port", func(s *Spec) { s.Direct = "h:99999" }, []string{`port "99999"`}},
+		{"direct ipv6 not supported by ryll", func(s *Spec) { s.Direct = "::1:5900" }, []string{"want HOST:PORT"}},
+		{"no log", func(s *Spec) { s.LogPath = "" }, []string{"no LogPath"}},
+		{"openstack env", func(s *Spec) { s.ExtraEnv = []string{"OS_PASSWORD=x"} }, []string{"ExtraEnv OS_PASSWORD refused"}},
+		{"malformed env", func(s *Spec) { s.ExtraEnv = []string{"A=1", "NOEQUALS"} }, []string{"ExtraEnv entry 1 is not NAME=VALUE"}},
+		{"negative tail", func(s *Spec) { s.TailLines = -1 }, []string{"TailLines -1"}},
+		{"every problem at once", func(s *Spec) { *s = Spec{} }, []string{"no ryll binary", "no console source", "no LogPath"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := valid
+			tc.edit(&s)
+			_, err := New(s)
+			if tc.want == nil {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			assert.NotContains(t, err.Error(), testToken)
+		})
+	}
+}
+
+func TestChildEnvIsAnAllowList(t *testing.T) {
+	parent := map[string]string{
+		"PATH": "/usr/bin", "HOME": "/home/ci", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+		"RUST_LOG": "debug", "OS_PASSWORD": "pw", "OS_CLOUD": "ci", "AWS_SECRET_ACCESS_KEY": "k",
+		"GITHUB_TOKEN": "t",
+	}
+	lookup := func(k string) (string, bool) { v, ok := parent[k]; return v, ok }
+
+	env, err := childEnv(lookup, []string{"FAKERYLL_DELAY_MS=5", "RUST_LOG=trace"})
+
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{
+		"PATH=/usr/bin", "HOME=/home/ci", "LANG=C.UTF-8", "TMPDIR=/tmp",
+		"RUST_LOG=trace", "FAKERYLL_DELAY_MS=5",
+	}, env, "ExtraEnv overrides, nothing outside the allow-list passes")
+
+	_, err = childEnv(lookup, []string{"os_password=x"})
+	assert.ErrorContains(t, err, "refused", "OS_ names are refused whatever their case")
+}
+
+func TestMakeSocketDirIsPrivate(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	dir, path, err := makeSocketDir()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	info, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), info.Mode().Perm())
+	assert.Equal(t, filepath.Join(dir, socketName), path)
+	assert.True(t, strings.HasPrefix(filepath.Base(dir), "ryll-"))
+}
