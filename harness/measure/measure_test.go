@@ -1,0 +1,585 @@
+package measure
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestKeypressExactSamples(t *testing.T) {
+	delays := []time.Duration{ms(3), ms(5.5), ms(7), ms(11), ms(2.25)}
+	g := newFakeGuest()
+	g.answer = func(n int) []time.Duration { return []time.Duration{delays[n-1]} }
+
+	var sunk []Sample
+	cfg := fastConfig(len(delays))
+	cfg.OnSample = func(s Sample) error { sunk = append(sunk, s); return nil }
+	res, err := Run(t.Context(), cfg, Sources{Keyboard: g, Draws: g.draws})
+	require.NoError(t, err)
+
+	downs, ups, sentAts := g.counts()
+	require.Len(t, res.Samples, len(delays))
+	for i, s := range res.Samples {
+		assert.Equal(t, delays[i].Seconds(), s.Value, "sample %d", i)
+		assert.Equal(t, i, s.Index)
+		assert.Equal(t, i+1, s.Seq)
+		assert.True(t, sentAts[i].Equal(s.At), "At is the press's sentAt")
+	}
+	assert.Equal(t, res.Samples, sunk, "every sample reaches the sink, in order")
+	assert.Equal(t, []float64{0.003, 0.0055, 0.007, 0.011, 0.00225}, res.Values())
+	assert.Equal(t, StopSamplesReached, res.StopReason)
+	assert.Empty(t, res.Misses)
+	assert.Zero(t, res.UnpairedDraws)
+	assert.Equal(t, len(delays), res.Presses)
+	assert.Equal(t, downs, ups, "every key down is released, including the last")
+	assert.Equal(t, 2*time.Millisecond, res.MaxDrawLag)
+	assert.False(t, res.End.Before(res.Start))
+	assert.NotZero(t, res.Config.Window)
+}
+
+func TestKeypressMissDoesNotShiftLaterSamples(t *testing.T) {
+	// Press 2 gets no draw in its window. Its late draw turns up during
+	// press 3 (stamped before press 3 was sent). A FIFO pairer would give
+	// press 2 that late draw and every later press its predecessor's draw.
+	g := newFakeGuest()
+	g.answer = func(n int) []time.Duration {
+		switch n {
+		case 2:
+			return nil
+		case 3:
+			return []time.Duration{-ms(1), ms(9)}
+		default:
+			return []time.Duration{ms(float64(n))}
+		}
+	}
+	var misses []Miss
+	cfg := fastConfig(4)
+	cfg.OnMiss = func(m Miss) { misses = append(misses, m) }
+	res, err := Run(t.Context(), cfg, Sources{Keyboard: g, Draws: g.draws})
+	require.NoError(t, err)
+
+	_, _, sentAts := g.counts()
+	seqs := make([]int, len(res.Samples))
+	for i, s := range res.Samples {
+		seqs[i] = s.Seq
+	}
+	assert.Equal(t, []int{1, 3, 4, 5}, seqs)
+	assert.Equal(t, []float64{0.001, 0.009, 0.004, 0.005}, res.Values())
+	require.Len(t, res.Misses, 1)
+	assert.Equal(t, 2, res.Misses[0].Seq)
+	assert.True(t, sentAts[1].Equal(res.Misses[0].At), "a miss records its press time")
+	assert.Equal(t, res.Misses, misses, "OnMiss sees each miss")
+	assert.Equal(t, 1, res.UnpairedDraws, "the late draw is not paired with a later press")
+}
+
+func TestKeypressUnrelatedDraws(t *testing.T) {
+	cfg := fastConfig(3)
+	tests := []struct {
+		name         string
+		answer       func(n int) []time.Duration
+		upDraw       bool
+		wantValues   []float64
+		wantMisses   int
+		wantUnpaired int
+	}{
+		{
+			name:         "draw before sentAt is not paired",
+			answer:       func(int) []time.Duration { return []time.Duration{-ms(2), ms(4)} },
+			wantValues:   []float64{0.004, 0.004, 0.004},
+			wantUnpaired: 3,
+		},
+		{
+			name:         "draw exactly at sentAt counts",
+			answer:       func(int) []time.Duration { return []time.Duration{0} },
+			wantValues:   []float64{0, 0, 0},
+			wantUnpaired: 0,
+		},
+		{
+			name:         "several draws per press: the first is taken",
+			answer:       func(int) []time.Duration { return []time.Duration{ms(4), ms(6), ms(8)} },
+			wantValues:   []float64{0.004, 0.004, 0.004},
+			wantUnpaired: 4, // the extra draws of presses 1 and 2; press 3's are never read
+		},
+		{
+			name:         "draws with no press outstanding are not paired",
+			answer:       func(int) []time.Duration { return []time.Duration{ms(6)} },
+			upDraw:       true,
+			wantValues:   []float64{0.006, 0.006, 0.006},
+			wantUnpaired: 2, // at the key ups of presses 1 and 2
+		},
+		{
+			name: "draw after the window is not paired and the press is a miss",
+			answer: func(n int) []time.Duration {
+				if n == 2 {
+					return []time.Duration{cfg.Window + ms(1)}
+				}
+				return []time.Duration{ms(3)}
+			},
+			wantValues:   []float64{0.003, 0.003, 0.003},
+			wantMisses:   1,
+			wantUnpaired: 1,
+		},
+		{
+			name: "draw at the window's end counts",
+			answer: func(n int) []time.Duration {
+				return []time.Duration{cfg.Window}
+			},
+			wantValues: []float64{cfg.Window.Seconds(), cfg.Window.Seconds(), cfg.Window.Seconds()},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newFakeGuest()
+			g.answer = tc.answer
+			g.upDraw = tc.upDraw
+			res, err := Run(t.Context(), cfg, Sources{Keyboard: g, Draws: g.draws})
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantValues, res.Values())
+			assert.Len(t, res.Misses, tc.wantMisses)
+			assert.Equal(t, tc.wantUnpaired, res.UnpairedDraws)
+		})
+	}
+}
+
+func TestQueuedDrawWinsOverPassedDeadline(t *testing.T) {
+	// Every press's deadline has passed by the time Run learns of it, and
+	// its draw is already queued: the draw must be judged before the miss
+	// is decided. Without that, Go's random select would miss about half.
+	g := newFakeGuest()
+	g.backdate = time.Second
+	g.answer = func(int) []time.Duration { return []time.Duration{ms(3)} }
+	res, err := Run(t.Context(), fastConfig(40), Sources{Keyboard: g, Draws: g.draws})
+	require.NoError(t, err)
+	assert.Empty(t, res.Misses)
+	assert.Len(t, res.Samples, 40)
+	for _, s := range res.Samples {
+		assert.Equal(t, 0.003, s.Value)
+	}
+
+	t.Run("deadline handler drains the queue first", func(t *testing.T) {
+		// The same decision driven directly, so the order of events is
+		// fixed: the deadline fires while the draw is still queued.
+		draws := make(chan Draw, 4)
+		cfg := fastConfig(5).withDefaults()
+		r := &runner{cfg: cfg, src: Sources{Keyboard: newFakeGuest(), Draws: draws}, log: cfg.Logger, rng: newRand(1), kbDone: make(chan kbResult, 1)}
+		r.kbCtx = t.Context()
+		sentAt := time.Now().Add(-time.Second)
+		r.pair.start(1, sentAt, cfg.Window)
+		r.keyDown = true // so the handler does not start another press
+		draws <- Draw{Wallclock: sentAt.Add(-ms(1))}
+		draws <- Draw{Wallclock: sentAt.Add(ms(4))}
+		require.Nil(t, r.onDeadline())
+		assert.Empty(t, r.res.Misses)
+		assert.Equal(t, []float64{0.004}, r.res.Values())
+		assert.Equal(t, 1, r.res.UnpairedDraws)
+
+		r.pair.start(2, sentAt, cfg.Window)
+		require.Nil(t, r.onDeadline())
+		assert.Len(t, r.res.Misses, 1, "with nothing queued the press is a miss")
+	})
+}
+
+func TestStopAtMaxDurationWhenSilent(t *testing.T) {
+	t.Run("keypress, no draws", func(t *testing.T) {
+		g := newFakeGuest() // answers nothing
+		cfg := fastConfig(1000)
+		cfg.MaxDuration = 60 * time.Millisecond
+		res, err := Run(t.Context(), cfg, Sources{Keyboard: g, Draws: g.draws})
+		require.NoError(t, err)
+		assert.Equal(t, StopMaxDuration, res.StopReason)
+		assert.Empty(t, res.Samples)
+		downs, ups, _ := g.counts()
+		assert.Equal(t, downs, ups, "a key down at the deadline is still released")
+	})
+	t.Run("ping, no events", func(t *testing.T) {
+		cfg := Config{Metric: PingInterval, Samples: 10, MaxDuration: 30 * time.Millisecond}
+		res, err := Run(t.Context(), cfg, Sources{Pings: make(chan Ping)})
+		require.NoError(t, err)
+		assert.Equal(t, StopMaxDuration, res.StopReason)
+		assert.Empty(t, res.Samples)
+	})
+}
+
+func TestCancellationReturnsCollectedSamples(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	g := newFakeGuest()
+	g.answer = func(n int) []time.Duration {
+		if n >= 3 {
+			return nil // nothing more arrives; only the cancel ends the run
+		}
+		return []time.Duration{ms(2)}
+	}
+	g.onDown = func(n int) {
+		if n == 3 {
+			cancel() // as SIGINT would
+		}
+	}
+	res, err := Run(ctx, fastConfig(10), Sources{Keyboard: g, Draws: g.draws})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Contains(t, err.Error(), "after 2 of 10 samples")
+	assert.Equal(t, StopInterrupted, res.StopReason)
+	assert.Equal(t, []float64{0.002, 0.002}, res.Values())
+	assert.Zero(t, res.KeyErrors, "a request cut short by cancellation is not a key error")
+	downs, ups, _ := g.counts()
+	assert.Equal(t, downs, ups, "the key is released even though ctx is cancelled")
+}
+
+func TestCancelCause(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(t.Context())
+	signal := errors.New("got SIGTERM")
+	cancel(signal)
+	res, err := Run(ctx, Config{Metric: PingInterval, Samples: 1, MaxDuration: time.Minute}, Sources{Pings: make(chan Ping)})
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, err, signal)
+	assert.Equal(t, StopInterrupted, res.StopReason)
+}
+
+func TestKeyboardErrorEndsRun(t *testing.T) {
+	boom := errors.New("control connection reset")
+	tests := []struct {
+		name     string
+		setup    func(g *fakeGuest)
+		wantText string
+	}{
+		{
+			name: "key down fails",
+			setup: func(g *fakeGuest) {
+				g.downErr = func(n int, _ context.Context) error {
+					if n == 3 {
+						return boom
+					}
+					return nil
+				}
+			},
+			wantText: "press 3: key down",
+		},
+		{
+			name: "key up fails",
+			setup: func(g *fakeGuest) {
+				g.upErr = func(n int) error {
+					if n == 3 {
+						return boom
+					}
+					return nil
+				}
+				// Press 3 is never answered, so the run cannot end at the
+				// target before its key up.
+				prev := g.answer
+				g.answer = func(n int) []time.Duration {
+					if n == 3 {
+						return nil
+					}
+					return prev(n)
+				}
+			},
+			wantText: "press 3: key up",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newFakeGuest()
+			g.answer = func(int) []time.Duration { return []time.Duration{ms(2)} }
+			tc.setup(g)
+			res, err := Run(t.Context(), fastConfig(10), Sources{Keyboard: g, Draws: g.draws})
+			require.Error(t, err)
+			assert.ErrorIs(t, err, boom)
+			assert.Contains(t, err.Error(), tc.wantText)
+			assert.Equal(t, StopError, res.StopReason)
+			assert.Equal(t, []float64{0.002, 0.002}, res.Values(), "samples so far are kept")
+			assert.Equal(t, 1, res.KeyErrors)
+		})
+	}
+}
+
+func TestClosedSourceEndsRun(t *testing.T) {
+	t.Run("draws", func(t *testing.T) {
+		g := newFakeGuest()
+		g.answer = func(int) []time.Duration { return []time.Duration{ms(2)} }
+		g.closeAt = 3
+		res, err := Run(t.Context(), fastConfig(10), Sources{Keyboard: g, Draws: g.draws})
+		require.Error(t, err)
+		assert.ErrorIs(t, err, ErrSourceClosed)
+		assert.Contains(t, err.Error(), "draw events stopped after 2 of 10 samples")
+		assert.Equal(t, StopError, res.StopReason)
+		assert.Equal(t, []float64{0.002, 0.002}, res.Values())
+		downs, ups, _ := g.counts()
+		assert.Equal(t, downs, ups)
+	})
+	t.Run("pings", func(t *testing.T) {
+		pings := make(chan Ping, 2)
+		pings <- Ping{SampleMS: 1}
+		close(pings)
+		res, err := Run(t.Context(), Config{Metric: PingInterval, Samples: 5, MaxDuration: time.Minute}, Sources{Pings: pings})
+		assert.ErrorIs(t, err, ErrSourceClosed)
+		assert.Equal(t, []float64{0.001}, res.Values())
+	})
+}
+
+func TestSinkErrorEndsRun(t *testing.T) {
+	full := errors.New("no space left on device")
+	g := newFakeGuest()
+	g.answer = func(int) []time.Duration { return []time.Duration{ms(2)} }
+	cfg := fastConfig(10)
+	cfg.OnSample = func(s Sample) error {
+		if s.Index == 1 {
+			return full
+		}
+		return nil
+	}
+	res, err := Run(t.Context(), cfg, Sources{Keyboard: g, Draws: g.draws})
+	assert.ErrorIs(t, err, full)
+	assert.Contains(t, err.Error(), "hand sample 2 to the sink")
+	assert.Equal(t, StopError, res.StopReason)
+	assert.Len(t, res.Samples, 2)
+}
+
+func TestPingMetric(t *testing.T) {
+	wall := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	pings := make(chan Ping, 8)
+	for _, p := range []Ping{
+		{SampleMS: 12.5, Wallclock: wall},
+		{SampleMS: -1},
+		{SampleMS: math.NaN()},
+		{SampleMS: 0.25, Received: wall.Add(time.Second)},
+		{SampleMS: 15000},
+		{SampleMS: 7}, // beyond the target: never read
+	} {
+		pings <- p
+	}
+	dropped := make(chan int, 2)
+	dropped <- 3
+	dropped <- 4
+	log, buf := logBuffer(t)
+	g := newFakeGuest() // must not be touched in ping mode
+	cfg := Config{Metric: PingInterval, Samples: 3, MaxDuration: time.Minute, Logger: log}
+	res, err := Run(t.Context(), cfg, Sources{Pings: pings, Dropped: dropped, Keyboard: g, Draws: g.draws})
+	require.NoError(t, err)
+	assert.Equal(t, StopSamplesReached, res.StopReason)
+	require.Len(t, res.Samples, 3)
+	assert.InDeltaSlice(t, []float64{0.0125, 0.00025, 15}, res.Values(), 1e-15, "sample_ms is converted to seconds")
+	assert.Equal(t, []int{1, 4, 5}, []int{res.Samples[0].Seq, res.Samples[1].Seq, res.Samples[2].Seq})
+	assert.True(t, res.Samples[0].At.Equal(wall), "At is the event's wall clock")
+	assert.True(t, res.Samples[1].At.Equal(wall.Add(time.Second)), "or its arrival when no wall clock")
+	assert.Equal(t, 2, res.InvalidPings)
+	assert.Equal(t, 7, res.Dropped, "dropped counts still queued at the end are included")
+	assert.Contains(t, buf.String(), `level=WARN msg="control socket dropped events`)
+	assert.Contains(t, buf.String(), "count=3")
+	downs, _, _ := g.counts()
+	assert.Zero(t, downs, "ping mode sends no keys")
+}
+
+func TestProgressLog(t *testing.T) {
+	pings := make(chan Ping) // unbuffered: each send completes only when Run has it
+	ticks := make(chan time.Time)
+	log, buf := logBuffer(t)
+	cfg := Config{Metric: PingInterval, Samples: 3, MaxDuration: time.Minute, Logger: log, progressTicks: ticks}
+
+	fed := make(chan error, 1)
+	go func() {
+		send := func(ch chan Ping, p Ping) bool {
+			select {
+			case ch <- p:
+				return true
+			case <-t.Context().Done():
+				return false
+			}
+		}
+		// Run takes each ping before its next select, so by the time the
+		// tick is received both samples are counted.
+		if !send(pings, Ping{SampleMS: 10}) || !send(pings, Ping{SampleMS: 20}) {
+			fed <- errors.New("pings not taken")
+			return
+		}
+		select {
+		case ticks <- time.Now():
+		case <-t.Context().Done():
+			fed <- errors.New("tick not taken")
+			return
+		}
+		if !send(pings, Ping{SampleMS: 30}) {
+			fed <- errors.New("last ping not taken")
+			return
+		}
+		fed <- nil
+	}()
+	res, err := Run(t.Context(), cfg, Sources{Pings: pings})
+	require.NoError(t, err)
+	require.NoError(t, <-fed)
+	assert.Len(t, res.Samples, 3)
+
+	var progress []string
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, `msg="measurement progress"`) {
+			progress = append(progress, line)
+		}
+	}
+	require.Len(t, progress, 1, "one tick, one progress line:\n%s", buf.String())
+	for _, want := range []string{"level=INFO", "samples=2", "target=3", "misses=0", "median_ms=15", "elapsed="} {
+		assert.Contains(t, progress[0], want)
+	}
+	assert.Contains(t, buf.String(), `msg="measurement finished"`)
+	assert.Contains(t, buf.String(), "stop_reason=samples_reached")
+}
+
+func TestMissIsLogged(t *testing.T) {
+	g := newFakeGuest()
+	g.answer = func(n int) []time.Duration {
+		if n == 1 {
+			return nil
+		}
+		return []time.Duration{ms(1)}
+	}
+	log, buf := logBuffer(t)
+	cfg := fastConfig(1)
+	cfg.Logger = log
+	res, err := Run(t.Context(), cfg, Sources{Keyboard: g, Draws: g.draws})
+	require.NoError(t, err)
+	assert.Len(t, res.Misses, 1)
+	assert.Contains(t, buf.String(), `level=WARN msg="no screen update for key press" metric=keypress_to_screen press=1`)
+	assert.Contains(t, buf.String(), "misses=1")
+}
+
+func TestInvalidConfig(t *testing.T) {
+	g := newFakeGuest()
+	src := Sources{Keyboard: g, Draws: g.draws}
+	tests := []struct {
+		name string
+		cfg  func(c *Config)
+		src  Sources
+		want []string
+	}{
+		{name: "no samples", cfg: func(c *Config) { c.Samples = 0 }, src: src, want: []string{"samples is 0"}},
+		{name: "no max duration", cfg: func(c *Config) { c.MaxDuration = 0 }, src: src, want: []string{"max duration"}},
+		{name: "unknown metric", cfg: func(c *Config) { c.Metric = "rtt" }, src: src, want: []string{`unknown metric "rtt"`}},
+		{name: "hold not below cadence", cfg: func(c *Config) { c.Hold = c.Cadence }, src: src, want: []string{"hold is 20ms"}},
+		{name: "window above cadence", cfg: func(c *Config) { c.Window = time.Second }, src: src, want: []string{"window is 1s"}},
+		{name: "negative jitter and grace", cfg: func(c *Config) { c.Jitter, c.Grace = -1, -1 }, src: src, want: []string{"jitter is", "grace is"}},
+		{name: "no keyboard or draws", cfg: func(*Config) {}, src: Sources{}, want: []string{"needs a keyboard", "needs a draw channel"}},
+		{name: "ping without channel", cfg: func(c *Config) { c.Metric = PingInterval }, src: src, want: []string{"latency event channel"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fastConfig(5)
+			tc.cfg(&cfg)
+			res, err := Run(t.Context(), cfg, tc.src)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "invalid measurement configuration")
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			assert.Equal(t, StopError, res.StopReason)
+		})
+	}
+	downs, _, _ := g.counts()
+	assert.Zero(t, downs, "nothing is sent when the configuration is invalid")
+}
+
+func TestDefaults(t *testing.T) {
+	d := DefaultConfig(KeypressToScreen)
+	assert.Equal(t, 2*time.Second, d.Cadence)
+	assert.Equal(t, time.Second, d.Window)
+	assert.Positive(t, d.Jitter)
+	assert.NoError(t, validate(d.withDefaults(), Sources{Keyboard: newFakeGuest(), Draws: make(chan Draw)}))
+
+	c := Config{Cadence: 300 * time.Millisecond}.withDefaults()
+	assert.Equal(t, 300*time.Millisecond, c.Window, "window defaults to min(cadence, 1s)")
+	assert.Equal(t, DefaultHold, c.Hold)
+	assert.Zero(t, c.Jitter, "zero jitter means none")
+
+	assert.Contains(t, KeypressToScreen.Definition(), "surface_drawn")
+	assert.Contains(t, PingInterval.Definition(), "not a round-trip time")
+}
+
+func TestJitterSchedule(t *testing.T) {
+	newRunner := func(seed uint64, jitter time.Duration) *runner {
+		cfg := fastConfig(1)
+		cfg.Seed, cfg.Jitter = seed, jitter
+		r := &runner{cfg: cfg}
+		r.rng = newRand(seed)
+		return r
+	}
+	a, b := newRunner(42, 30*time.Millisecond), newRunner(42, 30*time.Millisecond)
+	seen := map[time.Duration]bool{}
+	for range 200 {
+		ga := a.gap()
+		assert.Equal(t, ga, b.gap(), "the same seed gives the same gaps")
+		assert.GreaterOrEqual(t, ga, 20*time.Millisecond)
+		assert.Less(t, ga, 50*time.Millisecond, "jitter is in [0, jitter)")
+		seen[ga] = true
+	}
+	assert.Greater(t, len(seen), 100, "gaps vary")
+
+	none := newRunner(42, 0)
+	assert.Equal(t, 20*time.Millisecond, none.gap())
+
+	t.Run("gap runs press to press from sentAt", func(t *testing.T) {
+		r := newRunner(7, 30*time.Millisecond)
+		r.src = Sources{Keyboard: newFakeGuest()}
+		r.kbDone = make(chan kbResult, 1)
+		sentAt := time.Now().Add(time.Hour) // alarms far away; nothing fires
+		t.Cleanup(func() { r.holdAlarm.stop(); r.deadlineAlarm.stop(); r.pressAlarm.stop() })
+		r.seq = 1
+		require.Nil(t, r.onKeyboard(t.Context(), kbResult{sentAt: sentAt}))
+		gap := r.nextPress.Sub(sentAt)
+		assert.GreaterOrEqual(t, gap, 20*time.Millisecond)
+		assert.Less(t, gap, 50*time.Millisecond)
+		assert.True(t, r.pair.open)
+	})
+
+	t.Run("seed zero picks one and reports it", func(t *testing.T) {
+		cfg := Config{Metric: PingInterval, Samples: 1, MaxDuration: time.Minute}
+		pings := make(chan Ping, 1)
+		pings <- Ping{SampleMS: 1}
+		res, err := Run(t.Context(), cfg, Sources{Pings: pings})
+		require.NoError(t, err)
+		assert.NotZero(t, res.Config.Seed)
+	})
+}
+
+func TestPairerMicrosecondResolution(t *testing.T) {
+	// wallclock_us is whole microseconds; a draw in the same microsecond
+	// as the press must not be refused or go negative.
+	sentAt := time.Unix(1_700_000_000, 123_456_789)
+	var p pairer
+	p.start(1, sentAt, time.Second)
+	v, ok := p.offer(Draw{Wallclock: time.UnixMicro(sentAt.UnixMicro())})
+	assert.True(t, ok)
+	assert.Zero(t, v)
+
+	p.start(2, sentAt, time.Second)
+	_, ok = p.offer(Draw{Wallclock: time.UnixMicro(sentAt.UnixMicro() - 1)})
+	assert.False(t, ok, "a draw a whole microsecond earlier is before the press")
+	_, ok = p.offer(Draw{Wallclock: sentAt.Add(time.Second + time.Microsecond)})
+	assert.False(t, ok)
+	assert.True(t, p.open, "refused draws leave the press open")
+	v, ok = p.offer(Draw{Wallclock: sentAt.Add(20 * time.Millisecond)})
+	assert.True(t, ok)
+	assert.InDelta(t, 0.020, v, 1e-9)
+	_, ok = p.offer(Draw{Wallclock: sentAt.Add(21 * time.Millisecond)})
+	assert.False(t, ok, "a press takes only its first draw")
+}
+
+func TestDrainDroppedAtEnd(t *testing.T) {
+	dropped := make(chan int, 3)
+	dropped <- 5
+	dropped <- 0 // ignored
+	dropped <- 2
+	close(dropped)
+	log, _ := logBuffer(t)
+	r := &runner{src: Sources{Dropped: dropped}, log: log}
+	r.drainDropped()
+	assert.Equal(t, 7, r.res.Dropped)
+}

@@ -1,0 +1,177 @@
+// Package results writes and reads the loadtest's output files: the legacy
+// latency-<run>.csv (one float per line, seconds, no header), the
+// latency-<run>.json sidecar that says what the numbers mean, and a short
+// human summary table.
+//
+// The CSV keeps the legacy shape on purpose: existing consumers treat it as
+// an opaque column of seconds. Everything else (which metric, how it was
+// taken, how many presses were missed) lives in the sidecar, so that old
+// and new CSVs are never compared without knowing what they measured.
+package results
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// runIDPattern bounds run ids to characters that are safe in a file name
+// on every platform and cannot climb out of the results directory.
+var runIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ValidateRunID reports whether run can be used in a results file name.
+// Run ids become part of paths, so separators and ".." must be refused
+// rather than cleaned.
+func ValidateRunID(run string) error {
+	if !runIDPattern.MatchString(run) || strings.Contains(run, "..") {
+		return fmt.Errorf("invalid run id %q: want 1-128 characters from [A-Za-z0-9._-], starting with a letter or digit, without \"..\"", run)
+	}
+	return nil
+}
+
+// CSVName returns the legacy CSV file name for run: latency-<run>.csv.
+func CSVName(run string) string { return "latency-" + run + ".csv" }
+
+// SidecarName returns the sidecar file name for run: latency-<run>.json.
+func SidecarName(run string) string { return "latency-" + run + ".json" }
+
+// CSVWriter appends samples to a latency CSV, one line per sample, each
+// line handed to the kernel by a single write before Write returns. There
+// is no user-space buffer, so killing the process loses nothing that was
+// collected. Safe for concurrent use.
+type CSVWriter struct {
+	mu   sync.Mutex
+	f    *os.File
+	path string
+	n    int
+	buf  []byte
+}
+
+// CreateCSV creates dir (and parents) if needed and a new, empty
+// latency-<run>.csv in it. An existing file is an error rather than being
+// overwritten or appended to: a clash of run ids must not destroy or mix
+// earlier results.
+func CreateCSV(dir, run string) (*CSVWriter, error) {
+	if err := ValidateRunID(run); err != nil {
+		return nil, fmt.Errorf("create latency CSV: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create results directory %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, CSVName(run))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("create latency CSV %s: file already exists (pick another run id)", path)
+		}
+		return nil, fmt.Errorf("create latency CSV: %w", err)
+	}
+	return &CSVWriter{f: f, path: path, buf: make([]byte, 0, 32)}, nil
+}
+
+// Path returns the file's path.
+func (w *CSVWriter) Path() string { return w.path }
+
+// Count returns the number of samples written so far.
+func (w *CSVWriter) Count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n
+}
+
+// Write appends one sample in seconds as "%.6f\n" (microsecond
+// resolution, the resolution of the control socket's wallclock_us). NaN
+// and infinities are refused: they are not latencies, and ReadCSV would
+// reject the file.
+func (w *CSVWriter) Write(seconds float64) error {
+	if math.IsNaN(seconds) || math.IsInf(seconds, 0) {
+		return fmt.Errorf("write sample to %s: %v is not a finite number of seconds", w.path, seconds)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return fmt.Errorf("write sample to %s: %w", w.path, os.ErrClosed)
+	}
+	w.buf = strconv.AppendFloat(w.buf[:0], seconds, 'f', 6, 64)
+	w.buf = append(w.buf, '\n')
+	if _, err := w.f.Write(w.buf); err != nil {
+		return fmt.Errorf("write sample %d to %s: %w", w.n+1, w.path, err)
+	}
+	w.n++
+	return nil
+}
+
+// Close syncs the file to stable storage and closes it. Calling Close
+// again does nothing.
+func (w *CSVWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return nil
+	}
+	f := w.f
+	w.f = nil
+	syncErr := f.Sync()
+	closeErr := f.Close()
+	if err := errors.Join(syncErr, closeErr); err != nil {
+		return fmt.Errorf("close latency CSV %s: %w", w.path, err)
+	}
+	return nil
+}
+
+// ReadCSV reads a latency CSV: one finite float (seconds) per line. Blank
+// lines at the end are accepted (a file ends with a newline, and a writer
+// killed mid-run may leave one); a blank line followed by more values, or
+// a value that is not a finite number, is an error naming the line. A
+// last line without a newline is read normally. An empty file gives an
+// empty, non-nil slice.
+func ReadCSV(path string) ([]float64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read latency CSV: %w", err)
+	}
+	defer f.Close()
+
+	values := []float64{}
+	firstBlank := 0 // line number of the first blank line in the current run of blanks
+	sc := bufio.NewScanner(f)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			if firstBlank == 0 {
+				firstBlank = line
+			}
+			continue
+		}
+		if firstBlank != 0 {
+			return nil, fmt.Errorf("read latency CSV %s: line %d: blank line before more values", path, firstBlank)
+		}
+		v, err := strconv.ParseFloat(text, 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("read latency CSV %s: line %d: %q is not a finite number of seconds", path, line, truncate(text, 40))
+		}
+		values = append(values, v)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read latency CSV %s: after line %d: %w", path, line, err)
+	}
+	return values, nil
+}
+
+// truncate shortens s for an error message so a garbage file cannot
+// produce a megabyte-long error.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,273 @@
+package results
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/shakenfist/kerbside-latency/harness/stats"
+)
+
+// FormatVersion is the sidecar format written by this package. Bump it
+// when a field changes meaning or is removed; adding a field does not need
+// a bump (readers ignore fields they do not know).
+const FormatVersion = 1
+
+// Stop reasons recorded in Sidecar.StopReason. They match the values of
+// measure.StopReason; results does not import measure so that the file
+// format does not depend on the measuring code.
+const (
+	StopSamplesReached = "samples_reached"
+	StopMaxDuration    = "max_duration"
+	StopInterrupted    = "interrupted"
+	StopError          = "error"
+)
+
+// Sanity verdicts.
+const (
+	VerdictPass = "pass"
+	VerdictFail = "fail"
+)
+
+// Sidecar is the latency-<run>.json file written next to the CSV. It makes
+// a CSV self-describing: which metric the column holds, how it was taken,
+// what was lost on the way, and whether the run looks sane. JSON field
+// names are part of the file format and must not change.
+//
+// Durations are float seconds in fields ending in _s; times are RFC 3339
+// in UTC.
+type Sidecar struct {
+	FormatVersion int `json:"format_version"`
+	// RunID is the <run> in the file names.
+	RunID string `json:"run_id"`
+	// Metric names what the CSV holds, e.g. "keypress_to_screen".
+	Metric string `json:"metric"`
+	// MetricDefinition says in words what one sample measures.
+	MetricDefinition string `json:"metric_definition"`
+	// Unit of every value in the CSV and in Summary; always "s".
+	Unit string `json:"unit"`
+	// CSVFile is the CSV's base name (latency-<run>.csv).
+	CSVFile string `json:"csv_file"`
+
+	SamplesRequested int `json:"samples_requested"`
+	SamplesCollected int `json:"samples_collected"`
+	// Misses are key presses with no draw in their window; never samples.
+	Misses int `json:"misses"`
+	// UnpairedDraws are draws that belonged to no key press.
+	UnpairedDraws int `json:"unpaired_draws"`
+	// DroppedEvents is the sum of the control socket's "dropped" counts:
+	// events the server discarded because the client read too slowly.
+	DroppedEvents int `json:"dropped_events"`
+	// KeyErrors counts failed send_key requests.
+	KeyErrors int `json:"key_errors"`
+
+	CadenceS     float64 `json:"cadence_s"`
+	JitterS      float64 `json:"jitter_s"`
+	HoldS        float64 `json:"hold_s"`
+	WindowS      float64 `json:"window_s"`
+	MaxDurationS float64 `json:"max_duration_s"`
+	// JitterSeed reproduces the sequence of press gaps.
+	JitterSeed uint64 `json:"jitter_seed"`
+	// Scancode is the AT set-1 make code pressed, as "0x39".
+	Scancode string `json:"scancode"`
+
+	ProtocolVersionRequested string `json:"protocol_version_requested"`
+	ProtocolVersionAnswered  string `json:"protocol_version_answered"`
+	// ServerName is the control socket server's self-description from hello.
+	ServerName string `json:"server_name"`
+	// Provider says where the console came from (e.g. "openstack", "direct").
+	Provider    string `json:"provider"`
+	RyllBinary  string `json:"ryll_binary"`
+	RyllVersion string `json:"ryll_version"`
+
+	StartTime time.Time `json:"start_time"`
+	EndTime   time.Time `json:"end_time"`
+	// StopReason is one of the Stop* constants.
+	StopReason string `json:"stop_reason"`
+
+	Summary stats.Summary `json:"summary"`
+	Sanity  Sanity        `json:"sanity"`
+	// Errors are the run's error messages, already free of secrets.
+	Errors []string `json:"errors"`
+}
+
+// Sanity records the bounds every sample was checked against and the
+// outcome.
+type Sanity struct {
+	MinS float64 `json:"min_s"`
+	MaxS float64 `json:"max_s"`
+	// Verdict is VerdictPass or VerdictFail.
+	Verdict string `json:"verdict"`
+	// OutOfRange lists the samples outside [MinS, MaxS].
+	OutOfRange []OutOfRange `json:"out_of_range"`
+	// Note explains a failure that OutOfRange does not, e.g. no samples.
+	Note string `json:"note,omitempty"`
+}
+
+// OutOfRange is one sample outside the sanity bounds.
+type OutOfRange struct {
+	// Index is 0-based: the sample on line Index+1 of the CSV.
+	Index int     `json:"index"`
+	Value float64 `json:"value"`
+}
+
+// CheckSanity reports whether every sample lies in [min, max] and lists
+// those that do not. It is deliberately dumb: a bound set for one metric
+// (a keypress takes tens of milliseconds; a ping interval alternates near
+// 0 and 15 s) will fail the other, which is the point. An empty input is
+// ok (nothing is out of range); use NewSanity for a verdict that also
+// fails an empty run. NaN is always out of range; min > max makes every
+// sample out of range.
+func CheckSanity(samples []float64, min, max float64) (ok bool, outOfRange []OutOfRange) {
+	for i, v := range samples {
+		if !(v >= min && v <= max) {
+			outOfRange = append(outOfRange, OutOfRange{Index: i, Value: v})
+		}
+	}
+	return len(outOfRange) == 0, outOfRange
+}
+
+// NewSanity runs CheckSanity and turns it into the sidecar's record. A run
+// with no samples fails: a loadtest that measured nothing has not shown
+// that latency is sane.
+func NewSanity(samples []float64, min, max float64) Sanity {
+	ok, bad := CheckSanity(samples, min, max)
+	s := Sanity{MinS: min, MaxS: max, Verdict: VerdictPass, OutOfRange: bad}
+	switch {
+	case len(samples) == 0:
+		s.Verdict, s.Note = VerdictFail, "no samples"
+	case !ok:
+		s.Verdict = VerdictFail
+		s.Note = fmt.Sprintf("%d of %d samples outside [%g s, %g s]", len(bad), len(samples), min, max)
+	}
+	return s
+}
+
+// normalized returns a copy ready to encode: nil slices become empty so
+// the file always has [] rather than null, times are UTC, and the format
+// version and unit are filled in when left zero.
+func (s Sidecar) normalized() Sidecar {
+	if s.FormatVersion == 0 {
+		s.FormatVersion = FormatVersion
+	}
+	if s.Unit == "" {
+		s.Unit = "s"
+	}
+	if s.Errors == nil {
+		s.Errors = []string{}
+	}
+	if s.Sanity.OutOfRange == nil {
+		s.Sanity.OutOfRange = []OutOfRange{}
+	}
+	s.StartTime = s.StartTime.UTC()
+	s.EndTime = s.EndTime.UTC()
+	return s
+}
+
+// MarshalSidecar encodes s as indented JSON with a trailing newline, in
+// the form WriteSidecar stores.
+func MarshalSidecar(s Sidecar) ([]byte, error) {
+	if err := checkFinite(s); err != nil {
+		return nil, fmt.Errorf("encode sidecar for run %q: %w", s.RunID, err)
+	}
+	b, err := json.MarshalIndent(s.normalized(), "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode sidecar for run %q: %w", s.RunID, err)
+	}
+	return append(b, '\n'), nil
+}
+
+// checkFinite names the first non-finite float, which encoding/json would
+// otherwise reject with a message that does not say which field.
+func checkFinite(s Sidecar) error {
+	fields := []struct {
+		name string
+		v    float64
+	}{
+		{"cadence_s", s.CadenceS}, {"jitter_s", s.JitterS}, {"hold_s", s.HoldS},
+		{"window_s", s.WindowS}, {"max_duration_s", s.MaxDurationS},
+		{"sanity.min_s", s.Sanity.MinS}, {"sanity.max_s", s.Sanity.MaxS},
+		{"summary.min", s.Summary.Min}, {"summary.mean", s.Summary.Mean},
+		{"summary.p50", s.Summary.P50}, {"summary.p90", s.Summary.P90},
+		{"summary.p95", s.Summary.P95}, {"summary.p99", s.Summary.P99},
+		{"summary.max", s.Summary.Max},
+	}
+	for _, f := range fields {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("field %s is %v, which JSON cannot hold", f.name, f.v)
+		}
+	}
+	for _, o := range s.Sanity.OutOfRange {
+		if math.IsNaN(o.Value) || math.IsInf(o.Value, 0) {
+			return fmt.Errorf("sanity.out_of_range[index %d] is %v, which JSON cannot hold", o.Index, o.Value)
+		}
+	}
+	return nil
+}
+
+// WriteSidecar writes s to path atomically: it writes a temporary file in
+// the same directory, syncs it and renames it over path, so a reader (or a
+// kill mid-write) never sees half a file. The directory is created if
+// needed.
+func WriteSidecar(path string, s Sidecar) (err error) {
+	b, err := MarshalSidecar(s)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("write sidecar %s: create directory: %w", path, err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write sidecar %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := tmp.Write(b); err != nil {
+		return fmt.Errorf("write sidecar %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("write sidecar %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("write sidecar %s: sync: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write sidecar %s: close: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write sidecar %s: rename into place: %w", path, err)
+	}
+	return nil
+}
+
+// ReadSidecar reads a sidecar written by WriteSidecar. Unknown fields are
+// ignored so that newer files stay readable; a missing or newer
+// format_version is an error because the fields may mean something else.
+func ReadSidecar(path string) (Sidecar, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Sidecar{}, fmt.Errorf("read sidecar: %w", err)
+	}
+	var s Sidecar
+	if err := json.Unmarshal(b, &s); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			return Sidecar{}, fmt.Errorf("read sidecar %s: invalid JSON at byte %d: %w", path, syn.Offset, err)
+		}
+		return Sidecar{}, fmt.Errorf("read sidecar %s: %w", path, err)
+	}
+	if s.FormatVersion < 1 || s.FormatVersion > FormatVersion {
+		return Sidecar{}, fmt.Errorf("read sidecar %s: format_version %d is not supported (this reader knows 1 to %d)", path, s.FormatVersion, FormatVersion)
+	}
+	return s, nil
+}

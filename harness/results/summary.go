@@ -1,0 +1,59 @@
+package results
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteSummary prints a short aligned table of a run for the console and
+// the CI log: what was measured, how much of it, the latency spread in
+// milliseconds, the sanity verdict and where the files are. Values that do
+// not exist (no samples) print as "-".
+func WriteSummary(w io.Writer, s Sidecar) error {
+	s = s.normalized()
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+
+	row("run", s.RunID)
+	row("metric", s.Metric+" ("+s.Unit+")")
+	row("samples", fmt.Sprintf("%d/%d", s.SamplesCollected, s.SamplesRequested))
+	row("misses", fmt.Sprint(s.Misses))
+	row("unpaired draws", fmt.Sprint(s.UnpairedDraws))
+	row("dropped events", fmt.Sprint(s.DroppedEvents))
+	row("stop reason", s.StopReason)
+
+	ms := func(v float64) string {
+		if s.Summary.Count == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.3f", v*1000)
+	}
+	fmt.Fprintf(tw, "latency ms\tmin\tp50\tp95\tp99\tmax\n")
+	fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s\t%s\n",
+		ms(s.Summary.Min), ms(s.Summary.P50), ms(s.Summary.P95), ms(s.Summary.P99), ms(s.Summary.Max))
+
+	verdict := s.Sanity.Verdict
+	if verdict == "" {
+		verdict = "-"
+	}
+	if s.Sanity.Note != "" {
+		verdict += " (" + s.Sanity.Note + ")"
+	}
+	row("sanity", verdict)
+	if len(s.Errors) > 0 {
+		// One line, whatever the messages hold, so the table stays aligned.
+		flat := strings.NewReplacer("\n", " ", "\t", " ", "\r", " ").Replace(strings.Join(s.Errors, "; "))
+		row("errors", flat)
+	}
+	csv := s.CSVFile
+	if csv == "" {
+		csv = CSVName(s.RunID)
+	}
+	row("files", csv+", "+SidecarName(s.RunID))
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write summary of run %q: %w", s.RunID, err)
+	}
+	return nil
+}
