@@ -20,7 +20,7 @@ SHORT_LOADTEST_ENV := LATENCY_PROVIDER=fake LATENCY_SAMPLES=8 \
 	LATENCY_CADENCE=250ms LATENCY_KEY_HOLD=30ms LATENCY_CADENCE_JITTER=40ms \
 	LATENCY_MAX_DURATION=60s LATENCY_RESULTS_DIR=$(RESULTS_DIR)/short
 
-.PHONY: help test unit loadtest-short loadtest lint bench fuzz sweep clean
+.PHONY: help test unit loadtest-short loadtest lint bench fuzz sweep compare clean
 
 help:
 	@echo "make test       unit tests with -race, then a short fake loadtest (what CI runs)"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench      benchmarks (control client, pairing, accuracy)"
 	@echo "make fuzz       the control-socket line decoder fuzz target for FUZZTIME=$(FUZZTIME)"
 	@echo "make sweep      delete servers left by earlier runs (OpenStack; SWEEP_ARGS='-older-than 2h -dry-run')"
+	@echo "make compare    OLD=results/latency-A.csv NEW=results/latency-B.csv: medians, confidence and p-value"
 	@echo "make clean      remove results and build output"
 
 test: unit loadtest-short
@@ -63,6 +64,10 @@ fuzz:
 
 sweep:
 	$(GO) run ./cmd/latency-sweep $(SWEEP_ARGS)
+
+compare:
+	@test -n "$(OLD)" && test -n "$(NEW)" || { echo "usage: make compare OLD=results/latency-A.csv NEW=results/latency-B.csv"; exit 2; }
+	$(GO) run ./cmd/latency-compare $(COMPARE_ARGS) "$(OLD)" "$(NEW)"
 
 clean:
 	rm -rf $(RESULTS_DIR) bin
