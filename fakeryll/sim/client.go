@@ -1,0 +1,468 @@
+package sim
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// acceptLoop accepts control clients one at a time; a second connection
+// while one is active gets a single busy line and is closed.
+func (s *Sim) acceptLoop(ctx context.Context, ln net.Listener) {
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("accepting control client", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		if s.isHung() {
+			// A hung ryll no longer services its socket: the connection
+			// stays open and silent, and no further one is accepted.
+			s.mu.Lock()
+			s.limbo = append(s.limbo, nc)
+			s.mu.Unlock()
+			<-ctx.Done()
+			return
+		}
+		s.mu.Lock()
+		if s.client != nil {
+			s.stats.Busy++
+			s.mu.Unlock()
+			s.log.Debug("refusing second control client: busy")
+			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = nc.Write(encodeLine(busyResponse{OK: false, Error: errf(CodeBusy, "another client is connected")}))
+			_ = nc.Close()
+			continue
+		}
+		c := newClient(ctx, s, nc)
+		s.client = c
+		s.stats.Connections++
+		s.mu.Unlock()
+		s.log.Debug("control client connected")
+		s.wg.Go(c.serve)
+	}
+}
+
+// client is the one connected control client and its per-connection
+// state: hello done or not, subscriptions, event queue.
+type client struct {
+	s      *Sim
+	nc     net.Conn
+	q      *eventQueue
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	wmu sync.Mutex // one complete line per Write, never interleaved
+
+	smu  sync.Mutex
+	subs map[string]bool
+
+	helloDone bool // reader goroutine only
+}
+
+func newClient(ctx context.Context, s *Sim, nc net.Conn) *client {
+	cctx, cancel := context.WithCancel(ctx)
+	return &client{s: s, nc: nc, q: newEventQueue(nil), ctx: cctx, cancel: cancel, subs: map[string]bool{}}
+}
+
+func (c *client) subscribed(name string) bool {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return c.subs[name]
+}
+
+// serve runs the request loop: requests are answered strictly in order.
+func (c *client) serve() {
+	stopClose := context.AfterFunc(c.ctx, func() { _ = c.nc.Close() })
+	var writer sync.WaitGroup
+	writer.Go(c.writeEvents)
+	defer func() {
+		c.cancel()
+		stopClose()
+		_ = c.nc.Close()
+		writer.Wait()
+		s := c.s
+		s.mu.Lock()
+		if s.client == c {
+			s.client = nil
+		}
+		s.stats.Dropped += c.q.dropped()
+		s.mu.Unlock()
+		s.log.Debug("control client disconnected")
+	}()
+	br := bufio.NewReaderSize(c.nc, 64<<10)
+	for {
+		line, tooLong, err := readLine(br)
+		arrival := alignMicro(time.Now())
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.s.log.Debug("reading control client", "err", err)
+			}
+			return
+		}
+		if c.s.isHung() {
+			c.s.mu.Lock()
+			c.s.stats.Ignored++
+			c.s.mu.Unlock()
+			<-c.ctx.Done()
+			return
+		}
+		if tooLong {
+			c.replyErr(nil, errf(CodeBadParams, "request line longer than %d bytes", maxRequestLine))
+			continue
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		if closeConn := c.handle(line, arrival); closeConn {
+			return
+		}
+	}
+}
+
+// readLine reads one "\n"-terminated line of at most maxRequestLine bytes.
+// A longer line is consumed and reported as tooLong. A partial line at
+// EOF is discarded.
+func readLine(br *bufio.Reader) (line []byte, tooLong bool, err error) {
+	var buf []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(buf)+len(frag) > maxRequestLine {
+			tooLong = true
+		} else {
+			buf = append(buf, frag...)
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, false, err
+		}
+	}
+	if tooLong {
+		return nil, true, nil
+	}
+	return bytes.TrimRight(buf, "\r\n"), false, nil
+}
+
+// writeEvents drains the event queue onto the socket.
+func (c *client) writeEvents() {
+	for {
+		it, ok := c.q.pop()
+		if !ok {
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-c.q.ready:
+			}
+			continue
+		}
+		if c.s.isHung() {
+			<-c.ctx.Done()
+			return
+		}
+		line := it.line
+		if it.dropped {
+			if !c.subscribed(eventDropped) {
+				continue
+			}
+			line = encodeLine(eventMsg{Event: eventDropped, Data: droppedData{Count: clampU32(it.count)}})
+		}
+		if err := c.write(line); err != nil {
+			c.cancel()
+			return
+		}
+	}
+}
+
+func (c *client) write(line []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.nc.Write(line); err != nil {
+		return fmt.Errorf("write to control client: %w", err)
+	}
+	return nil
+}
+
+func (c *client) reply(id json.RawMessage, result any) {
+	_ = c.write(encodeLine(okResponse{ID: id, OK: true, Result: result}))
+}
+
+func (c *client) replyErr(id json.RawMessage, e *wireError) {
+	_ = c.write(encodeLine(errResponse{ID: id, OK: false, Error: e}))
+}
+
+// emitOwn sends an event to this client only, if it is still the current
+// client and subscribed (paste outcomes belong to the connection that
+// asked).
+func (c *client) emitOwn(name string, data any) {
+	if c.ctx.Err() != nil || !c.subscribed(name) || c.s.isHung() {
+		return
+	}
+	c.q.push(encodeLine(eventMsg{Event: name, Data: data}))
+}
+
+// handle answers one request line and reports whether the connection must
+// now be closed.
+func (c *client) handle(line []byte, arrival time.Time) bool {
+	req, werr := parseRequest(line)
+	if werr != nil {
+		c.replyErr(req.id, werr)
+		return false
+	}
+	if !c.helloDone && req.method != methodHello {
+		c.replyErr(req.id, errf(CodeNoHelloYet, "first request must be hello"))
+		return false
+	}
+	c.s.log.Debug("control request", "method", req.method)
+	var result any
+	switch req.method {
+	case methodHello:
+		var closeConn bool
+		result, closeConn, werr = c.hello(req.params)
+		if closeConn {
+			c.replyErr(req.id, werr)
+			return true
+		}
+	case methodStatus:
+		result = c.s.status(arrival)
+	case methodSendKey:
+		result, werr = c.sendKey(req.params, arrival)
+	case methodPaste:
+		result, werr = c.paste(req.id, req.params)
+	case methodScreenshot:
+		result, werr = c.screenshot(req.params, arrival)
+	case methodSubscribe:
+		result, werr = c.subscribe(req.params)
+	case methodUnsubscribe:
+		result, werr = c.unsubscribe(req.params)
+	default:
+		werr = errf(CodeUnknownMethod, "unknown method %q", truncate(req.method, 64))
+	}
+	if werr != nil {
+		c.replyErr(req.id, werr)
+		return false
+	}
+	c.reply(req.id, result)
+	if req.method == methodPaste {
+		c.startPaste(req.id, req.params)
+	}
+	return false
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func (c *client) hello(p map[string]json.RawMessage) (any, bool, *wireError) {
+	if _, _, werr := paramString(p, "client_name"); werr != nil {
+		return nil, false, werr
+	}
+	pv, ok, werr := paramString(p, "protocol_version")
+	if werr != nil {
+		return nil, false, werr
+	}
+	if !ok {
+		return nil, false, errf(CodeBadParams, "protocol_version is missing")
+	}
+	v, err := ParseVersion(pv)
+	if err != nil {
+		return nil, false, errf(CodeBadParams, "protocol_version must be a dotted major.minor string such as \"1.2\"")
+	}
+	server := c.s.cfg.ProtocolVersion
+	if v.Major != server.Major {
+		return nil, true, errf(CodeVersionMismatch, "server speaks major version %d; client requested major version %d", server.Major, v.Major)
+	}
+	c.helloDone = true
+	return helloResult{
+		ServerName:       serverName,
+		ProtocolVersion:  server.String(),
+		SupportedMethods: append([]string(nil), supportedMethods...),
+		SupportedEvents:  supportedEvents(server),
+	}, false, nil
+}
+
+func (c *client) sendKey(p map[string]json.RawMessage, arrival time.Time) (any, *wireError) {
+	code, ok, werr := paramUint(p, "scancode", maxU16, "u16")
+	if werr != nil {
+		return nil, werr
+	}
+	if !ok {
+		return nil, errf(CodeBadParams, "scancode is missing")
+	}
+	state, ok, werr := paramString(p, "state")
+	if werr != nil {
+		return nil, werr
+	}
+	if !ok {
+		return nil, errf(CodeBadParams, "state is missing")
+	}
+	if state != "down" && state != "up" && state != "press" {
+		return nil, errf(CodeBadState, "unrecognised state value %q", truncate(state, 32))
+	}
+	if c.s.cfg.ProtocolVersion.AtLeast(1, 2) {
+		if hi := code >> 8; hi != 0 && hi != extendedScancodePrefix {
+			return nil, errf(CodeBadParams, "scancode 0x%04X is not a logical make code: extended keys carry the 0xE0 prefix in the high byte, e.g. 0xE04B", code)
+		}
+	}
+	if state != "up" {
+		c.s.keyDown(arrival)
+	}
+	return struct{}{}, nil
+}
+
+// pasteParams validates a paste request; the typing itself starts after
+// the response has been written (startPaste), so the response always
+// precedes the outcome event.
+func (c *client) paste(_ json.RawMessage, p map[string]json.RawMessage) (any, *wireError) {
+	if _, ok, werr := paramString(p, "text"); werr != nil {
+		return nil, werr
+	} else if !ok {
+		return nil, errf(CodeBadParams, "text is missing")
+	}
+	if _, _, werr := paramUint(p, "char_delay_ms", maxU32, "u32"); werr != nil {
+		return nil, werr
+	}
+	if !c.s.agentConnected() {
+		return nil, errf(CodeAgentNotConnected, "the SPICE vdagent is not connected")
+	}
+	return struct{}{}, nil
+}
+
+// representable reports whether r can be typed on a US-QWERTY keyboard.
+func representable(r rune) bool {
+	return (r >= 0x20 && r <= 0x7e) || r == '\n' || r == '\t'
+}
+
+func (c *client) startPaste(id json.RawMessage, p map[string]json.RawMessage) {
+	text, _, _ := paramString(p, "text")
+	delayMS, ok, _ := paramUint(p, "char_delay_ms", maxU32, "u32")
+	if !ok {
+		delayMS = defaultPasteCharDelay
+	}
+	delay := time.Duration(delayMS) * time.Millisecond
+	c.s.wg.Go(func() {
+		var sent uint32
+		timer := time.NewTimer(time.Hour)
+		timer.Stop()
+		defer timer.Stop()
+		for i, r := range []rune(text) {
+			if i > 0 && delay > 0 {
+				timer.Reset(delay)
+				select {
+				case <-c.ctx.Done():
+					return
+				case <-c.s.hung:
+					return
+				case <-timer.C:
+				}
+			}
+			if c.ctx.Err() != nil || c.s.isHung() {
+				return
+			}
+			if !representable(r) {
+				c.emitOwn(eventPasteFailed, pasteFailedData{
+					RequestID: id,
+					Reason:    fmt.Sprintf("character U+%04X is not representable in US-QWERTY", r),
+				})
+				return
+			}
+			c.s.keyDown(alignMicro(time.Now()))
+			sent++
+		}
+		c.emitOwn(eventPasteCompleted, pasteCompletedData{RequestID: id, CharsSent: sent})
+	})
+}
+
+func (c *client) screenshot(p map[string]json.RawMessage, now time.Time) (any, *wireError) {
+	sid, _, werr := paramUint(p, "surface_id", maxU32, "u32")
+	if werr != nil {
+		return nil, werr
+	}
+	format, ok, werr := paramString(p, "format")
+	if werr != nil {
+		return nil, werr
+	}
+	if !ok {
+		format = "png"
+	}
+	if format != "png" && format != "rgba" {
+		return nil, errf(CodeUnsupportedFormat, "unsupported format %q: want \"png\" or \"rgba\"", truncate(format, 32))
+	}
+	if sid != 0 || len(c.s.status(now).Surfaces) == 0 {
+		return nil, errf(CodeNoSuchSurface, "no surface %d in this session", sid)
+	}
+	w, h := c.s.cfg.SurfaceWidth, c.s.cfg.SurfaceHeight
+	img := renderSurface(w, h, c.s.currentGeneration())
+	data := img.Pix
+	if format == "png" {
+		var err error
+		if data, err = encodePNG(img); err != nil {
+			return nil, errf(CodeInternalError, "%v", err)
+		}
+	}
+	return screenshotResult{
+		Width: uint32(w), Height: uint32(h), Format: format,
+		DataBase64: base64.StdEncoding.EncodeToString(data),
+	}, nil
+}
+
+func (c *client) subscribe(p map[string]json.RawMessage) (any, *wireError) {
+	names, werr := paramStrings(p, "events")
+	if werr != nil {
+		return nil, werr
+	}
+	known := map[string]bool{}
+	for _, e := range supportedEvents(c.s.cfg.ProtocolVersion) {
+		known[e] = true
+	}
+	out := []string{}
+	seen := map[string]bool{}
+	c.smu.Lock()
+	for _, n := range names {
+		if !known[n] || seen[n] {
+			continue
+		}
+		seen[n] = true
+		c.subs[n] = true
+		out = append(out, n)
+	}
+	c.smu.Unlock()
+	return subscribeResult{Subscribed: out}, nil
+}
+
+func (c *client) unsubscribe(p map[string]json.RawMessage) (any, *wireError) {
+	names, werr := paramStrings(p, "events")
+	if werr != nil {
+		return nil, werr
+	}
+	out := []string{}
+	c.smu.Lock()
+	for _, n := range names {
+		if c.subs[n] {
+			delete(c.subs, n)
+			out = append(out, n)
+		}
+	}
+	c.smu.Unlock()
+	return unsubscribeResult{Unsubscribed: out}, nil
+}

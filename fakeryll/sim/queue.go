@@ -1,0 +1,130 @@
+package sim
+
+import (
+	"math"
+	"sync"
+	"time"
+)
+
+// QueueCapacity is the per-client event queue size the protocol specifies.
+const QueueCapacity = 256
+
+// droppedFlushDelay bounds how long a drop episode may go unreported while
+// the queue never drains (the protocol's "short bounded delay").
+const droppedFlushDelay = 250 * time.Millisecond
+
+// queueItem is one queued event line, or the dropped-count marker.
+type queueItem struct {
+	line    []byte // encoded event line; nil for the marker
+	dropped bool   // the marker: report count as a dropped event
+	count   uint64 // set on the marker when it is popped
+}
+
+// eventQueue is the bounded per-client event queue, a ring of
+// QueueCapacity slots. Producers (the simulated session) push without
+// ever blocking; the writer pops. When the queue is full the oldest event
+// is discarded and counted. The count is reported as a single dropped
+// marker when the queue next drains, or, under sustained pressure, by a
+// marker queued once the episode is older than droppedFlushDelay. At most
+// one marker is queued; drops while it waits increase its count in place,
+// so the marker itself is never dropped.
+type eventQueue struct {
+	mu           sync.Mutex
+	ring         [QueueCapacity]queueItem
+	head, n      int
+	pending      uint64 // drops not yet in any marker
+	episodeStart time.Time
+	marker       bool   // the marker is queued
+	markerCount  uint64 // its count so far
+	now          func() time.Time
+	ready        chan struct{} // signalled (capacity 1) when an item is pushed
+	totalDropped uint64
+}
+
+func newEventQueue(now func() time.Time) *eventQueue {
+	if now == nil {
+		now = time.Now
+	}
+	return &eventQueue{now: now, ready: make(chan struct{}, 1)}
+}
+
+func (q *eventQueue) at(i int) *queueItem { return &q.ring[(q.head+i)%QueueCapacity] }
+
+// push queues one encoded event line. It never blocks.
+func (q *eventQueue) push(line []byte) {
+	q.mu.Lock()
+	if q.n == QueueCapacity {
+		q.dropOldestLocked()
+	}
+	*q.at(q.n) = queueItem{line: line}
+	q.n++
+	if q.pending > 0 && !q.marker && q.now().Sub(q.episodeStart) >= droppedFlushDelay {
+		if q.n == QueueCapacity {
+			q.dropOldestLocked() // counted in this episode too
+		}
+		*q.at(q.n) = queueItem{dropped: true}
+		q.n++
+		q.marker, q.markerCount, q.pending = true, q.pending, 0
+	}
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// dropOldestLocked discards the oldest event that is not the marker. The
+// queue is full, so there is always one.
+func (q *eventQueue) dropOldestLocked() {
+	if q.at(0).dropped {
+		// The marker is the oldest: the event after it goes, and the
+		// marker moves up into its slot, keeping its place in line.
+		*q.at(1) = *q.at(0)
+	}
+	*q.at(0) = queueItem{}
+	q.head = (q.head + 1) % QueueCapacity
+	q.n--
+	q.totalDropped++
+	if q.marker {
+		q.markerCount++
+		return
+	}
+	if q.pending == 0 {
+		q.episodeStart = q.now()
+	}
+	q.pending++
+}
+
+// pop returns the next item. When the queue has drained to empty and
+// drops are unreported it returns a marker carrying their count.
+func (q *eventQueue) pop() (queueItem, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n > 0 {
+		it := *q.at(0)
+		*q.at(0) = queueItem{}
+		q.head = (q.head + 1) % QueueCapacity
+		q.n--
+		if it.dropped {
+			it.count = q.markerCount
+			q.marker, q.markerCount = false, 0
+		}
+		return it, true
+	}
+	if q.pending > 0 {
+		it := queueItem{dropped: true, count: q.pending}
+		q.pending = 0
+		return it, true
+	}
+	return queueItem{}, false
+}
+
+// dropped returns how many events were discarded in total.
+func (q *eventQueue) dropped() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.totalDropped
+}
+
+// clampU32 converts a count to the wire's u32.
+func clampU32(n uint64) uint64 { return min(n, math.MaxUint32) }
