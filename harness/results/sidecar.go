@@ -93,6 +93,9 @@ type Sidecar struct {
 	Sanity  Sanity        `json:"sanity"`
 	// Errors are the run's error messages, already free of secrets.
 	Errors []string `json:"errors"`
+	// Files are the base names of every file the run left in the results
+	// directory (CSV, sidecar, plot, benchmark file, ryll log).
+	Files []string `json:"files,omitempty"`
 }
 
 // Sanity records the bounds every sample was checked against and the

@@ -51,7 +51,11 @@ func WriteSummary(w io.Writer, s Sidecar) error {
 	if csv == "" {
 		csv = CSVName(s.RunID)
 	}
-	row("files", csv+", "+SidecarName(s.RunID))
+	files := csv + ", " + SidecarName(s.RunID)
+	if len(s.Files) > 0 {
+		files = strings.Join(s.Files, ", ")
+	}
+	row("files", files)
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write summary of run %q: %w", s.RunID, err)
 	}

@@ -1,0 +1,216 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/shakenfist/kerbside-latency/harness/config"
+	"github.com/shakenfist/kerbside-latency/harness/control"
+	"github.com/shakenfist/kerbside-latency/harness/measure"
+	"github.com/shakenfist/kerbside-latency/harness/results"
+)
+
+// keyTimeout bounds one send_key: a control socket that stops answering
+// ends the run with a clear error instead of a stuck cadence.
+const keyTimeout = 5 * time.Second
+
+// exitGrace is how long a lost connection waits to see whether ryll is
+// exiting, so that the error can say so.
+const exitGrace = 2 * time.Second
+
+// Measurement is what Measure found.
+type Measurement struct {
+	Result  measure.Result
+	CSVPath string
+	// LocalDropped counts events the control client itself had to drop
+	// because the measurement fell behind (never expected; reported).
+	LocalDropped uint64
+	// Malformed counts lines from ryll that were not protocol messages.
+	Malformed uint64
+	// Err is why the run ended early, if it did (nil when it reached its
+	// sample target or its maximum duration).
+	Err error
+}
+
+// Measure subscribes to the metric's events, drives the key cadence (for
+// the keypress metric) and collects samples until the target count, the
+// maximum duration, cancellation of ctx (SIGINT, SIGTERM), ryll exiting,
+// or the control connection ending. Each sample is written to the CSV the
+// moment it is taken. The Measurement is returned in every case; its Err
+// says why the run ended early.
+func (r *Run) Measure(ctx context.Context) (*Measurement, error) {
+	if r.Client == nil {
+		return nil, errors.New("measure: ryll is not ready (setup failed)")
+	}
+	if err := r.CheckHandshake(); err != nil {
+		return nil, err
+	}
+	want := append(r.requiredEvents(), control.EventDropped)
+	subscribed, err := r.Client.Subscribe(ctx, want...)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to %v: %w", want, err)
+	}
+	r.Subscribed = subscribed
+	for _, ev := range r.requiredEvents() {
+		if !slices.Contains(subscribed, ev) {
+			return nil, fmt.Errorf("ryll refused the subscription to %s (accepted %v); LATENCY_METRIC=%s cannot be measured", ev, subscribed, r.Cfg.Metric)
+		}
+	}
+
+	csv, err := results.CreateCSV(r.Cfg.ResultsDir, r.Cfg.RunID)
+	if err != nil {
+		return nil, fmt.Errorf("create the CSV: %w", err)
+	}
+	m := &Measurement{CSVPath: csv.Path()}
+
+	// The run ends early when ryll exits: ryll exits 0 when its SPICE
+	// session ends, so the exit itself is the failure.
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-r.Ryll.Exited():
+			cancel(fmt.Errorf("ryll exited during the run: %w", r.Ryll.ExitErr()))
+		case <-runCtx.Done():
+		}
+	}()
+
+	draws := make(chan measure.Draw, 256)
+	pings := make(chan measure.Ping, 64)
+	dropped := make(chan int, 16)
+	pumpDone := make(chan struct{})
+	go r.pump(runCtx, draws, pings, dropped, pumpDone)
+
+	cfg := measure.DefaultConfig(r.Metric())
+	cfg.Samples = r.Cfg.Samples
+	cfg.MaxDuration = r.Cfg.MaxDuration
+	cfg.Cadence = r.Cfg.Cadence
+	cfg.Jitter = r.Cfg.Jitter
+	cfg.Hold = r.Cfg.KeyHold
+	cfg.Window = r.Cfg.Window
+	cfg.Logger = r.logger
+	cfg.OnSample = func(s measure.Sample) error { return csv.Write(s.Value) }
+
+	src := measure.Sources{Draws: draws, Pings: pings, Dropped: dropped}
+	if r.Cfg.Metric != config.MetricPing {
+		src.Keyboard = keyboard{c: r.Client, code: r.Cfg.Scancode}
+	}
+	res, runErr := measure.Run(runCtx, cfg, src)
+	cancel(nil)
+	<-pumpDone
+	if err := csv.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("close the CSV: %w", err)
+	}
+	m.Result = res
+	st := r.Client.Stats()
+	m.LocalDropped = r.Client.DroppedEvents()
+	m.Malformed = st.Malformed + st.Oversized
+	if errors.Is(runErr, measure.ErrSourceClosed) {
+		// The connection usually drops a moment before ryll's exit is
+		// seen; give the exit a bounded moment so the error names the
+		// real cause and quotes ryll's last words.
+		select {
+		case <-r.Ryll.Exited():
+			runErr = fmt.Errorf("ryll exited during the run (%w): %w", runErr, r.Ryll.ExitErr())
+		case <-time.After(exitGrace):
+			runErr = fmt.Errorf("the control connection to ryll was lost while ryll kept running: %w", runErr)
+		}
+	} else if runErr != nil {
+		if cause := context.Cause(runCtx); cause != nil && !errors.Is(cause, context.Canceled) && ctx.Err() == nil {
+			// ryll exited: say that, not "context canceled".
+			runErr = cause
+		}
+	}
+	if runErr != nil && ctx.Err() != nil {
+		runErr = fmt.Errorf("interrupted: %w", context.Cause(ctx))
+	}
+	m.Err = runErr
+	return m, nil
+}
+
+// pump turns control events into the measurement's inputs. It never
+// blocks the control client (the client queues on its own side), and it
+// closes the measurement's channels when the connection ends so that the
+// run stops with ErrSourceClosed instead of waiting for events that will
+// not come.
+func (r *Run) pump(ctx context.Context, draws chan<- measure.Draw, pings chan<- measure.Ping, dropped chan<- int, done chan<- struct{}) {
+	defer close(done)
+	defer close(draws)
+	defer close(pings)
+	events := r.Client.Events()
+	for {
+		var ev control.Event
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok = <-events:
+			if !ok {
+				return
+			}
+		}
+		switch ev.Name {
+		case control.EventSurfaceDrawn:
+			d, err := ev.SurfaceDrawn()
+			if err != nil {
+				r.logger.Warn("skip a surface_drawn event that does not decode", "err", err)
+				continue
+			}
+			select {
+			case draws <- measure.Draw{Wallclock: d.Wallclock(), Received: ev.Received}:
+			case <-ctx.Done():
+				return
+			}
+		case control.EventLatency:
+			l, err := ev.Latency()
+			if err != nil {
+				r.logger.Warn("skip a latency event that does not decode", "err", err)
+				continue
+			}
+			select {
+			case pings <- measure.Ping{SampleMS: l.SampleMS, Wallclock: l.Wallclock(), Received: ev.Received}:
+			case <-ctx.Done():
+				return
+			}
+		case control.EventDropped:
+			d, err := ev.Dropped()
+			if err != nil {
+				r.logger.Warn("skip a dropped event that does not decode", "err", err)
+				continue
+			}
+			select {
+			case dropped <- int(d.Count):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// keyboard adapts the control client to measure.Keyboard.
+type keyboard struct {
+	c    *control.Client
+	code uint16
+}
+
+func (k keyboard) KeyDown(ctx context.Context) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, keyTimeout)
+	defer cancel()
+	at, err := k.c.SendKey(ctx, k.code, control.KeyDown)
+	if err != nil {
+		return at, fmt.Errorf("send_key down 0x%02X: %w", k.code, err)
+	}
+	return at, nil
+}
+
+func (k keyboard) KeyUp(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, keyTimeout)
+	defer cancel()
+	if _, err := k.c.SendKey(ctx, k.code, control.KeyUp); err != nil {
+		return fmt.Errorf("send_key up 0x%02X: %w", k.code, err)
+	}
+	return nil
+}

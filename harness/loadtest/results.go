@@ -1,0 +1,145 @@
+package loadtest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/shakenfist/kerbside-latency/harness/config"
+	"github.com/shakenfist/kerbside-latency/harness/control"
+	"github.com/shakenfist/kerbside-latency/harness/measure"
+	"github.com/shakenfist/kerbside-latency/harness/report"
+	"github.com/shakenfist/kerbside-latency/harness/results"
+	"github.com/shakenfist/kerbside-latency/harness/secret"
+	"github.com/shakenfist/kerbside-latency/harness/stats"
+)
+
+// Sidecar builds the JSON sidecar of a run from what Setup and Measure
+// found. m may be nil (the run never measured); runErrs are the run's
+// errors, which are scrubbed of every known secret before they are kept.
+func (r *Run) Sidecar(m *Measurement, end time.Time, runErrs ...error) results.Sidecar {
+	cfg := r.Cfg
+	s := results.Sidecar{
+		RunID:                    cfg.RunID,
+		Metric:                   string(r.Metric()),
+		MetricDefinition:         r.Metric().Definition(),
+		Unit:                     "s",
+		CSVFile:                  results.CSVName(cfg.RunID),
+		SamplesRequested:         cfg.Samples,
+		CadenceS:                 cfg.Cadence.Seconds(),
+		JitterS:                  cfg.Jitter.Seconds(),
+		HoldS:                    cfg.KeyHold.Seconds(),
+		WindowS:                  cfg.Window.Seconds(),
+		MaxDurationS:             cfg.MaxDuration.Seconds(),
+		Scancode:                 fmt.Sprintf("0x%02X", cfg.Scancode),
+		ProtocolVersionRequested: control.ProtocolVersion,
+		ProtocolVersionAnswered:  r.Hello.ProtocolVersion,
+		ServerName:               r.Hello.ServerName,
+		Provider:                 string(cfg.Provider),
+		RyllBinary:               r.RyllBinary,
+		RyllVersion:              r.RyllVersion,
+		StartTime:                r.Start,
+		EndTime:                  end,
+		StopReason:               string(measure.StopError),
+	}
+	if cfg.Metric == config.MetricPing {
+		s.Scancode = ""
+		s.HoldS, s.JitterS, s.WindowS = 0, 0, 0
+	}
+	var values []float64
+	if m != nil {
+		res := m.Result
+		values = res.Values()
+		s.SamplesCollected = len(res.Samples)
+		s.Misses = len(res.Misses)
+		s.UnpairedDraws = res.UnpairedDraws
+		s.DroppedEvents = res.Dropped
+		s.KeyErrors = res.KeyErrors
+		s.JitterSeed = res.Config.Seed
+		s.StopReason = string(res.StopReason)
+		if m.LocalDropped > 0 {
+			runErrs = append(runErrs, fmt.Errorf("the loadtest fell behind and dropped %d events itself", m.LocalDropped))
+		}
+		if m.Malformed > 0 {
+			runErrs = append(runErrs, fmt.Errorf("ryll sent %d lines that were not protocol messages (skipped)", m.Malformed))
+		}
+	}
+	s.Summary = stats.Summarize(values)
+	s.Sanity = results.NewSanity(values, cfg.SanityMin, cfg.SanityMax)
+	red := secret.NewRedactor(io.Discard, r.Secrets()...)
+	for _, err := range runErrs {
+		if err != nil {
+			s.Errors = append(s.Errors, red.Scrub(err.Error()))
+		}
+	}
+	return s
+}
+
+// Files names the files a run leaves in the results directory, for the
+// summary.
+type Files struct {
+	CSV, Sidecar, Plot, Bench, RyllLog string
+}
+
+// WriteResults writes the sidecar, the plot and the benchmark file next
+// to the CSV, and prints the summary table to w. It writes as much as it
+// can: one failing file does not stop the others.
+func (r *Run) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (Files, error) {
+	dir := r.Cfg.ResultsDir
+	f := Files{
+		CSV:     filepath.Join(dir, results.CSVName(r.Cfg.RunID)),
+		Sidecar: filepath.Join(dir, results.SidecarName(r.Cfg.RunID)),
+		RyllLog: r.RyllLog,
+	}
+	var errs []error
+	if m != nil && len(m.Result.Samples) > 0 {
+		f.Plot = filepath.Join(dir, report.PlotName(r.Cfg.RunID))
+		series := r.series(m)
+		title := fmt.Sprintf("%s, run %s (%s)", s.Metric, r.Cfg.RunID, r.Cfg.Provider)
+		if err := report.Plot(f.Plot, title, series); err != nil {
+			errs = append(errs, fmt.Errorf("plot: %w", err))
+			f.Plot = ""
+		}
+		f.Bench = filepath.Join(dir, report.BenchFileName(r.Cfg.RunID))
+		info := report.BenchInfo{RunID: r.Cfg.RunID, Metric: s.Metric, Provider: string(r.Cfg.Provider), Misses: s.Misses}
+		if err := report.WriteBench(f.Bench, info, report.Consoles(series)...); err != nil {
+			errs = append(errs, fmt.Errorf("benchmark file: %w", err))
+			f.Bench = ""
+		}
+	}
+	s.Files = nil
+	for _, p := range []string{f.CSV, f.Sidecar, f.Plot, f.Bench, f.RyllLog} {
+		if p != "" {
+			s.Files = append(s.Files, filepath.Base(p))
+		}
+	}
+	if err := results.WriteSidecar(f.Sidecar, s); err != nil {
+		errs = append(errs, fmt.Errorf("sidecar: %w", err))
+	}
+	if w != nil {
+		if err := results.WriteSummary(w, s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return f, errors.Join(errs...)
+}
+
+// series is the run's samples and misses on a time axis from the start
+// of the measurement.
+func (r *Run) series(m *Measurement) report.Series {
+	res := m.Result
+	start := res.Start
+	if start.IsZero() && len(res.Samples) > 0 {
+		start = res.Samples[0].At
+	}
+	ser := report.Series{Label: "c0"}
+	for _, smp := range res.Samples {
+		ser.Samples = append(ser.Samples, report.Point{At: max(smp.At.Sub(start), 0), Value: smp.Value})
+	}
+	for _, miss := range res.Misses {
+		ser.Misses = append(ser.Misses, max(miss.At.Sub(start), 0))
+	}
+	return ser
+}

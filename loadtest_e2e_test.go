@@ -1,0 +1,435 @@
+//go:build !loadtest
+
+// End-to-end tests of the loadtest itself: each one builds the loadtest
+// test binary (-tags loadtest) and fakeryll once, runs the binary as CI
+// would, with a fault switched on in fakeryll or the fake cloud, and
+// checks what a user would see: the exit status, the message, the files
+// left behind, the cloud left clean and no process left running.
+package latency
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shakenfist/kerbside-latency/fixtures/fakecloud"
+	"github.com/shakenfist/kerbside-latency/harness/results"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// binaries builds the loadtest binary and fakeryll once per test process.
+func binaries(t *testing.T) (loadtestBin, fakeryllBin string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end loadtest runs are skipped with -short; run without -short to include them")
+	}
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "latency-e2e-")
+		if buildErr != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		for _, args := range [][]string{
+			{"test", "-c", "-tags", "loadtest", "-o", filepath.Join(buildDir, "latency.test"), "."},
+			{"build", "-o", filepath.Join(buildDir, "fakeryll"), "./fakeryll"},
+		} {
+			out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
+			if err != nil {
+				buildErr = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+				return
+			}
+		}
+	})
+	require.NoError(t, buildErr)
+	return filepath.Join(buildDir, "latency.test"), filepath.Join(buildDir, "fakeryll")
+}
+
+// outcome is what one loadtest run left behind.
+type outcome struct {
+	exitCode int
+	output   string // stdout and stderr, interleaved
+	dir      string // LATENCY_RESULTS_DIR
+	runID    string
+}
+
+func (o outcome) csv(t *testing.T) []float64 {
+	t.Helper()
+	v, err := results.ReadCSV(filepath.Join(o.dir, results.CSVName(o.runID)))
+	require.NoError(t, err)
+	return v
+}
+
+func (o outcome) sidecar(t *testing.T) results.Sidecar {
+	t.Helper()
+	s, err := results.ReadSidecar(filepath.Join(o.dir, results.SidecarName(o.runID)))
+	require.NoError(t, err)
+	return s
+}
+
+// fastEnv is a quick fake run: a few samples at a fast cadence.
+func fastEnv(fakeryll string) map[string]string {
+	return map[string]string{
+		"LATENCY_PROVIDER":       "fake",
+		"LATENCY_RYLL":           fakeryll,
+		"LATENCY_SAMPLES":        "4",
+		"LATENCY_CADENCE":        "200ms",
+		"LATENCY_KEY_HOLD":       "20ms",
+		"LATENCY_CADENCE_JITTER": "30ms",
+		"LATENCY_MAX_DURATION":   "60s",
+		"LATENCY_READY_TIMEOUT":  "20s",
+	}
+}
+
+// startLoadtest starts the loadtest binary with env (on top of a minimal
+// environment: no LATENCY_*, OS_* or FAKERYLL_* from the caller leaks in).
+func startLoadtest(t *testing.T, env map[string]string, args ...string) (*exec.Cmd, *bytes.Buffer, outcome) {
+	t.Helper()
+	bin, _ := binaries(t)
+	dir := t.TempDir()
+	runID := "e2e-" + strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-"))
+	if len(runID) > 60 {
+		runID = runID[:60]
+	}
+	cmd := exec.Command(bin, append([]string{"-test.v", "-test.run", "^TestLatency$", "-test.timeout", "5m"}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir(),
+		"LATENCY_RESULTS_DIR=" + dir, "LATENCY_RUN_ID=" + runID}
+	if gc := os.Getenv("GOCACHE"); gc != "" {
+		cmd.Env = append(cmd.Env, "GOCACHE="+gc)
+	}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return cmd, &out, outcome{dir: dir, runID: runID}
+}
+
+// runLoadtest runs the loadtest binary to completion (bounded).
+func runLoadtest(t *testing.T, env map[string]string) outcome {
+	t.Helper()
+	cmd, out, o := startLoadtest(t, env)
+	o.exitCode = wait(t, cmd, 3*time.Minute)
+	o.output = out.String()
+	t.Logf("loadtest exit %d; output:\n%s", o.exitCode, o.output)
+	return o
+}
+
+func wait(t *testing.T, cmd *exec.Cmd, limit time.Duration) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		require.NoError(t, err)
+		return 0
+	case <-time.After(limit):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("the loadtest did not finish within %s", limit)
+		return -1
+	}
+}
+
+// ryllPIDs finds the pids of ryll processes the loadtest started, from
+// its log ("started ryll ... pid=N").
+func ryllPIDs(output string) []int {
+	var pids []int
+	for _, m := range regexp.MustCompile(`msg="started ryll".* pid=(\d+)`).FindAllStringSubmatch(output, -1) {
+		if n, err := strconv.Atoi(m[1]); err == nil {
+			pids = append(pids, n)
+		}
+	}
+	return pids
+}
+
+// assertNoRyllLeft checks that every ryll the run started is gone.
+func assertNoRyllLeft(t *testing.T, output string) {
+	t.Helper()
+	pids := ryllPIDs(output)
+	require.NotEmpty(t, pids, "the log names the ryll it started")
+	for _, pid := range pids {
+		err := syscall.Kill(pid, 0)
+		assert.ErrorIs(t, err, syscall.ESRCH, "ryll pid %d is still running", pid)
+	}
+}
+
+func TestE2EFakeRunPasses(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	o := runLoadtest(t, fastEnv(fr))
+	require.Equal(t, 0, o.exitCode)
+	assert.Len(t, o.csv(t), 4)
+	s := o.sidecar(t)
+	assert.Equal(t, "pass", s.Sanity.Verdict)
+	assert.Equal(t, "samples_reached", s.StopReason)
+	assert.Equal(t, "1.2", s.ProtocolVersionAnswered)
+	assert.Contains(t, o.output, "cleanup done")
+	assertNoRyllLeft(t, o.output)
+	for _, f := range s.Files {
+		assert.FileExists(t, filepath.Join(o.dir, f))
+	}
+}
+
+func TestE2EConfigurationErrors(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	env := fastEnv(fr)
+	env["LATENCY_SAMPLES"] = "many"
+	env["LATENCY_PROVIDER"] = "ovirt"
+	env["LATENCY_CADENCE"] = "-2s"
+	o := runLoadtest(t, env)
+	assert.NotEqual(t, 0, o.exitCode)
+	for _, v := range []string{"LATENCY_SAMPLES", "LATENCY_PROVIDER", "LATENCY_CADENCE"} {
+		assert.Contains(t, o.output, v)
+	}
+	assert.NotContains(t, o.output, "started ryll", "nothing is started when the configuration is invalid")
+	assert.NotContains(t, o.output, "fake cloud started")
+}
+
+func TestE2EReadinessFailures(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"no socket", map[string]string{"FAKERYLL_STARTUP_DELAY": "1h"}, []string{"LATENCY_READY_TIMEOUT=2s", "not ready within 2s"}},
+		{"ryll exits 0 early", map[string]string{"FAKERYLL_CRASH_AFTER": "1ms", "FAKERYLL_STARTUP_DELAY": "0"}, []string{"ryll exited (status 0) before the control socket was ready"}},
+		{"display never comes up", map[string]string{"FAKERYLL_SURFACES_DELAY": "1h"}, []string{"status.surfaces is still empty"}},
+		{"ryll missing", map[string]string{"LATENCY_RYLL": "/nonexistent/ryll"}, []string{"LATENCY_RYLL"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := fastEnv(fr)
+			env["LATENCY_READY_TIMEOUT"] = "2s"
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			o := runLoadtest(t, env)
+			assert.NotEqual(t, 0, o.exitCode)
+			for _, w := range tc.want {
+				assert.Contains(t, o.output, w)
+			}
+			if len(ryllPIDs(o.output)) > 0 {
+				assertNoRyllLeft(t, o.output)
+				assert.Contains(t, o.output, "cleanup done", "the server is deleted after a failed start")
+			}
+		})
+	}
+}
+
+func TestE2ERyllDiesMidRun(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	env := fastEnv(fr)
+	env["LATENCY_SAMPLES"] = "1000"
+	env["FAKERYLL_CRASH_AFTER"] = "1500ms"
+	o := runLoadtest(t, env)
+	assert.NotEqual(t, 0, o.exitCode)
+	assert.Contains(t, o.output, "ryll exited during the run")
+	csv := o.csv(t)
+	assert.NotEmpty(t, csv, "samples taken before the crash are kept")
+	s := o.sidecar(t)
+	assert.Len(t, csv, s.SamplesCollected)
+	assert.NotEmpty(t, s.Errors)
+	assert.Contains(t, o.output, "cleanup done")
+	assertNoRyllLeft(t, o.output)
+}
+
+func TestE2EProtocol10WithKeypressMetric(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	env := fastEnv(fr)
+	env["FAKERYLL_PROTOCOL_VERSION"] = "1.0"
+	o := runLoadtest(t, env)
+	assert.NotEqual(t, 0, o.exitCode)
+	assert.Contains(t, o.output, "LATENCY_METRIC=ping")
+	assert.Contains(t, o.output, "surface_drawn")
+	assertNoRyllLeft(t, o.output)
+}
+
+func TestE2ESampleOutOfRange(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	env := fastEnv(fr)
+	env["FAKERYLL_DRAW_DELAY"] = "60ms"
+	env["FAKERYLL_DISPLAY_REFRESH"] = "0"
+	env["LATENCY_SANITY_MAX"] = "0.05"
+	o := runLoadtest(t, env)
+	assert.NotEqual(t, 0, o.exitCode)
+	assert.Regexp(t, `--- FAIL: TestLatency/Sanity`, o.output)
+	assert.Regexp(t, `sample 0 \(CSV line 1\) = 0\.06\d+ s is outside \[0\.001, 0\.05\] s`, o.output)
+	assert.NotRegexp(t, `--- FAIL: TestLatency/Measure`, o.output, "the measurement itself succeeded")
+	s := o.sidecar(t)
+	assert.Equal(t, "fail", s.Sanity.Verdict)
+	assert.Len(t, s.Sanity.OutOfRange, 4)
+}
+
+func TestE2ESilentSocketMaxDurationHolds(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	env := fastEnv(fr)
+	env["LATENCY_METRIC"] = "ping"
+	env["LATENCY_SAMPLES"] = "1000"
+	env["LATENCY_MAX_DURATION"] = "3s"
+	env["FAKERYLL_PING_PATTERN"] = "100ms"
+	env["FAKERYLL_HANG_AFTER"] = "1s"
+	o := runLoadtest(t, env)
+	assert.NotEqual(t, 0, o.exitCode)
+	s := o.sidecar(t)
+	assert.Equal(t, "max_duration", s.StopReason)
+	assert.Less(t, s.SamplesCollected, 1000)
+	assert.Contains(t, o.output, "LATENCY_MAX_DURATION=3s")
+	assertNoRyllLeft(t, o.output)
+}
+
+// TestE2ESIGTERMMidRun runs the openstack provider against a fake cloud in
+// this process, so that the test can see the server deleted after the
+// loadtest was told to stop.
+func TestE2ESIGTERMMidRun(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	fc := fakecloud.New(t, fakecloud.Options{Images: []string{"uefi-latency-guest"}})
+	env := fastEnv(fr)
+	env["LATENCY_PROVIDER"] = "openstack"
+	env["LATENCY_SAMPLES"] = "1000"
+	env["LATENCY_CADENCE"] = "100ms"
+	env["LATENCY_KEY_HOLD"] = "10ms"
+	env["LATENCY_BOOT_TIMEOUT"] = "1m"
+	for k, v := range fc.Env() {
+		env[k] = v
+	}
+	cmd, out, o := startLoadtest(t, env)
+	csvPath := filepath.Join(o.dir, results.CSVName(o.runID))
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(csvPath)
+		return err == nil && bytes.Count(b, []byte("\n")) >= 3
+	}, 2*time.Minute, 50*time.Millisecond, "the run writes samples")
+	require.Equal(t, 1, fc.ServersAlive(), "a server is up mid-run")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	o.exitCode = wait(t, cmd, 2*time.Minute)
+	o.output = out.String()
+	t.Logf("output:\n%s", o.output)
+
+	assert.NotEqual(t, 0, o.exitCode, "an interrupted run exits non-zero")
+	assert.Equal(t, 0, fc.ServersAlive(), "the server was deleted")
+	csv := o.csv(t)
+	assert.GreaterOrEqual(t, len(csv), 3, "samples collected before SIGTERM are kept")
+	assert.Equal(t, len(csv), o.sidecar(t).SamplesCollected)
+	assert.Equal(t, "interrupted", o.sidecar(t).StopReason)
+	assert.Contains(t, o.output, "received terminated")
+	assertNoRyllLeft(t, o.output)
+}
+
+// TestE2ENoSecretInAnyOutput runs through gotestsum, as `make loadtest`
+// does, with ryll's debug logging on, then searches everything the run
+// wrote (stdout, stderr, results directory, junit.xml) for every secret
+// the fake cloud handed out.
+func TestE2ENoSecretInAnyOutput(t *testing.T) {
+	t.Parallel()
+	bin, fr := binaries(t)
+	fc := fakecloud.New(t, fakecloud.Options{Images: []string{"uefi-latency-guest"}})
+	dir := t.TempDir()
+	junit := filepath.Join(dir, "junit.xml")
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "tool", "gotestsum", "--format", "standard-verbose", "--junitfile", junit,
+		"--raw-command", "--", "go", "tool", "test2json", "-t", "-p", "latency", bin, "-test.v=test2json", "-test.run", "^TestLatency$")
+	cmd.Env = append(os.Environ(), "LATENCY_RESULTS_DIR="+dir, "LATENCY_RUN_ID=secrets", "LATENCY_RYLL_VERBOSE=1",
+		"LATENCY_PROVIDER=openstack", "LATENCY_RYLL="+fr, "LATENCY_SAMPLES=3", "LATENCY_CADENCE=200ms",
+		"LATENCY_KEY_HOLD=20ms", "LATENCY_CADENCE_JITTER=20ms", "LATENCY_BOOT_TIMEOUT=1m")
+	for k, v := range fc.Env() {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	output, err := cmd.CombinedOutput()
+	t.Logf("output:\n%s", output)
+	require.NoError(t, err)
+
+	secrets := append(fc.Secrets(), fc.ConsoleTokens()...)
+	require.NotEmpty(t, fc.ConsoleTokens(), "a console URL was handed out")
+	require.Contains(t, secrets, fc.Password())
+	everything := map[string][]byte{"stdout+stderr": output}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		everything[e.Name()] = b
+	}
+	require.Contains(t, everything, "junit.xml")
+	require.Contains(t, everything, "ryll-secrets.log")
+	require.Contains(t, everything, "latency-secrets.csv")
+	for name, b := range everything {
+		for _, s := range secrets {
+			require.NotEmpty(t, s)
+			assert.False(t, bytes.Contains(b, []byte(s)), "%s contains a secret (%d bytes, starts %.4q)", name, len(s), s)
+		}
+	}
+	props := junitProperties(t, everything["junit.xml"])
+	for _, k := range []string{"metric", "samples", "misses", "p50_s", "p95_s", "p99_s"} {
+		assert.Contains(t, props, k, "JUnit property %s", k)
+	}
+	assert.Equal(t, "3", props["samples"])
+}
+
+// junitProperties returns the properties of the TestLatency test case.
+func junitProperties(t *testing.T, b []byte) map[string]string {
+	t.Helper()
+	var doc struct {
+		Suites []struct {
+			Cases []struct {
+				Name  string `xml:"name,attr"`
+				Props []struct {
+					Name  string `xml:"name,attr"`
+					Value string `xml:"value,attr"`
+				} `xml:"properties>property"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	require.NoError(t, xml.NewDecoder(bufio.NewReader(bytes.NewReader(b))).Decode(&doc))
+	props := map[string]string{}
+	for _, s := range doc.Suites {
+		for _, c := range s.Cases {
+			if c.Name == "TestLatency" {
+				for _, p := range c.Props {
+					props[p.Name] = p.Value
+				}
+			}
+		}
+	}
+	return props
+}
