@@ -2,7 +2,7 @@
 // that keep them honest.
 //
 // The image itself is built from the repository's Dockerfile (see
-// DOCKER.md in this directory for how to build and run it);
+// docs/container.md for how to build and run it);
 // deploy/entrypoint.sh is its entry point. No machine this project is
 // developed on has a Docker engine, so the image cannot be built in CI
 // here. Instead, the tests in this package parse the Dockerfile with

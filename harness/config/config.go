@@ -93,6 +93,11 @@ type Config struct {
 	SanityMin float64
 	SanityMax float64
 
+	// Consoles is how many consoles one run measures at once; Parallel
+	// bounds how many are provisioned and started at the same time.
+	Consoles int
+	Parallel int
+
 	Cloud Cloud
 }
 
@@ -133,6 +138,8 @@ var Vars = []Var{
 	{"LATENCY_SCANCODE", "0x39", "the key pressed (AT set-1 make code; 0x39 is space)"},
 	{"LATENCY_SANITY_MIN", "keypress: 0.001, ping: 0", "smallest sane sample, seconds"},
 	{"LATENCY_SANITY_MAX", "keypress: 0.5, ping: 20", "largest sane sample, seconds"},
+	{"LATENCY_CONSOLES", "1", "consoles measured at once in one run (see Many consoles)"},
+	{"LATENCY_PARALLEL", "4", "consoles provisioned and started at the same time"},
 	{"LATENCY_IMAGE", "uefi-latency-guest", "openstack: Glance image name"},
 	{"LATENCY_IMAGE_URL", "https://images.shakenfist.com/testimages/uefi-latency-guest.qcow2", "openstack: where to fetch the image when it is missing (empty: never upload)"},
 	{"LATENCY_FLAVOR", "vdi-tiny", "openstack: flavor name (created if missing and allowed)"},
@@ -140,6 +147,10 @@ var Vars = []Var{
 	{"LATENCY_BOOT_TIMEOUT", "10m", "openstack: how long the server has to become ACTIVE"},
 	{"LATENCY_KEEP_SERVER", "0", "openstack: 1 keeps the server after the run"},
 }
+
+// maxConsoles bounds one run: each console is a ryll process and a
+// server.
+const maxConsoles = 500
 
 // DefaultImageURL is where the test guest image is published.
 const DefaultImageURL = "https://images.shakenfist.com/testimages/uefi-latency-guest.qcow2"
@@ -163,6 +174,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		MaxDuration:  p.duration("LATENCY_MAX_DURATION", 600*time.Second, true),
 		ReadyTimeout: p.duration("LATENCY_READY_TIMEOUT", 60*time.Second, true),
 		Scancode:     p.scancode("LATENCY_SCANCODE", 0x39),
+		Consoles:     p.positiveInt("LATENCY_CONSOLES", 1),
+		Parallel:     p.positiveInt("LATENCY_PARALLEL", 4),
 		Cloud: Cloud{
 			Image:       p.str("LATENCY_IMAGE", "uefi-latency-guest"),
 			ImageURL:    p.strAllowEmpty("LATENCY_IMAGE_URL", DefaultImageURL),
@@ -176,7 +189,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.RunID == "" {
 		c.RunID = NewRunID(time.Now())
 	} else if !validRunID(c.RunID) {
-		p.failf("LATENCY_RUN_ID=%q: use letters, digits, '-', '_' and '.' only (it names files and a server)", c.RunID)
+		p.failf("LATENCY_RUN_ID=%q: use at most %d letters, digits, '-', '_' and '.' (it names files and servers)", c.RunID, maxRunID)
 	}
 
 	switch c.Metric {
@@ -224,6 +237,12 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.Cadence > 0 && c.Window > c.Cadence {
 		p.failf("LATENCY_WINDOW=%s must not be longer than LATENCY_CADENCE=%s, or one press's window would overlap the next press", c.Window, c.Cadence)
 	}
+	if c.Consoles > 1 && c.Provider != ProviderOpenStack && c.Provider != ProviderFake {
+		p.failf("LATENCY_CONSOLES=%d with LATENCY_PROVIDER=%s: that provider names one console, and a SPICE server serves one client; use openstack or fake for several", c.Consoles, c.Provider)
+	}
+	if c.Consoles > maxConsoles {
+		p.failf("LATENCY_CONSOLES=%d: at most %d in one run; spread larger loads over several machines (README, Many consoles)", c.Consoles, maxConsoles)
+	}
 	if c.Ryll != "" && strings.ContainsRune(c.Ryll, os.PathSeparator) {
 		if st, err := os.Stat(c.Ryll); err != nil {
 			p.failf("LATENCY_RYLL=%q: %v", c.Ryll, err)
@@ -247,8 +266,12 @@ func NewRunID(now time.Time) string {
 	return fmt.Sprintf("%s-%x", now.UTC().Format("20060102T150405Z"), b)
 }
 
+// maxRunID leaves room in the 63 characters a cloud run id may have for
+// the console and pod suffixes (-p<k>-c<i>).
+const maxRunID = 48
+
 func validRunID(s string) bool {
-	if len(s) > 64 {
+	if len(s) > maxRunID {
 		return false
 	}
 	for _, r := range s {

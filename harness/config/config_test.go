@@ -37,6 +37,8 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, "public1", c.Cloud.Network)
 	assert.Equal(t, 10*time.Minute, c.Cloud.BootTimeout)
 	assert.False(t, c.Cloud.KeepServer)
+	assert.Equal(t, 1, c.Consoles)
+	assert.Equal(t, 4, c.Parallel)
 	assert.True(t, validRunID(c.RunID), c.RunID)
 }
 
@@ -104,6 +106,10 @@ func TestProblems(t *testing.T) {
 		{"sanity not number", map[string]string{"LATENCY_SANITY_MAX": "fast"}, "LATENCY_SANITY_MAX"},
 		{"break code", map[string]string{"LATENCY_SCANCODE": "0xB9"}, "make code"},
 		{"zero duration", map[string]string{"LATENCY_MAX_DURATION": "0s"}, "above zero"},
+		{"consoles with direct", map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:1", "LATENCY_CONSOLES": "3"}, "a SPICE server serves one client"},
+		{"too many consoles", map[string]string{"LATENCY_CONSOLES": "501"}, "at most 500"},
+		{"parallel zero", map[string]string{"LATENCY_PARALLEL": "0"}, "LATENCY_PARALLEL"},
+		{"run id too long", map[string]string{"LATENCY_RUN_ID": strings.Repeat("a", 49)}, "at most 48"},
 		{"ryll missing", map[string]string{"LATENCY_RYLL": filepath.Join(dir, "ryll")}, "LATENCY_RYLL"},
 		{"ryll not executable", map[string]string{"LATENCY_RYLL": dir}, "not an executable"},
 	} {

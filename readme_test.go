@@ -1,0 +1,46 @@
+//go:build !loadtest
+
+package latency
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shakenfist/kerbside-latency/harness/config"
+)
+
+// TestREADMEDocumentsEveryVariable keeps the README's configuration table
+// in step with config.Vars: every variable the loadtest reads has a row
+// with its default, and every row names a variable that exists.
+func TestREADMEDocumentsEveryVariable(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	rows := map[string]string{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `(LATENCY_[A-Z_]+)` \\| ([^|]*) \\|").FindAllStringSubmatch(string(b), -1) {
+		rows[m[1]] = strings.ReplaceAll(strings.TrimSpace(m[2]), "`", "")
+	}
+	known := map[string]bool{}
+	for _, v := range config.Vars {
+		known[v.Name] = true
+		def, ok := rows[v.Name]
+		if !assert.True(t, ok, "README has no row for %s", v.Name) {
+			continue
+		}
+		want := v.Default
+		if want == "" {
+			want = "(none)"
+		}
+		assert.Equal(t, want, def, "README default of %s", v.Name)
+	}
+	for name := range rows {
+		assert.True(t, known[name], "README documents %s, which the loadtest does not read", name)
+	}
+	for _, cmd := range []string{"make loadtest", "make test"} {
+		assert.Contains(t, string(b), cmd)
+	}
+}
