@@ -20,13 +20,14 @@ SHORT_LOADTEST_ENV := LATENCY_PROVIDER=fake LATENCY_SAMPLES=8 \
 	LATENCY_CADENCE=250ms LATENCY_KEY_HOLD=30ms LATENCY_CADENCE_JITTER=40ms \
 	LATENCY_MAX_DURATION=60s LATENCY_RESULTS_DIR=$(RESULTS_DIR)/short
 
-.PHONY: help test unit loadtest-short loadtest lint bench fuzz sweep compare clean
+.PHONY: help test unit loadtest-short loadtest lint bench fleet-bench fuzz sweep compare clean
 
 help:
 	@echo "make test       unit tests with -race, then a short fake loadtest (what CI runs)"
 	@echo "make loadtest   the loadtest (fake chain unless LATENCY_PROVIDER says otherwise); results in $(RESULTS_DIR)/"
 	@echo "make lint       gofmt, go vet (with and without -tags loadtest), staticcheck, go mod tidy check"
 	@echo "make bench      benchmarks (control client, pairing, accuracy)"
+	@echo "make fleet-bench harness CPU, memory and measurement error per console at N = 1, 10, 50"
 	@echo "make fuzz       the control-socket line decoder fuzz target for FUZZTIME=$(FUZZTIME)"
 	@echo "make sweep      delete servers left by earlier runs (OpenStack; SWEEP_ARGS='-older-than 2h -dry-run')"
 	@echo "make compare    OLD=results/latency-A.csv NEW=results/latency-B.csv: medians, confidence and p-value"
@@ -58,6 +59,10 @@ lint:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+# What N consoles cost the harness and the measurement, at N = 1, 10, 50.
+fleet-bench:
+	$(GO) test -run '^$$' -bench '^BenchmarkFleet$$' -benchtime 1x -timeout 20m ./harness/loadtest/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLine$$' -fuzztime $(FUZZTIME) ./harness/control/

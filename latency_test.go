@@ -22,7 +22,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,23 +33,18 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/loadtest"
 	"github.com/shakenfist/kerbside-latency/harness/results"
+	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
 
 // The state TestMain sets up for TestLatency. Tests in one package share
-// it because the console and ryll are provisioned once per run.
+// it because the consoles and ryll are provisioned once per run.
 var (
 	cfg      *config.Config
-	run      *loadtest.Run
-	setupErr error
+	fleet    *loadtest.Fleet
+	setupErr error // configuration: nothing was set up
 	// runCtx ends on SIGINT, SIGTERM, or shortly before go test's own
 	// -timeout (which would kill the binary without any cleanup).
 	runCtx context.Context
-
-	measurement *loadtest.Measurement
-	resultsOnce sync.Once
-	sidecar     results.Sidecar
-	files       loadtest.Files
-	resultsErr  error
 )
 
 func TestMain(m *testing.M) {
@@ -104,11 +98,11 @@ func mainRun(m *testing.M) (code int) {
 		defer tcancel()
 		if p := recover(); p != nil {
 			logger.Error("panic: cleaning up before re-panicking", "panic", p)
-			_ = run.Teardown(tctx)
+			_ = fleet.Teardown(tctx)
 			panic(p)
 		}
-		writeResults(nil)
-		if err := run.Teardown(tctx); err != nil {
+		writeAllResults()
+		if err := fleet.Teardown(tctx); err != nil {
 			logger.Error("cleanup failed: run `make sweep` to delete what this run left", "run", cfg.RunID, "err", err)
 			code = max(code, 1)
 		}
@@ -120,9 +114,11 @@ func mainRun(m *testing.M) (code int) {
 		}
 	}()
 
-	run, setupErr = loadtest.Setup(ctx, cfg, loadtest.Options{Logger: logger})
-	if setupErr != nil {
-		logger.Error("setup failed", "err", setupErr)
+	fleet = loadtest.SetupFleet(ctx, cfg, loadtest.Options{Logger: logger}, loadtest.PerConsoleKnobs(os.Environ()))
+	for _, mb := range fleet.Members {
+		if mb.SetupErr != nil {
+			logger.Error("setup failed", "console", mb.Label, "err", mb.SetupErr)
+		}
 	}
 	return m.Run()
 }
@@ -141,27 +137,64 @@ func testTimeout() time.Duration {
 	return 0
 }
 
-// writeResults writes the sidecar, plot, benchmark file and summary once,
-// from the Results subtest or, if the run never got there, from TestMain.
-func writeResults(errs []error) {
-	resultsOnce.Do(func() {
-		if cfg == nil || run == nil {
-			return
+// writeAllResults writes every console's results that the tests did not
+// (a run that never reached its Results subtest still leaves a sidecar
+// saying why), and the run summary when there are several consoles.
+func writeAllResults() {
+	if fleet == nil {
+		return
+	}
+	for _, mb := range fleet.Members {
+		mb.WriteResults(os.Stdout)
+	}
+	if len(fleet.Members) > 1 {
+		if _, _, err := fleet.WriteSummary(os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "run summary: %v\n", err)
 		}
-		if setupErr != nil {
-			errs = append(errs, setupErr)
-		}
-		if measurement != nil && measurement.Err != nil {
-			errs = append(errs, measurement.Err)
-		}
-		sidecar = run.Sidecar(measurement, time.Now(), errs...)
-		files, resultsErr = run.WriteResults(os.Stdout, measurement, sidecar)
-	})
+	}
 }
 
 func TestLatency(t *testing.T) {
-	require.NoError(t, setupErr, "setup (configuration, console, ryll) failed; nothing was measured")
-	require.NotNil(t, run)
+	require.NoError(t, setupErr, "invalid configuration; nothing was set up")
+	require.NotNil(t, fleet)
+	if len(fleet.Members) == 1 {
+		testConsole(t, fleet.Members[0])
+		return
+	}
+	t.Run("Consoles", func(t *testing.T) {
+		for _, mb := range fleet.Members {
+			t.Run(mb.Label, func(t *testing.T) {
+				t.Parallel()
+				testConsole(t, mb)
+			})
+		}
+	})
+	files, sum, err := fleet.WriteSummary(os.Stdout)
+	require.NoError(t, err)
+	t.Attr("metric", sum.Metric)
+	t.Attr("consoles", fmt.Sprint(len(sum.Consoles)))
+	t.Attr("failed_consoles", fmt.Sprint(len(sum.Failed)))
+	attrFigures(t, sum.Pooled.Samples, sum.Pooled.Misses, sum.Pooled.DroppedEvents, sum.Pooled.Summary)
+	assert.FileExists(t, files.Summary)
+	assert.Empty(t, sum.Failed, "consoles that failed")
+}
+
+// attrFigures records the key figures as JUnit properties.
+func attrFigures(t *testing.T, samples, misses, dropped int, s stats.Summary) {
+	t.Attr("samples", fmt.Sprint(samples))
+	t.Attr("misses", fmt.Sprint(misses))
+	t.Attr("dropped", fmt.Sprint(dropped))
+	if s.Count > 0 {
+		t.Attr("p50_s", fmt.Sprintf("%.6f", s.P50))
+		t.Attr("p95_s", fmt.Sprintf("%.6f", s.P95))
+		t.Attr("p99_s", fmt.Sprintf("%.6f", s.P99))
+	}
+}
+
+// testConsole checks, measures and records one console.
+func testConsole(t *testing.T, mb *loadtest.Member) {
+	require.NoError(t, mb.SetupErr, "setup (console, ryll) failed; nothing was measured")
+	run := mb.Run
 
 	var handshakeErr error
 	t.Run("Handshake", func(t *testing.T) {
@@ -173,14 +206,13 @@ func TestLatency(t *testing.T) {
 		require.NoError(t, handshakeErr)
 	})
 	if handshakeErr != nil {
-		writeResults([]error{handshakeErr})
+		mb.WriteResults(os.Stdout, handshakeErr)
 		t.Fatalf("not measuring: %v", handshakeErr)
 	}
 
 	t.Run("Measure", func(t *testing.T) {
-		m, err := run.Measure(runCtx)
+		m, err := mb.Measure(runCtx)
 		require.NoError(t, err)
-		measurement = m
 		res := m.Result
 		t.Logf("%d samples, %d misses, %d unpaired draws, %d dropped events, stop: %s",
 			len(res.Samples), len(res.Misses), res.UnpairedDraws, res.Dropped, res.StopReason)
@@ -191,8 +223,8 @@ func TestLatency(t *testing.T) {
 	})
 
 	t.Run("Sanity", func(t *testing.T) {
-		require.NotNil(t, measurement, "no measurement to check")
-		values := measurement.Result.Values()
+		require.NotNil(t, mb.Measurement, "no measurement to check")
+		values := mb.Measurement.Result.Values()
 		require.NotEmpty(t, values, "no samples were collected")
 		ok, out := results.CheckSanity(values, cfg.SanityMin, cfg.SanityMax)
 		for _, o := range out {
@@ -203,34 +235,28 @@ func TestLatency(t *testing.T) {
 	})
 
 	t.Run("Results", func(t *testing.T) {
-		writeResults(nil)
-		require.NoError(t, resultsErr)
+		mb.WriteResults(os.Stdout)
+		require.NoError(t, mb.ResultsErr)
+		files := mb.Files
 		for _, p := range []string{files.CSV, files.Sidecar} {
 			assert.FileExists(t, p)
 		}
 		back, err := results.ReadSidecar(files.Sidecar)
 		require.NoError(t, err)
-		assert.Equal(t, cfg.RunID, back.RunID)
-		if measurement != nil {
+		assert.Equal(t, run.Cfg.RunID, back.RunID)
+		if mb.Measurement != nil {
 			csv, err := results.ReadCSV(files.CSV)
 			require.NoError(t, err)
-			assert.Equal(t, asWritten(measurement.Result.Values()), csv, "the CSV holds every sample, in order")
+			assert.Equal(t, asWritten(mb.Measurement.Result.Values()), csv, "the CSV holds every sample, in order")
 		}
 		t.Logf("results in %s", filepath.Clean(cfg.ResultsDir))
 	})
 
-	s := sidecar
+	s := mb.Sidecar
 	t.Attr("metric", s.Metric)
 	t.Attr("run", s.RunID)
 	t.Attr("provider", s.Provider)
-	t.Attr("samples", fmt.Sprint(s.SamplesCollected))
-	t.Attr("misses", fmt.Sprint(s.Misses))
-	t.Attr("dropped", fmt.Sprint(s.DroppedEvents))
-	if s.Summary.Count > 0 {
-		t.Attr("p50_s", fmt.Sprintf("%.6f", s.Summary.P50))
-		t.Attr("p95_s", fmt.Sprintf("%.6f", s.Summary.P95))
-		t.Attr("p99_s", fmt.Sprintf("%.6f", s.Summary.P99))
-	}
+	attrFigures(t, s.SamplesCollected, s.Misses, s.DroppedEvents, s.Summary)
 	t.Attr("sanity", s.Sanity.Verdict)
 }
 

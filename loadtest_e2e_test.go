@@ -433,3 +433,49 @@ func junitProperties(t *testing.T, b []byte) map[string]string {
 	}
 	return props
 }
+
+// TestE2ESeveralConsolesOneCrashes runs three consoles; console 1's
+// fakeryll crashes mid-run. The other two must keep every file, the run
+// summary must name the failed console, and no process may be left.
+func TestE2ESeveralConsolesOneCrashes(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	env := fastEnv(fr)
+	env["LATENCY_CONSOLES"] = "3"
+	env["LATENCY_SAMPLES"] = "15"
+	env["FAKERYLL_C1_CRASH_AFTER"] = "2s"
+	o := runLoadtest(t, env)
+	assert.NotEqual(t, 0, o.exitCode)
+	assert.Regexp(t, `--- FAIL: TestLatency/Consoles/c1/Measure`, o.output)
+	assert.Contains(t, o.output, "ryll exited")
+	assert.Regexp(t, `--- PASS: TestLatency/Consoles/c0 `, o.output)
+	assert.Regexp(t, `--- PASS: TestLatency/Consoles/c2 `, o.output)
+	require.Len(t, ryllPIDs(o.output), 3)
+	assertNoRyllLeft(t, o.output)
+	assert.Equal(t, 3, strings.Count(o.output, "cleanup done"), "every console's server deleted")
+
+	for i := range 3 {
+		run := fmt.Sprintf("%s-c%d", o.runID, i)
+		for _, name := range []string{results.SidecarName(run), "ryll-" + run + ".log"} {
+			assert.FileExists(t, filepath.Join(o.dir, name))
+		}
+		csvPath := filepath.Join(o.dir, results.CSVName(run))
+		if i == 1 {
+			// On a slow machine the crash can come before the first
+			// key press; then there is no CSV, and the sidecar says why.
+			if csv, err := results.ReadCSV(csvPath); err == nil {
+				assert.Less(t, len(csv), 15)
+			}
+			continue
+		}
+		csv, err := results.ReadCSV(csvPath)
+		require.NoError(t, err)
+		assert.Len(t, csv, 15, "console %d kept all its samples", i)
+	}
+	sum, err := results.ReadRunSummary(filepath.Join(o.dir, results.RunSummaryName(o.runID)))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"c1"}, sum.Failed)
+	assert.Len(t, sum.Consoles, 3)
+	assert.GreaterOrEqual(t, sum.Pooled.Samples, 30)
+	assert.FileExists(t, filepath.Join(o.dir, "latency-"+o.runID+".png"), "pooled plot")
+}

@@ -51,6 +51,13 @@ func (r *Run) Measure(ctx context.Context) (*Measurement, error) {
 	want := append(r.requiredEvents(), control.EventDropped)
 	subscribed, err := r.Client.Subscribe(ctx, want...)
 	if err != nil {
+		if r.Ryll != nil {
+			select {
+			case <-r.Ryll.Exited():
+				return nil, fmt.Errorf("ryll exited before the measurement started: %w", r.Ryll.ExitErr())
+			case <-time.After(exitGrace):
+			}
+		}
 		return nil, fmt.Errorf("subscribe to %v: %w", want, err)
 	}
 	r.Subscribed = subscribed

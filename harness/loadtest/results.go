@@ -129,8 +129,13 @@ func (r *Run) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (File
 // series is the run's samples and misses on a time axis from the start
 // of the measurement.
 func (r *Run) series(m *Measurement) report.Series {
+	return seriesFrom(m, m.Result.Start)
+}
+
+// seriesFrom puts a measurement on a time axis that starts at start, so
+// that several consoles share one axis.
+func seriesFrom(m *Measurement, start time.Time) report.Series {
 	res := m.Result
-	start := res.Start
 	if start.IsZero() && len(res.Samples) > 0 {
 		start = res.Samples[0].At
 	}

@@ -1,0 +1,167 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shakenfist/kerbside-latency/harness/cloud"
+	"github.com/shakenfist/kerbside-latency/harness/results"
+	"github.com/shakenfist/kerbside-latency/harness/stats"
+)
+
+func TestMemberConfigNamesEachConsole(t *testing.T) {
+	cfg := fakeConfig(t, map[string]string{"LATENCY_RUN_ID": "r1"})
+	assert.Equal(t, "r1", MemberConfig(cfg, 0, 1).RunID, "one console keeps the run id")
+	assert.Equal(t, "r1-c3", MemberConfig(cfg, 3, 5).RunID)
+	assert.Equal(t, "r1", cfg.RunID, "the run's config is not changed")
+}
+
+func TestPerConsoleKnobs(t *testing.T) {
+	env := PerConsoleKnobs([]string{"FAKERYLL_C1_CRASH_AFTER=1s", "FAKERYLL_C10_DRAW_DELAY=5ms", "FAKERYLL_C1_=x", "FAKERYLL_DRAW_DELAY=9ms"})
+	assert.Equal(t, []string{"FAKERYLL_CRASH_AFTER=1s"}, env(1))
+	assert.Equal(t, []string{"FAKERYLL_DRAW_DELAY=5ms"}, env(10))
+	assert.Empty(t, env(0))
+}
+
+func TestFleetOneConsoleFailsOthersMeasure(t *testing.T) {
+	cfg := fakeConfig(t, map[string]string{"LATENCY_CONSOLES": "3", "LATENCY_SAMPLES": "3", "LATENCY_RUN_ID": "fleet"})
+	f := SetupFleet(t.Context(), cfg, Options{Environ: func() []string { return nil }}, func(i int) []string {
+		if i == 2 {
+			return []string{"FAKERYLL_PROTOCOL_VERSION=1.0"}
+		}
+		return nil
+	})
+	t.Cleanup(func() {
+		ctx, cancel := cloud.CleanupContext(context.Background(), time.Minute)
+		defer cancel()
+		assert.NoError(t, f.Teardown(ctx))
+	})
+	require.Len(t, f.Members, 3)
+	for _, m := range f.Members {
+		require.NoError(t, m.SetupErr, m.Label)
+	}
+	assert.Less(t, f.Members[0].StartOffset, f.Members[1].StartOffset, "starts are staggered")
+	var wg sync.WaitGroup
+	for _, m := range f.Members {
+		wg.Go(func() {
+			if _, err := m.Measure(t.Context()); err != nil {
+				m.WriteResults(nil, err)
+				return
+			}
+			m.WriteResults(nil)
+		})
+	}
+	wg.Wait()
+	files, sum, err := f.WriteSummary(nil)
+	require.NoError(t, err)
+	assert.FileExists(t, files.Summary)
+	assert.Equal(t, []string{"c2"}, sum.Failed)
+	assert.Equal(t, 6, sum.Pooled.Samples)
+	for _, m := range f.Members[:2] {
+		assert.FileExists(t, filepath.Join(cfg.ResultsDir, results.CSVName("fleet-"+m.Label)))
+	}
+	again, _, _ := f.WriteSummary(nil)
+	assert.Equal(t, files, again, "the summary is written once")
+}
+
+// BenchmarkFleet measures what N consoles cost the harness and what they
+// do to the measurement: harness CPU and heap per console during the
+// measurement, fakeryll CPU per console, and measured minus modelled
+// delay against each console's truth file (fixed delay, no jitter, no
+// refresh timer). Run with `make fleet-bench`.
+func BenchmarkFleet(b *testing.B) {
+	for _, n := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			var errs []float64
+			var cpu, childCPU time.Duration
+			var heap float64
+			iters := 0
+			for b.Loop() {
+				e, c, cc, h := fleetRun(b, n)
+				errs = append(errs, e...)
+				cpu += c
+				childCPU += cc
+				heap += h
+				iters++
+			}
+			s := stats.Summarize(errs)
+			per := float64(iters * n)
+			b.ReportMetric(float64(cpu.Milliseconds())/per, "harness-cpu-ms/console")
+			b.ReportMetric(float64(childCPU.Milliseconds())/per, "fakeryll-cpu-ms/console")
+			b.ReportMetric(heap/per/1024, "heap-KiB/console")
+			b.ReportMetric(s.P50*1e6, "err-p50-us")
+			b.ReportMetric(s.P99*1e6, "err-p99-us")
+			b.ReportMetric(s.Max*1e6, "err-max-us")
+		})
+	}
+}
+
+func fleetRun(b *testing.B, n int) (errs []float64, cpu, childCPU time.Duration, heapBytes float64) {
+	b.StopTimer()
+	childBase := rusage(syscall.RUSAGE_CHILDREN)
+	dir := b.TempDir()
+	cfg := fakeConfig(b, map[string]string{
+		"LATENCY_CONSOLES": fmt.Sprint(n), "LATENCY_PARALLEL": "10", "LATENCY_SAMPLES": "10",
+		"LATENCY_CADENCE": "500ms", "LATENCY_CADENCE_JITTER": "100ms", "LATENCY_KEY_HOLD": "20ms",
+		"LATENCY_RUN_ID": "bench", "LATENCY_READY_TIMEOUT": "60s",
+	})
+	f := SetupFleet(context.Background(), cfg, Options{Environ: func() []string { return nil }}, func(i int) []string {
+		return []string{"FAKERYLL_DRAW_DELAY=25ms", "FAKERYLL_DRAW_JITTER=0", "FAKERYLL_DISPLAY_REFRESH=0",
+			"FAKERYLL_TRUTH_FILE=" + filepath.Join(dir, fmt.Sprintf("truth-%d.txt", i))}
+	})
+	defer func() {
+		ctx, cancel := cloud.CleanupContext(context.Background(), 2*time.Minute)
+		defer cancel()
+		require.NoError(b, f.Teardown(ctx))
+		// RUSAGE_CHILDREN counts children once they are waited for,
+		// so fakeryll's CPU (its whole life) is known after Teardown.
+		childCPU = rusage(syscall.RUSAGE_CHILDREN) - childBase
+	}()
+	for _, m := range f.Members {
+		require.NoError(b, m.SetupErr)
+	}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	cpuBefore := rusage(syscall.RUSAGE_SELF)
+	b.StartTimer()
+	var wg sync.WaitGroup
+	for _, m := range f.Members {
+		wg.Go(func() { _, _ = m.Measure(context.Background()) })
+	}
+	wg.Wait()
+	b.StopTimer()
+	cpu = rusage(syscall.RUSAGE_SELF) - cpuBefore
+	runtime.ReadMemStats(&after)
+	heapBytes = max(float64(after.HeapAlloc)-float64(before.HeapAlloc), 0)
+	for i, m := range f.Members {
+		require.NotNil(b, m.Measurement)
+		require.NoError(b, m.Measurement.Err)
+		measured, err := results.ReadCSV(m.Measurement.CSVPath)
+		require.NoError(b, err)
+		modelled, err := results.ReadCSV(filepath.Join(dir, fmt.Sprintf("truth-%d.txt", i)))
+		require.NoError(b, err)
+		require.Len(b, modelled, len(measured))
+		for j := range measured {
+			errs = append(errs, measured[j]-modelled[j])
+		}
+	}
+	return errs, cpu, childCPU, heapBytes
+}
+
+func rusage(who int) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(who, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
