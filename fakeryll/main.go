@@ -168,6 +168,7 @@ func loadConsole(ctx context.Context, given map[string]bool, rawURL, file, direc
 	case given["direct"]:
 		return vv.ParseDirect(direct)
 	default:
+		//lint:ignore ST1005 ryll's own message, kept word for word.
 		return vv.Config{}, errors.New("Must specify one of --url, --file, or --direct")
 	}
 }

@@ -61,6 +61,7 @@ func (c Config) HasTLS() bool { return c.TLSPort != 0 }
 func ParseDirect(s string) (Config, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) != 2 && len(parts) != 3 {
+		//lint:ignore ST1005 ryll's own message, kept word for word.
 		return Config{}, errors.New("Invalid direct connection string. Expected HOST:PORT or HOST:PORT:TLS_PORT")
 	}
 	c := Config{Host: parts[0]}
@@ -147,6 +148,7 @@ func stripURL(err error) error {
 func Parse(content []byte) (Config, error) {
 	ini, err := parseINI(content)
 	if err != nil {
+		//lint:ignore ST1005 ryll's own message, kept word for word.
 		return Config{}, fmt.Errorf("Failed to parse .vv file: %w", err)
 	}
 	sec := ini[Section]
@@ -161,6 +163,7 @@ func Parse(content []byte) (Config, error) {
 	var c Config
 	host, ok := get("host")
 	if !ok {
+		//lint:ignore ST1005 ryll's own message, kept word for word.
 		return Config{}, errors.New("Missing 'host' in .vv file")
 	}
 	c.Host = host
@@ -171,6 +174,7 @@ func Parse(content []byte) (Config, error) {
 		}
 		p, err := parsePort(strings.TrimSpace(v))
 		if err != nil {
+			//lint:ignore ST1005 ryll's own message, kept word for word.
 			return 0, false, fmt.Errorf("Invalid %s '%s': %w", key, v, err)
 		}
 		return p, true, nil
@@ -184,6 +188,7 @@ func Parse(content []byte) (Config, error) {
 		return Config{}, err
 	}
 	if !hasPort && !hasTLS {
+		//lint:ignore ST1005 ryll's own message, kept word for word.
 		return Config{}, errors.New("Must specify 'port' or 'tls-port' in .vv file")
 	}
 	c.Port, c.TLSPort = p, tp

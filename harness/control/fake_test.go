@@ -113,15 +113,14 @@ type fakeRyll struct {
 	// behaviour.
 	override func(req wireRequest) string
 
-	mu        sync.Mutex
-	active    net.Conn
-	writeMu   sync.Mutex
-	subs      map[string]bool
-	requests  []wireRequest
-	busySent  int
-	busyNote  chan int // receives the running busy count, if non-nil
-	problems  []error
-	accepting bool
+	mu       sync.Mutex
+	active   net.Conn
+	writeMu  sync.Mutex
+	subs     map[string]bool
+	requests []wireRequest
+	busySent int
+	busyNote chan int // receives the running busy count, if non-nil
+	problems []error
 }
 
 // newFakeRyll starts a fake that speaks version and answers like the
