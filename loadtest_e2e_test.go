@@ -479,3 +479,34 @@ func TestE2ESeveralConsolesOneCrashes(t *testing.T) {
 	assert.GreaterOrEqual(t, sum.Pooled.Samples, 30)
 	assert.FileExists(t, filepath.Join(o.dir, "latency-"+o.runID+".png"), "pooled plot")
 }
+
+// TestE2ENoCloudProviders runs the loadtest on a .vv file and on a direct
+// address: no cloud is involved, and for the file the .vv password must
+// not reach any output even with ryll's debug logging.
+func TestE2ENoCloudProviders(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	vv, err := filepath.Abs(filepath.Join("testdata", "console.vv"))
+	require.NoError(t, err)
+	for _, tc := range []struct{ provider, console string }{
+		{"file", vv},
+		{"direct", "127.0.0.1:5900"},
+	} {
+		t.Run(tc.provider, func(t *testing.T) {
+			t.Parallel()
+			env := fastEnv(fr)
+			env["LATENCY_PROVIDER"] = tc.provider
+			env["LATENCY_CONSOLE"] = tc.console
+			env["LATENCY_RYLL_VERBOSE"] = "1"
+			o := runLoadtest(t, env)
+			require.Equal(t, 0, o.exitCode)
+			assert.Equal(t, tc.provider, o.sidecar(t).Provider)
+			assert.Len(t, o.csv(t), 4)
+			assert.NotContains(t, o.output, "fake cloud started")
+			log, err := os.ReadFile(filepath.Join(o.dir, "ryll-"+o.runID+".log"))
+			require.NoError(t, err)
+			assert.NotContains(t, string(log)+o.output, "vv-password-for-tests")
+			assertNoRyllLeft(t, o.output)
+		})
+	}
+}

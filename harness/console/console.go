@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/shakenfist/kerbside-latency/fixtures/fakecloud"
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
@@ -81,10 +82,15 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Console, erro
 		c.Secrets = urlSecrets(u)
 		logger.Info("console from a .vv URL", "url", u)
 	case config.ProviderFile:
-		if _, err := os.Stat(cfg.Console); err != nil {
+		pw, err := vvPassword(cfg.Console)
+		if err != nil {
 			return nil, fmt.Errorf("LATENCY_CONSOLE .vv file: %w", err)
 		}
 		c.File = cfg.Console
+		if pw != "" {
+			// ryll may echo it at debug level; scrub it from its log.
+			c.Secrets = append(c.Secrets, pw)
+		}
 		logger.Info("console from a .vv file", "file", cfg.Console)
 	case config.ProviderDirect:
 		c.Direct = cfg.Console
@@ -148,6 +154,23 @@ func (c *Console) provision(ctx context.Context, cfg *config.Config, getenv func
 	c.ServerID, c.ServerName = con.ServerID, con.ServerName
 	c.Secrets = append(c.Secrets, urlSecrets(con.URL)...)
 	return nil
+}
+
+// vvPassword reads the SPICE password of a .vv file, so that it can be
+// scrubbed from every output. It does not validate the file: ryll does,
+// and reports its own errors.
+func vvPassword(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if ok && strings.TrimSpace(k) == "password" {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", nil
 }
 
 // urlSecrets is the URL itself; the redactor in harness/ryll also hides

@@ -30,7 +30,7 @@ var fast = []cloud.Option{cloud.WithPollInterval(20 * time.Millisecond), cloud.W
 
 func TestNoCloudProviders(t *testing.T) {
 	vv := filepath.Join(t.TempDir(), "c.vv")
-	require.NoError(t, os.WriteFile(vv, []byte("[virt-viewer]\nhost=h\nport=5900\n"), 0o600))
+	require.NoError(t, os.WriteFile(vv, []byte("[virt-viewer]\nhost=h\nport=5900\npassword = s3cr3t-vv\n"), 0o600))
 	for _, tc := range []struct {
 		env     map[string]string
 		check   func(*testing.T, *Console)
@@ -42,7 +42,10 @@ func TestNoCloudProviders(t *testing.T) {
 				assert.NotContains(t, c.Describe(), "tok-123456")
 			}, 1},
 		{map[string]string{"LATENCY_PROVIDER": "file", "LATENCY_CONSOLE": vv},
-			func(t *testing.T, c *Console) { assert.Equal(t, vv, c.File) }, 0},
+			func(t *testing.T, c *Console) {
+				assert.Equal(t, vv, c.File)
+				assert.Equal(t, []string{"s3cr3t-vv"}, c.Secrets, "the .vv password is scrubbed from ryll's log")
+			}, 1},
 		{map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "hv1:5900"},
 			func(t *testing.T, c *Console) { assert.Equal(t, "hv1:5900", c.Direct) }, 0},
 	} {
