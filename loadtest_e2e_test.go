@@ -109,8 +109,8 @@ func startLoadtest(t *testing.T, env map[string]string, args ...string) (*exec.C
 	bin, _ := binaries(t)
 	dir := t.TempDir()
 	runID := "e2e-" + strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-"))
-	if len(runID) > 60 {
-		runID = runID[:60]
+	if len(runID) > 40 { // run ids are at most 48; consoles add -c<i>
+		runID = strings.TrimRight(runID[:40], "-")
 	}
 	cmd := exec.Command(bin, append([]string{"-test.v", "-test.run", "^TestLatency$", "-test.timeout", "5m"}, args...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir(),
