@@ -489,9 +489,24 @@ func (c *Client) writeLine(ctx context.Context, line []byte) (time.Time, error) 
 	if n == 0 && ctx.Err() != nil {
 		return time.Time{}, context.Cause(ctx)
 	}
+	// The peer has closed. What it wrote before closing (a busy refusal,
+	// typically, which the server sends before it reads anything) may
+	// still be in our receive buffer: give the reader a bounded moment to
+	// deliver it, so the connection ends with the server's reason rather
+	// than a bare broken pipe.
+	t := time.NewTimer(writeFailDrain)
+	select {
+	case <-c.readDone:
+	case <-t.C:
+	}
+	t.Stop()
 	c.end(fmt.Errorf("write: %w", err))
 	return time.Time{}, c.Err()
 }
+
+// writeFailDrain bounds how long a failed write waits for the reader to
+// deliver the peer's last words.
+const writeFailDrain = 200 * time.Millisecond
 
 // appendRequest encodes {"id":N,"method":M,"params":P} and a newline.
 func appendRequest(buf []byte, id uint64, method string, params any) ([]byte, error) {
