@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 
+	"github.com/shakenfist/kerbside-latency/harness/runid"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 )
 
@@ -59,7 +59,6 @@ var (
 	minConsoleMV = microversion{2, 99}
 	minTagsMV    = microversion{2, 52} // tags in the create request
 	minListTagMV = microversion{2, 26} // tags filter and tags in answers
-	runIDRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 )
 
 // Errors callers may want to tell apart with errors.Is.
@@ -160,8 +159,8 @@ func (cfg *Config) applyDefaults(fallback *slog.Logger) error {
 	if cfg.RunID == "" {
 		cfg.RunID = NewRunID(time.Now())
 	}
-	if !runIDRE.MatchString(cfg.RunID) {
-		return fmt.Errorf("invalid config: run ID %q must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", cfg.RunID)
+	if err := runid.Validate(cfg.RunID); err != nil {
+		return fmt.Errorf("invalid config: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = fallback
@@ -169,11 +168,9 @@ func (cfg *Config) applyDefaults(fallback *slog.Logger) error {
 	return nil
 }
 
-// NewRunID returns a run ID made of the time and a random suffix, e.g.
-// 20250102T150405-1a2b3c.
-func NewRunID(now time.Time) string {
-	return now.UTC().Format("20060102T150405") + "-" + randomHex(3)
-}
+// NewRunID returns a run id made of the time and a random suffix
+// (runid.New).
+func NewRunID(now time.Time) string { return runid.New(now) }
 
 // Provision makes sure the image, flavor and network exist, boots a
 // server, waits for it to be ACTIVE and opens a spice-direct console.

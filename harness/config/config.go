@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shakenfist/kerbside-latency/harness/runid"
 )
 
 // Provider names where the console comes from.
@@ -187,9 +189,9 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	c.Window = p.duration("LATENCY_WINDOW", min(c.Cadence, time.Second), true)
 	if c.RunID == "" {
-		c.RunID = NewRunID(time.Now())
-	} else if !validRunID(c.RunID) {
-		p.failf("LATENCY_RUN_ID=%q: use at most %d letters, digits, '-', '_' and '.' (it names files and servers)", c.RunID, maxRunID)
+		c.RunID = runid.New(time.Now())
+	} else if err := runid.ValidateLen(c.RunID, maxRunID); err != nil {
+		p.failf("LATENCY_RUN_ID: %v (it names files and servers, and leaves room for -c<i> and -p<k>)", err)
 	}
 
 	switch c.Metric {
@@ -256,33 +258,9 @@ func Load(getenv func(string) string) (*Config, error) {
 	return c, nil
 }
 
-// NewRunID returns a run id that sorts by time and does not collide
-// between pods started in the same second.
-func NewRunID(now time.Time) string {
-	var b [3]byte
-	if _, err := randRead(b[:]); err != nil {
-		return now.UTC().Format("20060102T150405Z")
-	}
-	return fmt.Sprintf("%s-%x", now.UTC().Format("20060102T150405Z"), b)
-}
-
-// maxRunID leaves room in the 63 characters a cloud run id may have for
-// the console and pod suffixes (-p<k>-c<i>).
+// maxRunID leaves room, within runid.MaxLen, for the console and pod
+// suffixes (-p<k>-c<i>) a configured run id may still get.
 const maxRunID = 48
-
-func validRunID(s string) bool {
-	if len(s) > maxRunID {
-		return false
-	}
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
-		default:
-			return false
-		}
-	}
-	return s != "." && s != ".."
-}
 
 func checkDirect(s string) error {
 	if s == "" {

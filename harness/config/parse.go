@@ -1,15 +1,12 @@
 package config
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 )
-
-var randRead = rand.Read
 
 // parser reads typed values and collects every problem instead of
 // stopping at the first.

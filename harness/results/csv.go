@@ -16,25 +16,16 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/shakenfist/kerbside-latency/harness/runid"
 )
 
-// runIDPattern bounds run ids to characters that are safe in a file name
-// on every platform and cannot climb out of the results directory.
-var runIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
-// ValidateRunID reports whether run can be used in a results file name.
-// Run ids become part of paths, so separators and ".." must be refused
-// rather than cleaned.
-func ValidateRunID(run string) error {
-	if !runIDPattern.MatchString(run) || strings.Contains(run, "..") {
-		return fmt.Errorf("invalid run id %q: want 1-128 characters from [A-Za-z0-9._-], starting with a letter or digit, without \"..\"", run)
-	}
-	return nil
-}
+// ValidateRunID reports whether run can be used in a results file name
+// (runid.Validate: the one rule for run ids everywhere).
+func ValidateRunID(run string) error { return runid.Validate(run) }
 
 // CSVName returns the legacy CSV file name for run: latency-<run>.csv.
 func CSVName(run string) string { return "latency-" + run + ".csv" }
