@@ -121,7 +121,6 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Run, error) 
 		return r, err
 	}
 	r.Console = con
-	logger.Info("console ready", "console", con.Describe())
 
 	r.RyllLog = filepath.Join(cfg.ResultsDir, "ryll-"+cfg.RunID+".log")
 	var extra []string
@@ -174,7 +173,7 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Run, error) 
 	}
 	r.Client = client
 	r.Hello, _ = client.Server()
-	logger.Info("ryll ready", "server", r.Hello.ServerName, "protocol", r.Hello.ProtocolVersion)
+	logger.Info("control socket ready", "console", con.Describe(), "server", r.Hello.ServerName, "protocol", r.Hello.ProtocolVersion)
 	return r, nil
 }
 
