@@ -181,7 +181,15 @@ func Dial(ctx context.Context, path string, opts Options) (*Client, error) {
 		if errors.Is(err, ErrBusy) {
 			busy++
 		}
-		if !errors.Is(err, ErrClosed) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			// The context ended during this attempt: say so, whatever
+			// the attempt itself ran into (often busy, once more).
+			if !errors.Is(err, context.Cause(ctx)) {
+				err = fmt.Errorf("%w (last attempt: %w)", context.Cause(ctx), err)
+			}
+			return nil, dialError(path, attempt, busy, err)
+		}
+		if !errors.Is(err, ErrClosed) {
 			return nil, dialError(path, attempt, busy, err)
 		}
 		opts.Logger.Debug("control: handshake refused, retrying", "path", path, "attempt", attempt, "err", err)
