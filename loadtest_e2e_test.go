@@ -14,6 +14,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,8 +103,37 @@ func fastEnv(fakeryll string) map[string]string {
 	}
 }
 
-// startLoadtest starts the loadtest binary with env (on top of a minimal
-// environment: no LATENCY_*, OS_* or FAKERYLL_* from the caller leaks in).
+// childEnv is a minimal environment (PATH, HOME, TMPDIR and the Go
+// toolchain's own variables) plus env and extra: no LATENCY_*, OS_* or
+// FAKERYLL_* of the caller leaks into a run.
+func childEnv(env map[string]string, extra ...string) []string {
+	out := []string{"TMPDIR=" + os.TempDir()}
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "PATH" || k == "HOME" || strings.HasPrefix(k, "GO") {
+			out = append(out, kv)
+		}
+	}
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return append(out, extra...)
+}
+
+// openStackOnFakeCloud is a fast run with the openstack provider against
+// a fake cloud in this process, so that a test can see what the run did
+// to the cloud.
+func openStackOnFakeCloud(t *testing.T, fakeryll string) (*fakecloud.Cloud, map[string]string) {
+	t.Helper()
+	fc := fakecloud.New(t, fakecloud.Options{Images: []string{"uefi-latency-guest"}})
+	env := fastEnv(fakeryll)
+	env["LATENCY_PROVIDER"] = "openstack"
+	env["LATENCY_BOOT_TIMEOUT"] = "1m"
+	maps.Copy(env, fc.Env())
+	return fc, env
+}
+
+// startLoadtest starts the loadtest binary with env (see childEnv).
 func startLoadtest(t *testing.T, env map[string]string, args ...string) (*exec.Cmd, *bytes.Buffer, outcome) {
 	t.Helper()
 	bin, _ := binaries(t)
@@ -113,14 +143,7 @@ func startLoadtest(t *testing.T, env map[string]string, args ...string) (*exec.C
 		runID = strings.TrimRight(runID[:40], "-")
 	}
 	cmd := exec.Command(bin, append([]string{"-test.v", "-test.run", "^TestLatency$", "-test.timeout", "5m"}, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir(),
-		"LATENCY_RESULTS_DIR=" + dir, "LATENCY_RUN_ID=" + runID}
-	if gc := os.Getenv("GOCACHE"); gc != "" {
-		cmd.Env = append(cmd.Env, "GOCACHE="+gc)
-	}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = childEnv(env, "LATENCY_RESULTS_DIR="+dir, "LATENCY_RUN_ID="+runID)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())
@@ -323,16 +346,10 @@ func TestE2ESilentSocketMaxDurationHolds(t *testing.T) {
 func TestE2ESIGTERMMidRun(t *testing.T) {
 	t.Parallel()
 	_, fr := binaries(t)
-	fc := fakecloud.New(t, fakecloud.Options{Images: []string{"uefi-latency-guest"}})
-	env := fastEnv(fr)
-	env["LATENCY_PROVIDER"] = "openstack"
+	fc, env := openStackOnFakeCloud(t, fr)
 	env["LATENCY_SAMPLES"] = "1000"
 	env["LATENCY_CADENCE"] = "100ms"
 	env["LATENCY_KEY_HOLD"] = "10ms"
-	env["LATENCY_BOOT_TIMEOUT"] = "1m"
-	for k, v := range fc.Env() {
-		env[k] = v
-	}
 	cmd, out, o := startLoadtest(t, env)
 	csvPath := filepath.Join(o.dir, results.CSVName(o.runID))
 	require.Eventually(t, func() bool {
@@ -362,19 +379,16 @@ func TestE2ESIGTERMMidRun(t *testing.T) {
 func TestE2ENoSecretInAnyOutput(t *testing.T) {
 	t.Parallel()
 	bin, fr := binaries(t)
-	fc := fakecloud.New(t, fakecloud.Options{Images: []string{"uefi-latency-guest"}})
+	fc, env := openStackOnFakeCloud(t, fr)
+	env["LATENCY_SAMPLES"] = "3"
+	env["LATENCY_RYLL_VERBOSE"] = "1"
 	dir := t.TempDir()
 	junit := filepath.Join(dir, "junit.xml")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "tool", "gotestsum", "--format", "standard-verbose", "--junitfile", junit,
 		"--raw-command", "--", "go", "tool", "test2json", "-t", "-p", "latency", bin, "-test.v=test2json", "-test.run", "^TestLatency$")
-	cmd.Env = append(os.Environ(), "LATENCY_RESULTS_DIR="+dir, "LATENCY_RUN_ID=secrets", "LATENCY_RYLL_VERBOSE=1",
-		"LATENCY_PROVIDER=openstack", "LATENCY_RYLL="+fr, "LATENCY_SAMPLES=3", "LATENCY_CADENCE=200ms",
-		"LATENCY_KEY_HOLD=20ms", "LATENCY_CADENCE_JITTER=20ms", "LATENCY_BOOT_TIMEOUT=1m")
-	for k, v := range fc.Env() {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = childEnv(env, "LATENCY_RESULTS_DIR="+dir, "LATENCY_RUN_ID=secrets")
 	output, err := cmd.CombinedOutput()
 	t.Logf("output:\n%s", output)
 	require.NoError(t, err)
