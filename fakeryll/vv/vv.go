@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -111,16 +110,16 @@ func Fetch(ctx context.Context, client *http.Client, u secret.URL) (Config, erro
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.Reveal(), nil)
 	if err != nil {
-		return Config{}, fmt.Errorf("fetch .vv from %s: %w", u.Redacted(), stripURL(err))
+		return Config{}, fmt.Errorf("fetch .vv from %s: %w", u.Redacted(), secret.StripURLError(err))
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return Config{}, fmt.Errorf("fetch .vv from %s: %w", u.Redacted(), stripURL(err))
+		return Config{}, fmt.Errorf("fetch .vv from %s: %w", u.Redacted(), secret.StripURLError(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
 	if err != nil {
-		return Config{}, fmt.Errorf("fetch .vv from %s: read body: %w", u.Redacted(), stripURL(err))
+		return Config{}, fmt.Errorf("fetch .vv from %s: read body: %w", u.Redacted(), secret.StripURLError(err))
 	}
 	if len(body) > MaxBody {
 		return Config{}, fmt.Errorf("fetch .vv from %s: body larger than %d bytes", u.Redacted(), MaxBody)
@@ -130,16 +129,6 @@ func Fetch(ctx context.Context, client *http.Client, u secret.URL) (Config, erro
 		return Config{}, fmt.Errorf("%w (fetched from %s, HTTP status %d)", err, u.Redacted(), resp.StatusCode)
 	}
 	return c, nil
-}
-
-// stripURL removes the *url.Error wrapper, whose text quotes the full URL
-// (token included).
-func stripURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
-	}
-	return err
 }
 
 // Parse parses .vv content. Keys and section names are case-insensitive;

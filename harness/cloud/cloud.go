@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"sync"
 	"syscall"
@@ -20,6 +19,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/config"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 	"github.com/gophercloud/gophercloud/v2/openstack/utils"
+	"github.com/shakenfist/kerbside-latency/harness/secret"
 )
 
 // Defaults for the knobs Connect takes as options.
@@ -127,7 +127,7 @@ func Connect(ctx context.Context, env func(string) string, opts ...Option) (*Clo
 	}
 	provider, err := config.NewProviderClient(ctx, ao, config.WithHTTPClient(*hc))
 	if err != nil {
-		return nil, fmt.Errorf("authenticate to %s (credentials from %s): %w", redactURL(ao.IdentityEndpoint), src, err)
+		return nil, fmt.Errorf("authenticate to %s (credentials from %s): %w", secret.RedactURL(ao.IdentityEndpoint), src, err)
 	}
 	provider.UserAgent.Prepend("kerbside-latency")
 
@@ -151,7 +151,7 @@ func Connect(ctx context.Context, env func(string) string, opts ...Option) (*Clo
 		c.maxMicroversion = microversion{mv.MaxMajor, mv.MaxMinor}
 		c.compute.Microversion = c.maxMicroversion.capAt(microversion{2, 99}).String()
 	}
-	c.log.Info("connected to OpenStack", "credentials", src.String(), "auth_url", redactURL(ao.IdentityEndpoint),
+	c.log.Info("connected to OpenStack", "credentials", src.String(), "auth_url", secret.RedactURL(ao.IdentityEndpoint),
 		"region", eo.Region, "compute_endpoint", c.compute.Endpoint,
 		"compute_max_microversion", c.maxMicroversion.String(), "compute_microversion", c.compute.Microversion)
 	return c, nil
@@ -214,7 +214,7 @@ func (c *Cloud) retry(ctx context.Context, method, rawURL string, _ *gophercloud
 		return err
 	}
 	d := c.backoffFor(failCount)
-	c.log.Warn("transient OpenStack error; retrying", "method", method, "url", redactURL(rawURL),
+	c.log.Warn("transient OpenStack error; retrying", "method", method, "url", secret.RedactURL(rawURL),
 		"attempt", failCount, "max_retries", c.retries, "delay", d, "error", summarize(err))
 	if !sleep(ctx, d) {
 		return err
@@ -296,21 +296,7 @@ func summarize(err error) string {
 	if errors.As(err, &code) {
 		return fmt.Sprintf("HTTP %d", code.Actual)
 	}
-	return stripURLError(err).Error()
-}
-
-// redactURL keeps scheme, host and path: queries and user info can carry
-// credentials (a console token, a signed download URL).
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "(unparsable URL)"
-	}
-	out := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
-	if u.RawQuery != "" || u.User != nil {
-		out += "?[redacted]"
-	}
-	return out
+	return secret.StripURLError(err).Error()
 }
 
 // microversion is a compute API microversion; the zero value is unknown.

@@ -2,12 +2,10 @@ package cloud
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/shakenfist/kerbside-latency/harness/secret"
 )
 
 // imageProperties are set on an uploaded guest image: it boots with UEFI
@@ -70,15 +69,15 @@ func (c *Cloud) ensureImage(ctx context.Context, cfg Config, log *slog.Logger) (
 func (c *Cloud) uploadImage(ctx context.Context, ic *gophercloud.ServiceClient, cfg Config, log *slog.Logger) (id string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.ImageTimeout)
 	defer cancel()
-	src := redactURL(cfg.ImageURL)
+	src := secret.RedactURL(cfg.ImageURL)
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.ImageURL, nil)
 	if err != nil {
-		return "", fmt.Errorf("download image from %s: %w", src, stripURLError(err))
+		return "", fmt.Errorf("download image from %s: %w", src, secret.StripURLError(err))
 	}
 	resp, err := c.download.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("download image from %s: %w", src, stripURLError(err))
+		return "", fmt.Errorf("download image from %s: %w", src, secret.StripURLError(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -178,14 +177,4 @@ func (p *progressReader) report(done bool) {
 		msg = "image upload complete"
 	}
 	p.log.Info(msg, attrs...)
-}
-
-// stripURLError drops the URL an *url.Error quotes (it may carry a
-// credential) and keeps the cause.
-func stripURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) && ue.Err != nil {
-		return ue.Err
-	}
-	return err
 }

@@ -167,11 +167,4 @@ func TestBackoffIsBoundedWithJitter(t *testing.T) {
 	}
 }
 
-func TestRedactURL(t *testing.T) {
-	assert.Equal(t, "https://h/p?[redacted]", redactURL("https://h/p?token=abc"))
-	assert.Equal(t, "https://h/p?[redacted]", redactURL("https://user:pw@h/p"))
-	assert.Equal(t, "https://h/p", redactURL("https://h/p"))
-	assert.Equal(t, "(unparsable URL)", redactURL("%zz"))
-}
-
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -11,6 +11,7 @@ package secret
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -31,24 +32,44 @@ type URL struct {
 func ParseURL(raw string) (URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return URL{}, fmt.Errorf("parse console URL (value hidden): %w", stripURLError(err))
+		return URL{}, fmt.Errorf("parse console URL (value hidden): %w", StripURLError(err))
 	}
 	if u.Scheme == "" || u.Host == "" {
 		return URL{}, fmt.Errorf("parse console URL (value hidden): want an absolute http(s) URL with a host")
 	}
-	red := &url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
-	s := red.String()
+	return URL{raw: raw, redacted: redact(u)}, nil
+}
+
+// RedactURL is the one rule for showing a URL that may carry a
+// credential (a console token, a signed download URL, user info): scheme,
+// host and path are kept, anything else is replaced by a marker. A
+// file:// URL keeps its path. A URL that does not parse is never echoed.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || (u.Host == "" && u.Path == "") {
+		return "(unparsable URL)"
+	}
+	return redact(u)
+}
+
+func redact(u *url.URL) string {
+	s := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 	if u.RawQuery != "" || u.User != nil || u.Fragment != "" {
 		s += "?" + Redacted
 	}
-	return URL{raw: raw, redacted: s}, nil
+	return s
 }
 
-// stripURLError drops the quoted input from a *url.Error so that a
-// malformed URL with a token in it is not echoed back.
-func stripURLError(err error) error {
-	if ue, ok := err.(*url.Error); ok {
-		return ue.Err
+// StripURLError drops the URL that a *url.Error quotes (it may carry a
+// credential) and keeps the operation and the cause, so "Get: dial tcp
+// ...: connection refused" survives and the token does not.
+func StripURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		if ue.Op == "" || ue.Op == "parse" {
+			return ue.Err
+		}
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
 	}
 	return err
 }

@@ -3,8 +3,10 @@ package secret
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -85,4 +87,29 @@ func TestRedactorBoundsHeldBytes(t *testing.T) {
 	_, err := r.Write(big)
 	require.NoError(t, err)
 	assert.Equal(t, len(big), out.Len(), "an over-long line is passed on, not held forever")
+}
+
+func TestRedactURL(t *testing.T) {
+	for raw, want := range map[string]string{
+		"https://h/p?token=abc":          "https://h/p?[redacted]",
+		"https://user:pw@h/p":            "https://h/p?[redacted]",
+		"https://h/p":                    "https://h/p",
+		"https://h/p#frag":               "https://h/p?[redacted]",
+		"file:///srv/images/guest.qcow2": "file:///srv/images/guest.qcow2",
+		"%zz":                            "(unparsable URL)",
+		"no-scheme/at/all":               "(unparsable URL)",
+	} {
+		assert.Equal(t, want, RedactURL(raw), raw)
+	}
+}
+
+func TestStripURLErrorKeepsTheCauseNotTheURL(t *testing.T) {
+	cause := errors.New("connection refused")
+	err := fmt.Errorf("fetch: %w", &url.Error{Op: "Get", URL: "https://h/c?token=tok-secret", Err: cause})
+	got := StripURLError(err)
+	assert.ErrorIs(t, got, cause)
+	assert.Equal(t, "Get: connection refused", got.Error())
+	assert.NotContains(t, got.Error(), "tok-secret")
+	plain := errors.New("plain")
+	assert.Equal(t, plain, StripURLError(plain))
 }
