@@ -10,14 +10,11 @@
 package config
 
 import (
-	"errors"
-	"fmt"
-	"net"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/shakenfist/kerbside-latency/harness/address"
 	"github.com/shakenfist/kerbside-latency/harness/runid"
 )
 
@@ -226,7 +223,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			p.failf("LATENCY_CONSOLE=%q is a directory: want a .vv file", c.Console)
 		}
 	case ProviderDirect:
-		if err := checkDirect(c.Console); err != nil {
+		if _, err := address.ParseDirect(c.Console); err != nil {
 			p.failf("LATENCY_PROVIDER=direct needs LATENCY_CONSOLE=host:port or host:port:tls_port: %v", err)
 		}
 	default:
@@ -261,33 +258,3 @@ func Load(getenv func(string) string) (*Config, error) {
 // maxRunID leaves room, within runid.MaxLen, for the console and pod
 // suffixes (-p<k>-c<i>) a configured run id may still get.
 const maxRunID = 48
-
-func checkDirect(s string) error {
-	if s == "" {
-		return errors.New("it is empty")
-	}
-	parts := strings.Split(s, ":")
-	if len(parts) == 3 {
-		if _, err := parsePort(parts[2]); err != nil {
-			return fmt.Errorf("tls port: %w", err)
-		}
-		s = parts[0] + ":" + parts[1]
-	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return err
-	}
-	if host == "" {
-		return errors.New("no host")
-	}
-	_, err = parsePort(port)
-	return err
-}
-
-func parsePort(s string) (uint16, error) {
-	n, err := strconv.ParseUint(s, 10, 16)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("port %q is not 1..65535", s)
-	}
-	return uint16(n), nil
-}

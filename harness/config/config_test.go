@@ -99,7 +99,7 @@ func TestProblems(t *testing.T) {
 		{"file missing", map[string]string{"LATENCY_PROVIDER": "file", "LATENCY_CONSOLE": filepath.Join(dir, "nope.vv")}, "no such file"},
 		{"file is dir", map[string]string{"LATENCY_PROVIDER": "file", "LATENCY_CONSOLE": dir}, "is a directory"},
 		{"direct bad", map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "host"}, "host:port"},
-		{"direct bad port", map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:99999"}, "not 1..65535"},
+		{"direct bad port", map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:99999"}, "not a port from 1 to 65535"},
 		{"direct bad tls port", map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:5900:x"}, "tls port"},
 		{"console with fake", map[string]string{"LATENCY_CONSOLE": "h:1"}, "does not use it"},
 		{"hold >= cadence", map[string]string{"LATENCY_CADENCE": "100ms", "LATENCY_KEY_HOLD": "100ms"}, "LATENCY_KEY_HOLD"},

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -204,6 +205,11 @@ func (p *Process) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if vv := p.spec.consoleFile(); vv != "" {
+		if err := os.WriteFile(filepath.Join(sockDir, directFileName), []byte(vv), 0o600); err != nil {
+			return fmt.Errorf("write the .vv file for direct console %s: %w", p.spec.Direct, err)
+		}
+	}
 
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -216,7 +222,7 @@ func (p *Process) Start(ctx context.Context) (err error) {
 	}
 	pipes = append(pipes, errR, errW)
 
-	cmd = exec.Command(binary, p.spec.args(sockPath)...)
+	cmd = exec.Command(binary, p.spec.args(sockDir, sockPath)...)
 	cmd.Env = env
 	cmd.Stdout = outW
 	cmd.Stderr = errW
@@ -251,7 +257,7 @@ func (p *Process) Start(ctx context.Context) (err error) {
 	go p.drain(errR, drained)
 	go p.wait(cmd, drained, outR, errR)
 
-	p.log.Info("started ryll", "pid", p.pid, "args", p.spec.redactedArgs(sockPath),
+	p.log.Info("started ryll", "pid", p.pid, "args", p.spec.redactedArgs(sockDir, sockPath),
 		"socket", sockPath, "log", p.spec.LogPath)
 	return nil
 }

@@ -6,11 +6,12 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/shakenfist/kerbside-latency/harness/address"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 )
 
@@ -122,8 +123,8 @@ func (s Spec) validate() error {
 	}
 	if s.Direct != "" {
 		sources = append(sources, "Direct")
-		if err := checkDirect(s.Direct); err != nil {
-			errs = append(errs, err)
+		if _, err := address.ParseDirect(s.Direct); err != nil {
+			errs = append(errs, fmt.Errorf("direct console: %w", err))
 		}
 	}
 	switch len(sources) {
@@ -149,36 +150,47 @@ func (s Spec) validate() error {
 	return nil
 }
 
-// checkDirect mirrors ryll's own parsing of --direct (two or three
-// colon-separated parts, numeric 16-bit ports) so a typo fails here with
-// a clear message rather than as ryll's exit status 1.
-func checkDirect(d string) error {
-	parts := strings.Split(d, ":")
-	if len(parts) != 2 && len(parts) != 3 {
-		return fmt.Errorf("direct console %q: want HOST:PORT or HOST:PORT:TLS_PORT", d)
+// directFileName is the .vv file written into the private directory for
+// a direct address that ryll's --direct cannot take (an IPv6 host).
+const directFileName = "direct.vv"
+
+// consoleFile returns the .vv content to hand ryll instead of --direct,
+// or "" when --direct can take the address as it is. ryll splits
+// --direct on every colon, so an IPv6 host goes through a file.
+func (s Spec) consoleFile() string {
+	if s.Direct == "" {
+		return ""
 	}
-	if parts[0] == "" {
-		return fmt.Errorf("direct console %q: empty host", d)
+	d, err := address.ParseDirect(s.Direct)
+	if err != nil {
+		return "" // validate refused it already
 	}
-	for _, p := range parts[1:] {
-		if _, err := strconv.ParseUint(p, 10, 16); err != nil {
-			return fmt.Errorf("direct console %q: port %q is not a number from 0 to 65535", d, p)
-		}
+	if _, ok := d.RyllArg(); ok {
+		return ""
 	}
-	return nil
+	vv := fmt.Sprintf("[virt-viewer]\ntype=spice\nhost=%s\nport=%d\n", d.Host, d.Port)
+	if d.TLSPort != 0 {
+		vv += fmt.Sprintf("tls-port=%d\n", d.TLSPort)
+	}
+	return vv
 }
 
 // args builds ryll's command line (without argv[0]). The result holds the
-// raw URL: it is handed to exec and nowhere else.
-func (s Spec) args(socketPath string) []string {
+// raw URL: it is handed to exec and nowhere else. privateDir is the
+// private directory of the run's socket, where consoleFile is written.
+func (s Spec) args(privateDir, socketPath string) []string {
 	a := []string{"--headless"}
 	switch {
 	case !s.URL.IsZero():
 		a = append(a, "--url", s.URL.Reveal())
 	case s.File != "":
 		a = append(a, "--file", s.File)
+	case s.consoleFile() != "":
+		a = append(a, "--file", filepath.Join(privateDir, directFileName))
 	case s.Direct != "":
-		a = append(a, "--direct", s.Direct)
+		d, _ := address.ParseDirect(s.Direct)
+		arg, _ := d.RyllArg()
+		a = append(a, "--direct", arg)
 	}
 	a = append(a, "--control-socket", socketPath)
 	if s.Verbose {
@@ -188,8 +200,8 @@ func (s Spec) args(socketPath string) []string {
 }
 
 // redactedArgs is args with the URL in its redacted form, for logging.
-func (s Spec) redactedArgs(socketPath string) []string {
-	a := s.args(socketPath)
+func (s Spec) redactedArgs(privateDir, socketPath string) []string {
+	a := s.args(privateDir, socketPath)
 	if !s.URL.IsZero() {
 		for i, v := range a {
 			if v == s.URL.Reveal() {

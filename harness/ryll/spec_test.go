@@ -39,15 +39,17 @@ func TestArgsPerSource(t *testing.T) {
 			[]string{"--headless", "--direct", "10.0.0.1:5900", "--control-socket", sock}, nil},
 		{"direct with tls port", Spec{Direct: "10.0.0.1:5900:5901"},
 			[]string{"--headless", "--direct", "10.0.0.1:5900:5901", "--control-socket", sock}, nil},
+		{"direct ipv6 goes through a .vv file", Spec{Direct: "[::1]:5900"},
+			[]string{"--headless", "--file", "/tmp/ryll-1/direct.vv", "--control-socket", sock}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, tc.spec.args(sock))
+			assert.Equal(t, tc.want, tc.spec.args("/tmp/ryll-1", sock))
 			red := tc.redacted
 			if red == nil {
 				red = tc.want
 			}
-			assert.Equal(t, red, tc.spec.redactedArgs(sock))
+			assert.Equal(t, red, tc.spec.redactedArgs("/tmp/ryll-1", sock))
 		})
 	}
 }
@@ -64,10 +66,10 @@ func TestSpecValidation(t *testing.T) {
 		{"no source", func(s *Spec) { s.Direct = "" }, []string{"no console source"}},
 		{"two sources", func(s *Spec) { s.URL = mustURL(t) }, []string{"2 console sources (URL, Direct)"}},
 		{"three sources", func(s *Spec) { s.URL = mustURL(t); s.File = "x.vv" }, []string{"3 console sources"}},
-		{"direct without port", func(s *Spec) { s.Direct = "host" }, []string{"want HOST:PORT"}},
+		{"direct without port", func(s *Spec) { s.Direct = "host" }, []string{"no port"}},
 		{"direct empty host", func(s *Spec) { s.Direct = ":5900" }, []string{"empty host"}},
-		{"direct bad port", func(s *Spec) { s.Direct = "h:99999" }, []string{`port "99999"`}},
-		{"direct ipv6 not supported by ryll", func(s *Spec) { s.Direct = "::1:5900" }, []string{"want HOST:PORT"}},
+		{"direct bad port", func(s *Spec) { s.Direct = "h:99999" }, []string{`"99999" is not a port`}},
+		{"direct ipv6 without brackets", func(s *Spec) { s.Direct = "::1:5900" }, []string{"in brackets"}},
 		{"no log", func(s *Spec) { s.LogPath = "" }, []string{"no LogPath"}},
 		{"openstack env", func(s *Spec) { s.ExtraEnv = []string{"OS_PASSWORD=x"} }, []string{"ExtraEnv OS_PASSWORD refused"}},
 		{"malformed env", func(s *Spec) { s.ExtraEnv = []string{"A=1", "NOEQUALS"} }, []string{"ExtraEnv entry 1 is not NAME=VALUE"}},
@@ -122,4 +124,9 @@ func TestMakeSocketDirIsPrivate(t *testing.T) {
 	assert.Equal(t, os.FileMode(0o700), info.Mode().Perm())
 	assert.Equal(t, filepath.Join(dir, socketName), path)
 	assert.True(t, strings.HasPrefix(filepath.Base(dir), "ryll-"))
+}
+
+func TestConsoleFileForIPv6(t *testing.T) {
+	assert.Empty(t, Spec{Direct: "h:5900"}.consoleFile(), "ryll's --direct takes it")
+	assert.Equal(t, "[virt-viewer]\ntype=spice\nhost=::1\nport=5900\ntls-port=5901\n", Spec{Direct: "[::1]:5900:5901"}.consoleFile())
 }

@@ -1,0 +1,122 @@
+// Package address parses the direct console addresses users give
+// (LATENCY_CONSOLE=host:port or host:port:tls_port) once, for every part
+// of the loadtest that needs one.
+//
+// There used to be two parsers, in the configuration and in the ryll
+// launcher, and they disagreed ("[::1]:5900" passed the first and failed
+// the second). An IPv6 literal must be written in brackets, as in a URL;
+// ryll's own --direct splits on every colon and so cannot take one, which
+// is why Direct says whether it can be handed to ryll as it is.
+package address
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// Direct is a SPICE server's address: a host, its plain port and,
+// optionally, its TLS port.
+type Direct struct {
+	Host string
+	Port uint16
+	// TLSPort is zero when the server has no TLS port.
+	TLSPort uint16
+}
+
+// ParseDirect parses host:port or host:port:tls_port. The host is a
+// name, an IPv4 address or a bracketed IPv6 address ([::1]:5900 or
+// [::1]:5900:5901). The error says which part is wrong and never
+// guesses: an unbracketed IPv6 address is refused with the fix.
+func ParseDirect(s string) (Direct, error) {
+	if s == "" {
+		return Direct{}, errors.New("the address is empty: want host:port or host:port:tls_port")
+	}
+	var host, rest string
+	if strings.HasPrefix(s, "[") {
+		end := strings.Index(s, "]")
+		if end < 0 {
+			return Direct{}, fmt.Errorf("%q: an IPv6 address opened with [ has no closing ]", s)
+		}
+		host = s[1:end]
+		if ip := net.ParseIP(host); ip == nil || ip.To4() != nil {
+			return Direct{}, fmt.Errorf("%q: %q in brackets is not an IPv6 address", s, host)
+		}
+		rest, _ = strings.CutPrefix(s[end+1:], ":")
+		if rest == s[end+1:] {
+			return Direct{}, fmt.Errorf("%q: want [ipv6]:port after the closing ]", s)
+		}
+	} else {
+		if strings.Count(s, ":") > 2 {
+			return Direct{}, fmt.Errorf("%q: too many colons; write an IPv6 address in brackets, e.g. [::1]:5900", s)
+		}
+		var ok bool
+		host, rest, ok = strings.Cut(s, ":")
+		if !ok {
+			return Direct{}, fmt.Errorf("%q: no port: want host:port or host:port:tls_port", s)
+		}
+		if host == "" {
+			return Direct{}, fmt.Errorf("%q: empty host", s)
+		}
+	}
+	ports := strings.Split(rest, ":")
+	if len(ports) > 2 {
+		return Direct{}, fmt.Errorf("%q: want host:port or host:port:tls_port", s)
+	}
+	d := Direct{Host: host}
+	var err error
+	if d.Port, err = parsePort(ports[0]); err != nil {
+		return Direct{}, fmt.Errorf("%q: port: %w", s, err)
+	}
+	if len(ports) == 2 {
+		if d.TLSPort, err = parsePort(ports[1]); err != nil {
+			return Direct{}, fmt.Errorf("%q: tls port: %w", s, err)
+		}
+	}
+	return d, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%q is not a port from 1 to 65535", s)
+	}
+	return uint16(n), nil
+}
+
+// IsIPv6 reports whether the host is an IPv6 literal.
+func (d Direct) IsIPv6() bool { return strings.Contains(d.Host, ":") }
+
+// HostPort is host:port for net.Dial (brackets added for IPv6).
+func (d Direct) HostPort() string {
+	return net.JoinHostPort(d.Host, strconv.Itoa(int(d.Port)))
+}
+
+// TLSHostPort is host:tls_port for net.Dial; empty without a TLS port.
+func (d Direct) TLSHostPort() string {
+	if d.TLSPort == 0 {
+		return ""
+	}
+	return net.JoinHostPort(d.Host, strconv.Itoa(int(d.TLSPort)))
+}
+
+// String is the address as ParseDirect reads it back.
+func (d Direct) String() string {
+	s := d.HostPort()
+	if d.TLSPort != 0 {
+		s += ":" + strconv.Itoa(int(d.TLSPort))
+	}
+	return s
+}
+
+// RyllArg is the address in ryll's --direct form, and false when ryll
+// cannot take it that way (an IPv6 host: ryll splits on every colon).
+// The caller then hands ryll a .vv file instead.
+func (d Direct) RyllArg() (string, bool) {
+	if d.IsIPv6() {
+		return "", false
+	}
+	return d.String(), true
+}
