@@ -6,7 +6,6 @@ import (
 	"image/color"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
 
+	"github.com/shakenfist/kerbside-latency/harness/atomicfile"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
 
@@ -479,30 +479,9 @@ func (f *Figure) Save(path string) error {
 	return writeAtomic(path, render)
 }
 
-// writeAtomic writes through a temporary file in path's directory and
-// renames it over path, so an interrupted write leaves no partial file.
-func writeAtomic(path string, render func(io.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+func writeAtomic(path string, render func(io.Writer) error) error {
+	if err := atomicfile.Write(path, 0o644, render); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err := render(tmp); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: close: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: rename into place: %w", path, err)
 	}
 	return nil
 }
