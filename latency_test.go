@@ -2,12 +2,18 @@
 
 // The Kerbside console latency loadtest.
 //
+// This file is the composition root: the one place that decides what is
+// real and what is fake. With LATENCY_PROVIDER=fake it stands the fake
+// cloud and fakeryll in (fixtures/fakechain) and hands the product an
+// ordinary openstack configuration; otherwise the product meets the real
+// thing.
+//
 // TestMain validates the configuration, provisions the console and starts
 // ryll; TestLatency's subtests check the handshake, drive the key cadence
-// while writing every sample to the CSV, assert the samples' sanity and
-// write the sidecar, plot, benchmark file and summary. Whatever happens
-// (failure, panic, timeout, SIGINT, SIGTERM), ryll is stopped and the
-// server deleted before the process exits.
+// while writing every sample to the CSV and assert the samples' sanity.
+// Whatever happens (failure, panic, timeout, SIGINT, SIGTERM), TestMain's
+// one exit path then writes the sidecar, plot, benchmark file and
+// summary, stops ryll and deletes the server before the process exits.
 //
 // Run it with `make loadtest`, or `go test -tags loadtest -run TestLatency .`;
 // configure it with LATENCY_* variables (README.md, Configuration).
@@ -15,12 +21,12 @@ package latency
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -29,6 +35,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shakenfist/kerbside-latency/fixtures/fakechain"
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/loadtest"
@@ -93,18 +100,49 @@ func mainRun(m *testing.M) (code int) {
 	logger.Info("loadtest starting", "run", cfg.RunID, "provider", cfg.Provider, "metric", cfg.Metric,
 		"samples", cfg.Samples, "cadence", cfg.Cadence, "results", cfg.ResultsDir)
 
+	// The fakes are wired here and nowhere else. FAKERYLL_* knobs reach
+	// ryll whatever the provider: fakeryll reads them, ryll ignores them.
+	environ := os.Environ()
+	opts := loadtest.Options{Logger: logger, RyllEnv: fakechain.Knobs(environ), MemberEnv: fakechain.PerConsoleKnobs(environ)}
+	var chain *fakechain.Chain
+	if cfg.Provider == config.ProviderFake {
+		chain, err = fakechain.Start(ctx, cfg, fakechain.Options{Logger: logger})
+		if err != nil {
+			setupErr = err
+			logger.Error("fake provider", "err", err)
+			return m.Run()
+		}
+		cfg = chain.Apply(cfg)
+		opts.Getenv = chain.Getenv()
+		opts.Console.CloudOptions = chain.CloudOptions()
+		opts.Secrets = chain.Secrets()
+	}
+
 	defer func() {
 		tctx, tcancel := cloud.CleanupContext(context.Background(), cloud.DefaultCleanupTimeout+time.Minute)
 		defer tcancel()
-		if p := recover(); p != nil {
-			logger.Error("panic: cleaning up before re-panicking", "panic", p)
-			_ = fleet.Teardown(tctx)
-			panic(p)
+		p := recover()
+		if p != nil {
+			logger.Error("panic: writing results and cleaning up before re-panicking", "panic", p)
 		}
-		writeAllResults()
+		// The one exit path for results: every console's files are
+		// written here, once, whatever the tests reached.
+		if _, err := fleet.WriteResults(os.Stdout); err != nil {
+			logger.Error("writing results failed", "err", err)
+			code = max(code, 1)
+		}
 		if err := fleet.Teardown(tctx); err != nil {
 			logger.Error("cleanup failed: run `make sweep` to delete what this run left", "run", cfg.RunID, "err", err)
 			code = max(code, 1)
+		}
+		if chain != nil {
+			if err := chain.Close(); err != nil {
+				logger.Error("fake provider", "err", err)
+				code = max(code, 1)
+			}
+		}
+		if p != nil {
+			panic(p)
 		}
 		select {
 		case sig := <-interrupted:
@@ -114,7 +152,7 @@ func mainRun(m *testing.M) (code int) {
 		}
 	}()
 
-	fleet = loadtest.SetupFleet(ctx, cfg, loadtest.Options{Logger: logger}, loadtest.PerConsoleKnobs(os.Environ()))
+	fleet = loadtest.SetupFleet(ctx, cfg, opts)
 	for _, mb := range fleet.Members {
 		if mb.SetupErr != nil {
 			logger.Error("setup failed", "console", mb.Label, "err", mb.SetupErr)
@@ -137,23 +175,6 @@ func testTimeout() time.Duration {
 	return 0
 }
 
-// writeAllResults writes every console's results that the tests did not
-// (a run that never reached its Results subtest still leaves a sidecar
-// saying why), and the run summary when there are several consoles.
-func writeAllResults() {
-	if fleet == nil {
-		return
-	}
-	for _, mb := range fleet.Members {
-		mb.WriteResults(os.Stdout)
-	}
-	if len(fleet.Members) > 1 {
-		if _, _, err := fleet.WriteSummary(os.Stdout); err != nil {
-			fmt.Fprintf(os.Stderr, "run summary: %v\n", err)
-		}
-	}
-}
-
 func TestLatency(t *testing.T) {
 	require.NoError(t, setupErr, "invalid configuration; nothing was set up")
 	require.NotNil(t, fleet)
@@ -169,14 +190,29 @@ func TestLatency(t *testing.T) {
 			})
 		}
 	})
-	files, sum, err := fleet.WriteSummary(os.Stdout)
-	require.NoError(t, err)
-	t.Attr("metric", sum.Metric)
-	t.Attr("consoles", fmt.Sprint(len(sum.Consoles)))
-	t.Attr("failed_consoles", fmt.Sprint(len(sum.Failed)))
-	attrFigures(t, sum.Pooled.Samples, sum.Pooled.Misses, sum.Pooled.DroppedEvents, sum.Pooled.Summary)
-	assert.FileExists(t, files.Summary)
-	assert.Empty(t, sum.Failed, "consoles that failed")
+	// The pooled figures, from what the consoles measured (the run
+	// summary file is written by TestMain's exit path).
+	var pooled []float64
+	var misses, dropped, failed int
+	for _, mb := range fleet.Members {
+		mm, errs := mb.Outcome()
+		if mm != nil {
+			v := mm.Result.Values()
+			pooled = append(pooled, v...)
+			misses += len(mm.Result.Misses)
+			dropped += mm.Result.Dropped
+			if results.NewSanity(v, cfg.SanityMin, cfg.SanityMax).Verdict != results.VerdictPass {
+				errs = append(errs, errors.New("sanity"))
+			}
+		}
+		if mm == nil || len(errs) > 0 {
+			failed++
+		}
+	}
+	t.Attr("metric", string(fleet.Members[0].Session.Metric()))
+	t.Attr("consoles", fmt.Sprint(len(fleet.Members)))
+	t.Attr("failed_consoles", fmt.Sprint(failed))
+	attrFigures(t, len(pooled), misses, dropped, stats.Summarize(pooled))
 }
 
 // attrFigures records the key figures as JUnit properties.
@@ -191,73 +227,59 @@ func attrFigures(t *testing.T, samples, misses, dropped int, s stats.Summary) {
 	}
 }
 
-// testConsole checks, measures and records one console.
+// testConsole checks and measures one console. Its results are written
+// by TestMain's exit path, from what Measure returned.
 func testConsole(t *testing.T, mb *loadtest.Member) {
 	require.NoError(t, mb.SetupErr, "setup (console, ryll) failed; nothing was measured")
-	run := mb.Run
+	sess := mb.Session
 
-	var handshakeErr error
 	t.Run("Handshake", func(t *testing.T) {
-		h := run.Hello
+		h := sess.Hello
 		t.Logf("server %q speaks protocol %s; methods %v; events %v", h.ServerName, h.ProtocolVersion, h.SupportedMethods, h.SupportedEvents)
-		assert.Equal(t, 1, h.Version.Major, "protocol major version")
-		assert.True(t, h.SupportsMethod("send_key") || cfg.Metric == config.MetricPing, "server must offer send_key")
-		handshakeErr = run.CheckHandshake()
-		require.NoError(t, handshakeErr)
+		require.NoError(t, sess.HandshakeErr)
 	})
-	if handshakeErr != nil {
-		mb.WriteResults(os.Stdout, handshakeErr)
-		t.Fatalf("not measuring: %v", handshakeErr)
+	if sess.HandshakeErr != nil {
+		t.Fatalf("not measuring: %v", sess.HandshakeErr)
 	}
 
+	var m *loadtest.Measurement
 	t.Run("Measure", func(t *testing.T) {
-		m, err := mb.Measure(runCtx)
-		require.NoError(t, err)
-		res := m.Result
-		t.Logf("%d samples, %d misses, %d unpaired draws, %d dropped events, stop: %s",
-			len(res.Samples), len(res.Misses), res.UnpairedDraws, res.Dropped, res.StopReason)
-		require.NoError(t, m.Err, "the run ended early; %d samples were written to %s", len(res.Samples), m.CSVPath)
-		assert.Len(t, res.Samples, cfg.Samples,
+		var err error
+		m, err = mb.Measure(runCtx)
+		if m != nil {
+			res := m.Result
+			t.Logf("%d samples, %d misses, %d unpaired draws, %d dropped events, stop: %s; CSV %s",
+				len(res.Samples), len(res.Misses), res.UnpairedDraws, res.Dropped, res.StopReason, m.CSVPath)
+		}
+		require.NoError(t, err, "the run ended early; what was collected is kept")
+		assert.Len(t, m.Result.Samples, cfg.Samples,
 			"collected %d of %d samples before LATENCY_MAX_DURATION=%s (%d misses): raise LATENCY_MAX_DURATION, or look at the misses",
-			len(res.Samples), cfg.Samples, cfg.MaxDuration, len(res.Misses))
+			len(m.Result.Samples), cfg.Samples, cfg.MaxDuration, len(m.Result.Misses))
 	})
 
+	var values []float64
+	if m != nil {
+		values = m.Result.Values()
+	}
+	var sanity results.Sanity
 	t.Run("Sanity", func(t *testing.T) {
-		require.NotNil(t, mb.Measurement, "no measurement to check")
-		values := mb.Measurement.Result.Values()
 		require.NotEmpty(t, values, "no samples were collected")
-		ok, out := results.CheckSanity(values, cfg.SanityMin, cfg.SanityMax)
-		for _, o := range out {
+		sanity = results.NewSanity(values, cfg.SanityMin, cfg.SanityMax)
+		for _, o := range sanity.OutOfRange {
 			t.Errorf("sample %d (CSV line %d) = %.6f s is outside [%g, %g] s (LATENCY_SANITY_MIN/MAX)",
 				o.Index, o.Index+1, o.Value, cfg.SanityMin, cfg.SanityMax)
 		}
-		assert.True(t, ok, "%d of %d samples out of range", len(out), len(values))
 	})
 
-	t.Run("Results", func(t *testing.T) {
-		mb.WriteResults(os.Stdout)
-		require.NoError(t, mb.ResultsErr)
-		files := mb.Files
-		for _, p := range []string{files.CSV, files.Sidecar} {
-			assert.FileExists(t, p)
-		}
-		back, err := results.ReadSidecar(files.Sidecar)
-		require.NoError(t, err)
-		assert.Equal(t, run.Cfg.RunID, back.RunID)
-		if mb.Measurement != nil {
-			csv, err := results.ReadCSV(files.CSV)
-			require.NoError(t, err)
-			assert.Equal(t, asWritten(mb.Measurement.Result.Values()), csv, "the CSV holds every sample, in order")
-		}
-		t.Logf("results in %s", filepath.Clean(cfg.ResultsDir))
-	})
-
-	s := mb.Sidecar
-	t.Attr("metric", s.Metric)
-	t.Attr("run", s.RunID)
-	t.Attr("provider", s.Provider)
-	attrFigures(t, s.SamplesCollected, s.Misses, s.DroppedEvents, s.Summary)
-	t.Attr("sanity", s.Sanity.Verdict)
+	t.Attr("metric", string(sess.Metric()))
+	t.Attr("run", sess.Cfg.RunID)
+	t.Attr("provider", string(sess.Cfg.Requested))
+	if m != nil {
+		attrFigures(t, len(m.Result.Samples), len(m.Result.Misses), m.Result.Dropped, stats.Summarize(values))
+	}
+	if sanity.Verdict != "" {
+		t.Attr("sanity", sanity.Verdict)
+	}
 }
 
 // asWritten rounds samples the way the CSV's %.6f does, so that samples

@@ -23,8 +23,11 @@ type Provider string
 
 // The console providers.
 const (
-	// ProviderFake runs the fake cloud and fakeryll in-process: a laptop
-	// needs nothing but Go.
+	// ProviderFake is the openstack provider against a fake cloud, with
+	// fakeryll in ryll's place: a laptop needs nothing but Go. The
+	// composition root (latency_test.go, through fixtures/fakechain)
+	// stands the fakes in and translates it to ProviderOpenStack before
+	// anything is provisioned; the rest of the product never sees it.
 	ProviderFake Provider = "fake"
 	// ProviderOpenStack boots a server and asks Nova for a spice-direct
 	// console.
@@ -66,14 +69,20 @@ const (
 
 // Config is the validated configuration of one loadtest run.
 type Config struct {
+	// Provider is where the console comes from.
 	Provider Provider
+	// Requested is LATENCY_PROVIDER as the user gave it, for the records:
+	// it differs from Provider only when the composition root translated
+	// the fake provider to the openstack provider against a fake cloud.
+	Requested Provider
 	// Console is the target for the url, file and direct providers.
 	// For url it may carry a token: it is handled as a secret by the
 	// caller and never printed by this package.
 	Console string
 
-	// Ryll is the ryll binary. Empty with the fake provider means "build
-	// fakeryll from this module".
+	// Ryll is the ryll binary (looked up in PATH when it has no slash).
+	// Empty means "ryll"; with the fake provider the composition root
+	// builds fakeryll from this module instead.
 	Ryll        string
 	RyllVerbose bool
 
@@ -184,6 +193,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			KeepServer:  p.boolean("LATENCY_KEEP_SERVER"),
 		},
 	}
+	c.Requested = c.Provider
 	c.Window = p.duration("LATENCY_WINDOW", min(c.Cadence, time.Second), true)
 	if c.RunID == "" {
 		c.RunID = runid.New(time.Now())

@@ -1,12 +1,12 @@
 // Package console decides, once, where the console under test comes from,
-// and hands the rest of the loadtest one Console whatever the source.
+// and hands the rest of the loadtest one Console whatever the source: a
+// server booted on OpenStack with its spice-direct console URL, a .vv URL,
+// a .vv file, or a direct host:port.
 //
-// The measurement does not know whether it talks to a fake or a real
-// cloud: the fake provider runs the real OpenStack provisioning code
-// (gophercloud, auth, catalog, microversions) against fixtures/fakecloud,
-// and ryll (or fakeryll) then fetches the .vv file from the console URL
-// exactly as it would from Kerbside. The url, file and direct providers
-// need no cloud at all.
+// It does not know whether its peer is real. The fake provider never
+// reaches it: the composition root (latency_test.go) starts a fake cloud
+// and hands this package the openstack provider with the fake's
+// credentials, so the same provisioning code runs in both cases.
 package console
 
 import (
@@ -17,7 +17,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/shakenfist/kerbside-latency/fixtures/fakecloud"
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
@@ -34,19 +33,12 @@ type Console struct {
 	ServerID   string
 	ServerName string
 	// Secrets are values that must never appear in any output of the
-	// run: the console URL, the fake cloud's password, and so on. The
-	// loadtest scrubs ryll's log with them and searches its outputs for
-	// them.
+	// run: the console URL, OS_PASSWORD, a .vv password. The loadtest
+	// scrubs ryll's log and its records with them.
 	Secrets []string
 
-	// FakeCloud is the in-process fake cloud of the fake provider (nil
-	// otherwise); tests use it to see what the run did to the cloud.
-	FakeCloud *fakecloud.Cloud
-
-	cloud     *cloud.Cloud
-	fakeCloud *fakecloud.Cloud
-	keep      bool
-	logger    *slog.Logger
+	cloud  *cloud.Cloud
+	logger *slog.Logger
 }
 
 // Options are what Open needs besides the configuration.
@@ -58,8 +50,6 @@ type Options struct {
 	// CloudOptions tune the cloud client (poll interval, retries); tests
 	// shorten them.
 	CloudOptions []cloud.Option
-	// FakeCloud tunes the fake provider's cloud.
-	FakeCloud fakecloud.Options
 }
 
 // Open provisions the console named by cfg. On error everything it made
@@ -71,7 +61,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Console, erro
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Console{Provider: cfg.Provider, keep: cfg.Cloud.KeepServer, logger: logger}
+	c := &Console{Provider: cfg.Provider, logger: logger}
 	switch cfg.Provider {
 	case config.ProviderURL:
 		u, err := secret.ParseURL(cfg.Console)
@@ -96,21 +86,10 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Console, erro
 		c.Direct = cfg.Console
 		logger.Info("console direct", "address", cfg.Console)
 	case config.ProviderFake:
-		fc, err := fakecloud.Start(opts.FakeCloud)
-		if err != nil {
-			return nil, fmt.Errorf("start the fake cloud: %w", err)
-		}
-		c.fakeCloud, c.FakeCloud = fc, fc
-		c.Secrets = append(c.Secrets, fc.Secrets()...)
-		env := fc.Env()
-		logger.Info("fake cloud started", "auth_url", fc.AuthURL())
-		// The image, if missing, comes from the fake cloud's own
-		// download URL, so the laptop run streams an upload too but never
-		// reaches the internet.
-		if err := c.provision(ctx, cfg, cloud.EnvFromMap(env), fc.ImageURL(), opts); err != nil {
-			c.closeQuietly()
-			return nil, err
-		}
+		// A guard, not a provider: running the openstack code here with
+		// whatever OS_* the caller has could boot a server on a real
+		// cloud when the user asked for a fake one.
+		return nil, errors.New("LATENCY_PROVIDER=fake is wired by the loadtest's composition root (latency_test.go), which stands in the fake cloud and fakeryll; this program did not wire it")
 	case config.ProviderOpenStack:
 		getenv := opts.Getenv
 		if getenv == nil {
@@ -119,7 +98,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Console, erro
 		if pw := getenv("OS_PASSWORD"); pw != "" {
 			c.Secrets = append(c.Secrets, pw)
 		}
-		if err := c.provision(ctx, cfg, getenv, cfg.Cloud.ImageURL, opts); err != nil {
+		if err := c.provision(ctx, cfg, getenv, opts); err != nil {
 			c.closeQuietly()
 			return nil, err
 		}
@@ -129,7 +108,8 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Console, erro
 	return c, nil
 }
 
-func (c *Console) provision(ctx context.Context, cfg *config.Config, getenv func(string) string, imageURL string, opts Options) error {
+func (c *Console) provision(ctx context.Context, cfg *config.Config, getenv func(string) string, opts Options) error {
+	imageURL := cfg.Cloud.ImageURL
 	cl, err := cloud.Connect(ctx, getenv, append([]cloud.Option{cloud.WithLogger(c.logger)}, opts.CloudOptions...)...)
 	if err != nil {
 		return fmt.Errorf("connect to OpenStack: %w", err)
@@ -182,9 +162,9 @@ func urlSecrets(u secret.URL) []string {
 	return []string{u.Reveal()}
 }
 
-// Close deletes what Open provisioned (unless LATENCY_KEEP_SERVER) and
-// stops the fake cloud. It is safe to call more than once. Give it a
-// context that outlives the run's (cloud.CleanupContext).
+// Close deletes what Open provisioned (unless LATENCY_KEEP_SERVER). It is
+// safe to call more than once. Give it a context that outlives the run's
+// (cloud.CleanupContext).
 func (c *Console) Close(ctx context.Context) error {
 	var errs []error
 	if c.cloud != nil {
@@ -193,13 +173,6 @@ func (c *Console) Close(ctx context.Context) error {
 		}
 		c.cloud.Close()
 		c.cloud = nil
-	}
-	if c.fakeCloud != nil {
-		if n := c.fakeCloud.ServersAlive(); n > 0 && !c.keep && len(errs) == 0 {
-			errs = append(errs, fmt.Errorf("fake cloud still has %d server(s) after cleanup", n))
-		}
-		c.fakeCloud.Close()
-		c.fakeCloud = nil
 	}
 	return errors.Join(errs...)
 }

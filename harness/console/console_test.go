@@ -60,22 +60,29 @@ func TestNoCloudProviders(t *testing.T) {
 	}
 }
 
-func TestFakeProviderRunsTheWholeChain(t *testing.T) {
+func TestFakeProviderIsRefusedUnwired(t *testing.T) {
+	// The composition root translates the fake provider before it gets
+	// here; were it not, running the openstack code with the caller's
+	// OS_* could boot a server on a real cloud.
+	_, err := Open(t.Context(), load(t, nil), Options{Getenv: func(string) string { return "http://real.example" }})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "composition root")
+}
+
+func TestOpenStackProviderLogsNoSecret(t *testing.T) {
+	fc := fakecloud.New(t, fakecloud.Options{})
+	env := fc.Env()
 	var logs bytes.Buffer
-	cfg := load(t, nil)
-	c, err := Open(t.Context(), cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), CloudOptions: fast})
+	cfg := load(t, map[string]string{"LATENCY_PROVIDER": "openstack", "LATENCY_IMAGE_URL": fc.ImageURL()})
+	c, err := Open(t.Context(), cfg, Options{Getenv: func(k string) string { return env[k] },
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), CloudOptions: fast})
 	require.NoError(t, err)
-	require.NotNil(t, c.FakeCloud)
-	fc := c.FakeCloud
-	assert.Equal(t, 1, fc.ServersAlive())
 	assert.Equal(t, "latency-"+cfg.RunID, c.ServerName)
-	assert.Contains(t, c.Secrets, fc.Password())
 	assert.Contains(t, c.Secrets, c.URL.Reveal())
-	assert.NotEmpty(t, fc.CallsTo("PUT", "/image/v2/images/"), "the missing image was streamed into the fake Glance")
+	assert.NotEmpty(t, fc.CallsTo("PUT", "/image/v2/images/"), "the missing image was streamed into Glance")
 	require.NoError(t, c.Close(t.Context()))
-	assert.Equal(t, 0, fc.ServersAlive())
 	require.NoError(t, c.Close(t.Context()), "Close twice")
-	for _, s := range c.Secrets {
+	for _, s := range append(c.Secrets, fc.Secrets()...) {
 		assert.NotContains(t, logs.String(), s)
 	}
 }

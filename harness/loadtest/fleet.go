@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,26 +26,19 @@ type Member struct {
 	// StartOffset staggers the members' first key presses across one
 	// cadence, so presses of different consoles do not line up.
 	StartOffset time.Duration
-	Run         *Run
+	Session     *Session
 	SetupErr    error
 
-	Measurement *Measurement
-	Sidecar     results.Sidecar
-	Files       Files
-	ResultsErr  error
-
-	resultsOnce sync.Once
+	// What Measure returned, kept for WriteResults.
+	mu          sync.Mutex
+	measurement *Measurement
+	measureErr  error
 }
 
 // Fleet is every console of one run.
 type Fleet struct {
 	Cfg     *config.Config
 	Members []*Member
-
-	summaryOnce  sync.Once
-	summaryFiles SummaryFiles
-	summary      results.RunSummary
-	summaryErr   error
 }
 
 // MemberConfig is cfg for console i of n: the same settings, its own run
@@ -62,9 +54,8 @@ func MemberConfig(cfg *config.Config, i, n int) *config.Config {
 // SetupFleet sets up cfg.Consoles consoles, at most cfg.Parallel at a
 // time. It never fails as a whole: each member records its own SetupErr,
 // so that one console that cannot start does not cost the others their
-// measurement. memberEnv, when not nil, adds ryll environment per member
-// (fakeryll knobs such as a per-console truth file).
-func SetupFleet(ctx context.Context, cfg *config.Config, opts Options, memberEnv func(i int) []string) *Fleet {
+// measurement. opts.MemberEnv, when set, adds ryll environment per member.
+func SetupFleet(ctx context.Context, cfg *config.Config, opts Options) *Fleet {
 	n := cfg.Consoles
 	f := &Fleet{Cfg: cfg, Members: make([]*Member, n)}
 	sem := make(chan struct{}, max(cfg.Parallel, 1))
@@ -77,7 +68,7 @@ func SetupFleet(ctx context.Context, cfg *config.Config, opts Options, memberEnv
 			case sem <- struct{}{}:
 			case <-ctx.Done():
 				m.SetupErr = fmt.Errorf("console %s not started: %w", m.Label, context.Cause(ctx))
-				m.Run = &Run{Cfg: MemberConfig(cfg, i, n), Start: time.Now()}
+				m.Session = &Session{Cfg: MemberConfig(cfg, i, n), Start: time.Now()}
 				return
 			}
 			defer func() { <-sem }()
@@ -85,10 +76,10 @@ func SetupFleet(ctx context.Context, cfg *config.Config, opts Options, memberEnv
 			if mo.Logger != nil && n > 1 {
 				mo.Logger = mo.Logger.With("console", m.Label)
 			}
-			if memberEnv != nil {
-				mo.RyllEnv = append(append([]string(nil), opts.RyllEnv...), memberEnv(i)...)
+			if opts.MemberEnv != nil {
+				mo.RyllEnv = append(append([]string(nil), opts.RyllEnv...), opts.MemberEnv(i)...)
 			}
-			m.Run, m.SetupErr = Setup(ctx, MemberConfig(cfg, i, n), mo)
+			m.Session, m.SetupErr = Setup(ctx, MemberConfig(cfg, i, n), mo)
 		})
 	}
 	wg.Wait()
@@ -96,19 +87,22 @@ func SetupFleet(ctx context.Context, cfg *config.Config, opts Options, memberEnv
 }
 
 // Teardown tears every member down, at most cfg.Parallel at a time, and
-// joins their errors. Safe to call more than once.
+// joins their errors. Safe to call more than once, and on a nil Fleet.
 func (f *Fleet) Teardown(ctx context.Context) error {
+	if f == nil {
+		return nil
+	}
 	sem := make(chan struct{}, max(f.Cfg.Parallel, 1))
 	errs := make([]error, len(f.Members))
 	var wg sync.WaitGroup
 	for i, m := range f.Members {
-		if m == nil || m.Run == nil {
+		if m == nil || m.Session == nil {
 			continue
 		}
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if err := m.Run.Teardown(ctx); err != nil {
+			if err := m.Session.Teardown(ctx); err != nil {
 				errs[i] = fmt.Errorf("console %s: %w", m.Label, err)
 			}
 		})
@@ -117,8 +111,20 @@ func (f *Fleet) Teardown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Measure waits for the member's start offset, then measures.
+// Measure waits for the member's start offset, then measures (see
+// Session.Measure). The outcome is kept for WriteResults.
 func (m *Member) Measure(ctx context.Context) (*Measurement, error) {
+	mm, err := m.measure(ctx)
+	m.mu.Lock()
+	m.measurement, m.measureErr = mm, err
+	m.mu.Unlock()
+	return mm, err
+}
+
+func (m *Member) measure(ctx context.Context) (*Measurement, error) {
+	if m.SetupErr != nil {
+		return nil, m.SetupErr
+	}
 	if m.StartOffset > 0 {
 		t := time.NewTimer(m.StartOffset)
 		defer t.Stop()
@@ -128,70 +134,112 @@ func (m *Member) Measure(ctx context.Context) (*Measurement, error) {
 			return nil, fmt.Errorf("console %s: interrupted before its first key press: %w", m.Label, context.Cause(ctx))
 		}
 	}
-	mm, err := m.Run.Measure(ctx)
-	if mm != nil {
-		m.Measurement = mm
+	return m.Session.Measure(ctx)
+}
+
+// Outcome is what a member's run came to: its measurement (nil when it
+// never measured) and every error that ended it early, in order, each
+// once.
+func (m *Member) Outcome() (*Measurement, []error) {
+	m.mu.Lock()
+	mm, merr := m.measurement, m.measureErr
+	m.mu.Unlock()
+	var errs []error
+	seen := map[string]bool{}
+	for _, err := range []error{m.SetupErr, m.handshakeErr(), merr} {
+		if err != nil && !seen[err.Error()] {
+			seen[err.Error()] = true
+			errs = append(errs, err)
+		}
 	}
-	return mm, err
+	return mm, errs
 }
 
-// WriteResults writes the member's sidecar, plot, benchmark file and
-// summary once; later calls do nothing. errs are further errors of the
-// run to record in the sidecar.
-func (m *Member) WriteResults(w io.Writer, errs ...error) {
-	m.resultsOnce.Do(func() {
-		if m.Run == nil || m.Run.Cfg == nil {
-			return
-		}
-		if m.SetupErr != nil {
-			errs = append(errs, m.SetupErr)
-		}
-		if m.Measurement != nil && m.Measurement.Err != nil {
-			errs = append(errs, m.Measurement.Err)
-		}
-		m.Sidecar = m.Run.Sidecar(m.Measurement, time.Now(), errs...)
-		m.Files, m.ResultsErr = m.Run.WriteResults(w, m.Measurement, m.Sidecar)
-	})
+func (m *Member) handshakeErr() error {
+	if m.Session == nil || m.SetupErr != nil {
+		return nil
+	}
+	return m.Session.HandshakeErr
 }
 
-// SummaryFiles names what WriteSummary writes.
+// ConsoleResults is what WriteResults wrote for one member.
+type ConsoleResults struct {
+	Label   string
+	Sidecar results.Sidecar
+	Files   Files
+	// Measurement is nil when the member never measured.
+	Measurement *Measurement
+	// Err joins every file that could not be written.
+	Err error
+}
+
+// Written is everything WriteResults wrote.
+type Written struct {
+	Consoles []ConsoleResults
+	// Summary is set for runs of more than one console.
+	Summary      *SummaryFiles
+	RunSummary   results.RunSummary
+	SummaryError error
+}
+
+// WriteResults writes every member's sidecar, plot and benchmark file
+// (their CSVs were written sample by sample), prints each summary and,
+// with more than one console, writes the run summary, the pooled plot
+// and benchmark file. It is the run's one exit path for results: call it
+// once, after measuring (or failing to), whatever happened. It writes as
+// much as it can and returns what it wrote with every failure joined.
+func (f *Fleet) WriteResults(w io.Writer) (Written, error) {
+	var out Written
+	if f == nil {
+		return out, nil
+	}
+	var errs []error
+	for _, m := range f.Members {
+		if m == nil || m.Session == nil || m.Session.Cfg == nil {
+			continue
+		}
+		mm, runErrs := m.Outcome()
+		cr := ConsoleResults{Label: m.Label, Measurement: mm}
+		cr.Sidecar = m.Session.Sidecar(mm, time.Now(), runErrs...)
+		cr.Files, cr.Sidecar, cr.Err = m.Session.WriteResults(w, mm, cr.Sidecar)
+		if cr.Err != nil {
+			errs = append(errs, fmt.Errorf("console %s: %w", m.Label, cr.Err))
+		}
+		out.Consoles = append(out.Consoles, cr)
+	}
+	if len(f.Members) > 1 {
+		files, sum, err := f.writeSummary(w, out.Consoles)
+		out.Summary, out.RunSummary, out.SummaryError = &files, sum, err
+		if err != nil {
+			errs = append(errs, fmt.Errorf("run summary: %w", err))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// SummaryFiles names what the run summary wrote.
 type SummaryFiles struct {
 	Summary, Plot, Bench string
 }
 
-// WriteSummary writes latency-<run>-summary.json (per console and pooled
-// figures), the pooled plot and benchmark file, and prints the table. It
-// is for runs with more than one console; every member's results must
-// have been written first. Only the first call writes; later calls return
-// its outcome.
-func (f *Fleet) WriteSummary(w io.Writer) (SummaryFiles, results.RunSummary, error) {
-	f.summaryOnce.Do(func() {
-		f.summaryFiles, f.summary, f.summaryErr = f.writeSummary(w)
-	})
-	return f.summaryFiles, f.summary, f.summaryErr
-}
-
-func (f *Fleet) writeSummary(w io.Writer) (SummaryFiles, results.RunSummary, error) {
+func (f *Fleet) writeSummary(w io.Writer, consoles []ConsoleResults) (SummaryFiles, results.RunSummary, error) {
 	dir, run := f.Cfg.ResultsDir, f.Cfg.RunID
 	var runs []results.ConsoleRun
 	var series []report.Series
 	var origin time.Time
-	for _, m := range f.Members {
-		if m.Measurement != nil && !m.Measurement.Result.Start.IsZero() &&
-			(origin.IsZero() || m.Measurement.Result.Start.Before(origin)) {
-			origin = m.Measurement.Result.Start
+	for _, c := range consoles {
+		if c.Measurement != nil && !c.Measurement.Result.Start.IsZero() &&
+			(origin.IsZero() || c.Measurement.Result.Start.Before(origin)) {
+			origin = c.Measurement.Result.Start
 		}
 	}
-	for _, m := range f.Members {
-		if m.Run == nil || m.Sidecar.RunID == "" {
-			continue
-		}
-		cr := results.ConsoleRun{Label: m.Label, Sidecar: m.Sidecar}
-		if m.Measurement != nil {
-			cr.Samples = m.Measurement.Result.Values()
+	for _, c := range consoles {
+		cr := results.ConsoleRun{Label: c.Label, Sidecar: c.Sidecar}
+		if c.Measurement != nil {
+			cr.Samples = c.Measurement.Result.Values()
 			if len(cr.Samples) > 0 {
-				s := seriesFrom(m.Measurement, origin)
-				s.Label = m.Label
+				s := seriesFrom(c.Measurement, origin)
+				s.Label = c.Label
 				series = append(series, s)
 			}
 		}
@@ -213,7 +261,7 @@ func (f *Fleet) writeSummary(w io.Writer) (SummaryFiles, results.RunSummary, err
 			files.Plot = ""
 		}
 		files.Bench = filepath.Join(dir, report.BenchFileName(run))
-		info := report.BenchInfo{RunID: run, Metric: sum.Metric, Provider: string(f.Cfg.Provider), Misses: sum.Pooled.Misses}
+		info := report.BenchInfo{RunID: run, Metric: sum.Metric, Provider: string(f.Cfg.Requested), Misses: sum.Pooled.Misses}
 		if err := report.WriteBench(files.Bench, info, report.Consoles(series...)...); err != nil {
 			errs = append(errs, fmt.Errorf("pooled benchmark file: %w", err))
 			files.Bench = ""
@@ -232,21 +280,4 @@ func (f *Fleet) writeSummary(w io.Writer) (SummaryFiles, results.RunSummary, err
 		fmt.Fprintln(w)
 	}
 	return files, sum, errors.Join(errs...)
-}
-
-// PerConsoleKnobs returns the member environment for SetupFleet from
-// variables FAKERYLL_C<i>_<KNOB>=value: console i gets FAKERYLL_<KNOB>,
-// overriding the knob every console gets. It lets a fake run make one
-// console slow or crash while the others stay healthy.
-func PerConsoleKnobs(environ []string) func(i int) []string {
-	return func(i int) []string {
-		prefix := fmt.Sprintf("FAKERYLL_C%d_", i)
-		var out []string
-		for _, kv := range environ {
-			if rest, ok := strings.CutPrefix(kv, prefix); ok && rest != "" && !strings.HasPrefix(rest, "=") {
-				out = append(out, "FAKERYLL_"+rest)
-			}
-		}
-		return out
-	}
 }

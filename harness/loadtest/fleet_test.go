@@ -19,27 +19,23 @@ import (
 )
 
 func TestMemberConfigNamesEachConsole(t *testing.T) {
-	cfg := fakeConfig(t, map[string]string{"LATENCY_RUN_ID": "r1"})
+	cfg := fakeConfig(t, map[string]string{"LATENCY_RUN_ID": "r1"}).cfg
 	assert.Equal(t, "r1", MemberConfig(cfg, 0, 1).RunID, "one console keeps the run id")
 	assert.Equal(t, "r1-c3", MemberConfig(cfg, 3, 5).RunID)
 	assert.Equal(t, "r1", cfg.RunID, "the run's config is not changed")
 }
 
-func TestPerConsoleKnobs(t *testing.T) {
-	env := PerConsoleKnobs([]string{"FAKERYLL_C1_CRASH_AFTER=1s", "FAKERYLL_C10_DRAW_DELAY=5ms", "FAKERYLL_C1_=x", "FAKERYLL_DRAW_DELAY=9ms"})
-	assert.Equal(t, []string{"FAKERYLL_CRASH_AFTER=1s"}, env(1))
-	assert.Equal(t, []string{"FAKERYLL_DRAW_DELAY=5ms"}, env(10))
-	assert.Empty(t, env(0))
-}
-
 func TestFleetOneConsoleFailsOthersMeasure(t *testing.T) {
-	cfg := fakeConfig(t, map[string]string{"LATENCY_CONSOLES": "3", "LATENCY_SAMPLES": "3", "LATENCY_RUN_ID": "fleet"})
-	f := SetupFleet(t.Context(), cfg, Options{Environ: func() []string { return nil }}, func(i int) []string {
+	fx := fakeConfig(t, map[string]string{"LATENCY_CONSOLES": "3", "LATENCY_SAMPLES": "3", "LATENCY_RUN_ID": "fleet"})
+	cfg := fx.cfg
+	opts := fx.opts
+	opts.MemberEnv = func(i int) []string {
 		if i == 2 {
 			return []string{"FAKERYLL_PROTOCOL_VERSION=1.0"}
 		}
 		return nil
-	})
+	}
+	f := SetupFleet(t.Context(), cfg, opts)
 	t.Cleanup(func() {
 		ctx, cancel := cloud.CleanupContext(context.Background(), time.Minute)
 		defer cancel()
@@ -52,25 +48,24 @@ func TestFleetOneConsoleFailsOthersMeasure(t *testing.T) {
 	assert.Less(t, f.Members[0].StartOffset, f.Members[1].StartOffset, "starts are staggered")
 	var wg sync.WaitGroup
 	for _, m := range f.Members {
-		wg.Go(func() {
-			if _, err := m.Measure(t.Context()); err != nil {
-				m.WriteResults(nil, err)
-				return
-			}
-			m.WriteResults(nil)
-		})
+		wg.Go(func() { _, _ = m.Measure(t.Context()) })
 	}
 	wg.Wait()
-	files, sum, err := f.WriteSummary(nil)
+	w, err := f.WriteResults(nil)
 	require.NoError(t, err)
-	assert.FileExists(t, files.Summary)
-	assert.Equal(t, []string{"c2"}, sum.Failed)
-	assert.Equal(t, 6, sum.Pooled.Samples)
-	for _, m := range f.Members[:2] {
-		assert.FileExists(t, filepath.Join(cfg.ResultsDir, results.CSVName("fleet-"+m.Label)))
+	require.NotNil(t, w.Summary)
+	assert.FileExists(t, w.Summary.Summary)
+	assert.Equal(t, []string{"c2"}, w.RunSummary.Failed)
+	assert.Equal(t, 6, w.RunSummary.Pooled.Samples)
+	require.Len(t, w.Consoles, 3)
+	for _, c := range w.Consoles[:2] {
+		assert.FileExists(t, filepath.Join(cfg.ResultsDir, results.CSVName("fleet-"+c.Label)))
+		assert.Empty(t, c.Sidecar.Errors)
 	}
-	again, _, _ := f.WriteSummary(nil)
-	assert.Equal(t, files, again, "the summary is written once")
+	c2 := w.Consoles[2]
+	require.Len(t, c2.Sidecar.Errors, 1, "the handshake error is recorded once")
+	assert.Contains(t, c2.Sidecar.Errors[0], "surface_drawn")
+	assert.NotContains(t, c2.Sidecar.Files, results.CSVName("fleet-c2"), "no CSV was written, so none is listed")
 }
 
 // BenchmarkFleet measures what N consoles cost the harness and what they
@@ -111,15 +106,18 @@ func fleetRun(b *testing.B, n int) (errs []float64, cpu, childCPU time.Duration,
 	b.StopTimer()
 	childBase := rusage(syscall.RUSAGE_CHILDREN)
 	dir := b.TempDir()
-	cfg := fakeConfig(b, map[string]string{
+	fx := fakeConfig(b, map[string]string{
 		"LATENCY_CONSOLES": fmt.Sprint(n), "LATENCY_PARALLEL": "10", "LATENCY_SAMPLES": "10",
 		"LATENCY_CADENCE": "500ms", "LATENCY_CADENCE_JITTER": "100ms", "LATENCY_KEY_HOLD": "20ms",
 		"LATENCY_RUN_ID": "bench", "LATENCY_READY_TIMEOUT": "60s",
 	})
-	f := SetupFleet(context.Background(), cfg, Options{Environ: func() []string { return nil }}, func(i int) []string {
+	cfg := fx.cfg
+	opts := fx.opts
+	opts.MemberEnv = func(i int) []string {
 		return []string{"FAKERYLL_DRAW_DELAY=25ms", "FAKERYLL_DRAW_JITTER=0", "FAKERYLL_DISPLAY_REFRESH=0",
 			"FAKERYLL_TRUTH_FILE=" + filepath.Join(dir, fmt.Sprintf("truth-%d.txt", i))}
-	})
+	}
+	f := SetupFleet(context.Background(), cfg, opts)
 	defer func() {
 		ctx, cancel := cloud.CleanupContext(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -137,18 +135,19 @@ func fleetRun(b *testing.B, n int) (errs []float64, cpu, childCPU time.Duration,
 	cpuBefore := rusage(syscall.RUSAGE_SELF)
 	b.StartTimer()
 	var wg sync.WaitGroup
-	for _, m := range f.Members {
-		wg.Go(func() { _, _ = m.Measure(context.Background()) })
+	outs := make([]*Measurement, len(f.Members))
+	measureErrs := make([]error, len(f.Members))
+	for i, m := range f.Members {
+		wg.Go(func() { outs[i], measureErrs[i] = m.Measure(context.Background()) })
 	}
 	wg.Wait()
 	b.StopTimer()
 	cpu = rusage(syscall.RUSAGE_SELF) - cpuBefore
 	runtime.ReadMemStats(&after)
 	heapBytes = max(float64(after.HeapAlloc)-float64(before.HeapAlloc), 0)
-	for i, m := range f.Members {
-		require.NotNil(b, m.Measurement)
-		require.NoError(b, m.Measurement.Err)
-		measured, err := results.ReadCSV(m.Measurement.CSVPath)
+	for i := range f.Members {
+		require.NoError(b, measureErrs[i])
+		measured, err := results.ReadCSV(outs[i].CSVPath)
 		require.NoError(b, err)
 		modelled, err := results.ReadCSV(filepath.Join(dir, fmt.Sprintf("truth-%d.txt", i)))
 		require.NoError(b, err)

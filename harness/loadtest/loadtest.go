@@ -3,10 +3,12 @@
 // connection (harness/control), the measurement (harness/measure) and the
 // result files (harness/results, harness/report).
 //
-// latency_test.go drives it: TestMain calls Setup and, whatever happens,
-// Teardown; the subtests check the handshake, call Measure, check sanity
-// and call WriteResults. Keeping the orchestration here, rather than in
-// the test file, lets it be tested against fakeryll like any library.
+// A Session is one console measured through one ryll; a Fleet is every
+// console of a run, each a Member. latency_test.go drives it: TestMain
+// calls SetupFleet and, on its one exit path whatever happened,
+// Fleet.WriteResults and Fleet.Teardown; the subtests check the
+// handshake, measure and check sanity. Keeping the orchestration here,
+// rather than in the test file, lets it be tested like any library.
 package loadtest
 
 import (
@@ -17,11 +19,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/console"
 	"github.com/shakenfist/kerbside-latency/harness/control"
@@ -32,20 +32,21 @@ import (
 // ClientName is what the loadtest calls itself in hello.
 const ClientName = "kerbside-latency-loadtest"
 
-// FakeryllPackage is built when the fake provider has no LATENCY_RYLL.
-const FakeryllPackage = "github.com/shakenfist/kerbside-latency/fakeryll"
-
 // Options carry what Setup needs besides the configuration.
 type Options struct {
 	Logger *slog.Logger
-	// Getenv reads OS_* and FAKERYLL_* variables (os.Getenv when nil).
+	// Getenv reads the OS_* variables of the openstack provider
+	// (os.Getenv when nil).
 	Getenv func(string) string
-	// Environ lists the environment to pick FAKERYLL_* knobs from
-	// (os.Environ when nil). The knobs are passed to ryll's environment:
-	// real ryll ignores them, fakeryll reads them.
-	Environ func() []string
-	// RyllEnv is added to ryll's environment after the knobs above.
+	// RyllEnv is added to every ryll's environment (NAME=VALUE), on top
+	// of the few variables ryll inherits (harness/ryll).
 	RyllEnv []string
+	// MemberEnv, when set, adds environment to console i's ryll only,
+	// after RyllEnv.
+	MemberEnv func(i int) []string
+	// Secrets are further values no output may contain (for example the
+	// credentials of a cloud the caller stood up).
+	Secrets []string
 	// Console tunes the console providers (fake cloud options, cloud
 	// client options).
 	Console console.Options
@@ -53,13 +54,16 @@ type Options struct {
 	RyllGrace ryll.Grace
 }
 
-// Run is one loadtest run: what Setup made and what Measure found.
-type Run struct {
+// Session is one console measured through one ryll: what Setup made.
+type Session struct {
 	Cfg     *config.Config
 	Console *console.Console
 	Ryll    *ryll.Process
 	Client  *control.Client
 	Hello   control.HelloResult
+	// HandshakeErr is the verdict on Hello, judged once by Setup: nil
+	// when the server can serve the configured metric.
+	HandshakeErr error
 	// Subscribed is what the server accepted.
 	Subscribed []string
 
@@ -69,16 +73,15 @@ type Run struct {
 	Start       time.Time
 
 	logger   *slog.Logger
-	workDir  string
 	teardown sync.Once
 	tdErr    error
 }
 
-// Setup resolves the ryll binary, provisions the console, starts ryll and
-// waits until its control socket answers hello and shows a surface. It
-// returns the Run even on error (with whatever it made), so the caller
-// can always call Teardown.
-func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Run, error) {
+// Setup resolves the ryll binary, provisions the console, starts ryll,
+// waits until its control socket answers hello and shows a surface, and
+// judges the handshake (HandshakeErr). It returns the Session even on
+// error (with whatever it made), so the caller can always call Teardown.
+func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Session, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -87,17 +90,13 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Run, error) 
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	environ := opts.Environ
-	if environ == nil {
-		environ = os.Environ
-	}
-	r := &Run{Cfg: cfg, logger: logger, Start: time.Now()}
+	r := &Session{Cfg: cfg, logger: logger, Start: time.Now()}
 	if err := os.MkdirAll(cfg.ResultsDir, 0o755); err != nil {
 		return r, fmt.Errorf("create the results directory LATENCY_RESULTS_DIR=%s: %w", cfg.ResultsDir, err)
 	}
 
 	// The binary first: a missing ryll must not cost a server boot.
-	bin, err := r.resolveRyll(ctx)
+	bin, err := r.resolveRyll()
 	if err != nil {
 		return r, err
 	}
@@ -113,26 +112,17 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Run, error) 
 	copts := opts.Console
 	copts.Logger = logger
 	copts.Getenv = getenv
-	if cfg.Provider == config.ProviderFake && len(copts.CloudOptions) == 0 {
-		copts.CloudOptions = []cloud.Option{cloud.WithPollInterval(50 * time.Millisecond)}
-	}
 	con, err := console.Open(ctx, cfg, copts)
 	if err != nil {
 		return r, err
 	}
+	con.Secrets = append(con.Secrets, opts.Secrets...)
 	r.Console = con
 
 	r.RyllLog = filepath.Join(cfg.ResultsDir, "ryll-"+cfg.RunID+".log")
-	var extra []string
-	for _, kv := range environ() {
-		if strings.HasPrefix(kv, "FAKERYLL_") {
-			extra = append(extra, kv)
-		}
-	}
-	extra = append(extra, opts.RyllEnv...)
 	proc, err := ryll.New(ryll.Spec{
 		Binary: bin, URL: con.URL, File: con.File, Direct: con.Direct,
-		Verbose: cfg.RyllVerbose, ExtraEnv: extra, LogPath: r.RyllLog,
+		Verbose: cfg.RyllVerbose, ExtraEnv: opts.RyllEnv, LogPath: r.RyllLog,
 		Secrets: con.Secrets, Logger: logger, Grace: opts.RyllGrace,
 	})
 	if err != nil {
@@ -140,7 +130,7 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Run, error) 
 	}
 	r.Ryll = proc
 	if err := proc.Start(ctx); err != nil {
-		return r, fmt.Errorf("start ryll: %w", err)
+		return r, err
 	}
 
 	var client *control.Client
@@ -173,31 +163,14 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Run, error) 
 	}
 	r.Client = client
 	r.Hello, _ = client.Server()
+	r.HandshakeErr = r.checkHandshake()
 	logger.Info("control socket ready", "console", con.Describe(), "server", r.Hello.ServerName, "protocol", r.Hello.ProtocolVersion)
 	return r, nil
 }
 
-// resolveRyll finds the ryll binary, or builds fakeryll for the fake
-// provider when LATENCY_RYLL is not set.
-func (r *Run) resolveRyll(ctx context.Context) (string, error) {
-	cfg := r.Cfg
-	if cfg.Ryll == "" && cfg.Provider == config.ProviderFake {
-		dir, err := os.MkdirTemp("", "latency-fakeryll-")
-		if err != nil {
-			return "", fmt.Errorf("build fakeryll: %w", err)
-		}
-		r.workDir = dir
-		bin := filepath.Join(dir, "fakeryll")
-		r.logger.Info("building fakeryll for the fake provider (set LATENCY_RYLL to skip)")
-		bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(bctx, "go", "build", "-o", bin, FakeryllPackage)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("build fakeryll with go build (needs the Go toolchain; or set LATENCY_RYLL to a fakeryll binary): %w: %s", err, strings.TrimSpace(string(out)))
-		}
-		return bin, nil
-	}
-	name := cfg.Ryll
+// resolveRyll finds the ryll binary.
+func (r *Session) resolveRyll() (string, error) {
+	name := r.Cfg.Ryll
 	if name == "" {
 		name = "ryll"
 	}
@@ -212,7 +185,7 @@ func (r *Run) resolveRyll(ctx context.Context) (string, error) {
 }
 
 // Metric maps the configured metric to the measurement's.
-func (r *Run) Metric() measure.Metric {
+func (r *Session) Metric() measure.Metric {
 	if r.Cfg.Metric == config.MetricPing {
 		return measure.PingInterval
 	}
@@ -220,23 +193,26 @@ func (r *Run) Metric() measure.Metric {
 }
 
 // requiredEvents are the events the metric cannot do without.
-func (r *Run) requiredEvents() []string {
+func (r *Session) requiredEvents() []string {
 	if r.Cfg.Metric == config.MetricPing {
 		return []string{control.EventLatency}
 	}
 	return []string{control.EventSurfaceDrawn}
 }
 
-// CheckHandshake says whether the server can serve the configured metric:
+// checkHandshake says whether the server can serve the configured metric:
 // a 1.0 server has no surface_drawn, so keypress-to-screen cannot be
 // measured and the error names the alternative.
-func (r *Run) CheckHandshake() error {
+func (r *Session) checkHandshake() error {
 	if r.Client == nil {
 		return errors.New("no control connection")
 	}
 	v := r.Hello.Version
 	if v.Major != 1 {
 		return fmt.Errorf("server speaks protocol %s; this loadtest speaks %s", r.Hello.ProtocolVersion, control.ProtocolVersion)
+	}
+	if r.Cfg.Metric != config.MetricPing && !r.Hello.SupportsMethod("send_key") {
+		return fmt.Errorf("ryll (protocol %s) does not offer send_key, which LATENCY_METRIC=%s needs to press keys", r.Hello.ProtocolVersion, r.Cfg.Metric)
 	}
 	for _, ev := range r.requiredEvents() {
 		if !r.Hello.SupportsEvent(ev) {
@@ -257,7 +233,7 @@ func (r *Run) CheckHandshake() error {
 // call more than once; later calls return the first call's error. Pass a
 // context that is not the (possibly cancelled) run context: see
 // cloud.CleanupContext.
-func (r *Run) Teardown(ctx context.Context) error {
+func (r *Session) Teardown(ctx context.Context) error {
 	r.teardown.Do(func() {
 		var errs []error
 		if r.Client != nil {
@@ -276,16 +252,13 @@ func (r *Run) Teardown(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
-		if r.workDir != "" {
-			_ = os.RemoveAll(r.workDir)
-		}
 		r.tdErr = errors.Join(errs...)
 	})
 	return r.tdErr
 }
 
 // Secrets lists the values no output may contain.
-func (r *Run) Secrets() []string {
+func (r *Session) Secrets() []string {
 	if r.Console == nil {
 		return nil
 	}

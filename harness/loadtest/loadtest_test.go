@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -15,8 +14,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/shakenfist/kerbside-latency/fixtures/fakechain"
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
+	"github.com/shakenfist/kerbside-latency/harness/console"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
@@ -29,9 +30,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fakeryll = filepath.Join(dir, "fakeryll")
-	if out, err := exec.Command("go", "build", "-o", fakeryll, FakeryllPackage).CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build fakeryll: %v\n%s", err, out)
+	fakeryll, err = fakechain.BuildFakeryll(context.Background(), dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -45,7 +46,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func fakeConfig(t testing.TB, env map[string]string) *config.Config {
+// fake is a loadtest wired as the composition root wires
+// LATENCY_PROVIDER=fake: the openstack provider against a fake cloud, with
+// fakeryll as ryll. For the no-cloud providers chain is nil.
+type fake struct {
+	cfg   *config.Config
+	opts  Options
+	chain *fakechain.Chain
+}
+
+func fakeConfig(t testing.TB, env map[string]string) fake {
 	t.Helper()
 	base := map[string]string{
 		"LATENCY_RYLL": fakeryll, "LATENCY_RESULTS_DIR": t.TempDir(),
@@ -57,13 +67,30 @@ func fakeConfig(t testing.TB, env map[string]string) *config.Config {
 	}
 	cfg, err := config.Load(func(k string) string { return base[k] })
 	require.NoError(t, err)
-	return cfg
+	if cfg.Provider != config.ProviderFake {
+		return fake{cfg: cfg}
+	}
+	chain, err := fakechain.Start(context.Background(), cfg, fakechain.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, chain.Close(), "the run deleted every server it booted") })
+	return fake{
+		cfg:   chain.Apply(cfg),
+		opts:  Options{Getenv: chain.Getenv(), Console: console.Options{CloudOptions: chain.CloudOptions()}, Secrets: chain.Secrets()},
+		chain: chain,
+	}
+}
+
+// with returns the options with knobs added to ryll's environment.
+func (f fake) with(knobs ...string) Options {
+	o := f.opts
+	o.RyllEnv = append(append([]string(nil), o.RyllEnv...), knobs...)
+	return o
 }
 
 // session runs Setup, Measure and Teardown against fakeryll with knobs.
-func session(t testing.TB, cfg *config.Config, knobs ...string) (*Run, *Measurement) {
+func session(t testing.TB, f fake, knobs ...string) (*Session, *Measurement) {
 	t.Helper()
-	r, err := Setup(context.Background(), cfg, Options{RyllEnv: knobs, Environ: func() []string { return nil }})
+	r, err := Setup(context.Background(), f.cfg, f.with(knobs...))
 	t.Cleanup(func() {
 		ctx, cancel := cloud.CleanupContext(context.Background(), time.Minute)
 		defer cancel()
@@ -76,9 +103,8 @@ func session(t testing.TB, cfg *config.Config, knobs ...string) (*Run, *Measurem
 }
 
 func TestKeypressRunWritesEverySample(t *testing.T) {
-	cfg := fakeConfig(t, nil)
-	r, m := session(t, cfg)
-	require.NoError(t, m.Err)
+	f := fakeConfig(t, nil)
+	r, m := session(t, f)
 	require.Len(t, m.Result.Samples, 5)
 	csv, err := results.ReadCSV(m.CSVPath)
 	require.NoError(t, err)
@@ -87,8 +113,9 @@ func TestKeypressRunWritesEverySample(t *testing.T) {
 
 	var table bytes.Buffer
 	s := r.Sidecar(m, time.Now())
-	files, err := r.WriteResults(&table, m, s)
+	files, written, err := r.WriteResults(&table, m, s)
 	require.NoError(t, err)
+	assert.Len(t, written.Files, 5, "every file written is listed")
 	for _, f := range []string{files.CSV, files.Sidecar, files.Plot, files.Bench, files.RyllLog} {
 		assert.FileExists(t, f)
 	}
@@ -122,10 +149,9 @@ func TestMeasuredMinusModelledIsCausal(t *testing.T) {
 func accuracyRun(t testing.TB, n int) []float64 {
 	t.Helper()
 	truth := filepath.Join(t.TempDir(), "truth.txt")
-	cfg := fakeConfig(t, map[string]string{"LATENCY_SAMPLES": fmt.Sprint(n)})
-	_, m := session(t, cfg, "FAKERYLL_DRAW_DELAY=25ms", "FAKERYLL_DRAW_JITTER=0",
+	f := fakeConfig(t, map[string]string{"LATENCY_SAMPLES": fmt.Sprint(n)})
+	_, m := session(t, f, "FAKERYLL_DRAW_DELAY=25ms", "FAKERYLL_DRAW_JITTER=0",
 		"FAKERYLL_DISPLAY_REFRESH=0", "FAKERYLL_TRUTH_FILE="+truth)
-	require.NoError(t, m.Err)
 	measured, err := results.ReadCSV(m.CSVPath)
 	require.NoError(t, err)
 	modelled, err := results.ReadCSV(truth)
@@ -153,9 +179,8 @@ func BenchmarkAccuracy(b *testing.B) {
 }
 
 func TestPingMetricIsInSeconds(t *testing.T) {
-	cfg := fakeConfig(t, map[string]string{"LATENCY_METRIC": "ping", "LATENCY_SAMPLES": "4"})
-	r, m := session(t, cfg, "FAKERYLL_PING_PATTERN=50ms")
-	require.NoError(t, m.Err)
+	f := fakeConfig(t, map[string]string{"LATENCY_METRIC": "ping", "LATENCY_SAMPLES": "4"})
+	r, m := session(t, f, "FAKERYLL_PING_PATTERN=50ms")
 	assert.Equal(t, []string{"latency", "dropped"}, r.Subscribed)
 	require.Len(t, m.Result.Samples, 4)
 	for _, v := range m.Result.Values() {
@@ -170,27 +195,24 @@ func TestPingMetricIsInSeconds(t *testing.T) {
 }
 
 func TestProtocol10RefusesKeypressButServesPing(t *testing.T) {
-	cfg := fakeConfig(t, nil)
-	r, err := Setup(t.Context(), cfg, Options{RyllEnv: []string{"FAKERYLL_PROTOCOL_VERSION=1.0"}, Environ: func() []string { return nil }})
+	f := fakeConfig(t, nil)
+	r, err := Setup(t.Context(), f.cfg, f.with("FAKERYLL_PROTOCOL_VERSION=1.0"))
 	t.Cleanup(func() { _ = r.Teardown(context.Background()) })
 	require.NoError(t, err)
-	err = r.CheckHandshake()
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "LATENCY_METRIC=ping")
-	_, err = r.Measure(t.Context())
-	require.Error(t, err)
+	require.Error(t, r.HandshakeErr)
+	assert.Contains(t, r.HandshakeErr.Error(), "LATENCY_METRIC=ping")
+	m, err := r.Measure(t.Context())
+	assert.Equal(t, r.HandshakeErr, err, "Measure refuses with the handshake's verdict")
+	assert.Nil(t, m)
 
-	cfg = fakeConfig(t, map[string]string{"LATENCY_METRIC": "ping", "LATENCY_SAMPLES": "2"})
-	_, m := session(t, cfg, "FAKERYLL_PROTOCOL_VERSION=1.0", "FAKERYLL_PING_PATTERN=20ms")
-	require.NoError(t, m.Err)
+	f = fakeConfig(t, map[string]string{"LATENCY_METRIC": "ping", "LATENCY_SAMPLES": "2"})
+	_, m = session(t, f, "FAKERYLL_PROTOCOL_VERSION=1.0", "FAKERYLL_PING_PATTERN=20ms")
 	assert.Len(t, m.Result.Samples, 2)
 }
 
-func TestFakeryllKnobsComeFromTheEnvironment(t *testing.T) {
-	cfg := fakeConfig(t, map[string]string{"LATENCY_READY_TIMEOUT": "1s"})
-	r, err := Setup(t.Context(), cfg, Options{Environ: func() []string {
-		return []string{"FAKERYLL_SURFACES_DELAY=1h", "OTHER=1"}
-	}})
+func TestRyllEnvReachesRyll(t *testing.T) {
+	f := fakeConfig(t, map[string]string{"LATENCY_READY_TIMEOUT": "1s"})
+	r, err := Setup(t.Context(), f.cfg, f.with("FAKERYLL_SURFACES_DELAY=1h", "OTHER=1"))
 	t.Cleanup(func() { _ = r.Teardown(context.Background()) })
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "status.surfaces is still empty")
@@ -198,9 +220,9 @@ func TestFakeryllKnobsComeFromTheEnvironment(t *testing.T) {
 }
 
 func TestSetupFailsBeforeProvisioningWhenRyllIsMissing(t *testing.T) {
-	cfg := fakeConfig(t, map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "127.0.0.1:5900"})
-	cfg.Ryll = "no-such-ryll-binary"
-	r, err := Setup(t.Context(), cfg, Options{})
+	f := fakeConfig(t, map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "127.0.0.1:5900"})
+	f.cfg.Ryll = "no-such-ryll-binary"
+	r, err := Setup(t.Context(), f.cfg, Options{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "LATENCY_RYLL")
 	assert.Nil(t, r.Console, "nothing provisioned")
@@ -208,10 +230,10 @@ func TestSetupFailsBeforeProvisioningWhenRyllIsMissing(t *testing.T) {
 }
 
 func TestTeardownTwiceAndCleanCloud(t *testing.T) {
-	cfg := fakeConfig(t, map[string]string{"LATENCY_SAMPLES": "1"})
-	r, err := Setup(t.Context(), cfg, Options{Environ: func() []string { return nil }})
+	f := fakeConfig(t, map[string]string{"LATENCY_SAMPLES": "1"})
+	r, err := Setup(t.Context(), f.cfg, f.opts)
 	require.NoError(t, err)
-	fc := r.Console.FakeCloud
+	fc := f.chain.Cloud
 	require.Equal(t, 1, fc.ServersAlive())
 	sock := r.Ryll.SocketPath()
 	require.NoError(t, r.Teardown(t.Context()))
@@ -224,4 +246,12 @@ func TestTeardownTwiceAndCleanCloud(t *testing.T) {
 		t.Fatal("ryll still running after Teardown")
 	}
 	assert.True(t, slices.Contains(r.Secrets(), fc.Password()))
+	assert.Equal(t, 0, fc.ServersAlive(), "the server was deleted")
+}
+
+func TestIPv6DirectConsoleRuns(t *testing.T) {
+	f := fakeConfig(t, map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "[::1]:5900", "LATENCY_SAMPLES": "2"})
+	r, m := session(t, f)
+	assert.Len(t, m.Result.Samples, 2)
+	assert.Equal(t, "direct", r.Sidecar(m, time.Now()).Provider)
 }

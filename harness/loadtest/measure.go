@@ -30,23 +30,21 @@ type Measurement struct {
 	LocalDropped uint64
 	// Malformed counts lines from ryll that were not protocol messages.
 	Malformed uint64
-	// Err is why the run ended early, if it did (nil when it reached its
-	// sample target or its maximum duration).
-	Err error
 }
 
 // Measure subscribes to the metric's events, drives the key cadence (for
 // the keypress metric) and collects samples until the target count, the
 // maximum duration, cancellation of ctx (SIGINT, SIGTERM), ryll exiting,
 // or the control connection ending. Each sample is written to the CSV the
-// moment it is taken. The Measurement is returned in every case; its Err
-// says why the run ended early.
-func (r *Run) Measure(ctx context.Context) (*Measurement, error) {
+// moment it is taken. As measure.Run does, it returns what was collected
+// (nil only when nothing could start) and, separately, why the run ended
+// early (nil when it reached its sample target or its maximum duration).
+func (r *Session) Measure(ctx context.Context) (*Measurement, error) {
 	if r.Client == nil {
 		return nil, errors.New("measure: ryll is not ready (setup failed)")
 	}
-	if err := r.CheckHandshake(); err != nil {
-		return nil, err
+	if r.HandshakeErr != nil {
+		return nil, r.HandshakeErr
 	}
 	want := append(r.requiredEvents(), control.EventDropped)
 	subscribed, err := r.Client.Subscribe(ctx, want...)
@@ -134,8 +132,7 @@ func (r *Run) Measure(ctx context.Context) (*Measurement, error) {
 	if runErr != nil && ctx.Err() != nil {
 		runErr = fmt.Errorf("interrupted: %w", context.Cause(ctx))
 	}
-	m.Err = runErr
-	return m, nil
+	return m, runErr
 }
 
 // pump turns control events into the measurement's inputs. It never
@@ -143,7 +140,7 @@ func (r *Run) Measure(ctx context.Context) (*Measurement, error) {
 // closes the measurement's channels when the connection ends so that the
 // run stops with ErrSourceClosed instead of waiting for events that will
 // not come.
-func (r *Run) pump(ctx context.Context, draws chan<- measure.Draw, pings chan<- measure.Ping, dropped chan<- int, done chan<- struct{}) {
+func (r *Session) pump(ctx context.Context, draws chan<- measure.Draw, pings chan<- measure.Ping, dropped chan<- int, done chan<- struct{}) {
 	defer close(done)
 	defer close(draws)
 	defer close(pings)

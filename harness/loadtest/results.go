@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 // Sidecar builds the JSON sidecar of a run from what Setup and Measure
 // found. m may be nil (the run never measured); runErrs are the run's
 // errors, which are scrubbed of every known secret before they are kept.
-func (r *Run) Sidecar(m *Measurement, end time.Time, runErrs ...error) results.Sidecar {
+func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) results.Sidecar {
 	cfg := r.Cfg
 	s := results.Sidecar{
 		RunID:                    cfg.RunID,
@@ -37,7 +38,7 @@ func (r *Run) Sidecar(m *Measurement, end time.Time, runErrs ...error) results.S
 		ProtocolVersionRequested: control.ProtocolVersion,
 		ProtocolVersionAnswered:  r.Hello.ProtocolVersion,
 		ServerName:               r.Hello.ServerName,
-		Provider:                 string(cfg.Provider),
+		Provider:                 string(cfg.Requested),
 		RyllBinary:               r.RyllBinary,
 		RyllVersion:              r.RyllVersion,
 		StartTime:                r.Start,
@@ -85,8 +86,10 @@ type Files struct {
 
 // WriteResults writes the sidecar, the plot and the benchmark file next
 // to the CSV, and prints the summary table to w. It writes as much as it
-// can: one failing file does not stop the others.
-func (r *Run) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (Files, error) {
+// can: one failing file does not stop the others. The sidecar it returns
+// is the one written: its file list names only files that exist, and
+// every failure to write one is among its errors.
+func (r *Session) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (Files, results.Sidecar, error) {
 	dir := r.Cfg.ResultsDir
 	f := Files{
 		CSV:     filepath.Join(dir, results.CSVName(r.Cfg.RunID)),
@@ -97,17 +100,27 @@ func (r *Run) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (File
 	if m != nil && len(m.Result.Samples) > 0 {
 		f.Plot = filepath.Join(dir, report.PlotName(r.Cfg.RunID))
 		series := r.series(m)
-		title := fmt.Sprintf("%s, run %s (%s)", s.Metric, r.Cfg.RunID, r.Cfg.Provider)
+		title := fmt.Sprintf("%s, run %s (%s)", s.Metric, r.Cfg.RunID, r.Cfg.Requested)
 		if err := report.Plot(f.Plot, title, series); err != nil {
 			errs = append(errs, fmt.Errorf("plot: %w", err))
 			f.Plot = ""
 		}
 		f.Bench = filepath.Join(dir, report.BenchFileName(r.Cfg.RunID))
-		info := report.BenchInfo{RunID: r.Cfg.RunID, Metric: s.Metric, Provider: string(r.Cfg.Provider), Misses: s.Misses}
+		info := report.BenchInfo{RunID: r.Cfg.RunID, Metric: s.Metric, Provider: string(r.Cfg.Requested), Misses: s.Misses}
 		if err := report.WriteBench(f.Bench, info, report.Consoles(series)...); err != nil {
 			errs = append(errs, fmt.Errorf("benchmark file: %w", err))
 			f.Bench = ""
 		}
+	}
+	if m == nil || !exists(f.CSV) {
+		f.CSV = ""
+	}
+	if !exists(f.RyllLog) {
+		f.RyllLog = ""
+	}
+	red := secret.NewRedactor(io.Discard, r.Secrets()...)
+	for _, err := range errs {
+		s.Errors = append(s.Errors, red.Scrub(err.Error()))
 	}
 	s.Files = nil
 	for _, p := range []string{f.CSV, f.Sidecar, f.Plot, f.Bench, f.RyllLog} {
@@ -117,18 +130,27 @@ func (r *Run) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (File
 	}
 	if err := results.WriteSidecar(f.Sidecar, s); err != nil {
 		errs = append(errs, fmt.Errorf("sidecar: %w", err))
+		f.Sidecar = ""
 	}
 	if w != nil {
 		if err := results.WriteSummary(w, s); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return f, errors.Join(errs...)
+	return f, s, errors.Join(errs...)
+}
+
+func exists(path string) bool {
+	if path == "" {
+		return false
+	}
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // series is the run's samples and misses on a time axis from the start
 // of the measurement.
-func (r *Run) series(m *Measurement) report.Series {
+func (r *Session) series(m *Measurement) report.Series {
 	return seriesFrom(m, m.Result.Start)
 }
 
