@@ -470,7 +470,7 @@ func TestE2ESeveralConsolesOneCrashes(t *testing.T) {
 
 	for i := range 3 {
 		run := fmt.Sprintf("%s-c%d", o.runID, i)
-		for _, name := range []string{results.SidecarName(run), "ryll-" + run + ".log"} {
+		for _, name := range []string{results.SidecarName(run), results.RyllLogName(run)} {
 			assert.FileExists(t, filepath.Join(o.dir, name))
 		}
 		csvPath := filepath.Join(o.dir, results.CSVName(run))
@@ -520,7 +520,7 @@ func TestE2ENoCloudProviders(t *testing.T) {
 			assert.Equal(t, tc.provider, o.sidecar(t).Provider)
 			assert.Len(t, o.csv(t), 4)
 			assert.NotContains(t, o.output, "fake cloud started")
-			log, err := os.ReadFile(filepath.Join(o.dir, "ryll-"+o.runID+".log"))
+			log, err := os.ReadFile(filepath.Join(o.dir, results.RyllLogName(o.runID)))
 			require.NoError(t, err)
 			assert.NotContains(t, string(log)+o.output, "vv-password-for-tests")
 			assertNoRyllLeft(t, o.output)

@@ -40,11 +40,14 @@ const (
 	exitUsage    = 2
 )
 
+// The result file names are results' (results.FilePrefix and the
+// suffixes): one rule for the loadtest that writes them and the tools
+// that find them.
 const (
-	benchSuffix = ".bench.txt"
-	csvSuffix   = ".csv"
-	jsonSuffix  = ".json"
-	stemPrefix  = "latency-"
+	benchSuffix = results.BenchSuffix
+	csvSuffix   = results.CSVSuffix
+	jsonSuffix  = results.SidecarSuffix
+	stemPrefix  = results.FilePrefix
 	// csvConsole labels the samples of a CSV, which pools all consoles.
 	csvConsole = "all"
 )

@@ -59,10 +59,12 @@ const (
 // defaultRunID names a merge whose inputs share no run id prefix.
 const defaultRunID = "merged"
 
+// The result file names are results' (one rule for the loadtest that
+// writes them and the tools that find them).
 const (
-	sidecarPrefix = "latency-"
-	jsonSuffix    = ".json"
-	csvSuffix     = ".csv"
+	sidecarPrefix = results.FilePrefix
+	jsonSuffix    = results.SidecarSuffix
+	csvSuffix     = results.CSVSuffix
 )
 
 func main() {
@@ -242,10 +244,7 @@ func sidecarPathOf(inputs []input, runID string) string {
 
 // isSidecarName reports whether a base name is a console's sidecar:
 // latency-*.json but not a run summary.
-func isSidecarName(name string) bool {
-	return strings.HasPrefix(name, sidecarPrefix) && strings.HasSuffix(name, jsonSuffix) &&
-		len(name) > len(sidecarPrefix)+len(jsonSuffix) && !results.IsRunSummaryName(name)
-}
+func isSidecarName(name string) bool { return results.IsSidecarName(name) }
 
 // findSidecars expands the command line into sidecar paths, in argument
 // order. Every argument must yield at least one sidecar: a directory or a

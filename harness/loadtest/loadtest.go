@@ -26,6 +26,7 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/console"
 	"github.com/shakenfist/kerbside-latency/harness/control"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
+	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/shakenfist/kerbside-latency/harness/ryll"
 )
 
@@ -119,7 +120,7 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Session, err
 	con.Secrets = append(con.Secrets, opts.Secrets...)
 	r.Console = con
 
-	r.RyllLog = filepath.Join(cfg.ResultsDir, "ryll-"+cfg.RunID+".log")
+	r.RyllLog = filepath.Join(cfg.ResultsDir, results.RyllLogName(cfg.RunID))
 	proc, err := ryll.New(ryll.Spec{
 		Binary: bin, URL: con.URL, File: con.File, Direct: con.Direct,
 		Verbose: cfg.RyllVerbose, ExtraEnv: opts.RyllEnv, LogPath: r.RyllLog,

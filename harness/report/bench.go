@@ -112,10 +112,6 @@ var (
 	unsafeNameChars  = regexp.MustCompile(`[^A-Za-z0-9_.+:]+`)
 )
 
-// BenchFileName is the benchmark file name of a run, next to its CSV:
-// latency-<run>.bench.txt.
-func BenchFileName(run string) string { return "latency-" + run + ".bench.txt" }
-
 // BenchLabel makes s safe as a value in a benchmark name. A space ends
 // the name, '/' and '=' would split it into other keys, and a trailing
 // "-<digits>" would be read as GOMAXPROCS; so every run of characters

@@ -32,10 +32,6 @@ const (
 	FigureDPI    = 96
 )
 
-// PlotName is the image file name of a run, next to its CSV:
-// latency-<run>.png.
-func PlotName(run string) string { return "latency-" + run + ".png" }
-
 // MissColor is the colour of the glyphs that mark a key press with no
 // draw. No series colour is close to it, so a miss never looks like a
 // sample; tests look for it in the rendered image.

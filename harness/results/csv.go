@@ -27,12 +27,6 @@ import (
 // (runid.Validate: the one rule for run ids everywhere).
 func ValidateRunID(run string) error { return runid.Validate(run) }
 
-// CSVName returns the legacy CSV file name for run: latency-<run>.csv.
-func CSVName(run string) string { return "latency-" + run + ".csv" }
-
-// SidecarName returns the sidecar file name for run: latency-<run>.json.
-func SidecarName(run string) string { return "latency-" + run + ".json" }
-
 // CSVWriter appends samples to a latency CSV, one line per sample, each
 // line handed to the kernel by a single write before Write returns. There
 // is no user-space buffer, so killing the process loses nothing that was

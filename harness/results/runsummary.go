@@ -26,22 +26,6 @@ const RunSummaryFormatVersion = 1
 // console's samples.
 const PooledRowLabel = "pooled"
 
-// RunSummaryName returns the file name of the summary of a run with
-// several consoles (or of merged runs): latency-<run>-summary.json. The
-// "-summary" suffix keeps it apart from the per-console sidecars, which
-// are latency-<run>-c<i>.json, so a reader globbing latency-*.json for
-// sidecars can skip it by name.
-func RunSummaryName(run string) string { return "latency-" + run + "-summary.json" }
-
-// IsRunSummaryName reports whether a file's base name is that of a run
-// summary rather than a console's sidecar; both match latency-*.json.
-func IsRunSummaryName(name string) bool {
-	const prefix, suffix = "latency-", "-summary.json"
-	// latency-summary.json is the sidecar of a run called "summary": the
-	// prefix and suffix must not overlap.
-	return len(name) > len(prefix)+len(suffix) && strings.HasPrefix(name, prefix) && strings.HasSuffix(name, suffix)
-}
-
 // ConsoleRun is what BuildRunSummary needs of one console: its sidecar
 // and its samples. The samples are passed separately, rather than taken
 // from the sidecar's summary, because the CSV (or the loadtest's memory)

@@ -297,3 +297,15 @@ func TestRunSummaryNames(t *testing.T) {
 	assert.False(t, IsRunSummaryName(SidecarName("summary")), "a run called summary has latency-summary.json")
 	assert.False(t, IsRunSummaryName("other-summary.json"))
 }
+
+func TestFileNamesAreOneFamily(t *testing.T) {
+	for _, name := range []string{CSVName("r"), SidecarName("r"), PlotName("r"), BenchFileName("r"), RunSummaryName("r")} {
+		assert.True(t, strings.HasPrefix(name, FilePrefix), name)
+	}
+	assert.True(t, IsSidecarName(SidecarName("r-c1")))
+	assert.False(t, IsSidecarName(RunSummaryName("r")), "a run summary is not a sidecar")
+	assert.True(t, IsSidecarName(SidecarName("summary")), "the sidecar of a run called summary")
+	assert.False(t, IsRunSummaryName(SidecarName("summary")))
+	assert.False(t, IsSidecarName("latency-.json"))
+	assert.False(t, IsSidecarName(CSVName("r")))
+}
