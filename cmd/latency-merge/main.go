@@ -191,27 +191,22 @@ func writeExtras(stdout io.Writer, rs results.RunSummary, consoles []results.Con
 		// CSVs carry no times: the plot's time axis becomes the sample number.
 		series[i] = report.ValuesSeries(c.Label, consoles[i].Samples, c.Misses)
 	}
-	if plotPath != "" {
-		title := fmt.Sprintf("%s, run %s (%d consoles, %d samples)", rs.Metric, rs.RunID, len(rs.Consoles), rs.Pooled.Samples)
-		if err := report.Plot(plotPath, title, series...); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "plot: %s\n", plotPath)
+	title := fmt.Sprintf("%s, run %s (%d consoles, %d samples)", rs.Metric, rs.RunID, len(rs.Consoles), rs.Pooled.Samples)
+	info := report.BenchInfo{
+		RunID:    rs.RunID,
+		Metric:   rs.Metric,
+		Provider: providers(rs),
+		Misses:   rs.Pooled.Misses,
+		Extra:    map[string]string{"consoles": fmt.Sprint(len(rs.Consoles))},
 	}
-	if benchPath != "" {
-		info := report.BenchInfo{
-			RunID:    rs.RunID,
-			Metric:   rs.Metric,
-			Provider: providers(rs),
-			Misses:   rs.Pooled.Misses,
-			Extra:    map[string]string{"consoles": fmt.Sprint(len(rs.Consoles))},
-		}
-		if err := report.WriteBench(benchPath, info, report.Consoles(series...)...); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "bench: %s\n", benchPath)
+	plot, bench, err := report.WritePlotAndBench(plotPath, benchPath, title, info, series...)
+	if plot != "" {
+		fmt.Fprintf(stdout, "plot: %s\n", plot)
 	}
-	return nil
+	if bench != "" {
+		fmt.Fprintf(stdout, "bench: %s\n", bench)
+	}
+	return err
 }
 
 // providers names the consoles' providers: one name when they agree,

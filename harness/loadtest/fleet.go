@@ -255,16 +255,13 @@ func (f *Fleet) writeSummary(w io.Writer, consoles []ConsoleResults) (SummaryFil
 		errs = append(errs, err)
 	}
 	if len(series) > 0 {
-		files.Plot = filepath.Join(dir, results.PlotName(run))
-		if err := report.Plot(files.Plot, fmt.Sprintf("%s, run %s, %d consoles", sum.Metric, run, len(f.Members)), series...); err != nil {
-			errs = append(errs, fmt.Errorf("pooled plot: %w", err))
-			files.Plot = ""
-		}
-		files.Bench = filepath.Join(dir, results.BenchFileName(run))
+		title := fmt.Sprintf("%s, run %s, %d consoles", sum.Metric, run, len(f.Members))
 		info := report.BenchInfo{RunID: run, Metric: sum.Metric, Provider: string(f.Cfg.Requested), Misses: sum.Pooled.Misses}
-		if err := report.WriteBench(files.Bench, info, report.Consoles(series...)...); err != nil {
-			errs = append(errs, fmt.Errorf("pooled benchmark file: %w", err))
-			files.Bench = ""
+		var err error
+		files.Plot, files.Bench, err = report.WritePlotAndBench(filepath.Join(dir, results.PlotName(run)),
+			filepath.Join(dir, results.BenchFileName(run)), title, info, series...)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pooled: %w", err))
 		}
 	}
 	if w != nil {

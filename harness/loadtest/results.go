@@ -98,18 +98,13 @@ func (r *Session) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (
 	}
 	var errs []error
 	if m != nil && len(m.Result.Samples) > 0 {
-		f.Plot = filepath.Join(dir, results.PlotName(r.Cfg.RunID))
-		series := r.series(m)
 		title := fmt.Sprintf("%s, run %s (%s)", s.Metric, r.Cfg.RunID, r.Cfg.Requested)
-		if err := report.Plot(f.Plot, title, series); err != nil {
-			errs = append(errs, fmt.Errorf("plot: %w", err))
-			f.Plot = ""
-		}
-		f.Bench = filepath.Join(dir, results.BenchFileName(r.Cfg.RunID))
 		info := report.BenchInfo{RunID: r.Cfg.RunID, Metric: s.Metric, Provider: string(r.Cfg.Requested), Misses: s.Misses}
-		if err := report.WriteBench(f.Bench, info, report.Consoles(series)...); err != nil {
-			errs = append(errs, fmt.Errorf("benchmark file: %w", err))
-			f.Bench = ""
+		var err error
+		f.Plot, f.Bench, err = report.WritePlotAndBench(filepath.Join(dir, results.PlotName(r.Cfg.RunID)),
+			filepath.Join(dir, results.BenchFileName(r.Cfg.RunID)), title, info, r.series(m))
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if m == nil || !exists(f.CSV) {

@@ -391,3 +391,27 @@ func splitBenchName(name benchfmt.Name) (metric, console string) {
 	}
 	return metric, console
 }
+
+// WritePlotAndBench writes the two readable files of a run from the same
+// series: the plot to plotPath and the benchmark file to benchPath (an
+// empty path skips that file). One failing does not stop the other; it
+// returns the paths actually written ("" for a file skipped or failed)
+// and every error joined.
+func WritePlotAndBench(plotPath, benchPath, title string, info BenchInfo, series ...Series) (plot, bench string, err error) {
+	var errs []error
+	if plotPath != "" {
+		if err := Plot(plotPath, title, series...); err != nil {
+			errs = append(errs, fmt.Errorf("plot: %w", err))
+		} else {
+			plot = plotPath
+		}
+	}
+	if benchPath != "" {
+		if err := WriteBench(benchPath, info, Consoles(series...)...); err != nil {
+			errs = append(errs, fmt.Errorf("benchmark file: %w", err))
+		} else {
+			bench = benchPath
+		}
+	}
+	return plot, bench, errors.Join(errs...)
+}

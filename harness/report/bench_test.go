@@ -247,3 +247,21 @@ func TestConsolesFromSeries(t *testing.T) {
 		{Label: "console 1", Samples: []float64{0.5}},
 	}, got)
 }
+
+func TestWritePlotAndBenchWritesWhatItCan(t *testing.T) {
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(blocker, nil, 0o600))
+	series := msSeries(t, "c0", 10, 20, 30)
+	// The plot's directory is a file, so only the benchmark file can be written.
+	plot, bench, err := WritePlotAndBench(filepath.Join(blocker, "p.png"), filepath.Join(dir, "b.bench.txt"), "t", sampleInfo(), series)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "plot")
+	assert.Empty(t, plot)
+	assert.FileExists(t, bench)
+
+	plot, bench, err = WritePlotAndBench(filepath.Join(dir, "p.png"), "", "t", sampleInfo(), series)
+	require.NoError(t, err)
+	assert.FileExists(t, plot)
+	assert.Empty(t, bench, "an empty path skips the file")
+}
