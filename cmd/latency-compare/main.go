@@ -29,7 +29,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/shakenfist/kerbside-latency/harness/report"
+	"github.com/shakenfist/kerbside-latency/harness/compare"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 )
 
@@ -61,7 +61,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("latency-compare", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	alpha := fl.Float64("alpha", report.DefaultAlpha, "significance level: a p-value at or below it is reported as a difference")
+	alpha := fl.Float64("alpha", compare.DefaultAlpha, "significance level: a p-value at or below it is reported as a difference")
 	fl.Usage = func() {
 		fmt.Fprintln(stderr, "usage: latency-compare [-alpha 0.05] OLD NEW")
 		fmt.Fprintln(stderr, "OLD and NEW: a latency-<run>.csv, a latency-<run>.bench.txt, a run stem (results/latency-<run> or results/<run>),")
@@ -84,7 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	var runs [2]report.Run
+	var runs [2]results.BenchRun
 	for i, which := range []string{"OLD", "NEW"} {
 		r, notes, err := load(fl.Arg(i))
 		if err != nil {
@@ -96,7 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		runs[i] = r
 	}
-	c, err := report.Compare(runs[0], runs[1], *alpha)
+	c, err := compare.Runs(runs[0], runs[1], *alpha)
 	if err != nil {
 		fmt.Fprintf(stderr, "latency-compare: %v\n", err)
 		return exitBadInput
@@ -108,7 +108,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func write(w io.Writer, c *report.Comparison) error {
+func write(w io.Writer, c *compare.Comparison) error {
 	var errs []error
 	p := func(format string, a ...any) {
 		_, err := fmt.Fprintf(w, format, a...)
@@ -116,7 +116,7 @@ func write(w io.Writer, c *report.Comparison) error {
 	}
 	for _, s := range []struct {
 		name string
-		side report.Side
+		side compare.Side
 	}{{"OLD", c.Old}, {"NEW", c.New}} {
 		p("%s: %s\n", s.name, describe(s.side))
 	}
@@ -134,7 +134,7 @@ func write(w io.Writer, c *report.Comparison) error {
 
 // describe says in one line what a side is: where it came from and what
 // it holds.
-func describe(s report.Side) string {
+func describe(s compare.Side) string {
 	info := s.Run.Info
 	var parts []string
 	add := func(k, v string) {
@@ -160,16 +160,16 @@ func describe(s report.Side) string {
 
 // load reads one argument into a run, with notes worth showing the user
 // (for example a CSV without its sidecar).
-func load(arg string) (report.Run, []string, error) {
+func load(arg string) (results.BenchRun, []string, error) {
 	if strings.TrimSpace(arg) == "" {
-		return report.Run{}, nil, errors.New("empty path")
+		return results.BenchRun{}, nil, errors.New("empty path")
 	}
 	fi, err := os.Stat(arg)
 	switch {
 	case err == nil && fi.IsDir():
 		stem, err := onlyRunIn(arg)
 		if err != nil {
-			return report.Run{}, nil, err
+			return results.BenchRun{}, nil, err
 		}
 		return loadStem(stem)
 	case err == nil:
@@ -177,11 +177,11 @@ func load(arg string) (report.Run, []string, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		return loadStem(arg)
 	default:
-		return report.Run{}, nil, fmt.Errorf("open %s: %w", arg, err)
+		return results.BenchRun{}, nil, fmt.Errorf("open %s: %w", arg, err)
 	}
 }
 
-func loadFile(path string) (report.Run, []string, error) {
+func loadFile(path string) (results.BenchRun, []string, error) {
 	switch {
 	case strings.HasSuffix(path, benchSuffix):
 		r, err := loadBench(path)
@@ -202,7 +202,7 @@ func loadFile(path string) (report.Run, []string, error) {
 // loadStem finds the files of a run from its stem: stem.bench.txt first
 // (it keeps the consoles apart), then stem.csv; a stem that does not
 // start with "latency-" is also tried as a run id in its directory.
-func loadStem(stem string) (report.Run, []string, error) {
+func loadStem(stem string) (results.BenchRun, []string, error) {
 	stem = strings.TrimSuffix(stem, ".")
 	candidates := []string{stem}
 	if base := filepath.Base(stem); !strings.HasPrefix(base, stemPrefix) {
@@ -216,11 +216,11 @@ func loadStem(stem string) (report.Run, []string, error) {
 			if _, err := os.Stat(p); err == nil {
 				return loadFile(p)
 			} else if !errors.Is(err, fs.ErrNotExist) {
-				return report.Run{}, nil, fmt.Errorf("open %s: %w", p, err)
+				return results.BenchRun{}, nil, fmt.Errorf("open %s: %w", p, err)
 			}
 		}
 	}
-	return report.Run{}, nil, fmt.Errorf("%s is not a file, a directory or a run stem (tried %s)", stem, strings.Join(tried, ", "))
+	return results.BenchRun{}, nil, fmt.Errorf("%s is not a file, a directory or a run stem (tried %s)", stem, strings.Join(tried, ", "))
 }
 
 // onlyRunIn returns the stem of the one run in dir, or an error listing
@@ -257,31 +257,31 @@ func onlyRunIn(dir string) (string, error) {
 	}
 }
 
-func loadBench(path string) (report.Run, error) {
+func loadBench(path string) (results.BenchRun, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return report.Run{}, fmt.Errorf("open benchmark file: %w", err)
+		return results.BenchRun{}, fmt.Errorf("open benchmark file: %w", err)
 	}
 	defer f.Close()
-	return report.ReadBench(f, path)
+	return results.ReadBench(f, path)
 }
 
 // loadCSV reads a latency CSV and, when it is there, its sidecar, which
 // says what the numbers are. Without a sidecar the metric is unknown and
 // the comparison cannot check that both runs measured the same thing, so
 // a note says so.
-func loadCSV(path string) (report.Run, []string, error) {
+func loadCSV(path string) (results.BenchRun, []string, error) {
 	values, err := results.ReadCSV(path)
 	if err != nil {
-		return report.Run{}, nil, err
+		return results.BenchRun{}, nil, err
 	}
-	run := report.Run{Source: path, Consoles: []report.Console{{Label: csvConsole, Samples: values}}}
+	run := results.BenchRun{Source: path, Consoles: []results.BenchConsole{{Label: csvConsole, Samples: values}}}
 	var notes []string
 	sidecar := strings.TrimSuffix(path, csvSuffix) + jsonSuffix
 	sc, err := results.ReadSidecar(sidecar)
 	switch {
 	case err == nil:
-		run.Info = report.BenchInfo{RunID: sc.RunID, Metric: sc.Metric, Provider: sc.Provider, Misses: sc.Misses}
+		run.Info = results.BenchInfo{RunID: sc.RunID, Metric: sc.Metric, Provider: sc.Provider, Misses: sc.Misses}
 		if sc.SamplesCollected != len(values) {
 			notes = append(notes, fmt.Sprintf("%s says %d samples were collected but %s holds %d", sidecar, sc.SamplesCollected, path, len(values)))
 		}
@@ -289,7 +289,7 @@ func loadCSV(path string) (report.Run, []string, error) {
 		run.Info.RunID = strings.TrimPrefix(strings.TrimSuffix(filepath.Base(path), csvSuffix), stemPrefix)
 		notes = append(notes, fmt.Sprintf("no sidecar %s: metric and misses unknown", sidecar))
 	default:
-		return report.Run{}, nil, err
+		return results.BenchRun{}, nil, err
 	}
 	return run, notes, nil
 }

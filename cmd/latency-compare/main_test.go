@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/shakenfist/kerbside-latency/harness/report"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 )
 
@@ -44,10 +43,10 @@ func writeCSVRun(tb testing.TB, dir, run, provider, metric string, samples []flo
 	return w.Path()
 }
 
-func writeBenchRun(tb testing.TB, dir, run, provider string, consoles ...report.Console) string {
+func writeBenchRun(tb testing.TB, dir, run, provider string, consoles ...results.BenchConsole) string {
 	tb.Helper()
 	path := filepath.Join(dir, "latency-"+run+".bench.txt")
-	require.NoError(tb, report.WriteBench(path, report.BenchInfo{RunID: run, Metric: "keypress_to_screen", Provider: provider}, consoles...))
+	require.NoError(tb, results.WriteBench(path, results.BenchInfo{RunID: run, Metric: "keypress_to_screen", Provider: provider}, consoles...))
 	return path
 }
 
@@ -93,8 +92,8 @@ func TestInputForms(t *testing.T) {
 	require.NoError(t, os.Mkdir(one, 0o755))
 	csv := writeCSVRun(t, one, "A", "direct", "keypress_to_screen", modelled(1, 20, 10), 0)
 	bench := writeBenchRun(t, dir, "B", "openstack",
-		report.Console{Label: "c0", Samples: modelled(3, 35, 10)},
-		report.Console{Label: "c1", Samples: modelled(4, 36, 10)})
+		results.BenchConsole{Label: "c0", Samples: modelled(3, 35, 10)},
+		results.BenchConsole{Label: "c1", Samples: modelled(4, 36, 10)})
 
 	tests := []struct {
 		name       string
@@ -121,11 +120,11 @@ func TestInputForms(t *testing.T) {
 func TestBenchRowsPerConsole(t *testing.T) {
 	dir := t.TempDir()
 	old := writeBenchRun(t, dir, "A", "direct",
-		report.Console{Label: "c0", Samples: modelled(1, 20, 10)},
-		report.Console{Label: "c1", Samples: modelled(2, 21, 10)})
+		results.BenchConsole{Label: "c0", Samples: modelled(1, 20, 10)},
+		results.BenchConsole{Label: "c1", Samples: modelled(2, 21, 10)})
 	new := writeBenchRun(t, dir, "B", "openstack",
-		report.Console{Label: "c0", Samples: modelled(3, 35, 10)},
-		report.Console{Label: "c1", Samples: modelled(4, 36, 10)})
+		results.BenchConsole{Label: "c0", Samples: modelled(3, 35, 10)},
+		results.BenchConsole{Label: "c1", Samples: modelled(4, 36, 10)})
 	code, out, errOut := runCmd(t, old, new)
 	require.Equal(t, exitOK, code, errOut)
 	assert.Contains(t, out, "20 samples in 2 consoles")

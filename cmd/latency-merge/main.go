@@ -45,7 +45,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/shakenfist/kerbside-latency/harness/report"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 )
 
@@ -186,20 +185,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 // writeExtras draws the pooled plot and writes the benchmark file, as
 // asked.
 func writeExtras(stdout io.Writer, rs results.RunSummary, consoles []results.ConsoleRun, plotPath, benchPath string) error {
-	series := make([]report.Series, len(rs.Consoles))
+	series := make([]results.Series, len(rs.Consoles))
 	for i, c := range rs.Consoles {
 		// CSVs carry no times: the plot's time axis becomes the sample number.
-		series[i] = report.ValuesSeries(c.Label, consoles[i].Samples, c.Misses)
+		series[i] = results.ValuesSeries(c.Label, consoles[i].Samples, c.Misses)
 	}
 	title := fmt.Sprintf("%s, run %s (%d consoles, %d samples)", rs.Metric, rs.RunID, len(rs.Consoles), rs.Pooled.Samples)
-	info := report.BenchInfo{
+	info := results.BenchInfo{
 		RunID:    rs.RunID,
 		Metric:   rs.Metric,
 		Provider: providers(rs),
 		Misses:   rs.Pooled.Misses,
 		Extra:    map[string]string{"consoles": fmt.Sprint(len(rs.Consoles))},
 	}
-	plot, bench, err := report.WritePlotAndBench(plotPath, benchPath, title, info, series...)
+	plot, bench, err := results.WritePlotAndBench(plotPath, benchPath, title, info, series...)
 	if plot != "" {
 		fmt.Fprintf(stdout, "plot: %s\n", plot)
 	}

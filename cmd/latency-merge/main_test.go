@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/shakenfist/kerbside-latency/harness/report"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
@@ -236,7 +235,7 @@ func TestMergePlotAndBench(t *testing.T) {
 	bf, err := os.Open(benchPath)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = bf.Close() })
-	r, err := report.ReadBench(bf, benchPath)
+	r, err := results.ReadBench(bf, benchPath)
 	require.NoError(t, err)
 	assert.Equal(t, "r4", r.Info.RunID)
 	assert.Equal(t, keypress, r.Info.Metric)

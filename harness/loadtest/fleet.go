@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/config"
-	"github.com/shakenfist/kerbside-latency/harness/report"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 )
 
@@ -225,7 +224,7 @@ type SummaryFiles struct {
 func (f *Fleet) writeSummary(w io.Writer, consoles []ConsoleResults) (SummaryFiles, results.RunSummary, error) {
 	dir, run := f.Cfg.ResultsDir, f.Cfg.RunID
 	var runs []results.ConsoleRun
-	var series []report.Series
+	var series []results.Series
 	var origin time.Time
 	for _, c := range consoles {
 		if c.Measurement != nil && !c.Measurement.Result.Start.IsZero() &&
@@ -256,9 +255,9 @@ func (f *Fleet) writeSummary(w io.Writer, consoles []ConsoleResults) (SummaryFil
 	}
 	if len(series) > 0 {
 		title := fmt.Sprintf("%s, run %s, %d consoles", sum.Metric, run, len(f.Members))
-		info := report.BenchInfo{RunID: run, Metric: sum.Metric, Provider: string(f.Cfg.Requested), Misses: sum.Pooled.Misses}
+		info := results.BenchInfo{RunID: run, Metric: sum.Metric, Provider: string(f.Cfg.Requested), Misses: sum.Pooled.Misses}
 		var err error
-		files.Plot, files.Bench, err = report.WritePlotAndBench(filepath.Join(dir, results.PlotName(run)),
+		files.Plot, files.Bench, err = results.WritePlotAndBench(filepath.Join(dir, results.PlotName(run)),
 			filepath.Join(dir, results.BenchFileName(run)), title, info, series...)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("pooled: %w", err))

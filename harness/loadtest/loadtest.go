@@ -1,7 +1,7 @@
 // Package loadtest ties the pieces of one latency run together: the
 // console (harness/console), the ryll process (harness/ryll), the control
 // connection (harness/control), the measurement (harness/measure) and the
-// result files (harness/results, harness/report).
+// result files (harness/results).
 //
 // A Session is one console measured through one ryll; a Fleet is every
 // console of a run, each a Member. latency_test.go drives it: TestMain

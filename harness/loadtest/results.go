@@ -11,7 +11,6 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/control"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
-	"github.com/shakenfist/kerbside-latency/harness/report"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
@@ -99,9 +98,9 @@ func (r *Session) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (
 	var errs []error
 	if m != nil && len(m.Result.Samples) > 0 {
 		title := fmt.Sprintf("%s, run %s (%s)", s.Metric, r.Cfg.RunID, r.Cfg.Requested)
-		info := report.BenchInfo{RunID: r.Cfg.RunID, Metric: s.Metric, Provider: string(r.Cfg.Requested), Misses: s.Misses}
+		info := results.BenchInfo{RunID: r.Cfg.RunID, Metric: s.Metric, Provider: string(r.Cfg.Requested), Misses: s.Misses}
 		var err error
-		f.Plot, f.Bench, err = report.WritePlotAndBench(filepath.Join(dir, results.PlotName(r.Cfg.RunID)),
+		f.Plot, f.Bench, err = results.WritePlotAndBench(filepath.Join(dir, results.PlotName(r.Cfg.RunID)),
 			filepath.Join(dir, results.BenchFileName(r.Cfg.RunID)), title, info, r.series(m))
 		if err != nil {
 			errs = append(errs, err)
@@ -145,20 +144,20 @@ func exists(path string) bool {
 
 // series is the run's samples and misses on a time axis from the start
 // of the measurement.
-func (r *Session) series(m *Measurement) report.Series {
+func (r *Session) series(m *Measurement) results.Series {
 	return seriesFrom(m, m.Result.Start)
 }
 
 // seriesFrom puts a measurement on a time axis that starts at start, so
 // that several consoles share one axis.
-func seriesFrom(m *Measurement, start time.Time) report.Series {
+func seriesFrom(m *Measurement, start time.Time) results.Series {
 	res := m.Result
 	if start.IsZero() && len(res.Samples) > 0 {
 		start = res.Samples[0].At
 	}
-	ser := report.Series{Label: "c0"}
+	ser := results.Series{Label: "c0"}
 	for _, smp := range res.Samples {
-		ser.Samples = append(ser.Samples, report.Point{At: max(smp.At.Sub(start), 0), Value: smp.Value})
+		ser.Samples = append(ser.Samples, results.Point{At: max(smp.At.Sub(start), 0), Value: smp.Value})
 	}
 	for _, miss := range res.Misses {
 		ser.Misses = append(ser.Misses, max(miss.At.Sub(start), 0))

@@ -1,7 +1,16 @@
-// Package results writes and reads the loadtest's output files: the legacy
+// Package results writes and reads every file a run leaves in
+// LATENCY_RESULTS_DIR (their names are in names.go): the legacy
 // latency-<run>.csv (one float per line, seconds, no header), the
-// latency-<run>.json sidecar that says what the numbers mean, and a short
-// human summary table.
+// latency-<run>.json sidecar that says what the numbers mean, the run
+// summary of several consoles, the plot (PNG or SVG: samples over time and
+// their distribution), the Go benchmark-format file that benchstat and
+// latency-compare read, and the summary table printed at the end.
+//
+// It takes plain data (seconds, durations, labels) and knows nothing about
+// how the samples were measured, so a plot can be made again later from
+// the files a run left behind. Latencies are in seconds, the unit of the
+// CSV; plots and tables show milliseconds, the scale people think of
+// keypress latency in.
 //
 // The CSV keeps the legacy shape on purpose: existing consumers treat it as
 // an opaque column of seconds. Everything else (which metric, how it was

@@ -1,4 +1,4 @@
-package report
+package results
 
 import (
 	"bufio"
@@ -68,7 +68,7 @@ type BenchInfo struct {
 }
 
 // Console is the samples of one console, in seconds.
-type Console struct {
+type BenchConsole struct {
 	// Label names the console (e.g. "c0"); see BenchLabel for how it
 	// is made safe for a benchmark name.
 	Label string
@@ -78,17 +78,17 @@ type Console struct {
 
 // Run is one run's samples with its description: what WriteBench writes
 // and ReadBench reads back, and what Compare compares.
-type Run struct {
+type BenchRun struct {
 	// Source says where the run was read from, for messages.
 	Source string
 	// Info describes the run.
 	Info BenchInfo
 	// Consoles holds the samples per console, in file order.
-	Consoles []Console
+	Consoles []BenchConsole
 }
 
 // Pooled returns every sample of the run, console after console.
-func (r Run) Pooled() []float64 {
+func (r BenchRun) Pooled() []float64 {
 	var out []float64
 	for _, c := range r.Consoles {
 		out = append(out, c.Samples...)
@@ -98,10 +98,10 @@ func (r Run) Pooled() []float64 {
 
 // Consoles converts plot series into the per-console samples WriteBench
 // takes, so one set of data feeds both outputs.
-func Consoles(series ...Series) []Console {
-	out := make([]Console, len(series))
+func BenchConsoles(series ...Series) []BenchConsole {
+	out := make([]BenchConsole, len(series))
 	for i, s := range withLabels(series) {
-		out[i] = Console{Label: s.Label, Samples: s.Values()}
+		out[i] = BenchConsole{Label: s.Label, Samples: s.Values()}
 	}
 	return out
 }
@@ -137,7 +137,7 @@ func BenchFullName(metric, console string) string {
 // benchstat sees every key press as one measurement and computes its
 // median, confidence interval and test over all of them. The file is
 // replaced atomically.
-func WriteBench(path string, info BenchInfo, consoles ...Console) error {
+func WriteBench(path string, info BenchInfo, consoles ...BenchConsole) error {
 	var buf bytes.Buffer
 	if err := EncodeBench(&buf, info, consoles...); err != nil {
 		return fmt.Errorf("write benchmark file %s: %w", path, err)
@@ -149,7 +149,7 @@ func WriteBench(path string, info BenchInfo, consoles ...Console) error {
 }
 
 // EncodeBench writes what WriteBench stores to w.
-func EncodeBench(w io.Writer, info BenchInfo, consoles ...Console) error {
+func EncodeBench(w io.Writer, info BenchInfo, consoles ...BenchConsole) error {
 	info.Metric = strings.TrimSpace(info.Metric)
 	header, err := benchHeader(info, consoles)
 	if err != nil {
@@ -194,7 +194,7 @@ func EncodeBench(w io.Writer, info BenchInfo, consoles ...Console) error {
 
 // benchHeader validates info and returns the "# key: value" lines that
 // describe the run.
-func benchHeader(info BenchInfo, consoles []Console) (string, error) {
+func benchHeader(info BenchInfo, consoles []BenchConsole) (string, error) {
 	if info.Misses < 0 {
 		return "", fmt.Errorf("encode benchmark file: negative miss count %d", info.Misses)
 	}
@@ -251,17 +251,17 @@ func benchHeader(info BenchInfo, consoles []Console) (string, error) {
 // give console C, any other benchmark becomes a console named after its
 // full name. A malformed benchmark line, more than one metric, or no time
 // measurement at all is an error naming the file.
-func ReadBench(r io.Reader, fileName string) (Run, error) {
+func ReadBench(r io.Reader, fileName string) (BenchRun, error) {
 	raw, err := io.ReadAll(io.LimitReader(r, maxBenchFile+1))
 	if err != nil {
-		return Run{}, fmt.Errorf("read benchmark file %s: %w", fileName, err)
+		return BenchRun{}, fmt.Errorf("read benchmark file %s: %w", fileName, err)
 	}
 	if len(raw) > maxBenchFile {
-		return Run{}, fmt.Errorf("read benchmark file %s: larger than %d MiB", fileName, maxBenchFile>>20)
+		return BenchRun{}, fmt.Errorf("read benchmark file %s: larger than %d MiB", fileName, maxBenchFile>>20)
 	}
-	run := Run{Source: fileName}
+	run := BenchRun{Source: fileName}
 	if err := readHeader(&run.Info, raw); err != nil {
-		return Run{}, fmt.Errorf("read benchmark file %s: %w", fileName, err)
+		return BenchRun{}, fmt.Errorf("read benchmark file %s: %w", fileName, err)
 	}
 
 	br := benchfmt.NewReader(bytes.NewReader(raw), fileName)
@@ -271,7 +271,7 @@ func ReadBench(r io.Reader, fileName string) (Run, error) {
 		var res *benchfmt.Result
 		switch rec := br.Result().(type) {
 		case *benchfmt.SyntaxError:
-			return Run{}, fmt.Errorf("read benchmark file: %w", rec)
+			return BenchRun{}, fmt.Errorf("read benchmark file: %w", rec)
 		case *benchfmt.Result:
 			res = rec
 		default:
@@ -283,7 +283,7 @@ func ReadBench(r io.Reader, fileName string) (Run, error) {
 		}
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			_, line := res.Pos()
-			return Run{}, fmt.Errorf("read benchmark file %s:%d: %v is not a finite time", fileName, line, v)
+			return BenchRun{}, fmt.Errorf("read benchmark file %s:%d: %v is not a finite time", fileName, line, v)
 		}
 		for _, c := range res.Config {
 			if c.File && c.Key != ConfigMetric {
@@ -302,15 +302,15 @@ func ReadBench(r io.Reader, fileName string) (Run, error) {
 		if !ok {
 			i = len(run.Consoles)
 			index[console] = i
-			run.Consoles = append(run.Consoles, Console{Label: console})
+			run.Consoles = append(run.Consoles, BenchConsole{Label: console})
 		}
 		run.Consoles[i].Samples = append(run.Consoles[i].Samples, v)
 	}
 	if err := br.Err(); err != nil {
-		return Run{}, fmt.Errorf("read benchmark file: %w", err)
+		return BenchRun{}, fmt.Errorf("read benchmark file: %w", err)
 	}
 	if len(run.Consoles) == 0 {
-		return Run{}, fmt.Errorf("read benchmark file %s: %w: no benchmark line with a time per operation (ns/op or sec/op)", fileName, ErrNoSamples)
+		return BenchRun{}, fmt.Errorf("read benchmark file %s: %w: no benchmark line with a time per operation (ns/op or sec/op)", fileName, ErrNoSamples)
 	}
 	if len(metrics) > 1 {
 		names := make([]string, 0, len(metrics))
@@ -318,7 +318,7 @@ func ReadBench(r io.Reader, fileName string) (Run, error) {
 			names = append(names, strconv.Quote(m))
 		}
 		slices.Sort(names)
-		return Run{}, fmt.Errorf("read benchmark file %s: it holds several metrics (%s); compare one metric at a time", fileName, strings.Join(names, ", "))
+		return BenchRun{}, fmt.Errorf("read benchmark file %s: it holds several metrics (%s); compare one metric at a time", fileName, strings.Join(names, ", "))
 	}
 	for m := range metrics {
 		run.Info.Metric = m
@@ -407,7 +407,7 @@ func WritePlotAndBench(plotPath, benchPath, title string, info BenchInfo, series
 		}
 	}
 	if benchPath != "" {
-		if err := WriteBench(benchPath, info, Consoles(series...)...); err != nil {
+		if err := WriteBench(benchPath, info, BenchConsoles(series...)...); err != nil {
 			errs = append(errs, fmt.Errorf("benchmark file: %w", err))
 		} else {
 			bench = benchPath

@@ -1,4 +1,4 @@
-package report
+package results
 
 import (
 	"errors"
@@ -181,7 +181,7 @@ func (f *Figure) MissMarks() []MissMark {
 // multi-console run. The file is replaced atomically, so a reader never
 // sees half an image.
 func Plot(path, title string, series ...Series) error {
-	f, err := Build(title, series...)
+	f, err := BuildFigure(title, series...)
 	if err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
@@ -190,7 +190,7 @@ func Plot(path, title string, series ...Series) error {
 
 // Build lays out the figure for series without rendering it. It refuses
 // non-finite values, negative times and an input without any sample.
-func Build(title string, series ...Series) (*Figure, error) {
+func BuildFigure(title string, series ...Series) (*Figure, error) {
 	if err := validate(series); err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package report
+package compare
 
 import (
 	"bytes"
@@ -6,23 +6,24 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // modelledRun returns n samples around centreMs with normal noise of
 // sdMs, from a fixed seed so every run of the test sees the same data.
-func modelledRun(tb testing.TB, seed uint64, label string, centreMs, sdMs float64, n int) Run {
+func modelledRun(tb testing.TB, seed uint64, label string, centreMs, sdMs float64, n int) results.BenchRun {
 	tb.Helper()
 	r := rand.New(rand.NewPCG(seed, seed^0x5eed))
 	samples := make([]float64, n)
 	for i := range samples {
 		samples[i] = (centreMs + r.NormFloat64()*sdMs) / 1000
 	}
-	return Run{
+	return results.BenchRun{
 		Source:   label + ".bench.txt",
-		Info:     BenchInfo{RunID: label, Metric: "keypress_to_screen", Provider: label},
-		Consoles: []Console{{Label: "c0", Samples: samples}},
+		Info:     results.BenchInfo{RunID: label, Metric: "keypress_to_screen", Provider: label},
+		Consoles: []results.BenchConsole{{Label: "c0", Samples: samples}},
 	}
 }
 
@@ -32,7 +33,7 @@ func TestCompareDetectsModelledDelay(t *testing.T) {
 
 	tests := []struct {
 		name     string
-		old, new Run
+		old, new results.BenchRun
 		wantDiff float64 // ms
 		wantWord string
 	}{
@@ -41,7 +42,7 @@ func TestCompareDetectsModelledDelay(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := Compare(tc.old, tc.new, DefaultAlpha)
+			c, err := Runs(tc.old, tc.new, DefaultAlpha)
 			require.NoError(t, err)
 			assert.True(t, c.Significant)
 			assert.Less(t, c.P, 0.001)
@@ -79,7 +80,7 @@ func TestCompareDetectsModelledDelay(t *testing.T) {
 func TestCompareIdenticalRunsShowNoDifference(t *testing.T) {
 	a := modelledRun(t, 7, "a", 20, 1, 30)
 	b := modelledRun(t, 7, "b", 20, 1, 30)
-	c, err := Compare(a, b, DefaultAlpha)
+	c, err := Runs(a, b, DefaultAlpha)
 	require.NoError(t, err)
 	assert.False(t, c.Significant)
 	assert.InDelta(t, 1.0, c.P, 1e-9)
@@ -97,21 +98,21 @@ func TestCompareSameDistributionIsNotSignificant(t *testing.T) {
 	// pair of seeds in 20 shows a "significant" difference (checked: 20
 	// of 400 pairs), so this pins a pair that does not; it shows that
 	// noise alone is not reported, not that it never could be.
-	c, err := Compare(modelledRun(t, 2, "a", 20, 1, 30), modelledRun(t, 3, "b", 20, 1, 30), DefaultAlpha)
+	c, err := Runs(modelledRun(t, 2, "a", 20, 1, 30), modelledRun(t, 3, "b", 20, 1, 30), DefaultAlpha)
 	require.NoError(t, err)
 	assert.False(t, c.Significant, "p=%v", c.P)
 }
 
 func TestCompareRowsPerConsoleAndPooled(t *testing.T) {
-	old := Run{Source: "old", Info: BenchInfo{Metric: "k"}, Consoles: []Console{
+	old := results.BenchRun{Source: "old", Info: results.BenchInfo{Metric: "k"}, Consoles: []results.BenchConsole{
 		{Label: "c0", Samples: []float64{0.020, 0.021, 0.022, 0.019, 0.020, 0.021}},
 		{Label: "c1", Samples: []float64{0.030, 0.031}},
 	}}
-	new := Run{Source: "new", Consoles: []Console{ // metric unknown: allowed
+	new := results.BenchRun{Source: "new", Consoles: []results.BenchConsole{ // metric unknown: allowed
 		{Label: "c0", Samples: []float64{0.025, 0.026, 0.024, 0.025, 0.026, 0.027}},
 		{Label: "c2", Samples: []float64{0.040}},
 	}}
-	c, err := Compare(old, new, DefaultAlpha)
+	c, err := Runs(old, new, DefaultAlpha)
 	require.NoError(t, err)
 	var labels []string
 	for _, r := range c.Rows {
@@ -133,14 +134,14 @@ func TestCompareRowsPerConsoleAndPooled(t *testing.T) {
 }
 
 func TestCompareSingleConsoleHasNoPooledRow(t *testing.T) {
-	c, err := Compare(modelledRun(t, 1, "a", 20, 1, 10), modelledRun(t, 2, "b", 20, 1, 10), DefaultAlpha)
+	c, err := Runs(modelledRun(t, 1, "a", 20, 1, 10), modelledRun(t, 2, "b", 20, 1, 10), DefaultAlpha)
 	require.NoError(t, err)
 	require.Len(t, c.Rows, 1)
 	assert.Equal(t, "c0", c.Rows[0].Label)
 }
 
 func TestCompareTooFewSamplesSaysSo(t *testing.T) {
-	c, err := Compare(modelledRun(t, 1, "a", 20, 1, 2), modelledRun(t, 2, "b", 40, 1, 2), DefaultAlpha)
+	c, err := Runs(modelledRun(t, 1, "a", 20, 1, 2), modelledRun(t, 2, "b", 40, 1, 2), DefaultAlpha)
 	require.NoError(t, err)
 	assert.False(t, c.Significant, "two samples each cannot show a difference at 0.05")
 	assert.Contains(t, c.SummaryLine(), "unknown (too few samples)")
@@ -152,22 +153,22 @@ func TestCompareRefusesBadInput(t *testing.T) {
 	good := modelledRun(t, 1, "a", 20, 1, 10)
 	other := good
 	other.Info.Metric = "ping_interval"
-	empty := Run{Source: "empty.csv", Consoles: []Console{{Label: "all"}}}
+	empty := results.BenchRun{Source: "empty.csv", Consoles: []results.BenchConsole{{Label: "all"}}}
 	tests := []struct {
 		name     string
-		old, new Run
+		old, new results.BenchRun
 		alpha    float64
 		msg      string
 	}{
 		{"empty old", empty, good, DefaultAlpha, "OLD (empty.csv): no samples"},
-		{"empty new", good, Run{Source: "none"}, DefaultAlpha, "NEW (none): no samples"},
+		{"empty new", good, results.BenchRun{Source: "none"}, DefaultAlpha, "NEW (none): no samples"},
 		{"different metrics", good, other, DefaultAlpha, "different metrics"},
 		{"alpha zero", good, good, 0, "alpha"},
 		{"alpha one", good, good, 1, "alpha"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Compare(tc.old, tc.new, tc.alpha)
+			_, err := Runs(tc.old, tc.new, tc.alpha)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.msg)
 		})
@@ -175,8 +176,8 @@ func TestCompareRefusesBadInput(t *testing.T) {
 }
 
 func TestCompareLeavesInputOrder(t *testing.T) {
-	run := Run{Consoles: []Console{{Label: "c0", Samples: []float64{3, 1, 2}}}}
-	_, err := Compare(run, run, DefaultAlpha)
+	run := results.BenchRun{Consoles: []results.BenchConsole{{Label: "c0", Samples: []float64{3, 1, 2}}}}
+	_, err := Runs(run, run, DefaultAlpha)
 	require.NoError(t, err)
 	assert.Equal(t, []float64{3, 1, 2}, run.Consoles[0].Samples)
 }
@@ -185,7 +186,7 @@ func BenchmarkCompare(b *testing.B) {
 	old := modelledRun(b, 1, "a", 20, 1, 300)
 	new := modelledRun(b, 2, "b", 35, 1, 300)
 	for b.Loop() {
-		if _, err := Compare(old, new, DefaultAlpha); err != nil {
+		if _, err := Runs(old, new, DefaultAlpha); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,9 @@
-package report
+// Package compare says whether two sets of latency samples differ: per
+// console and pooled, the medians with distribution-free confidence
+// intervals and the Mann-Whitney U test's p-value, from golang.org/x/perf's
+// benchmath (benchstat's statistics). latency-compare prints it for two
+// runs' files.
+package compare
 
 import (
 	"errors"
@@ -9,6 +14,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/shakenfist/kerbside-latency/harness/results"
 	"golang.org/x/perf/benchmath"
 	"golang.org/x/perf/benchunit"
 )
@@ -29,7 +35,7 @@ const PooledLabel = "pooled (all consoles)"
 // distribution-free confidence interval of the median).
 type Side struct {
 	// Run is the run as given.
-	Run Run
+	Run results.BenchRun
 	// N is the number of pooled samples.
 	N int
 	// Median of the pooled samples, in seconds.
@@ -86,21 +92,21 @@ type Comparison struct {
 // is slower.
 func (c *Comparison) Difference() float64 { return c.New.Median - c.Old.Median }
 
-// Compare runs benchstat's statistics (golang.org/x/perf/benchmath, no
+// Runs runs benchstat's statistics (golang.org/x/perf/benchmath, no
 // distributional assumption: medians, their confidence intervals and the
 // Mann-Whitney U test) over two runs, console by console and pooled. A
 // run without samples, runs of different metrics, or an alpha outside
 // (0, 1) is an error: there is nothing meaningful to compare.
-func Compare(old, new Run, alpha float64) (*Comparison, error) {
+func Runs(old, new results.BenchRun, alpha float64) (*Comparison, error) {
 	if !(alpha > 0 && alpha < 1) {
 		return nil, fmt.Errorf("compare runs: alpha %v is not between 0 and 1", alpha)
 	}
 	for _, side := range []struct {
 		name string
-		run  Run
+		run  results.BenchRun
 	}{{"OLD", old}, {"NEW", new}} {
 		if len(side.run.Pooled()) == 0 {
-			return nil, fmt.Errorf("compare runs: %s (%s): %w", side.name, side.run.Source, ErrNoSamples)
+			return nil, fmt.Errorf("compare runs: %s (%s): %w", side.name, side.run.Source, results.ErrNoSamples)
 		}
 		for _, c := range side.run.Consoles {
 			for i, v := range c.Samples {
@@ -166,7 +172,7 @@ func makeCell(values []float64, th *benchmath.Thresholds) *cell {
 	return &cell{sample: s, summary: benchmath.AssumeNothing.Summary(s, Confidence)}
 }
 
-func side(r Run, c *cell) Side {
+func side(r results.BenchRun, c *cell) Side {
 	return Side{Run: r, N: len(c.sample.Values), Median: c.summary.Center,
 		Lo: c.summary.Lo, Hi: c.summary.Hi, Confidence: c.summary.Confidence}
 }
@@ -239,9 +245,9 @@ func (c *Comparison) WriteTable(w io.Writer, oldName, newName string) error {
 
 	rows := [][]string{
 		{"", oldName, "", "", newName, "", "", "", ""},
-		{"console", BenchUnit, "", "", BenchUnit, "", "", "vs base", ""},
+		{"console", results.BenchUnit, "", "", results.BenchUnit, "", "", "vs base", ""},
 	}
-	class := benchunit.ClassOf(BenchUnit)
+	class := benchunit.ClassOf(results.BenchUnit)
 	for _, r := range c.Rows {
 		var centers []float64
 		for _, cl := range []*cell{r.old, r.new} {

@@ -1,4 +1,4 @@
-package report
+package results
 
 import (
 	"bytes"
@@ -68,7 +68,7 @@ func TestBuildMarksArePercentiles(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f, err := Build("test", tc.series...)
+			f, err := BuildFigure("test", tc.series...)
 			require.NoError(t, err)
 			marks := f.Marks()
 			require.Len(t, marks, 3)
@@ -93,7 +93,7 @@ func TestBuildMarksEveryPlacedMiss(t *testing.T) {
 	c1.UnplacedMisses = 2 // counted, never drawn
 	c2 := msSeries(t, "c2", 25)
 
-	f, err := Build("three consoles", c0, c1, c2)
+	f, err := BuildFigure("three consoles", c0, c1, c2)
 	require.NoError(t, err)
 	assert.Equal(t, []MissMark{
 		{Series: "c0", At: 1500 * time.Millisecond},
@@ -108,7 +108,7 @@ func TestBuildWithoutTimesPlacesNoMiss(t *testing.T) {
 	timed.Misses = []time.Duration{time.Second}
 	// One series without times puts the whole panel on a sample-number
 	// axis, where a miss time has no place.
-	f, err := Build("mixed", timed, ValuesSeries("c1", []float64{0.02}, 1))
+	f, err := BuildFigure("mixed", timed, ValuesSeries("c1", []float64{0.02}, 1))
 	require.NoError(t, err)
 	assert.Empty(t, f.MissMarks())
 	assert.Contains(t, f.Timeline.X.Label.Text, "sample number")
@@ -131,7 +131,7 @@ func TestBuildRefusesBadInput(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Build("bad", tc.series...)
+			_, err := BuildFigure("bad", tc.series...)
 			require.Error(t, err)
 			if tc.noSamples {
 				assert.ErrorIs(t, err, ErrNoSamples)
@@ -213,7 +213,7 @@ func TestPlotRefusesUnknownFormat(t *testing.T) {
 func BenchmarkPlotPNG(b *testing.B) {
 	s := msSeries(b, "c0", oneToHundred()...)
 	s.Misses = []time.Duration{time.Second}
-	f, err := Build("bench", s)
+	f, err := BuildFigure("bench", s)
 	require.NoError(b, err)
 	var buf bytes.Buffer
 	for b.Loop() {

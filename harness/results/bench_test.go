@@ -1,8 +1,7 @@
-package report
+package results
 
 import (
 	"bytes"
-	"flag"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,8 +14,6 @@ import (
 	"golang.org/x/perf/benchproc"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
-
 func sampleInfo() BenchInfo {
 	return BenchInfo{
 		RunID:    "20260101T120000Z-direct",
@@ -27,8 +24,8 @@ func sampleInfo() BenchInfo {
 	}
 }
 
-func sampleConsoles() []Console {
-	return []Console{
+func sampleConsoles() []BenchConsole {
+	return []BenchConsole{
 		{Label: "c0", Samples: []float64{0.0234, 0.019876, 0.1, 1e-6}},
 		{Label: "c1", Samples: []float64{0.031, 0.000001234567}},
 	}
@@ -146,7 +143,7 @@ func TestReadBenchRoundTrip(t *testing.T) {
 	require.NoError(t, EncodeBench(&buf, sampleInfo(), sampleConsoles()...))
 	run, err := ReadBench(&buf, "x.bench.txt")
 	require.NoError(t, err)
-	assert.Equal(t, Run{Source: "x.bench.txt", Info: sampleInfo(), Consoles: sampleConsoles()}, run)
+	assert.Equal(t, BenchRun{Source: "x.bench.txt", Info: sampleInfo(), Consoles: sampleConsoles()}, run)
 }
 
 func TestReadBenchAcceptsGoTestOutput(t *testing.T) {
@@ -194,7 +191,7 @@ func TestEncodeBenchRefusesBadInput(t *testing.T) {
 	tests := []struct {
 		name     string
 		info     func(BenchInfo) BenchInfo
-		consoles []Console
+		consoles []BenchConsole
 		msg      string
 	}{
 		{"no metric", func(i BenchInfo) BenchInfo { i.Metric = " "; return i }, sampleConsoles(), "metric is empty"},
@@ -204,8 +201,8 @@ func TestEncodeBenchRefusesBadInput(t *testing.T) {
 		{"reserved key", func(i BenchInfo) BenchInfo { i.Extra = map[string]string{"run": "x"}; return i }, sampleConsoles(), "BenchInfo's own field"},
 		{"two-line value", func(i BenchInfo) BenchInfo { i.Provider = "a\nBenchmarkFake 1 1 sec/op"; return i }, sampleConsoles(), "one line"},
 		{"no consoles", func(i BenchInfo) BenchInfo { return i }, nil, "no consoles"},
-		{"NaN", func(i BenchInfo) BenchInfo { return i }, []Console{{Label: "c0", Samples: []float64{math.NaN()}}}, "not a finite"},
-		{"labels collide", func(i BenchInfo) BenchInfo { return i }, []Console{{Label: "vm 1"}, {Label: "vm/1"}}, "both become"},
+		{"NaN", func(i BenchInfo) BenchInfo { return i }, []BenchConsole{{Label: "c0", Samples: []float64{math.NaN()}}}, "not a finite"},
+		{"labels collide", func(i BenchInfo) BenchInfo { return i }, []BenchConsole{{Label: "vm 1"}, {Label: "vm/1"}}, "both become"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -241,8 +238,8 @@ func TestBenchLabel(t *testing.T) {
 }
 
 func TestConsolesFromSeries(t *testing.T) {
-	got := Consoles(msSeries(t, "c0", 10, 20), ValuesSeries("", []float64{0.5}, 0))
-	assert.Equal(t, []Console{
+	got := BenchConsoles(msSeries(t, "c0", 10, 20), ValuesSeries("", []float64{0.5}, 0))
+	assert.Equal(t, []BenchConsole{
 		{Label: "c0", Samples: []float64{0.010, 0.020}},
 		{Label: "console 1", Samples: []float64{0.5}},
 	}, got)
