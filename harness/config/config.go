@@ -149,7 +149,7 @@ var Vars = []Var{
 	{"LATENCY_CONSOLES", "1", "consoles measured at once in one run (see Many consoles)"},
 	{"LATENCY_PARALLEL", "4", "consoles provisioned and started at the same time"},
 	{"LATENCY_IMAGE", "uefi-latency-guest", "openstack: Glance image name"},
-	{"LATENCY_IMAGE_URL", "https://images.shakenfist.com/testimages/uefi-latency-guest.qcow2", "openstack: where to fetch the image when it is missing (empty: never upload)"},
+	{"LATENCY_IMAGE_URL", "https://images.shakenfist.com/testimages/uefi-latency-guest.qcow2", "openstack: where to fetch the image when it is missing (`none`: never upload)"},
 	{"LATENCY_FLAVOR", "vdi-tiny", "openstack: flavor name (created if missing and allowed)"},
 	{"LATENCY_NETWORK", "public1", "openstack: network name"},
 	{"LATENCY_BOOT_TIMEOUT", "10m", "openstack: how long the server has to become ACTIVE"},
