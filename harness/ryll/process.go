@@ -91,6 +91,7 @@ type Process struct {
 	logErr     error
 	exitErr    *ExitError
 
+	reaped   chan struct{} // closed once ryll was waited for (releases startTied's thread)
 	exited   chan struct{} // closed once ryll exited, output drained, log closed
 	stopDone chan struct{} // closed when the first Stop finished
 	stopErr  error
@@ -117,6 +118,7 @@ func New(spec Spec) (*Process, error) {
 		log:      logger.With("component", "ryll"),
 		red:      secret.NewRedactor(io.Discard, spec.secrets()...), // replaced by the log in Start
 		tail:     &tailBuffer{n: n},
+		reaped:   make(chan struct{}),
 		exited:   make(chan struct{}),
 		stopDone: make(chan struct{}),
 	}, nil
@@ -183,6 +185,7 @@ func (p *Process) Start(ctx context.Context) (err error) {
 		if childStarted {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			_ = cmd.Wait()
+			close(p.reaped)
 		}
 		for _, f := range pipes {
 			_ = f.Close()
@@ -228,8 +231,9 @@ func (p *Process) Start(ctx context.Context) (err error) {
 	cmd.Stderr = errW
 	// Its own process group: a terminal's Ctrl-C reaches the harness, not
 	// ryll behind its back, and SIGKILL can take any helper ryll spawned.
+	// Tied to the harness: if it dies, even by SIGKILL, so does ryll.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err = cmd.Start(); err != nil {
+	if err = startTied(cmd, p.reaped); err != nil {
 		return fmt.Errorf("start ryll %s: %w", binary, err)
 	}
 	childStarted = true
@@ -298,6 +302,7 @@ func (p *Process) record(raw []byte) {
 // tail includes ryll's last words.
 func (p *Process) wait(cmd *exec.Cmd, drained <-chan struct{}, pipes ...*os.File) {
 	_ = cmd.Wait() // the outcome is read from ProcessState below
+	close(p.reaped)
 
 	timer := time.NewTimer(drainGrace)
 	for n := 0; n < 2; {

@@ -2,7 +2,9 @@ package ryll
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -129,4 +131,32 @@ func TestMakeSocketDirIsPrivate(t *testing.T) {
 func TestConsoleFileForIPv6(t *testing.T) {
 	assert.Empty(t, Spec{Direct: "h:5900"}.consoleFile(), "ryll's --direct takes it")
 	assert.Equal(t, "[virt-viewer]\ntype=spice\nhost=::1\nport=5900\ntls-port=5901\n", Spec{Direct: "[::1]:5900:5901"}.consoleFile())
+}
+
+func TestStaleSocketDirsOfDeadHarnessesAreSwept(t *testing.T) {
+	tmp := t.TempDir()
+	mk := func(name, owner string) string {
+		d := filepath.Join(tmp, name)
+		require.NoError(t, os.Mkdir(d, 0o700))
+		if owner != "" {
+			require.NoError(t, os.WriteFile(filepath.Join(d, ownerFile), []byte(owner), 0o600))
+		}
+		return d
+	}
+	// A pid that is surely dead: a child we started and reaped.
+	cmd := exec.Command("true")
+	require.NoError(t, cmd.Run())
+	dead := strconv.Itoa(cmd.Process.Pid)
+
+	stale := mk("ryll-stale", dead)
+	live := mk("ryll-live", strconv.Itoa(os.Getppid()))
+	mine := mk("ryll-mine", strconv.Itoa(os.Getpid()))
+	noOwner := mk("ryll-noowner", "")
+	other := mk("other-dir", dead)
+
+	sweepStaleSocketDirs(tmp)
+	assert.NoDirExists(t, stale, "a dead harness's directory is removed")
+	for _, d := range []string{live, mine, noOwner, other} {
+		assert.DirExists(t, d)
+	}
 }
