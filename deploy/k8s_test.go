@@ -364,34 +364,12 @@ func readManifests(t testing.TB) map[string]string {
 	return files
 }
 
-// imageUser is the uid and gid the image runs as, from the Dockerfile's
-// LATENCY_UID and LATENCY_GID build arguments.
-type imageUser struct{ uid, gid int64 }
-
 func dockerfileUser(t testing.TB) imageUser {
 	t.Helper()
 	df, err := parseDockerfile(readRepoFile(t, "Dockerfile"))
 	require.NoError(t, err)
-	st := df.stage("runtime")
-	require.NotNil(t, st, "the Dockerfile has no runtime stage")
-	args := map[string]string{}
-	for _, s := range df.chain(st) {
-		for _, in := range s.instrs {
-			if in.cmd != "arg" {
-				continue
-			}
-			for _, a := range in.args {
-				k, v, _ := strings.Cut(a, "=")
-				args[k] = unquote(v)
-			}
-		}
-	}
-	var u imageUser
-	for name, dst := range map[string]*int64{"LATENCY_UID": &u.uid, "LATENCY_GID": &u.gid} {
-		n, err := strconv.ParseInt(args[name], 10, 64)
-		require.NoError(t, err, "the Dockerfile's ARG %s has no numeric default", name)
-		*dst = n
-	}
+	u, err := df.user()
+	require.NoError(t, err)
 	return u
 }
 
