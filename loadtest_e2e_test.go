@@ -204,9 +204,23 @@ func assertNoRyllLeft(t *testing.T, output string) {
 	pids := ryllPIDs(output)
 	require.NotEmpty(t, pids, "the log names the ryll it started")
 	for _, pid := range pids {
-		err := syscall.Kill(pid, 0)
-		assert.ErrorIs(t, err, syscall.ESRCH, "ryll pid %d is still running", pid)
+		assert.False(t, running(pid), "ryll pid %d is still running", pid)
 	}
+}
+
+// running reports whether pid is a live process (a zombie waiting for a
+// reaper is not).
+func running(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !os.IsNotExist(err)
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	rest := string(b[bytes.LastIndexByte(b, ')')+1:])
+	return !strings.HasPrefix(strings.TrimSpace(rest), "Z")
 }
 
 func TestE2EFakeRunPasses(t *testing.T) {
@@ -370,6 +384,35 @@ func TestE2ESIGTERMMidRun(t *testing.T) {
 	assert.Equal(t, "interrupted", o.sidecar(t).StopReason)
 	assert.Contains(t, o.output, "received terminated")
 	assertNoRyllLeft(t, o.output)
+}
+
+// TestE2ESIGKILLTakesRyllWithIt kills the loadtest binary with SIGKILL,
+// which no cleanup survives: ryll must still die with it (a parent-death
+// signal), not run on with PPID 1.
+func TestE2ESIGKILLTakesRyllWithIt(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	env := fastEnv(fr)
+	env["LATENCY_PROVIDER"] = "direct"
+	env["LATENCY_CONSOLE"] = "127.0.0.1:5900"
+	env["LATENCY_SAMPLES"] = "1000"
+	env["LATENCY_CADENCE"] = "100ms"
+	env["LATENCY_KEY_HOLD"] = "10ms"
+	cmd, out, o := startLoadtest(t, env)
+	csvPath := filepath.Join(o.dir, results.CSVName(o.runID))
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(csvPath)
+		return err == nil && bytes.Count(b, []byte("\n")) >= 2
+	}, 2*time.Minute, 50*time.Millisecond, "the run writes samples")
+	pids := ryllPIDs(out.String())
+	require.Len(t, pids, 1)
+	require.True(t, running(pids[0]))
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = wait(t, cmd, time.Minute)
+	assert.Eventually(t, func() bool { return !running(pids[0]) }, 10*time.Second, 20*time.Millisecond,
+		"ryll (pid %d) outlived a SIGKILLed harness", pids[0])
+	csv := o.csv(t)
+	assert.GreaterOrEqual(t, len(csv), 2, "samples written before the kill are on disk")
 }
 
 // TestE2ENoSecretInAnyOutput runs through gotestsum, as `make loadtest`
