@@ -27,7 +27,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -54,13 +56,26 @@ var (
 	runCtx context.Context
 )
 
+// setupSlack is what a run may spend outside the configured timeouts:
+// authenticating, uploading an image, starting ryll, writing results.
+const setupSlack = 5 * time.Minute
+
 func TestMain(m *testing.M) {
 	os.Exit(mainRun(m))
 }
 
 func mainRun(m *testing.M) (code int) {
 	flag.Parse()
+	// A CI runner that cancels kills the reader of our output (gotestsum,
+	// go test) too: a write to the dead pipe must fail, not kill the run
+	// before it has written its results and deleted its server.
+	signal.Ignore(syscall.SIGPIPE)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if !selected() {
+		// -list, or a -run/-skip that leaves TestLatency out: nothing to
+		// provision.
+		return m.Run()
+	}
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -96,6 +111,17 @@ func mainRun(m *testing.M) (code int) {
 		setupErr = err
 		logger.Error("configuration", "err", err)
 		return m.Run()
+	}
+	if testTimeout() == 0 {
+		// A compiled binary run without -test.timeout has no bound at all;
+		// give it one from its own settings, so a wedged step cannot hang
+		// a CI job for ever.
+		bound := cfg.Cloud.BootTimeout + cfg.ReadyTimeout + cfg.MaxDuration + setupSlack
+		var cancelB context.CancelFunc
+		ctx, cancelB = context.WithTimeoutCause(ctx, bound, fmt.Errorf(
+			"the run exceeded its bound of %s (LATENCY_BOOT_TIMEOUT + LATENCY_READY_TIMEOUT + LATENCY_MAX_DURATION + %s); pass -test.timeout to set another", bound, setupSlack))
+		defer cancelB()
+		runCtx = ctx
 	}
 	logger.Info("loadtest starting", "run", cfg.RunID, "provider", cfg.Provider, "metric", cfg.Metric,
 		"samples", cfg.Samples, "cadence", cfg.Cadence, "results", cfg.ResultsDir)
@@ -159,6 +185,38 @@ func mainRun(m *testing.M) (code int) {
 		}
 	}
 	return m.Run()
+}
+
+// selected reports whether this invocation runs TestLatency: not for
+// -test.list, nor when -test.run or -test.skip leave it out. go test
+// matches the first slash-separated element of the pattern against the
+// top-level test name.
+func selected() bool {
+	if v := flagValue("test.list"); v != "" {
+		return false
+	}
+	top := func(pattern string) string {
+		first, _, _ := strings.Cut(pattern, "/")
+		return first
+	}
+	if run := flagValue("test.run"); run != "" {
+		if ok, err := regexp.MatchString(top(run), "TestLatency"); err == nil && !ok {
+			return false
+		}
+	}
+	if skip := flagValue("test.skip"); skip != "" && !strings.Contains(skip, "/") {
+		if ok, err := regexp.MatchString(skip, "TestLatency"); err == nil && ok {
+			return false
+		}
+	}
+	return true
+}
+
+func flagValue(name string) string {
+	if f := flag.Lookup(name); f != nil {
+		return f.Value.String()
+	}
+	return ""
 }
 
 // testTimeout is go test's -timeout for this binary (0 when none).

@@ -289,6 +289,28 @@ func TestE2EReadinessFailures(t *testing.T) {
 	}
 }
 
+// TestE2EListAndUnselectedRunProvisionNothing: go test's -list, and a
+// -run that does not select TestLatency, must not boot a server or start
+// ryll.
+func TestE2EListAndUnselectedRunProvisionNothing(t *testing.T) {
+	t.Parallel()
+	bin, fr := binaries(t)
+	for _, args := range [][]string{{"-test.list", "."}, {"-test.run", "NoSuchTest"}, {"-test.skip", "TestLatency"}} {
+		t.Run(args[0], func(t *testing.T) {
+			cmd := exec.CommandContext(t.Context(), bin, args...)
+			cmd.Env = childEnv(fastEnv(fr), "LATENCY_RESULTS_DIR="+t.TempDir())
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			assert.NotContains(t, string(out), "fake cloud started")
+			assert.NotContains(t, string(out), "started ryll")
+			assert.NotContains(t, string(out), "loadtest starting")
+			if args[0] == "-test.list" {
+				assert.Contains(t, string(out), "TestLatency")
+			}
+		})
+	}
+}
+
 func TestE2ERyllDiesMidRun(t *testing.T) {
 	t.Parallel()
 	_, fr := binaries(t)
