@@ -3,38 +3,31 @@ package control
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"image"
-	"image/png"
-	"math/rand/v2"
-	"net"
-	"strings"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/shakenfist/kerbside-latency/fakeryll/sim"
 )
 
-// dialFake dials f with a fast busy retry and closes the client at cleanup.
-func dialFake(t *testing.T, f *fakeRyll) *Client {
-	t.Helper()
-	c, err := Dial(t.Context(), f.path, Options{ClientName: "control-test", BusyRetryInterval: time.Millisecond})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
+// Tests of each verb and of Dial against the simulator.
 
-// hasMonotonic reports whether t carries a monotonic clock reading, which
-// keeps elapsed-time arithmetic immune to wall-clock steps.
-func hasMonotonic(t time.Time) bool { return strings.Contains(t.String(), " m=") }
+// docHelloMethods and docHelloEvents are the lists in the protocol
+// document's hello example.
+var (
+	docHelloMethods = []string{"hello", "status", "send_key", "paste", "screenshot", "subscribe", "unsubscribe"}
+	docHelloEvents  = []string{"latency", "agent_connected", "paste_completed", "paste_failed", "dropped", "surface_drawn"}
+)
 
-func TestDialHelloExchangesNamesAndVersions(t *testing.T) {
-	f := newFakeRyll(t, "1.2").start()
+func TestHelloExchangesNamesAndVersions(t *testing.T) {
+	s := startSim(t, nil)
 	before := time.Now()
-	c := dialFake(t, f)
+	c, w := s.hello(t, Options{ClientName: "control-test"})
 
 	h, ok := c.Server()
 	require.True(t, ok)
@@ -50,7 +43,7 @@ func TestDialHelloExchangesNamesAndVersions(t *testing.T) {
 	assert.False(t, h.Received.Before(before), "Received is stamped when the answer is read")
 	assert.True(t, hasMonotonic(h.Received))
 
-	reqs := f.seen()
+	reqs := w.requests()
 	require.Len(t, reqs, 1)
 	assert.Equal(t, "hello", reqs[0].Method)
 	assert.JSONEq(t, `{"client_name": "control-test", "protocol_version": "1.2"}`, string(reqs[0].Params))
@@ -58,75 +51,53 @@ func TestDialHelloExchangesNamesAndVersions(t *testing.T) {
 
 func TestHelloAcceptsAnyMinorVersion(t *testing.T) {
 	for _, tc := range []struct {
-		server string
+		server sim.Version
 		want   Version
 	}{
-		{"1.0", Version{1, 0}},
-		{"1.1", Version{1, 1}},
-		{"1.2", Version{1, 2}},
-		{"1.3", Version{1, 3}},
-		{"1.10", Version{1, 10}},
+		{sim.Version{Major: 1, Minor: 0}, Version{1, 0}},
+		{sim.Version{Major: 1, Minor: 1}, Version{1, 1}},
+		{sim.Version{Major: 1, Minor: 2}, Version{1, 2}},
+		{sim.Version{Major: 1, Minor: 3}, Version{1, 3}},
+		{sim.Version{Major: 1, Minor: 10}, Version{1, 10}},
 	} {
-		t.Run(tc.server, func(t *testing.T) {
-			f := newFakeRyll(t, tc.server).start()
-			c := dialFake(t, f)
+		t.Run(tc.server.String(), func(t *testing.T) {
+			s := startSim(t, func(c *sim.Config) { c.ProtocolVersion = tc.server })
+			c := s.dial(t)
 			h, ok := c.Server()
 			require.True(t, ok)
 			assert.Equal(t, tc.want, h.Version)
 			st, err := c.Status(t.Context())
 			require.NoError(t, err, "a %s server is usable", tc.server)
 			assert.True(t, st.SpiceConnected)
+
+			// surface_drawn came with 1.1: discover it, never assume it.
+			drawn := tc.want.AtLeast(1, 1)
+			assert.Equal(t, drawn, c.SupportsEvent(EventSurfaceDrawn))
+			subs, err := c.Subscribe(t.Context(), EventSurfaceDrawn)
+			require.NoError(t, err)
+			assert.Equal(t, drawn, len(subs) == 1, "subscribed %v", subs)
 		})
 	}
 }
 
-func TestHelloRefusesAnotherMajorVersion(t *testing.T) {
-	t.Run("server refuses with protocol_version_mismatch and closes", func(t *testing.T) {
-		f := newFakeRyll(t, "2.0").start()
-		_, err := Dial(t.Context(), f.path, Options{BusyRetryInterval: time.Millisecond})
-		var vm *VersionMismatchError
-		require.ErrorAs(t, err, &vm)
-		assert.Equal(t, ProtocolVersion, vm.Client)
-		var pe *ProtocolError
-		require.ErrorAs(t, err, &pe)
-		assert.Equal(t, CodeProtocolVersionMismatch, pe.Code)
-		assert.Contains(t, err.Error(), "1.2")
-		assert.Len(t, f.seen(), 1, "a version mismatch is not retried")
-	})
-	for _, server := range []string{"2.0", "0.9", "3.1"} {
-		t.Run("server answers "+server, func(t *testing.T) {
-			c, p := newPipe(t, Options{})
-			res := goCall(func() (HelloResult, error) { return c.Hello(t.Context()) })
-			req := p.read()
-			p.send(okLine(req.ID, `{"server_name": "ryll", "protocol_version": "`+server+`", "supported_methods": [], "supported_events": []}`))
-			_, err := res.wait(t)
-			var vm *VersionMismatchError
-			require.ErrorAs(t, err, &vm)
-			assert.Equal(t, VersionMismatchError{Client: "1.2", Server: server}, *vm)
-			assert.Contains(t, err.Error(), "1.2")
-			assert.Contains(t, err.Error(), server)
-			<-c.Done()
-			assert.ErrorIs(t, c.Err(), ErrClosed, "the client drops an incompatible server")
-		})
-	}
-	t.Run("server answers an unparsable version", func(t *testing.T) {
-		c, p := newPipe(t, Options{})
-		res := goCall(func() (HelloResult, error) { return c.Hello(t.Context()) })
-		req := p.read()
-		p.send(okLine(req.ID, `{"server_name": "ryll", "protocol_version": "one point two"}`))
-		_, err := res.wait(t)
-		assert.ErrorIs(t, err, ErrMalformed)
-	})
+func TestHelloRefusedByServerOfAnotherMajor(t *testing.T) {
+	s := startSim(t, func(c *sim.Config) { c.ProtocolVersion = sim.Version{Major: 2, Minor: 0} })
+	_, err := Dial(t.Context(), s.path, Options{BusyRetryInterval: time.Millisecond})
+	var vm *VersionMismatchError
+	require.ErrorAs(t, err, &vm)
+	assert.Equal(t, ProtocolVersion, vm.Client)
+	var pe *ProtocolError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, CodeProtocolVersionMismatch, pe.Code)
+	assert.Contains(t, err.Error(), "1.2")
+	assert.Equal(t, uint64(1), s.Stats().Connections, "a version mismatch is not retried")
 }
 
 func TestNoHelloYetLeavesConnectionUsable(t *testing.T) {
-	f := newFakeRyll(t, "1.2").start()
-	conn, err := net.Dial("unix", f.path)
-	require.NoError(t, err)
-	c := NewClient(conn, Options{})
-	t.Cleanup(func() { _ = c.Close() })
+	s := startSim(t, nil)
+	c, _ := s.connect(t, Options{})
 
-	_, err = c.Status(t.Context())
+	_, err := c.Status(t.Context())
 	var pe *ProtocolError
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, CodeNoHelloYet, pe.Code)
@@ -139,39 +110,37 @@ func TestNoHelloYetLeavesConnectionUsable(t *testing.T) {
 }
 
 func TestDialRetriesWhileBusy(t *testing.T) {
-	f := newFakeRyll(t, "1.2")
-	f.busyFirst = 2
-	f.start()
-	c := dialFake(t, f)
-	_, err := c.Status(t.Context())
+	s := startSim(t, nil)
+	first, _ := s.hello(t, Options{}) // holds the socket: every other client is busy
+	res := goCall(func() (*Client, error) {
+		return Dial(t.Context(), s.path, Options{BusyRetryInterval: time.Millisecond})
+	})
+	eventually(t, "two busy refusals", func() bool { return s.Stats().Busy >= 2 })
+	require.NoError(t, first.Close())
+	second, err := res.wait(t)
+	require.NoError(t, err, "Dial retried until the socket was free")
+	t.Cleanup(func() { _ = second.Close() })
+	_, err = second.Status(t.Context())
 	require.NoError(t, err)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	assert.Equal(t, 2, f.busySent, "two busy refusals were retried")
+	assert.GreaterOrEqual(t, s.Stats().Busy, uint64(2))
 }
 
 func TestDialReportsBusyWhenContextEnds(t *testing.T) {
-	f := newFakeRyll(t, "1.2")
-	f.busyNote = make(chan int, 64)
-	f.start()
-	first := dialFake(t, f) // holds the socket: every other client is busy
+	s := startSim(t, nil)
+	first := s.dial(t) // holds the socket: every other client is busy
 
 	ctx, cancel := context.WithCancel(t.Context())
 	res := goCall(func() (*Client, error) {
-		return Dial(ctx, f.path, Options{BusyRetryInterval: time.Millisecond})
+		return Dial(ctx, s.path, Options{BusyRetryInterval: time.Millisecond})
 	})
-	for n := range f.busyNote {
-		if n >= 3 {
-			break
-		}
-	}
+	eventually(t, "three busy refusals", func() bool { return s.Stats().Busy >= 3 })
 	cancel()
 	_, err := res.wait(t)
 	assert.ErrorIs(t, err, ErrBusy)
 	assert.ErrorIs(t, err, context.Canceled)
 
 	require.NoError(t, first.Close())
-	second := dialFake(t, f) // the socket is free again (maybe after a busy retry)
+	second := s.dial(t) // the socket is free again (maybe after a busy retry)
 	_, err = second.Status(t.Context())
 	assert.NoError(t, err)
 }
@@ -183,23 +152,32 @@ func TestDialConnectFailureIsNotRetried(t *testing.T) {
 	assert.Contains(t, err.Error(), "/nonexistent/ctl/socket")
 }
 
-func TestStatusDecodesDocumentExample(t *testing.T) {
-	f := newFakeRyll(t, "1.2").start()
-	c := dialFake(t, f)
-	st, err := c.Status(t.Context())
-	require.NoError(t, err)
-	assert.True(t, st.SpiceConnected)
-	assert.True(t, st.AgentConnected)
-	assert.Equal(t, []Surface{{ChannelID: 1, SurfaceID: 0, Width: 1024, Height: 768}}, st.Surfaces)
-	assert.False(t, st.Received.IsZero())
-
-	reqs := f.seen()
-	assert.JSONEq(t, `{}`, string(reqs[len(reqs)-1].Params), "status params are {} and never omitted")
+func TestStatusReportsTheSession(t *testing.T) {
+	t.Run("display up", func(t *testing.T) {
+		s := startSim(t, func(c *sim.Config) { c.SurfaceWidth, c.SurfaceHeight = 800, 600 })
+		c, w := s.hello(t, Options{})
+		st, err := c.Status(t.Context())
+		require.NoError(t, err)
+		assert.True(t, st.SpiceConnected)
+		assert.True(t, st.AgentConnected)
+		assert.Equal(t, []Surface{{ChannelID: 0, SurfaceID: 0, Width: 800, Height: 600}}, st.Surfaces)
+		assert.False(t, st.Received.IsZero())
+		assert.JSONEq(t, `{}`, w.last(t, "status"), "status params are {} and never omitted")
+	})
+	t.Run("no display and no agent yet", func(t *testing.T) {
+		s := startSim(t, func(c *sim.Config) { c.SurfacesDelay, c.Agent = time.Hour, false })
+		c, _ := s.hello(t, Options{})
+		st, err := c.Status(t.Context())
+		require.NoError(t, err)
+		assert.True(t, st.SpiceConnected)
+		assert.False(t, st.AgentConnected)
+		assert.Empty(t, st.Surfaces, "not ready until a surface exists")
+	})
 }
 
 func TestSendKeySendsLogicalCodes(t *testing.T) {
-	f := newFakeRyll(t, "1.2").start()
-	c := dialFake(t, f)
+	s := startSim(t, nil)
+	c, w := s.hello(t, Options{})
 	for _, tc := range []struct {
 		code  uint16
 		state KeyState
@@ -214,16 +192,14 @@ func TestSendKeySendsLogicalCodes(t *testing.T) {
 		require.NoError(t, err)
 		assert.False(t, sentAt.Before(before), "sentAt is taken during the call")
 		assert.True(t, hasMonotonic(sentAt), "sentAt carries the monotonic clock")
-		reqs := f.seen()
-		last := reqs[len(reqs)-1]
-		assert.Equal(t, "send_key", last.Method)
-		assert.JSONEq(t, tc.want, string(last.Params))
+		assert.JSONEq(t, tc.want, w.last(t, "send_key"))
 	}
+	assert.Equal(t, uint64(2), s.Stats().KeyDowns, "press and down reach the guest as key-downs")
 }
 
 func TestSendKeyRefusesImplausibleInputLocally(t *testing.T) {
-	c, p := newPipe(t, Options{})
-	p.helloAs(c, "1.2")
+	s := startSim(t, nil)
+	c, w := s.hello(t, Options{})
 	for _, tc := range []struct {
 		name  string
 		code  uint16
@@ -240,104 +216,148 @@ func TestSendKeyRefusesImplausibleInputLocally(t *testing.T) {
 		{"empty state", 0x1C, KeyState(""), ErrInvalidArgument},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			// In a goroutine: a client that wrongly wrote would block on the
-			// pipe, and the hang guard turns that into a failure.
-			res := goCall(func() (time.Time, error) { return c.SendKey(t.Context(), tc.code, tc.state) })
-			sentAt, err := res.wait(t)
+			sentAt, err := c.SendKey(t.Context(), tc.code, tc.state)
 			assert.ErrorIs(t, err, tc.want)
 			assert.True(t, sentAt.IsZero())
 		})
 	}
-	// Nothing was written: the next request the peer sees is this status.
-	res := goCall(func() (Status, error) { return c.Status(t.Context()) })
-	req := p.read()
-	assert.Equal(t, "status", req.Method)
-	p.send(okLine(req.ID, `{"spice_connected": true, "agent_connected": false, "surfaces": []}`))
-	_, err := res.wait(t)
+	assert.Zero(t, w.count("send_key"), "nothing was written")
+	assert.Zero(t, s.Stats().KeyDowns)
+	_, err := c.Status(t.Context())
 	assert.NoError(t, err)
 }
 
 func TestExtendedKeyNeedsServer12(t *testing.T) {
 	t.Run("before hello", func(t *testing.T) {
-		c, _ := newPipe(t, Options{})
+		s := startSim(t, nil)
+		c, w := s.connect(t, Options{})
 		_, err := c.SendKey(t.Context(), 0xE04B, KeyPress)
 		assert.ErrorIs(t, err, ErrNoHello)
+		assert.Empty(t, w.requests())
 	})
-	for _, server := range []string{"1.0", "1.1"} {
-		t.Run("refused on "+server, func(t *testing.T) {
-			c, p := newPipe(t, Options{})
-			p.helloAs(c, server)
-			refused := goCall(func() (time.Time, error) { return c.SendKey(t.Context(), 0xE04B, KeyDown) })
-			_, err := refused.wait(t)
+	for _, minor := range []int{0, 1} {
+		server := sim.Version{Major: 1, Minor: minor}
+		t.Run("refused on "+server.String(), func(t *testing.T) {
+			s := startSim(t, func(c *sim.Config) { c.ProtocolVersion = server })
+			c, w := s.hello(t, Options{})
+			_, err := c.SendKey(t.Context(), 0xE04B, KeyDown)
 			require.ErrorIs(t, err, ErrExtendedKeyUnsupported)
-			assert.Contains(t, err.Error(), server)
+			assert.Contains(t, err.Error(), server.String())
 			assert.Contains(t, err.Error(), "1.2")
 
 			// A plain key still works on an old server.
-			res := goCall(func() (time.Time, error) { return c.SendKey(t.Context(), 0x1C, KeyPress) })
-			req := p.read()
-			assert.Equal(t, "send_key", req.Method, "the refused key was never sent")
-			assert.JSONEq(t, `{"scancode": 28, "state": "press"}`, string(req.Params))
-			p.send(okLine(req.ID, `{}`))
-			_, err = res.wait(t)
-			assert.NoError(t, err)
+			_, err = c.SendKey(t.Context(), 0x1C, KeyPress)
+			require.NoError(t, err)
+			assert.Equal(t, 1, w.count("send_key"), "the refused key was never sent")
+			assert.JSONEq(t, `{"scancode": 28, "state": "press"}`, w.last(t, "send_key"))
+			assert.Equal(t, uint64(1), s.Stats().KeyDowns)
 		})
 	}
 	t.Run("accepted on 1.3", func(t *testing.T) {
-		f := newFakeRyll(t, "1.3").start()
-		c := dialFake(t, f)
+		s := startSim(t, func(c *sim.Config) { c.ProtocolVersion = sim.Version{Major: 1, Minor: 3} })
+		c := s.dial(t)
 		_, err := c.SendKey(t.Context(), 0xE04B, KeyPress)
 		assert.NoError(t, err)
+		assert.Equal(t, uint64(1), s.Stats().KeyDowns)
 	})
 }
 
+// TestKeySentAtPrecedesItsDraw checks the property the keypress metric
+// rests on: sentAt is taken before the server sees the key, so a draw's
+// wallclock minus sentAt is never less than the delay the simulator
+// modelled for it (its truth file).
+func TestKeySentAtPrecedesItsDraw(t *testing.T) {
+	truth := ""
+	s := startSim(t, func(c *sim.Config) {
+		c.DrawDelay, c.DrawJitter, c.DisplayRefresh = 10*time.Millisecond, 4*time.Millisecond, 15*time.Millisecond
+		truth = c.SocketPath + ".truth"
+		c.TruthFile = truth
+	})
+	c, _ := s.hello(t, Options{})
+	_, err := c.Subscribe(t.Context(), EventSurfaceDrawn)
+	require.NoError(t, err)
+	const keys = 5
+	for i := range keys {
+		sentAt, err := c.SendKey(t.Context(), 0x1C, KeyDown)
+		require.NoError(t, err)
+		_, err = c.SendKey(t.Context(), 0x1C, KeyUp)
+		require.NoError(t, err)
+		var first SurfaceDrawn
+		for first.WallclockUS == 0 {
+			d, err := eventNamed(t, c, EventSurfaceDrawn).SurfaceDrawn()
+			require.NoError(t, err)
+			if int64(d.WallclockUS) >= sentAt.UnixMicro() { // not the session's first paint
+				first = d
+			}
+		}
+		for range s.cfg.DrawsPerKey - 1 { // the rest of the burst
+			eventNamed(t, c, EventSurfaceDrawn)
+		}
+		modelled := truthUS(t, truth)
+		require.Len(t, modelled, i+1)
+		measured := int64(first.WallclockUS) - sentAt.UnixMicro()
+		assert.GreaterOrEqual(t, measured, modelled[i], "the client's clock starts before the key arrives")
+	}
+}
+
+// truthUS reads the simulator's truth file (seconds, one per line) in µs.
+func truthUS(t *testing.T, path string) []int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var out []int64
+	for l := range bytes.Lines(b) {
+		f, err := strconv.ParseFloat(string(bytes.TrimSpace(l)), 64)
+		require.NoError(t, err)
+		out = append(out, int64(f*1e6+0.5))
+	}
+	return out
+}
+
 func TestPasteReportsCompletionByRequestID(t *testing.T) {
-	f := newFakeRyll(t, "1.2").start()
-	c := dialFake(t, f)
+	s := startSim(t, nil)
+	c, w := s.hello(t, Options{})
 	subscribed, err := c.Subscribe(t.Context(), EventPasteCompleted, EventPasteFailed)
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{EventPasteCompleted, EventPasteFailed}, subscribed)
 
-	ack, err := c.Paste(t.Context(), "hunter2", 20*time.Millisecond)
+	ack, err := c.Paste(t.Context(), "hunter2", time.Millisecond)
 	require.NoError(t, err)
 	assert.NotZero(t, ack.RequestID)
 	assert.False(t, ack.Received.IsZero())
-	reqs := f.seen()
-	assert.JSONEq(t, `{"text": "hunter2", "char_delay_ms": 20}`, string(reqs[len(reqs)-1].Params))
-
-	ev := <-c.Events()
-	done, err := ev.PasteCompleted()
+	assert.JSONEq(t, `{"text": "hunter2", "char_delay_ms": 1}`, w.last(t, "paste"))
+	done, err := eventNamed(t, c, EventPasteCompleted).PasteCompleted()
 	require.NoError(t, err)
 	assert.Equal(t, PasteCompleted{RequestID: ack.RequestID, RawRequestID: done.RawRequestID, CharsSent: 7}, done)
 
 	ack, err = c.Paste(t.Context(), "caf\u00e9", DefaultCharDelay)
 	require.NoError(t, err)
-	reqs = f.seen()
-	assert.JSONEq(t, `{"text": "caf\u00e9"}`, string(reqs[len(reqs)-1].Params), "DefaultCharDelay omits char_delay_ms")
-	ev = <-c.Events()
-	failed, err := ev.PasteFailed()
+	assert.JSONEq(t, `{"text": "caf\u00e9"}`, w.last(t, "paste"), "DefaultCharDelay omits char_delay_ms")
+	failed, err := eventNamed(t, c, EventPasteFailed).PasteFailed()
 	require.NoError(t, err)
 	assert.Equal(t, ack.RequestID, failed.RequestID)
 	assert.Contains(t, failed.Reason, "U+00E9")
 
-	_, err = c.Paste(t.Context(), "x", 0)
+	ack, err = c.Paste(t.Context(), "x", 0)
 	require.NoError(t, err)
-	reqs = f.seen()
-	assert.JSONEq(t, `{"text": "x", "char_delay_ms": 0}`, string(reqs[len(reqs)-1].Params))
+	assert.JSONEq(t, `{"text": "x", "char_delay_ms": 0}`, w.last(t, "paste"))
+	done, err = eventNamed(t, c, EventPasteCompleted).PasteCompleted()
+	require.NoError(t, err)
+	assert.Equal(t, ack.RequestID, done.RequestID)
+	assert.Equal(t, uint32(1), done.CharsSent)
 }
 
 func TestSubscribeReturnsWhatServerAccepted(t *testing.T) {
-	f := newFakeRyll(t, "1.2").start()
-	c := dialFake(t, f)
+	s := startSim(t, func(c *sim.Config) { c.Ping = sim.PingPattern{Mode: sim.PingSteady, Interval: time.Millisecond} })
+	c, _ := s.hello(t, Options{})
 	got, err := c.Subscribe(t.Context(), EventLatency, EventDigestUpdated)
 	require.NoError(t, err)
 	assert.Equal(t, []string{EventLatency}, got, "unknown names are silently left out")
 
-	require.True(t, f.emit(EventLatency, `{"sample_ms": 0.83, "wallclock_us": 1717000000456789}`))
-	ev := <-c.Events()
-	l, err := ev.Latency()
+	l, err := eventNamed(t, c, EventLatency).Latency()
 	require.NoError(t, err)
-	assert.Equal(t, Latency{SampleMS: 0.83, WallclockUS: 1717000000456789}, l)
+	assert.Equal(t, 1.0, l.SampleMS, "the gap between two steady PINGs")
+	assert.Zero(t, (int64(l.WallclockUS)-s.SessionStart().UnixMicro())%1000, "stamped at a PING, on the 1 ms grid")
 
 	got, err = c.Unsubscribe(t.Context(), EventLatency)
 	require.NoError(t, err)
@@ -345,104 +365,96 @@ func TestSubscribeReturnsWhatServerAccepted(t *testing.T) {
 	got, err = c.Unsubscribe(t.Context(), EventLatency)
 	require.NoError(t, err)
 	assert.Empty(t, got, "unsubscribing twice is a no-op")
-	assert.False(t, f.emit(EventLatency, `{"sample_ms": 1, "wallclock_us": 1}`))
+
+	// The server really stopped: latency events queued before the
+	// unsubscribe may still arrive, but none after a draw queued later,
+	// although PINGs go on.
+	_, err = c.Subscribe(t.Context(), EventSurfaceDrawn)
+	require.NoError(t, err)
+	sentAt, err := c.SendKey(t.Context(), 0x1C, KeyPress)
+	require.NoError(t, err)
+	for {
+		ev := eventNamed(t, c, EventSurfaceDrawn)
+		if d, err := ev.SurfaceDrawn(); err == nil && int64(d.WallclockUS) >= sentAt.UnixMicro() {
+			break
+		}
+	}
+	pings := s.Stats().Pings
+	eventually(t, "more PINGs", func() bool { return s.Stats().Pings >= pings+3 })
+	sentAt, err = c.SendKey(t.Context(), 0x1C, KeyPress)
+	require.NoError(t, err)
+	for {
+		ev, ok := nextEvent(t, c)
+		require.True(t, ok)
+		require.NotEqual(t, EventLatency, ev.Name, "a latency event after unsubscribing")
+		if d, err := ev.SurfaceDrawn(); err == nil && int64(d.WallclockUS) >= sentAt.UnixMicro() {
+			break
+		}
+	}
 }
 
 func TestScreenshotMultiMegabyte(t *testing.T) {
 	const w, h = 1024, 768
-	rng := rand.New(rand.NewPCG(1, 2))
-	pixels := make([]byte, w*h*4)
-	for i := range pixels {
-		pixels[i] = byte(rng.Uint32())
-	}
-	f := newFakeRyll(t, "1.2")
-	f.shotW, f.shotH, f.pixels = w, h, pixels
-	f.start()
-	c := dialFake(t, f)
+	s := startSim(t, func(c *sim.Config) { c.SurfaceWidth, c.SurfaceHeight = w, h })
+	c, wl := s.hello(t, Options{})
 
+	var pixels []byte
 	t.Run("rgba", func(t *testing.T) {
 		shot, err := c.Screenshot(t.Context(), nil, FormatRGBA)
 		require.NoError(t, err)
 		assert.Equal(t, FormatRGBA, shot.Format)
 		assert.Equal(t, w, shot.Width)
 		assert.Equal(t, h, shot.Height)
-		assert.Equal(t, pixels, shot.Data)
+		require.Len(t, shot.Data, w*h*4, "3 MiB of pixels, 4 MiB of base64 on one line")
 		img, ok := shot.Image.(*image.NRGBA)
 		require.True(t, ok)
 		assert.Equal(t, image.Rect(0, 0, w, h), img.Rect)
 		assert.False(t, shot.Received.IsZero())
+		pixels = shot.Data
 	})
 	t.Run("png", func(t *testing.T) {
 		zero := uint32(0)
 		shot, err := c.Screenshot(t.Context(), &zero, FormatPNG)
 		require.NoError(t, err)
 		assert.Equal(t, FormatPNG, shot.Format)
-		assert.Greater(t, len(shot.Data), 1<<20, "random pixels do not compress")
-		img, ok := shot.Image.(*image.NRGBA)
-		require.True(t, ok, "non-opaque PNG decodes as NRGBA, got %T", shot.Image)
-		assert.Equal(t, pixels, img.Pix)
+		assert.Equal(t, image.Rect(0, 0, w, h), shot.Image.Bounds())
+		require.NotNil(t, pixels)
+		assert.True(t, bytes.Equal(pixels, nrgbaPix(shot.Image)), "png and rgba show the same screen")
 	})
 	t.Run("default format", func(t *testing.T) {
 		shot, err := c.Screenshot(t.Context(), nil, "")
 		require.NoError(t, err)
 		assert.Equal(t, FormatPNG, shot.Format)
-		reqs := f.seen()
-		assert.JSONEq(t, `{}`, string(reqs[len(reqs)-1].Params), "nil surface and empty format are omitted")
+		assert.JSONEq(t, `{}`, wl.last(t, "screenshot"), "nil surface and empty format are omitted")
 	})
 	t.Run("unknown format refused locally", func(t *testing.T) {
+		n := wl.count("screenshot")
 		_, err := c.Screenshot(t.Context(), nil, "jpeg")
 		assert.ErrorIs(t, err, ErrInvalidArgument)
+		assert.Equal(t, n, wl.count("screenshot"), "nothing was written")
 	})
 	assert.Zero(t, c.Stats().Oversized)
 }
 
-func TestScreenshotRejectsInconsistentAnswers(t *testing.T) {
-	c, p := newPipe(t, Options{})
-	p.helloAs(c, "1.2")
-	for _, tc := range []struct {
-		name, result string
-	}{
-		{"rgba too short", `{"width": 2, "height": 2, "format": "rgba", "data_base64": "AAAA"}`},
-		{"rgba too long", `{"width": 1, "height": 1, "format": "rgba", "data_base64": "AAAAAAAA"}`},
-		{"bad base64", `{"width": 1, "height": 1, "format": "rgba", "data_base64": "!!!!"}`},
-		{"not a png", `{"width": 1, "height": 1, "format": "png", "data_base64": "AAAAAAAA"}`},
-		{"png of another size", `{"width": 2, "height": 1, "format": "png", "data_base64": "` + onePixelPNG + `"}`},
-		{"unknown format", `{"width": 1, "height": 1, "format": "bmp", "data_base64": "AAAA"}`},
-		{"missing data", `{"width": 1, "height": 1, "format": "rgba"}`},
-		{"result not an object", `[]`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			res := goCall(func() (*Screenshot, error) { return c.Screenshot(t.Context(), nil, FormatRGBA) })
-			req := p.read()
-			p.send(okLine(req.ID, tc.result))
-			_, err := res.wait(t)
-			assert.ErrorIs(t, err, ErrMalformed)
-		})
+// nrgbaPix returns img's pixels as non-premultiplied RGBA bytes.
+func nrgbaPix(img image.Image) []byte {
+	switch m := img.(type) {
+	case *image.NRGBA:
+		return m.Pix
+	case *image.RGBA: // an opaque PNG: premultiplied equals straight
+		for i := 3; i < len(m.Pix); i += 4 {
+			if m.Pix[i] != 0xff {
+				return nil
+			}
+		}
+		return m.Pix
 	}
-	t.Run("one pixel png", func(t *testing.T) {
-		res := goCall(func() (*Screenshot, error) { return c.Screenshot(t.Context(), nil, FormatPNG) })
-		req := p.read()
-		p.send(okLine(req.ID, `{"width": 1, "height": 1, "format": "png", "data_base64": "`+onePixelPNG+`"}`))
-		shot, err := res.wait(t)
-		require.NoError(t, err)
-		assert.Equal(t, image.Rect(0, 0, 1, 1), shot.Image.Bounds())
-	})
+	return nil
 }
 
-// onePixelPNG is a 1x1 PNG, base64-encoded.
-var onePixelPNG = func() string {
-	var buf bytes.Buffer
-	img := image.NewNRGBA(image.Rect(0, 0, 1, 1))
-	if err := png.Encode(&buf, img); err != nil {
-		panic(err)
-	}
-	return base64.StdEncoding.EncodeToString(buf.Bytes())
-}()
-
 func TestVerbErrorsFromServer(t *testing.T) {
-	f := newFakeRyll(t, "1.2")
-	f.start()
-	c := dialFake(t, f)
+	s := startSim(t, nil)
+	c, _ := s.hello(t, Options{})
 	ctx := t.Context()
 	for _, tc := range []struct {
 		name   string
@@ -481,97 +493,14 @@ func TestVerbErrorsFromServer(t *testing.T) {
 			assert.NotEmpty(t, pe.Message)
 		})
 	}
+	assert.NoError(t, c.Err(), "error answers do not end the connection")
 	t.Run("agent not connected", func(t *testing.T) {
-		f.mu.Lock()
-		f.agentConnected = false
-		f.mu.Unlock()
+		s := startSim(t, func(c *sim.Config) { c.Agent = false })
+		c, _ := s.hello(t, Options{})
 		_, err := c.Paste(ctx, "secret-text", DefaultCharDelay)
 		var pe *ProtocolError
 		require.ErrorAs(t, err, &pe)
 		assert.Equal(t, CodeAgentNotConnected, pe.Code)
 		assert.NotContains(t, err.Error(), "secret-text", "paste text never appears in errors")
 	})
-}
-
-func TestEveryDocumentedErrorCodeIsAProtocolError(t *testing.T) {
-	c, p := newPipe(t, Options{})
-	p.helloAs(c, "1.2")
-	codes := []string{
-		CodeNoHelloYet, CodeProtocolVersionMismatch, CodeBusy, CodeUnknownMethod, CodeBadParams,
-		CodeBadState, CodeAgentNotConnected, CodeNoSuchSurface, CodeUnsupportedFormat,
-		CodeNotImplemented, CodeInternalError, "some_future_code",
-	}
-	for _, code := range codes {
-		t.Run(code, func(t *testing.T) {
-			res := goCall(func() (Status, error) { return c.Status(t.Context()) })
-			req := p.read()
-			p.send(errLine(req.ID, code, "details for "+code))
-			_, err := res.wait(t)
-			var pe *ProtocolError
-			require.ErrorAs(t, err, &pe)
-			assert.Equal(t, ProtocolError{Method: "status", Code: code, Message: "details for " + code}, *pe)
-			assert.Equal(t, code == CodeBusy, errors.Is(err, ErrBusy))
-			assert.NotErrorIs(t, err, ErrClosed)
-		})
-	}
-	// An error answer to a call never ends the connection.
-	assert.NoError(t, c.Err())
-}
-
-func TestCallPassesThroughNewVerbs(t *testing.T) {
-	c, p := newPipe(t, Options{})
-	p.helloAs(c, "1.3")
-	res := goCall(func() (map[string]any, error) {
-		var out map[string]any
-		_, err := c.Call(t.Context(), "mouse_move", map[string]int{"x": 3, "y": 4}, &out)
-		return out, err
-	})
-	req := p.read()
-	assert.Equal(t, "mouse_move", req.Method)
-	assert.JSONEq(t, `{"x": 3, "y": 4}`, string(req.Params))
-	p.send(okLine(req.ID, `{"moved": true, "extra": [1]}`))
-	out, err := res.wait(t)
-	require.NoError(t, err)
-	assert.Equal(t, true, out["moved"])
-
-	// params must be an object; the document forbids anything else.
-	for _, bad := range []any{[]int{1}, "text", (*struct{})(nil)} {
-		_, err := c.Call(t.Context(), "mouse_move", bad, nil)
-		assert.ErrorIs(t, err, ErrInvalidArgument, "%T", bad)
-	}
-}
-
-func TestResultsIgnoreUnknownFields(t *testing.T) {
-	c, p := newPipe(t, Options{})
-	res := goCall(func() (HelloResult, error) { return c.Hello(t.Context()) })
-	req := p.read()
-	p.send(okLine(req.ID, `{"server_name": "ryll", "protocol_version": "1.4", "supported_methods": ["hello"], "supported_events": [], "build": {"git": "abc"}}`))
-	h, err := res.wait(t)
-	require.NoError(t, err)
-	assert.Equal(t, Version{1, 4}, h.Version)
-
-	st := goCall(func() (Status, error) { return c.Status(t.Context()) })
-	req = p.read()
-	p.send(okLine(req.ID, `{"spice_connected": false, "agent_connected": true, "surfaces": [{"channel_id": 0, "surface_id": 3, "width": 640, "height": 480, "depth": 32}], "uptime_s": 4}`))
-	got, err := st.wait(t)
-	require.NoError(t, err)
-	assert.Equal(t, []Surface{{0, 3, 640, 480}}, got.Surfaces)
-
-	st = goCall(func() (Status, error) { return c.Status(t.Context()) })
-	req = p.read()
-	p.send(okLine(req.ID, `{"surfaces": []}`))
-	_, err = st.wait(t)
-	assert.ErrorIs(t, err, ErrMalformed, "required status fields are checked")
-}
-
-func TestRequestsAreOneJSONObjectPerLine(t *testing.T) {
-	// The fake's shape check is the document's; this pins the encoder for
-	// awkward method names and params too.
-	line, err := appendRequest(nil, 42, "we\"ird\nname", map[string]string{"text": "a\nb"})
-	require.NoError(t, err)
-	require.True(t, strings.HasSuffix(string(line), "\n"))
-	req, err := checkRequestShape(line[:len(line)-1])
-	require.NoError(t, err)
-	assert.Equal(t, "we\"ird\nname", req.Method)
-	assert.Equal(t, json.RawMessage("42"), req.ID)
 }
