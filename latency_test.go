@@ -236,16 +236,16 @@ func testTimeout() time.Duration {
 func TestLatency(t *testing.T) {
 	require.NoError(t, setupErr, "invalid configuration; nothing was set up")
 	require.NotNil(t, fleet)
+	// Every console is measured at once, here, whatever go test's
+	// -parallel is; the subtests then judge what each one found.
+	fleet.MeasureAll(runCtx)
 	if len(fleet.Members) == 1 {
 		testConsole(t, fleet.Members[0])
 		return
 	}
 	t.Run("Consoles", func(t *testing.T) {
 		for _, mb := range fleet.Members {
-			t.Run(mb.Label, func(t *testing.T) {
-				t.Parallel()
-				testConsole(t, mb)
-			})
+			t.Run(mb.Label, func(t *testing.T) { testConsole(t, mb) })
 		}
 	})
 	// The pooled figures, from what the consoles measured (the run
@@ -285,8 +285,8 @@ func attrFigures(t *testing.T, samples, misses, dropped int, s stats.Summary) {
 	}
 }
 
-// testConsole checks and measures one console. Its results are written
-// by TestMain's exit path, from what Measure returned.
+// testConsole judges one console from what it measured. Its results are
+// written by TestMain's exit path.
 func testConsole(t *testing.T, mb *loadtest.Member) {
 	require.NoError(t, mb.SetupErr, "setup (console, ryll) failed; nothing was measured")
 	sess := mb.Session
@@ -300,10 +300,8 @@ func testConsole(t *testing.T, mb *loadtest.Member) {
 		t.Fatalf("not measuring: %v", sess.HandshakeErr)
 	}
 
-	var m *loadtest.Measurement
+	m, err := mb.Measured()
 	t.Run("Measure", func(t *testing.T) {
-		var err error
-		m, err = mb.Measure(runCtx)
 		if m != nil {
 			res := m.Result
 			t.Logf("%d samples, %d misses, %d unpaired draws, %d dropped events, stop: %s; CSV %s",

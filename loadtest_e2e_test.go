@@ -559,6 +559,27 @@ func TestE2ESeveralConsolesOneCrashes(t *testing.T) {
 	assert.FileExists(t, filepath.Join(o.dir, "latency-"+o.runID+".png"), "pooled plot")
 }
 
+// TestE2EConsolesAreMeasuredAtOnce runs four consoles with go test's
+// -parallel at 1: they must still be measured at the same time (every
+// measurement starts before any finishes), not one after another.
+func TestE2EConsolesAreMeasuredAtOnce(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	env := fastEnv(fr)
+	env["LATENCY_CONSOLES"] = "4"
+	env["LATENCY_SAMPLES"] = "6"
+	cmd, out, o := startLoadtest(t, env, "-test.parallel", "1")
+	o.exitCode = wait(t, cmd, 3*time.Minute)
+	o.output = out.String()
+	require.Equal(t, 0, o.exitCode, o.output)
+	started := strings.Count(o.output, `msg="measurement started"`)
+	firstEnd := strings.Index(o.output, `msg="measurement finished"`)
+	require.Equal(t, 4, started)
+	require.Positive(t, firstEnd)
+	assert.Equal(t, 4, strings.Count(o.output[:firstEnd], `msg="measurement started"`),
+		"every console started measuring before the first one finished")
+}
+
 // TestE2ENoCloudProviders runs the loadtest on a .vv file and on a direct
 // address: no cloud is involved, and for the file the .vv password must
 // not reach any output even with ryll's debug logging.

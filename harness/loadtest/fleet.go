@@ -124,6 +124,9 @@ func (m *Member) measure(ctx context.Context) (*Measurement, error) {
 	if m.SetupErr != nil {
 		return nil, m.SetupErr
 	}
+	if m.Session.HandshakeErr != nil {
+		return nil, m.Session.HandshakeErr
+	}
 	if m.StartOffset > 0 {
 		t := time.NewTimer(m.StartOffset)
 		defer t.Stop()
@@ -134,6 +137,25 @@ func (m *Member) measure(ctx context.Context) (*Measurement, error) {
 		}
 	}
 	return m.Session.Measure(ctx)
+}
+
+// MeasureAll measures every member at once (each after its start
+// offset) and returns when all have finished. The consoles of a run are
+// measured concurrently whatever go test's -parallel says: N consoles
+// take as long as one, not N/parallel times as long.
+func (f *Fleet) MeasureAll(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, m := range f.Members {
+		wg.Go(func() { _, _ = m.Measure(ctx) })
+	}
+	wg.Wait()
+}
+
+// Measured is what the member's Measure returned (nil, nil before it ran).
+func (m *Member) Measured() (*Measurement, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.measurement, m.measureErr
 }
 
 // Outcome is what a member's run came to: its measurement (nil when it
