@@ -20,7 +20,7 @@ SHORT_LOADTEST_ENV := LATENCY_PROVIDER=fake LATENCY_SAMPLES=8 \
 	LATENCY_CADENCE=250ms LATENCY_KEY_HOLD=30ms LATENCY_CADENCE_JITTER=40ms \
 	LATENCY_MAX_DURATION=60s LATENCY_RESULTS_DIR=$(RESULTS_DIR)/short
 
-.PHONY: help test unit loadtest-short loadtest lint bench fleet-bench fuzz sweep compare clean
+.PHONY: help test unit loadtest-short loadtest lint bench fleet-bench fuzz sweep compare guest clean
 
 help:
 	@echo "make test       unit tests with -race, then a short fake loadtest (what CI runs)"
@@ -31,6 +31,7 @@ help:
 	@echo "make fuzz       the control-socket line decoder fuzz target for FUZZTIME=$(FUZZTIME)"
 	@echo "make sweep      delete servers left by earlier runs (OpenStack; SWEEP_ARGS='-older-than 2h -dry-run')"
 	@echo "make compare    OLD=results/latency-A.csv NEW=results/latency-B.csv: medians, confidence and p-value"
+	@echo "make guest      rebuild the boot-sector guest harness/guest/guest.img from guest.asm (needs nasm)"
 	@echo "make clean      remove results and build output"
 
 test: unit loadtest-short
@@ -73,6 +74,12 @@ sweep:
 compare:
 	@test -n "$(OLD)" && test -n "$(NEW)" || { echo "usage: make compare OLD=results/latency-A.csv NEW=results/latency-B.csv"; exit 2; }
 	$(GO) run ./cmd/latency-compare $(COMPARE_ARGS) "$(OLD)" "$(NEW)"
+
+# The repaint-on-key boot-sector guest. The image is committed; a test
+# checks that it matches a fresh build when nasm is installed.
+guest:
+	@command -v nasm >/dev/null || { echo "nasm not installed: apt-get install -y nasm"; exit 1; }
+	nasm -f bin -o harness/guest/guest.img harness/guest/guest.asm
 
 clean:
 	rm -rf $(RESULTS_DIR) bin
