@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -279,7 +280,17 @@ func (s *Session) linkOn(ctx, lctx context.Context, port int, useTLS bool, req l
 	if err == nil {
 		reply, err = link(conn, req)
 	}
-	if !stop() {
+	stopped := stop()
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The connection's deadline is lctx's: its timer fires a moment
+		// later, and then says whose deadline it was.
+		select {
+		case <-lctx.Done():
+			stopped = false
+		case <-time.After(time.Second):
+		}
+	}
+	if !stopped {
 		conn.Close()
 		return nil, fmt.Errorf("%s: %w", what, s.linkCtxErr(ctx))
 	}
