@@ -28,7 +28,7 @@ help:
 	@echo "make lint       gofmt, go vet (with and without -tags loadtest), staticcheck, go mod tidy check"
 	@echo "make bench      benchmarks (control client, pairing, accuracy)"
 	@echo "make fleet-bench harness CPU, memory and measurement error per console at N = 1, 10, 50"
-	@echo "make fuzz       the control-socket line decoder fuzz target for FUZZTIME=$(FUZZTIME)"
+	@echo "make fuzz       the fuzz targets (control-socket lines, SPICE messages and link replies), FUZZTIME=$(FUZZTIME) each"
 	@echo "make sweep      delete servers left by earlier runs (OpenStack; SWEEP_ARGS='-older-than 2h -dry-run')"
 	@echo "make compare    OLD=results/latency-A.csv NEW=results/latency-B.csv: medians, confidence and p-value"
 	@echo "make guest      rebuild the boot-sector guest harness/guest/guest.img from guest.asm (needs nasm)"
@@ -67,6 +67,8 @@ fleet-bench:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLine$$' -fuzztime $(FUZZTIME) ./harness/control/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadMessage$$' -fuzztime $(FUZZTIME) ./fakeryll/spice/
+	$(GO) test -run '^$$' -fuzz '^FuzzLinkReply$$' -fuzztime $(FUZZTIME) ./fakeryll/spice/
 
 sweep:
 	$(GO) run ./cmd/latency-sweep $(SWEEP_ARGS)
