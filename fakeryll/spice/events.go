@@ -22,7 +22,7 @@ type Draw struct {
 // of two consecutive Pings.
 type Ping struct {
 	ID       uint32
-	Size     int // body bytes: 12, or about 256 KiB for the bandwidth probe
+	Size     int // body bytes: 12, or 256 012 for spice-server's bandwidth probe
 	Received time.Time
 }
 

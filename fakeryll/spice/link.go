@@ -66,7 +66,7 @@ type LinkError struct {
 }
 
 func (e *LinkError) Error() string {
-	msg := fmt.Sprintf("link %s channel %d: server answered %s", e.Channel, e.ChannelID, e.Code)
+	msg := fmt.Sprintf("%s channel %d: server answered %s", e.Channel, e.ChannelID, e.Code)
 	if s := e.sentinel(); s != nil {
 		msg += " (" + s.Error() + ")"
 	}

@@ -249,10 +249,11 @@ func (s *Session) open(ctx, lctx context.Context, ch channelID, connID uint32) (
 
 func (s *Session) linkOn(ctx, lctx context.Context, port int, useTLS bool, req linkRequest) (*channel, error) {
 	addr := net.JoinHostPort(s.cfg.Host, strconv.Itoa(port))
-	what := fmt.Sprintf("link %s channel %d on %s", req.channel, req.channelID, addr)
+	where := addr
 	if useTLS {
-		what += " (TLS)"
+		where += " (TLS)"
 	}
+	what := fmt.Sprintf("link %s channel %d on %s", req.channel, req.channelID, where)
 	var d net.Dialer
 	raw, err := d.DialContext(lctx, "tcp", addr)
 	if err != nil {
@@ -296,6 +297,10 @@ func (s *Session) linkOn(ctx, lctx context.Context, port int, useTLS bool, req l
 	}
 	if err != nil {
 		conn.Close()
+		var le *LinkError
+		if errors.As(err, &le) { // it names the channel itself
+			return nil, fmt.Errorf("link on %s: %w", where, err)
+		}
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	raw.SetDeadline(time.Time{})
