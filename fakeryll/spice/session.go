@@ -202,13 +202,13 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 func (c Config) validate() error {
 	var errs []error
 	if c.Host == "" {
-		errs = append(errs, errors.New("Host is empty"))
+		errs = append(errs, errors.New("the Host field is empty"))
 	}
 	if c.Port < 0 || c.Port > 65535 {
-		errs = append(errs, fmt.Errorf("Port %d is not a TCP port", c.Port))
+		errs = append(errs, fmt.Errorf("the Port field (%d) is not a TCP port", c.Port))
 	}
 	if c.TLSPort < 0 || c.TLSPort > 65535 {
-		errs = append(errs, fmt.Errorf("TLSPort %d is not a TCP port", c.TLSPort))
+		errs = append(errs, fmt.Errorf("the TLSPort field (%d) is not a TCP port", c.TLSPort))
 	}
 	if c.Port == 0 && c.TLSPort == 0 {
 		errs = append(errs, errors.New("neither Port nor TLSPort is set"))

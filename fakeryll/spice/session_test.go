@@ -186,7 +186,7 @@ func TestConfigValidation(t *testing.T) {
 	if err == nil {
 		t.Fatal("Dial accepted an empty config")
 	}
-	for _, want := range []string{"Host is empty", "Port -1", "TLSPort 70000"} {
+	for _, want := range []string{"Host field is empty", "Port field (-1)", "TLSPort field (70000)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
