@@ -7,8 +7,11 @@ import "time"
 type Event interface{ isEvent() }
 
 // Draw is one display message that changes a surface (see IsDraw). The
-// box is the damaged area the server stated; no image is decoded.
-// Received is taken as soon as the whole message has been read.
+// box is the damaged area the server stated; no image is decoded. A
+// STREAM_DATA names only its stream, so its surface and box are the
+// stream's from STREAM_CREATE (surface 0 and an empty box for a stream
+// the server never created). Received is taken as soon as the whole
+// message has been read: it is the moment to stamp a surface_drawn with.
 type Draw struct {
 	Channel  uint8 // display channel id
 	Surface  uint32
