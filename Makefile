@@ -20,7 +20,7 @@ SHORT_LOADTEST_ENV := LATENCY_PROVIDER=fake LATENCY_SAMPLES=8 \
 	LATENCY_CADENCE=250ms LATENCY_KEY_HOLD=30ms LATENCY_CADENCE_JITTER=40ms \
 	LATENCY_MAX_DURATION=60s LATENCY_RESULTS_DIR=$(RESULTS_DIR)/short
 
-.PHONY: help test unit loadtest-short loadtest lint bench fleet-bench fuzz sweep compare clean
+.PHONY: help test unit loadtest-short loadtest lint bench fleet-bench fuzz sweep compare guest clean
 
 help:
 	@echo "make test       unit tests with -race, then a short fake loadtest (what CI runs)"
@@ -28,9 +28,10 @@ help:
 	@echo "make lint       gofmt, go vet (with and without -tags loadtest), staticcheck, go mod tidy check"
 	@echo "make bench      benchmarks (control client, pairing, accuracy)"
 	@echo "make fleet-bench harness CPU, memory and measurement error per console at N = 1, 10, 50"
-	@echo "make fuzz       the control-socket line decoder fuzz target for FUZZTIME=$(FUZZTIME)"
+	@echo "make fuzz       the fuzz targets (control-socket lines, SPICE messages and link replies), FUZZTIME=$(FUZZTIME) each"
 	@echo "make sweep      delete servers left by earlier runs (OpenStack; SWEEP_ARGS='-older-than 2h -dry-run')"
 	@echo "make compare    OLD=results/latency-A.csv NEW=results/latency-B.csv: medians, confidence and p-value"
+	@echo "make guest      rebuild the boot-sector guest harness/guest/guest.img from guest.asm (needs nasm)"
 	@echo "make clean      remove results and build output"
 
 test: unit loadtest-short
@@ -66,6 +67,8 @@ fleet-bench:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLine$$' -fuzztime $(FUZZTIME) ./harness/control/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadMessage$$' -fuzztime $(FUZZTIME) ./fakeryll/spice/
+	$(GO) test -run '^$$' -fuzz '^FuzzLinkReply$$' -fuzztime $(FUZZTIME) ./fakeryll/spice/
 
 sweep:
 	$(GO) run ./cmd/latency-sweep $(SWEEP_ARGS)
@@ -73,6 +76,12 @@ sweep:
 compare:
 	@test -n "$(OLD)" && test -n "$(NEW)" || { echo "usage: make compare OLD=results/latency-A.csv NEW=results/latency-B.csv"; exit 2; }
 	$(GO) run ./cmd/latency-compare $(COMPARE_ARGS) "$(OLD)" "$(NEW)"
+
+# The repaint-on-key boot-sector guest. The image is committed; a test
+# checks that it matches a fresh build when nasm is installed.
+guest:
+	@command -v nasm >/dev/null || { echo "nasm not installed: apt-get install -y nasm"; exit 1; }
+	nasm -f bin -o harness/guest/guest.img harness/guest/guest.asm
 
 clean:
 	rm -rf $(RESULTS_DIR) bin

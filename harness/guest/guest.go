@@ -1,0 +1,84 @@
+// Package guest holds the repaint-on-key boot-sector guest that a real
+// SPICE lane boots under QEMU, and the addresses a test reads back from it.
+//
+// guest.asm (nasm, BIOS boot sector) is the source and guest.img the
+// committed 512-byte image built from it (`make guest`). On every key the
+// guest repaints the whole 80x25 text screen with a new background colour
+// and writes ">> ", the key, its scancode and a key counter, so every key
+// that reaches the guest produces a full-screen SPICE draw and no other
+// draws happen. The counter lives at a fixed physical address: reading it
+// through QMP at the end of a run proves that every key sent arrived once.
+package guest
+
+import (
+	_ "embed"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Image is the boot sector (512 bytes, ending 0x55 0xAA). Boot it with
+// `-drive format=raw,file=COPY,if=floppy -boot a -vga std`; each QEMU
+// needs its own copy of the file because QEMU takes a write lock on it.
+//
+//go:embed guest.img
+var Image []byte
+
+// ImageSize is the size of Image: one floppy boot sector.
+const ImageSize = 512
+
+const (
+	// CounterAddr is the guest-physical address of the key counter: a
+	// little-endian uint32 that starts at 0 and grows by one per key the
+	// BIOS delivers (key presses, not releases).
+	CounterAddr = 0x7E00
+	// CounterSize is the counter's size in bytes.
+	CounterSize = 4
+	// LastKeyAddr holds the last BIOS key word (int 16h, AH=10h): the
+	// low byte is the ASCII code (0xE0 for grey extended keys), the high
+	// byte the scancode.
+	LastKeyAddr = 0x7E04
+	// LastKeySize is the size of the last-key word in bytes.
+	LastKeySize = 2
+)
+
+// CounterCommand is the HMP command (for QMP human-monitor-command) that
+// prints the counter; ParseCounter reads its answer.
+func CounterCommand() string { return fmt.Sprintf("xp /1wx %#x", CounterAddr) }
+
+// LastKeyCommand is the HMP command that prints the last key word;
+// ParseLastKey reads its answer.
+func LastKeyCommand() string { return fmt.Sprintf("xp /1hx %#x", LastKeyAddr) }
+
+// ParseCounter reads the answer to CounterCommand, such as
+// "0000000000007e00: 0x00000017\r\n".
+func ParseCounter(hmp string) (uint32, error) {
+	v, err := parseXP(hmp, CounterAddr, 32)
+	return uint32(v), err
+}
+
+// ParseLastKey reads the answer to LastKeyCommand and returns the
+// scancode and ASCII bytes.
+func ParseLastKey(hmp string) (scancode, ascii byte, err error) {
+	v, err := parseXP(hmp, LastKeyAddr, 16)
+	return byte(v >> 8), byte(v), err
+}
+
+// parseXP reads one "ADDR: 0xVALUE" line of HMP xp output and checks the
+// address, so an error message from the monitor is never read as a value.
+func parseXP(hmp string, wantAddr uint64, bits int) (uint64, error) {
+	line := strings.TrimSpace(hmp)
+	addr, val, ok := strings.Cut(line, ":")
+	if !ok || strings.Contains(line, "\n") {
+		return 0, fmt.Errorf("parse xp output %q: want one line \"ADDR: 0xVALUE\"", line)
+	}
+	a, err := strconv.ParseUint(strings.TrimSpace(addr), 16, 64)
+	if err != nil || a != wantAddr {
+		return 0, fmt.Errorf("parse xp output %q: want address %#x", line, wantAddr)
+	}
+	v, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(val), "0x"), 16, bits)
+	if err != nil {
+		return 0, fmt.Errorf("parse xp output %q: value: %w", line, err)
+	}
+	return v, nil
+}
