@@ -143,6 +143,11 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Session, err
 		if client == nil {
 			c, err := control.Dial(ctx, proc.SocketPath(), control.Options{ClientName: ClientName, Logger: logger})
 			if err != nil {
+				var vm *control.VersionMismatchError
+				if errors.As(err, &vm) {
+					// Waiting will not change the version ryll speaks.
+					return ryll.Permanent(err)
+				}
 				return err
 			}
 			client = c

@@ -18,7 +18,9 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/console"
+	"github.com/shakenfist/kerbside-latency/harness/control"
 	"github.com/shakenfist/kerbside-latency/harness/results"
+	"github.com/shakenfist/kerbside-latency/harness/ryll"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
 
@@ -254,4 +256,17 @@ func TestIPv6DirectConsoleRuns(t *testing.T) {
 	r, m := session(t, f)
 	assert.Len(t, m.Result.Samples, 2)
 	assert.Equal(t, "direct", r.Sidecar(m, time.Now()).Provider)
+}
+
+// TestMajorVersionMismatchFailsAtTheFirstHello: a ryll that speaks
+// another major version will not change its mind, so Setup must not
+// retry hello until LATENCY_READY_TIMEOUT.
+func TestMajorVersionMismatchFailsAtTheFirstHello(t *testing.T) {
+	f := fakeConfig(t, map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "127.0.0.1:5900", "LATENCY_READY_TIMEOUT": "10m"})
+	r, err := Setup(t.Context(), f.cfg, f.with("FAKERYLL_PROTOCOL_VERSION=2.0"))
+	t.Cleanup(func() { _ = r.Teardown(context.Background()) })
+	require.Error(t, err)
+	var vm *control.VersionMismatchError
+	assert.ErrorAs(t, err, &vm)
+	assert.NotErrorIs(t, err, ryll.ErrReadyTimeout)
 }

@@ -433,6 +433,9 @@ func (p *Process) WaitReady(ctx context.Context, probe func(context.Context) err
 				return nil
 			}
 			lastErr = err
+			if IsPermanent(err) {
+				return finish(fmt.Errorf("ryll's control socket answered, and cannot become ready: %w", err))
+			}
 			retry.Reset(backoff)
 			backoff = min(2*backoff, probeMaxBackoff)
 		case <-retry.C:
@@ -449,6 +452,29 @@ func (p *Process) WaitReady(ctx context.Context, probe func(context.Context) err
 				"probes", attempts, "last_probe_error", p.scrubErr(lastErr))
 		}
 	}
+}
+
+// permanentError marks a probe failure that no retry can mend.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks a readiness probe's error as one that waiting cannot
+// mend (a protocol major version the harness does not speak, a refused
+// credential): WaitReady returns it at once instead of retrying until
+// the ready timeout.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err was marked by Permanent.
+func IsPermanent(err error) bool {
+	var pe permanentError
+	return errors.As(err, &pe)
 }
 
 // readyTimeout builds the timeout error of WaitReady.

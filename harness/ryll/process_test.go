@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -509,3 +510,20 @@ func BenchmarkRecord(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestWaitReadyStopsAtAPermanentError(t *testing.T) {
+	spec := childSpec(t, "hang")
+	p, err := Start(t.Context(), spec)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	cause := errors.New("server speaks 2.0")
+	probes := 0
+	err = p.WaitReady(t.Context(), func(context.Context) error {
+		probes++
+		return Permanent(cause)
+	}, time.Hour)
+	require.ErrorIs(t, err, cause)
+	assert.True(t, IsPermanent(err))
+	assert.Equal(t, 1, probes, "no retry after a permanent error")
+	assert.NotErrorIs(t, err, ErrReadyTimeout)
+}
