@@ -316,6 +316,7 @@ func TestE2ERyllDiesMidRun(t *testing.T) {
 	_, fr := binaries(t)
 	env := fastEnv(fr)
 	env["LATENCY_SAMPLES"] = "1000"
+	env["LATENCY_MAX_DURATION"] = "4m" // longer than the run: it ends otherwise
 	env["FAKERYLL_CRASH_AFTER"] = "1500ms"
 	o := runLoadtest(t, env)
 	assert.NotEqual(t, 0, o.exitCode)
@@ -384,6 +385,7 @@ func TestE2ESIGTERMMidRun(t *testing.T) {
 	_, fr := binaries(t)
 	fc, env := openStackOnFakeCloud(t, fr)
 	env["LATENCY_SAMPLES"] = "1000"
+	env["LATENCY_MAX_DURATION"] = "4m" // longer than the run: it ends otherwise
 	env["LATENCY_CADENCE"] = "100ms"
 	env["LATENCY_KEY_HOLD"] = "10ms"
 	cmd, out, o := startLoadtest(t, env)
@@ -418,6 +420,7 @@ func TestE2ESIGKILLTakesRyllWithIt(t *testing.T) {
 	env["LATENCY_PROVIDER"] = "direct"
 	env["LATENCY_CONSOLE"] = "127.0.0.1:5900"
 	env["LATENCY_SAMPLES"] = "1000"
+	env["LATENCY_MAX_DURATION"] = "4m" // longer than the run: it ends otherwise
 	env["LATENCY_CADENCE"] = "100ms"
 	env["LATENCY_KEY_HOLD"] = "10ms"
 	cmd, out, o := startLoadtest(t, env)

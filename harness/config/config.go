@@ -246,6 +246,14 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.Cadence > 0 && c.Window > c.Cadence {
 		p.failf("LATENCY_WINDOW=%s must not be longer than LATENCY_CADENCE=%s, or one press's window would overlap the next press", c.Window, c.Cadence)
 	}
+	if c.Metric == MetricKeypress && c.Cadence > 0 && c.Samples > 0 &&
+		time.Duration(c.Samples)*c.Cadence > c.MaxDuration {
+		// Presses are at least a cadence apart, so this many samples
+		// cannot be collected in time even with no miss.
+		p.failf("LATENCY_SAMPLES=%d at LATENCY_CADENCE=%s needs at least %s, more than LATENCY_MAX_DURATION=%s: raise LATENCY_MAX_DURATION to at least %s, or take fewer samples",
+			c.Samples, c.Cadence, time.Duration(c.Samples)*c.Cadence, c.MaxDuration,
+			(time.Duration(c.Samples)*(c.Cadence+c.Jitter/2) + c.ReadyTimeout).Round(time.Second))
+	}
 	if c.Consoles > 1 && c.Provider != ProviderOpenStack && c.Provider != ProviderFake {
 		p.failf("LATENCY_CONSOLES=%d with LATENCY_PROVIDER=%s: that provider names one console, and a SPICE server serves one client; use openstack or fake for several", c.Consoles, c.Provider)
 	}

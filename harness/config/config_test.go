@@ -108,6 +108,7 @@ func TestProblems(t *testing.T) {
 		{"sanity not number", map[string]string{"LATENCY_SANITY_MAX": "fast"}, "LATENCY_SANITY_MAX"},
 		{"break code", map[string]string{"LATENCY_SCANCODE": "0xB9"}, "make code"},
 		{"zero duration", map[string]string{"LATENCY_MAX_DURATION": "0s"}, "above zero"},
+		{"samples cannot fit", map[string]string{"LATENCY_SAMPLES": "400", "LATENCY_CADENCE": "2s"}, "needs at least 13m20s, more than LATENCY_MAX_DURATION=10m0s"},
 		{"consoles with direct", map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:1", "LATENCY_CONSOLES": "3"}, "a SPICE server serves one client"},
 		{"too many consoles", map[string]string{"LATENCY_CONSOLES": "501"}, "at most 500"},
 		{"parallel zero", map[string]string{"LATENCY_PARALLEL": "0"}, "LATENCY_PARALLEL"},

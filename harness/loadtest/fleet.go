@@ -57,11 +57,25 @@ func MemberConfig(cfg *config.Config, i, n int) *config.Config {
 func SetupFleet(ctx context.Context, cfg *config.Config, opts Options) *Fleet {
 	n := cfg.Consoles
 	f := &Fleet{Cfg: cfg, Members: make([]*Member, n)}
+	// One check for all consoles, before any is provisioned: what would
+	// fail for one fails for all.
+	pf, pfErr := Preflight(ctx, cfg)
+	if pfErr == nil {
+		opts.preflight = &pf
+		if opts.Logger != nil {
+			opts.Logger.Info("ryll", "binary", pf.RyllBinary, "version", pf.RyllVersion)
+		}
+	}
 	sem := make(chan struct{}, max(cfg.Parallel, 1))
 	var wg sync.WaitGroup
 	for i := range n {
 		m := &Member{Index: i, Label: fmt.Sprintf("c%d", i), StartOffset: time.Duration(i) * cfg.Cadence / time.Duration(n)}
 		f.Members[i] = m
+		if pfErr != nil {
+			m.SetupErr = pfErr
+			m.Session = &Session{Cfg: MemberConfig(cfg, i, n), Start: time.Now()}
+			continue
+		}
 		wg.Go(func() {
 			select {
 			case sem <- struct{}{}:

@@ -48,6 +48,10 @@ type Options struct {
 	// Secrets are further values no output may contain (for example the
 	// credentials of a cloud the caller stood up).
 	Secrets []string
+
+	// preflight, set by SetupFleet, is the check it made once for all
+	// consoles.
+	preflight *Checked
 	// Console tunes the console providers (fake cloud options, cloud
 	// client options).
 	Console console.Options
@@ -92,23 +96,19 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Session, err
 		getenv = os.Getenv
 	}
 	r := &Session{Cfg: cfg, logger: logger, Start: time.Now()}
-	if err := os.MkdirAll(cfg.ResultsDir, 0o755); err != nil {
-		return r, fmt.Errorf("create the results directory LATENCY_RESULTS_DIR=%s: %w", cfg.ResultsDir, err)
-	}
 
-	// The binary first: a missing ryll must not cost a server boot.
-	bin, err := r.resolveRyll()
-	if err != nil {
-		return r, err
+	// Everything that can fail without a console fails first: a missing
+	// ryll or an unwritable results directory must not cost a server boot.
+	pf := opts.preflight
+	if pf == nil {
+		p, err := Preflight(ctx, cfg)
+		if err != nil {
+			return r, err
+		}
+		pf = &p
+		logger.Info("ryll", "binary", p.RyllBinary, "version", p.RyllVersion)
 	}
-	r.RyllBinary = bin
-	if v, err := ryll.Version(ctx, bin); err != nil {
-		logger.Warn("ryll --version failed; the sidecar will say unknown", "binary", bin, "err", err)
-		r.RyllVersion = "unknown"
-	} else {
-		r.RyllVersion = v
-	}
-	logger.Info("ryll", "binary", bin, "version", r.RyllVersion)
+	r.RyllBinary, r.RyllVersion = pf.RyllBinary, pf.RyllVersion
 
 	copts := opts.Console
 	copts.Logger = logger
@@ -122,7 +122,7 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Session, err
 
 	r.RyllLog = filepath.Join(cfg.ResultsDir, results.RyllLogName(cfg.RunID))
 	proc, err := ryll.New(ryll.Spec{
-		Binary: bin, URL: con.URL, File: con.File, Direct: con.Direct,
+		Binary: r.RyllBinary, URL: con.URL, File: con.File, Direct: con.Direct,
 		Verbose: cfg.RyllVerbose, ExtraEnv: opts.RyllEnv, LogPath: r.RyllLog,
 		Secrets: con.Secrets, Logger: logger, Grace: opts.RyllGrace,
 	})
@@ -174,9 +174,50 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Session, err
 	return r, nil
 }
 
+// Checked is what Preflight found.
+type Checked struct {
+	RyllBinary  string
+	RyllVersion string
+}
+
+// Preflight checks, before anything is provisioned, what a run needs
+// that no console can give it: a results directory it can write, and a
+// ryll that runs and says its version. The error names the setting to
+// fix.
+func Preflight(ctx context.Context, cfg *config.Config) (Checked, error) {
+	if err := checkWritable(cfg.ResultsDir); err != nil {
+		return Checked{}, fmt.Errorf("LATENCY_RESULTS_DIR=%s is not a directory this run can write: %w", cfg.ResultsDir, err)
+	}
+	bin, err := resolveRyll(cfg.Ryll)
+	if err != nil {
+		return Checked{}, err
+	}
+	v, err := ryll.Version(ctx, bin)
+	if err != nil {
+		return Checked{}, fmt.Errorf("ryll %s does not run (LATENCY_RYLL): %w", bin, err)
+	}
+	return Checked{RyllBinary: bin, RyllVersion: v}, nil
+}
+
+// checkWritable creates dir if needed and writes and removes a file in
+// it.
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".latency-write-check-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	_, werr := f.Write([]byte("ok\n"))
+	cerr := f.Close()
+	_ = os.Remove(name)
+	return errors.Join(werr, cerr)
+}
+
 // resolveRyll finds the ryll binary.
-func (r *Session) resolveRyll() (string, error) {
-	name := r.Cfg.Ryll
+func resolveRyll(name string) (string, error) {
 	if name == "" {
 		name = "ryll"
 	}

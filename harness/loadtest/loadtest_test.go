@@ -237,6 +237,7 @@ func TestTeardownTwiceAndCleanCloud(t *testing.T) {
 	require.NoError(t, err)
 	fc := f.chain.Cloud
 	require.Equal(t, 1, fc.ServersAlive())
+	require.NotEmpty(t, fc.CallsTo("POST", "/compute/v2.1/servers"), "what TestPreflight looks for when a server boots")
 	sock := r.Ryll.SocketPath()
 	require.NoError(t, r.Teardown(t.Context()))
 	require.NoError(t, r.Teardown(t.Context()))
@@ -269,4 +270,33 @@ func TestMajorVersionMismatchFailsAtTheFirstHello(t *testing.T) {
 	var vm *control.VersionMismatchError
 	assert.ErrorAs(t, err, &vm)
 	assert.NotErrorIs(t, err, ryll.ErrReadyTimeout)
+}
+
+// TestPreflightFailsBeforeAnythingIsProvisioned: an unwritable results
+// directory, or a ryll whose --version fails, are found before a server
+// boots, for every console at once.
+func TestPreflightFailsBeforeAnythingIsProvisioned(t *testing.T) {
+	notADir := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(notADir, nil, 0o600))
+	for _, tc := range []struct {
+		name string
+		edit func(*config.Config)
+		want string
+	}{
+		{"results directory", func(c *config.Config) { c.ResultsDir = filepath.Join(notADir, "results") }, "LATENCY_RESULTS_DIR"},
+		{"ryll --version fails", func(c *config.Config) { c.Ryll = "/bin/false" }, "does not run (LATENCY_RYLL)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := fakeConfig(t, map[string]string{"LATENCY_CONSOLES": "3"})
+			tc.edit(f.cfg)
+			fleet := SetupFleet(t.Context(), f.cfg, f.opts)
+			require.Len(t, fleet.Members, 3)
+			for _, m := range fleet.Members {
+				require.Error(t, m.SetupErr)
+				assert.Contains(t, m.SetupErr.Error(), tc.want)
+			}
+			assert.Empty(t, f.chain.Cloud.CallsTo("POST", "/compute/v2.1/servers"), "no server was booted")
+			require.NoError(t, fleet.Teardown(t.Context()))
+		})
+	}
 }

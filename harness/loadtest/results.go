@@ -39,7 +39,7 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		ServerName:               r.Hello.ServerName,
 		Provider:                 string(cfg.Requested),
 		RyllBinary:               r.RyllBinary,
-		RyllVersion:              r.RyllVersion,
+		RyllVersion:              secret.NewRedactor(io.Discard, r.Secrets()...).Scrub(r.RyllVersion),
 		StartTime:                r.Start,
 		EndTime:                  end,
 		StopReason:               string(measure.StopError),
