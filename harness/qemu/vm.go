@@ -443,7 +443,9 @@ func (vm *VM) stop(ctx context.Context) error {
 		}
 	}
 
-	if !p.gone() && ctx.Err() == nil {
+	// A QMP connection already broken cannot carry quit; waiting out its
+	// grace would only delay the signals.
+	if !p.gone() && ctx.Err() == nil && vm.qmp.Err() == nil {
 		vm.log.Info("stopping QEMU", "pid", p.pid, "step", "qmp quit", "grace", g.Quit)
 		qctx, cancel := context.WithTimeout(ctx, g.Quit)
 		// QEMU answers quit and then closes the connection; either is fine.

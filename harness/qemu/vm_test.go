@@ -589,3 +589,37 @@ func readRSSKB(b *testing.B, pid int) int64 {
 	b.Fatal("no VmRSS")
 	return 0
 }
+
+// TestStopLadder: a QEMU that cannot act on quit or SIGTERM (stopped by
+// SIGSTOP) is still ended by SIGKILL, within the graces.
+func TestStopLadder(t *testing.T) {
+	needQEMU(t)
+	spec := testSpec(t)
+	spec.Grace = Grace{Quit: 100 * time.Millisecond, Terminate: 100 * time.Millisecond, Kill: 5 * time.Second}
+	vm := startVM(t, spec)
+	require.NoError(t, syscall.Kill(vm.Pid(), syscall.SIGSTOP))
+	require.NoError(t, vm.Stop(t.Context()))
+	assertGone(t, vm)
+	var ee *ExitError
+	require.ErrorAs(t, vm.ExitErr(), &ee)
+	assert.Equal(t, "SIGKILL", ee.Signal)
+}
+
+// TestStopWithBrokenQMP: with the QMP connection gone, Stop moves on to
+// SIGTERM at once, which QEMU handles by shutting down in order, rather
+// than waiting out the quit grace.
+func TestStopWithBrokenQMP(t *testing.T) {
+	needQEMU(t)
+	spec := testSpec(t)
+	spec.Grace.Quit = time.Hour
+	vm := startVM(t, spec)
+	require.NoError(t, vm.qmp.Close())
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, vm.Stop(ctx))
+	assertGone(t, vm)
+	var ee *ExitError
+	require.ErrorAs(t, vm.ExitErr(), &ee)
+	assert.Empty(t, ee.Signal, "QEMU should have ended on SIGTERM by itself: %v", ee)
+	assert.Contains(t, strings.Join(ee.Tail, "\n"), "terminating on signal 15")
+}
