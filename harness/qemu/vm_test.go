@@ -3,6 +3,7 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -622,4 +623,46 @@ func TestStopWithBrokenQMP(t *testing.T) {
 	require.ErrorAs(t, vm.ExitErr(), &ee)
 	assert.Empty(t, ee.Signal, "QEMU should have ended on SIGTERM by itself: %v", ee)
 	assert.Contains(t, strings.Join(ee.Tail, "\n"), "terminating on signal 15")
+}
+
+// BenchmarkBootMany boots N guests at once, as LATENCY_CONSOLES=N will:
+// ms-to-all-ready is from the first Start to the last ready, MB-rss-each
+// is QEMU's resident memory per guest once all are up.
+func BenchmarkBootMany(b *testing.B) {
+	needQEMU(b)
+	for _, n := range []int{1, 10, 25} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			var all time.Duration
+			var rssKB int64
+			runs := 0
+			for b.Loop() {
+				vms := make([]*VM, n)
+				errs := make([]error, n)
+				var wg sync.WaitGroup
+				start := time.Now()
+				for i := range n {
+					spec := testSpec(b)
+					spec.Logger = nil
+					wg.Go(func() { vms[i], errs[i] = Start(b.Context(), spec) })
+				}
+				wg.Wait()
+				all += time.Since(start)
+				b.StopTimer()
+				for i, vm := range vms {
+					if errs[i] == nil {
+						rssKB += readRSSKB(b, vm.Pid())
+						wg.Go(func() { _ = vm.Stop(context.Background()) })
+					}
+				}
+				wg.Wait()
+				if err := errors.Join(errs...); err != nil {
+					b.Fatal(err)
+				}
+				runs++
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(all.Milliseconds())/float64(runs), "ms-to-all-ready")
+			b.ReportMetric(float64(rssKB)/float64(runs*n)/1024, "MB-rss-each")
+		})
+	}
 }
