@@ -379,10 +379,17 @@ const (
 	DefaultMaxWindow        = time.Second
 	DefaultGrace            = 100 * time.Millisecond
 	DefaultProgressInterval = 10 * time.Second
-	// DefaultQuiet is long enough that a console up to Window+1 s slow
-	// within a run of misses shows as late draws, and it costs nothing at
-	// the default cadence (window 1 s + quiet 1 s = the 2 s cadence).
+	// DefaultQuiet is the quiet gap at the default window: it costs
+	// nothing at the default cadence (window 1 s + quiet 1 s = the 2 s
+	// cadence). A zero Config.Quiet is the window, at least
+	// minDefaultQuiet and at most DefaultQuiet: a fast cadence is not
+	// slowed to a second per press, and the gap still outlasts the gaps
+	// inside a burst, so the rest of a late repaint cannot spill into the
+	// next window.
 	DefaultQuiet = time.Second
+	// minDefaultQuiet is the shortest derived quiet gap: twice the
+	// default settle.
+	minDefaultQuiet = 2 * DefaultSettle
 	// DefaultLateWait lets the first miss of a run of misses wait for a
 	// draw up to 5 s after its window before the next press, so a console
 	// up to Window+5 s slow is caught as late.
@@ -425,7 +432,8 @@ type Config struct {
 	// flight arrive.
 	Grace time.Duration
 	// Quiet is the gap with no draw at all, after the previous window has
-	// closed, before the next press (> Settle). Zero means 1 s.
+	// closed, before the next press (> Settle). Zero means the window,
+	// at least 300 ms and at most 1 s.
 	Quiet time.Duration
 	// LateWait is how long after the window of a press that got no draw
 	// the next press waits for its late draw (once per run of misses).
@@ -471,8 +479,11 @@ type Config struct {
 }
 
 // DefaultConfig returns the loadtest's defaults for metric: the legacy 2 s
-// cadence with jitter, a 100 ms hold, a 1 s window, a 1 s quiet gap, a
-// 150 ms settle, 60 samples and 10 minutes at most.
+// cadence with jitter, a 100 ms hold, a 1 s window, a 150 ms settle, 60
+// samples and 10 minutes at most. Quiet, Baseline and MaxQuietWait are
+// left zero so that Run derives them from the window the caller ends up
+// with (1 s, 1 s and 10 s at the default window); Result.Config holds the
+// values used.
 func DefaultConfig(metric Metric) Config {
 	return Config{
 		Metric:           metric,
@@ -483,11 +494,8 @@ func DefaultConfig(metric Metric) Config {
 		Hold:             DefaultHold,
 		Window:           min(DefaultCadence, DefaultMaxWindow),
 		Grace:            DefaultGrace,
-		Quiet:            DefaultQuiet,
 		LateWait:         DefaultLateWait,
 		Settle:           DefaultSettle,
-		Baseline:         DefaultQuiet,
-		MaxQuietWait:     quietWaitFactor * DefaultQuiet,
 		MaxMisses:        DefaultMaxMisses,
 		MaxContamination: DefaultMaxContamination,
 		ProgressInterval: DefaultProgressInterval,
@@ -580,7 +588,7 @@ func (c Config) withDefaults() Config {
 		c.Window = min(c.Cadence, DefaultMaxWindow)
 	}
 	if c.Quiet == 0 {
-		c.Quiet = DefaultQuiet
+		c.Quiet = min(max(c.Window, minDefaultQuiet), DefaultQuiet)
 	}
 	if c.LateWait == 0 {
 		c.LateWait = DefaultLateWait

@@ -586,7 +586,9 @@ func TestDefaults(t *testing.T) {
 	assert.Positive(t, d.Jitter)
 	assert.NoError(t, validate(d.withDefaults(), Sources{Keyboard: newFakeGuest(), Draws: make(chan Draw)}))
 
-	assert.Equal(t, time.Second, d.Quiet)
+	assert.Zero(t, d.Quiet, "derived from the window by Run")
+	assert.Equal(t, time.Second, d.withDefaults().Quiet, "1s at the default window")
+	assert.Equal(t, 10*time.Second, d.withDefaults().MaxQuietWait)
 	assert.Equal(t, 150*time.Millisecond, d.Settle)
 	assert.Equal(t, 10, d.MaxMisses)
 	assert.Equal(t, 0.01, d.MaxContamination)
@@ -595,12 +597,18 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, 300*time.Millisecond, c.Window, "window defaults to min(cadence, 1s)")
 	assert.Equal(t, DefaultHold, c.Hold)
 	assert.Zero(t, c.Jitter, "zero jitter means none")
-	assert.Equal(t, DefaultQuiet, c.Baseline, "baseline defaults to the quiet gap")
-	assert.Equal(t, 10*DefaultQuiet, c.MaxQuietWait)
+	assert.Equal(t, c.Quiet, c.Baseline, "baseline defaults to the quiet gap")
+	assert.Equal(t, 10*c.Quiet, c.MaxQuietWait)
 	assert.Equal(t, 3*time.Second, Config{Quiet: 300 * time.Millisecond}.withDefaults().MaxQuietWait, "10 quiet gaps")
+	assert.Equal(t, 300*time.Millisecond, c.Quiet, "the quiet gap defaults to the window")
+	assert.Equal(t, time.Second, Config{Window: 3 * time.Second, Cadence: 4 * time.Second}.withDefaults().Quiet, "at most 1s")
+	assert.Equal(t, 300*time.Millisecond, Config{Cadence: 50 * time.Millisecond}.withDefaults().Quiet, "at least twice the settle")
+	assert.Equal(t, 300*time.Millisecond, Config{Cadence: 50 * time.Millisecond}.withDefaults().Baseline)
 	z := Config{}.withDefaults()
 	z.Jitter, z.Grace, z.Metric, z.Samples, z.MaxDuration, z.Logger = d.Jitter, d.Grace, d.Metric, d.Samples, d.MaxDuration, nil
-	assert.Equal(t, d, z, "every default of DefaultConfig is also the zero field's")
+	dd := d.withDefaults()
+	dd.Logger = nil
+	assert.Equal(t, dd, z, "every default of DefaultConfig is also the zero field's")
 
 	assert.Contains(t, KeypressToScreen.Definition(), "surface_drawn")
 	assert.Contains(t, KeypressToRepaint.Definition(), "last draw of the burst")
