@@ -26,9 +26,6 @@ type fakeGuest struct {
 	upErr func(n int) error
 	// onDown runs at press n's key down before the draws are queued.
 	onDown func(n int)
-	// upDraw, when true, queues an unrelated draw stamped "now" at every
-	// key up: a draw with no press outstanding.
-	upDraw bool
 	// closeAt closes the draw channel at that press's key down.
 	closeAt int
 	// backdate moves each sentAt into the past, as if Run had been slow
@@ -91,9 +88,6 @@ func (g *fakeGuest) KeyUp(ctx context.Context) error {
 		}
 	}
 	g.ups++
-	if g.upDraw && g.closeAt == 0 {
-		g.draws <- Draw{Wallclock: time.Now()}
-	}
 	return nil
 }
 
@@ -103,19 +97,24 @@ func (g *fakeGuest) counts() (downs, ups int, sentAts []time.Time) {
 	return g.downs, g.ups, append([]time.Time(nil), g.sentAts...)
 }
 
-// fastConfig is a keypress configuration with short times so that tests
-// finish in well under a second. Nothing asserts on these times.
+// fastConfig is a keypress configuration with short times, so that the
+// tests that run on the real clock (ping mode, the benchmarks) stay fast;
+// the keypress tests run it on synctest's fake clock.
 func fastConfig(samples int) Config {
 	return Config{
-		Metric:      KeypressToScreen,
-		Samples:     samples,
-		MaxDuration: time.Minute,
-		Cadence:     20 * time.Millisecond,
-		Jitter:      5 * time.Millisecond,
-		Hold:        5 * time.Millisecond,
-		Window:      15 * time.Millisecond,
-		Grace:       5 * time.Millisecond,
-		Seed:        1,
+		Metric:       KeypressToScreen,
+		Samples:      samples,
+		MaxDuration:  time.Minute,
+		Cadence:      20 * time.Millisecond,
+		Jitter:       5 * time.Millisecond,
+		Hold:         5 * time.Millisecond,
+		Window:       15 * time.Millisecond,
+		Grace:        5 * time.Millisecond,
+		Quiet:        10 * time.Millisecond,
+		LateWait:     30 * time.Millisecond,
+		Settle:       3 * time.Millisecond,
+		MaxQuietWait: 100 * time.Millisecond,
+		Seed:         1,
 	}
 }
 

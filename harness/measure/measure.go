@@ -1,31 +1,82 @@
 // Package measure takes the loadtest's latency samples from control-socket
 // events: keypress-to-screen (a key press paired with the first screen
-// update after it) or the ping interval reported by ryll's "latency"
-// event.
+// update after it), keypress-to-repaint (the same press to the last draw
+// of the repaint it caused) or the ping interval reported by ryll's
+// "latency" event.
 //
 // It knows nothing about the control socket itself: the caller adapts its
 // client to the small Keyboard interface and feeds events in as Draw, Ping
 // and dropped-count channels. That keeps the pairing logic testable with
 // fakes and lets it be reused for any client that can press a key and
-// report draws.
+// report draws. Run returns a complete Result, with one Press record per
+// key press, whatever happens.
 //
-// # Keypress pairing
+// # Never another press's draw
 //
-// One press is outstanding at a time. A press's sample is the first draw
-// whose server wall clock is at or after the press's sentAt and no later
-// than sentAt+Window; its value is Wallclock-sentAt. A press with no such
-// draw is a miss: counted and reported, never a sample. A press is judged
-// only by draw wall clocks, and each press is finished (paired or missed)
-// before the next is sent, so a lost draw can never shift the samples of
-// later presses (the failure of FIFO pairing), and a late draw of an
-// earlier press can never be taken for a later one. Because ryll sends a
-// draw event at its wall clock and it needs time to arrive, a miss is
-// decided only when the local clock passes sentAt+Window+Grace, and draws
-// already queued are examined before deciding.
+// One press is open at a time. Its window is [sentAt, sentAt+Window] by
+// draw wall clock; the first draw in it is the press's first draw. A
+// draw may only answer a press if it cannot belong to an earlier one, so
+// the next press is sent only when all of these hold:
+//   - its cadence slot has come (Cadence plus a uniformly random Jitter
+//     after the previous press, so that presses do not phase-lock with
+//     QEMU's ~30 ms display refresh);
+//   - the previous press's window has closed (and Grace has passed for
+//     draw events in flight);
+//   - no draw at all has been drawn for Quiet, counted from the later of
+//     the previous window's end and the last draw seen;
+//   - after a press that got no draw, its late draw has arrived or
+//     LateWait has passed since its window closed (once per run of
+//     misses).
 //
-// Presses are spaced Cadence plus a uniformly random Jitter apart,
-// measured press to press, so that they do not phase-lock with the
-// guest's display refresh (about 30 ms in QEMU).
+// A draw that comes after the window of a press that got none is late: it
+// resets the quiet gap, is counted, and is never paired. A console slower
+// than the window therefore gives misses (verdict late), not fast
+// samples, as long as it is faster than Window+LateWait (Window+Quiet
+// within a run of misses). MaxMisses misses in a row end the run with
+// StopLateDraws or StopNoDraws and an error that says what it means. The
+// quiet rule may push a press past its cadence slot; Press.QuietWait
+// records by how much.
+//
+// # The burst
+//
+// A press's burst starts with its first draw and takes every following
+// draw that comes within Settle of the one before it, inside the window.
+// The burst's last draw is the end of the repaint: Press.Repaint, the
+// sample of KeypressToRepaint. Both figures are measured whatever the
+// metric. A press's verdict is decided once the window has closed and the
+// burst has settled (local clock past both plus Grace, after the queued
+// draws have been judged):
+//   - sample: it had a first draw and nothing below applies;
+//   - suspect: it had a first draw, but a dropped event arrived between
+//     its key down and its decision (the first or last draw may be lost),
+//     or its burst was still going when the window closed, or a draw
+//     turned up afterwards stamped less than Quiet before the key (the gap
+//     was not quiet after all): not a sample, counted;
+//   - miss: no draw in the window;
+//   - late: a miss whose draw came after the window, before the next
+//     press.
+//
+// # The background
+//
+// Draws no key caused are counted while no press is open: before the
+// first press (for at least Baseline) and from each sampled burst's end
+// (last draw plus Settle) to the next key down. Background holds their
+// number, the time observed, the rate and the pattern: the coefficient of
+// variation (CV) of their gaps, measured in observed time with the press
+// windows cut out, is below 0.5 for a steady source (a clock, a blinking
+// cursor), near 1 for a random one, and above 1.5 for a bursty one; with
+// fewer than 5 gaps the pattern is unknown.
+//
+// A sample is contaminated when a background draw falls inside its
+// exposure: [sentAt, first draw] for KeypressToScreen, [sentAt, last
+// draw + Settle] for KeypressToRepaint (an unrelated draw there moves the
+// start or the end of the burst). The estimated share is rate times the
+// median exposure, capped at 1: the expected number of background draws
+// in one exposure, which bounds the probability of at least one for any
+// stationary background (Markov's inequality) and equals it for a steady
+// one, where the Poisson 1-exp(-rate*exposure) would be slightly low.
+// Above MaxContamination the run fails with StopBackground; so does a
+// screen that never stays quiet for Quiet within MaxQuietWait.
 package measure
 
 import (
@@ -34,32 +85,82 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
+
+	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
 
 // Metric names what a sample measures. The values are written to the
-// results sidecar and must not change.
+// results sidecar and must not change. This package is the one home of
+// the metric vocabulary: ParseMetric reads both the long names and the
+// short ones users type (LATENCY_METRIC), and Short gives the short one.
 type Metric string
 
 const (
 	// KeypressToScreen is the time from a key press to the first screen
-	// update after it: what a user perceives.
+	// update after it. It is the default: the legacy CSV keeps its meaning.
 	KeypressToScreen Metric = "keypress_to_screen"
+	// KeypressToRepaint is the time from a key press to the last draw of
+	// the burst it caused: when the screen is complete, which is what a
+	// person sees. Through a proxy that stalls on Nagle's algorithm it is
+	// about 40 ms longer than KeypressToScreen.
+	KeypressToRepaint Metric = "keypress_to_repaint"
 	// PingInterval is ryll's "latency" event. Despite the name it is not a
 	// round-trip time: it is the gap between two consecutive SPICE server
 	// PINGs as ryll saw them, so samples alternate near 0 s and near 15 s.
 	PingInterval Metric = "ping_interval"
 )
 
+// AllMetrics lists every metric, for validation and documentation.
+func AllMetrics() []Metric { return []Metric{KeypressToScreen, KeypressToRepaint, PingInterval} }
+
+// shortNames are the names users type; the index matches AllMetrics.
+var shortNames = []string{"keypress", "repaint", "ping"}
+
+// Short is the name a user types for m (keypress, repaint, ping), or ""
+// for an unknown metric.
+func (m Metric) Short() string {
+	for i, k := range AllMetrics() {
+		if k == m {
+			return shortNames[i]
+		}
+	}
+	return ""
+}
+
+// ParseMetric reads a metric by its short name (keypress, repaint, ping)
+// or its long name (keypress_to_screen, ...), ignoring case and spaces
+// around it.
+func ParseMetric(s string) (Metric, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	for i, m := range AllMetrics() {
+		if s == shortNames[i] || s == string(m) {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("unknown metric %q: want %s", s, strings.Join(shortNames, ", "))
+}
+
+// Keypress reports whether m is measured by pressing keys.
+func (m Metric) Keypress() bool { return m == KeypressToScreen || m == KeypressToRepaint }
+
 // Definition says in words what one sample of m is, for the sidecar, so
 // that nobody compares CSVs of different metrics unknowingly.
 func (m Metric) Definition() string {
+	const rules = " A press is sent only after the previous press's window has closed and no draw has " +
+		"come for the quiet gap, so a late draw is never taken for a later press. A press with no draw " +
+		"within the window is a miss, and one that saw dropped events is suspect; neither gives a sample."
 	switch m {
 	case KeypressToScreen:
 		return "Keypress-to-screen latency in seconds: the surface_drawn wallclock_us of the first " +
 			"draw at or after a send_key down, minus the host wall clock taken just before that " +
-			"request was written (both clocks are the same host's). A press with no draw within " +
-			"the window is a miss and gives no sample."
+			"request was written (both clocks are the same host's)." + rules
+	case KeypressToRepaint:
+		return "Keypress-to-repaint latency in seconds: the surface_drawn wallclock_us of the last " +
+			"draw of the burst that starts with the first draw after a send_key down (the burst ends " +
+			"when no draw has come for the settle time), minus the host wall clock taken just before " +
+			"that request was written. It is when the repaint is complete." + rules
 	case PingInterval:
 		return "Ping interval in seconds: the control socket latency event's sample_ms / 1000, " +
 			"the gap between two consecutive SPICE server PINGs as ryll saw them. It is not a " +
@@ -71,20 +172,53 @@ func (m Metric) Definition() string {
 	}
 }
 
-// StopReason says why a run ended. The values match the results
-// package's Stop* constants.
+// StopReason says why a run ended. The values are written to the results
+// sidecar and must not change; this package is their one home
+// (AllStopReasons lists them).
 type StopReason string
 
 const (
+	// StopSamplesReached: the sample target was reached.
 	StopSamplesReached StopReason = "samples_reached"
-	StopMaxDuration    StopReason = "max_duration"
-	StopInterrupted    StopReason = "interrupted"
-	StopError          StopReason = "error"
+	// StopMaxDuration: the maximum duration passed first.
+	StopMaxDuration StopReason = "max_duration"
+	// StopInterrupted: the context was cancelled (a signal).
+	StopInterrupted StopReason = "interrupted"
+	// StopError: a key request, the event source, the sink or the
+	// configuration failed.
+	StopError StopReason = "error"
+	// StopNoDraws: MaxMisses presses in a row got no draw at all.
+	StopNoDraws StopReason = "no_draws"
+	// StopLateDraws: MaxMisses presses in a row got no draw in the window,
+	// most of them a late one: the console is slower than the window.
+	StopLateDraws StopReason = "late_draws"
+	// StopBackground: the guest draws on its own too often to measure:
+	// the estimated contamination exceeds MaxContamination, or the screen
+	// never stayed quiet for Quiet.
+	StopBackground StopReason = "background"
 )
 
-// ErrSourceClosed is wrapped by Run's error when an event channel closes,
-// which the caller does when the control connection is lost.
-var ErrSourceClosed = errors.New("event source closed")
+// AllStopReasons lists every stop reason.
+func AllStopReasons() []StopReason {
+	return []StopReason{StopSamplesReached, StopMaxDuration, StopInterrupted, StopError,
+		StopNoDraws, StopLateDraws, StopBackground}
+}
+
+// Failed reports whether a run that stopped for r failed: every reason
+// but reaching the sample target or the maximum duration.
+func (r StopReason) Failed() bool { return r != StopSamplesReached && r != StopMaxDuration }
+
+var (
+	// ErrSourceClosed is wrapped by Run's error when an event channel
+	// closes, which the caller does when the control connection is lost.
+	ErrSourceClosed = errors.New("event source closed")
+	// ErrNoDraws is wrapped by Run's error for StopNoDraws.
+	ErrNoDraws = errors.New("no draw follows a key press")
+	// ErrLateDraws is wrapped by Run's error for StopLateDraws.
+	ErrLateDraws = errors.New("draws come after the window")
+	// ErrBackground is wrapped by Run's error for StopBackground.
+	ErrBackground = errors.New("the guest draws on its own")
+)
 
 // Keyboard presses and releases the measured key. The control-socket
 // adapter implements it with send_key down and up.
@@ -118,11 +252,11 @@ type Sample struct {
 	// of the CSV.
 	Index int
 	// Seq is the 1-based press number (keypress) or latency event number
-	// (ping). Gaps in Seq between samples are misses.
+	// (ping). Gaps in Seq between samples are presses that gave none.
 	Seq int
 	// At is the press's sentAt (keypress) or the event's wall clock (ping).
 	At time.Time
-	// Value is in seconds.
+	// Value is in seconds: the metric's figure.
 	Value float64
 }
 
@@ -130,10 +264,114 @@ type Sample struct {
 type Miss struct {
 	Seq int
 	At  time.Time
+	// Late is true when a draw came after the window, before the next
+	// press (the press's verdict is VerdictLate).
+	Late bool
+}
+
+// Verdict is what became of one press. The values are written to the
+// presses CSV and must not change.
+type Verdict string
+
+const (
+	// VerdictSample: the press gave a sample.
+	VerdictSample Verdict = "sample"
+	// VerdictMiss: no draw in the window, and none after it before the
+	// next press.
+	VerdictMiss Verdict = "miss"
+	// VerdictLate: no draw in the window, but one after it before the
+	// next press (probably its own: the console is slower than the
+	// window). A late press is a miss.
+	VerdictLate Verdict = "late"
+	// VerdictSuspect: the press had a first draw, but its figures cannot
+	// be trusted (Press.Reason says why). Not a sample.
+	VerdictSuspect Verdict = "suspect"
+	// VerdictUnfinished: the run stopped before the press was decided.
+	VerdictUnfinished Verdict = "unfinished"
+)
+
+// AllVerdicts lists every verdict.
+func AllVerdicts() []Verdict {
+	return []Verdict{VerdictSample, VerdictMiss, VerdictLate, VerdictSuspect, VerdictUnfinished}
+}
+
+// Press is the record of one key press, for latency-<run>-presses.csv.
+type Press struct {
+	// Number is 1-based and matches Sample.Seq and a simulator's truth.
+	Number int
+	// SentAt is the host wall clock just before the key down was written.
+	SentAt time.Time
+	// Verdict is what became of the press; Reason says why for a suspect.
+	Verdict Verdict
+	Reason  string
+	// Answered is true when the press had a first draw in its window;
+	// FirstDraw, Repaint and Draws mean nothing otherwise (leave the
+	// CSV cells empty).
+	Answered bool
+	// FirstDraw is from SentAt to the first draw (keypress_to_screen).
+	FirstDraw time.Duration
+	// Repaint is from SentAt to the last draw of the burst
+	// (keypress_to_repaint).
+	Repaint time.Duration
+	// Draws is the number of draws in the burst.
+	Draws int
+	// Background is the number of background draws counted in the gap
+	// before this press (for press 1: the baseline).
+	Background int
+	// LateDraws counts draws after the window of an unanswered press;
+	// Overrun counts draws that continued the burst past the window.
+	LateDraws int
+	Overrun   int
+	// Dropped is the sum of dropped-event counts that arrived between the
+	// key down and the decision.
+	Dropped int
+	// QuietWait is how much later than its cadence slot the press was
+	// sent because the previous window, the quiet gap or a late draw had
+	// to be waited for.
+	QuietWait time.Duration
+}
+
+// Pattern is how background draws come.
+type Pattern string
+
+const (
+	// PatternNone: no background draw was seen.
+	PatternNone Pattern = "none"
+	// PatternUnknown: too few gaps (under 5) to say.
+	PatternUnknown Pattern = "unknown"
+	// PatternSteady: gaps nearly equal (CV < 0.5): a clock, a cursor.
+	PatternSteady Pattern = "steady"
+	// PatternRandom: gaps like a Poisson process (0.5 <= CV <= 1.5).
+	PatternRandom Pattern = "random"
+	// PatternBursty: clustered draws (CV > 1.5).
+	PatternBursty Pattern = "bursty"
+)
+
+// Background describes the draws no key caused.
+type Background struct {
+	// Draws were seen in Observed: before the first press and in the
+	// quiet gaps after sampled bursts.
+	Draws    int
+	Observed time.Duration
+	// Rate is Draws per second of Observed (0 when nothing was observed).
+	Rate float64
+	// Pattern and GapCV describe the gaps between background draws, in
+	// observed time; Gaps is how many gaps GapCV is taken from.
+	Pattern Pattern
+	GapCV   float64
+	Gaps    int
+	// Exposure is the median time per sample in which a background draw
+	// would have changed it (the metric's figure, plus Settle for the
+	// repaint).
+	Exposure time.Duration
+	// Contamination is the estimated share of samples taken from (or
+	// changed by) a background draw: min(1, Rate * Exposure). Zero when
+	// there are no samples.
+	Contamination float64
 }
 
 // Defaults for Config fields. A zero field in Config takes its default,
-// except Jitter, where zero means none; DefaultConfig sets it.
+// except Jitter and Grace, where zero means none; DefaultConfig sets them.
 const (
 	DefaultCadence          = 2 * time.Second
 	DefaultJitter           = 200 * time.Millisecond
@@ -141,6 +379,34 @@ const (
 	DefaultMaxWindow        = time.Second
 	DefaultGrace            = 100 * time.Millisecond
 	DefaultProgressInterval = 10 * time.Second
+	// DefaultQuiet is the quiet gap at the default window: it costs
+	// nothing at the default cadence (window 1 s + quiet 1 s = the 2 s
+	// cadence). A zero Config.Quiet is the window, at least
+	// minDefaultQuiet and at most DefaultQuiet: a fast cadence is not
+	// slowed to a second per press, and the gap still outlasts the gaps
+	// inside a burst, so the rest of a late repaint cannot spill into the
+	// next window.
+	DefaultQuiet = time.Second
+	// minDefaultQuiet is the shortest derived quiet gap: twice the
+	// default settle.
+	minDefaultQuiet = 2 * DefaultSettle
+	// DefaultLateWait lets the first miss of a run of misses wait for a
+	// draw up to 5 s after its window before the next press, so a console
+	// up to Window+5 s slow is caught as late.
+	DefaultLateWait = 5 * time.Second
+	// DefaultSettle ends a burst: the boot-sector guest's 23 draws come
+	// within a few ms directly, and a Nagle stall (delayed ACK, ~40 ms on
+	// Linux) puts the last ones about 40 ms later. 150 ms is well above
+	// that gap, far below the quiet gap, and adds little to the repaint's
+	// exposure to background draws.
+	DefaultSettle = 150 * time.Millisecond
+	// DefaultMaxMisses presses in a row without a draw end the run.
+	DefaultMaxMisses = 10
+	// DefaultMaxContamination is the share of samples that may have come
+	// from an unrelated draw before the run fails.
+	DefaultMaxContamination = 0.01
+	// quietWaitFactor: MaxQuietWait defaults to this many Quiet gaps.
+	quietWaitFactor = 10
 )
 
 // Config controls a run. Build it from DefaultConfig and override fields.
@@ -159,12 +425,35 @@ type Config struct {
 	// Hold is how long the key stays down; less than Cadence.
 	Hold time.Duration
 	// Window is how long after sentAt (by draw wall clock) a draw still
-	// counts for the press; at most Cadence. Zero means min(Cadence, 1 s).
+	// counts as the press's first draw. Zero means min(Cadence, 1 s).
 	Window time.Duration
-	// Grace is how long past the window the local clock must be before a
-	// miss is decided, to let a draw event in flight arrive. If
-	// Window+Grace exceeds the gap, the next press waits for the decision.
+	// Grace is how long past a deadline (window end, burst settle) the
+	// local clock must be before it is decided, to let a draw event in
+	// flight arrive.
 	Grace time.Duration
+	// Quiet is the gap with no draw at all, after the previous window has
+	// closed, before the next press (> Settle). Zero means the window,
+	// at least 300 ms and at most 1 s.
+	Quiet time.Duration
+	// LateWait is how long after the window of a press that got no draw
+	// the next press waits for its late draw (once per run of misses).
+	// Zero means 5 s.
+	LateWait time.Duration
+	// Settle ends a burst: no draw for Settle after its last one
+	// (< Quiet). Zero means 150 ms.
+	Settle time.Duration
+	// Baseline is how long the background is observed before the first
+	// press (which also needs Quiet without a draw). Zero means Quiet.
+	Baseline time.Duration
+	// MaxQuietWait is how long past its slot a press may wait for a quiet
+	// gap before the run fails with StopBackground. Zero means 10*Quiet.
+	MaxQuietWait time.Duration
+	// MaxMisses is the number of misses in a row (late or not) that end
+	// the run. Zero means 10.
+	MaxMisses int
+	// MaxContamination is the largest estimated share of samples that
+	// may come from background draws, in (0, 1]. Zero means 0.01.
+	MaxContamination float64
 	// Seed seeds the jitter; zero picks one at random. Result.Config.Seed
 	// holds the seed used, so a run's gaps can be reproduced.
 	Seed uint64
@@ -175,8 +464,13 @@ type Config struct {
 	// goroutine, so it must not block for long), typically to append it
 	// to the CSV. An error ends the run with that error.
 	OnSample func(Sample) error
-	// OnMiss, if set, receives each miss.
+	// OnMiss, if set, receives each miss once it is known whether it was
+	// late: when the next press is decided, or when the run stops.
 	OnMiss func(Miss)
+	// OnPress, if set, receives each press record when it is complete (at
+	// the same moments as OnMiss), in press order, typically to append it
+	// to the presses CSV.
+	OnPress func(Press)
 	// Logger receives progress and warnings; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -185,8 +479,11 @@ type Config struct {
 }
 
 // DefaultConfig returns the loadtest's defaults for metric: the legacy 2 s
-// cadence with jitter, a 100 ms hold, a 1 s window, 60 samples and 10
-// minutes at most.
+// cadence with jitter, a 100 ms hold, a 1 s window, a 150 ms settle, 60
+// samples and 10 minutes at most. Quiet, Baseline and MaxQuietWait are
+// left zero so that Run derives them from the window the caller ends up
+// with (1 s, 1 s and 10 s at the default window); Result.Config holds the
+// values used.
 func DefaultConfig(metric Metric) Config {
 	return Config{
 		Metric:           metric,
@@ -197,6 +494,10 @@ func DefaultConfig(metric Metric) Config {
 		Hold:             DefaultHold,
 		Window:           min(DefaultCadence, DefaultMaxWindow),
 		Grace:            DefaultGrace,
+		LateWait:         DefaultLateWait,
+		Settle:           DefaultSettle,
+		MaxMisses:        DefaultMaxMisses,
+		MaxContamination: DefaultMaxContamination,
 		ProgressInterval: DefaultProgressInterval,
 	}
 }
@@ -204,7 +505,7 @@ func DefaultConfig(metric Metric) Config {
 // Sources are the run's inputs. The caller closes Draws or Pings when the
 // control connection is lost.
 type Sources struct {
-	// Keyboard and Draws are required for KeypressToScreen.
+	// Keyboard and Draws are required for the keypress metrics.
 	Keyboard Keyboard
 	Draws    <-chan Draw
 	// Pings is required for PingInterval. No key is pressed in that mode
@@ -220,14 +521,26 @@ type Result struct {
 	// Config is the configuration used, defaults filled in.
 	Config  Config
 	Samples []Sample
-	Misses  []Miss
-	// Presses counts successful key downs; a press still open when the
-	// run stopped is neither a sample nor a miss.
-	Presses int
-	// UnpairedDraws counts draws that answered no press: with no press
-	// open, before the open press's sentAt, after its window, or after
-	// its first draw.
+	// Misses are the presses with verdict miss or late.
+	Misses []Miss
+	// Presses holds one record per successful key down, in order.
+	Presses []Press
+	// Suspects counts presses with verdict suspect.
+	Suspects int
+	// FirstDraw and Repaint summarise, in seconds, both keypress figures
+	// of the sampled presses, whichever the metric.
+	FirstDraw, Repaint stats.Summary
+	// Background describes the draws no key caused.
+	Background Background
+	// UnpairedDraws counts draws that were in no press's burst:
+	// background, late, overrun and those beyond the pending bound.
 	UnpairedDraws int
+	// LateDraws counts draws after the window of a press with no draw.
+	LateDraws int
+	// QuietDelayed counts presses sent after their cadence slot because
+	// of the window, quiet or late-draw rule; QuietWait is the sum.
+	QuietDelayed int
+	QuietWait    time.Duration
 	// Dropped is the sum of the dropped-event counts received.
 	Dropped int
 	// KeyErrors counts failed key requests: a failure during the run ends
@@ -252,6 +565,17 @@ func (r Result) Values() []float64 {
 	return v
 }
 
+// Count returns the number of presses with verdict v.
+func (r Result) Count(v Verdict) int {
+	n := 0
+	for _, p := range r.Presses {
+		if p.Verdict == v {
+			n++
+		}
+	}
+	return n
+}
+
 // withDefaults fills zero fields.
 func (c Config) withDefaults() Config {
 	if c.Cadence == 0 {
@@ -262,6 +586,27 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Window == 0 {
 		c.Window = min(c.Cadence, DefaultMaxWindow)
+	}
+	if c.Quiet == 0 {
+		c.Quiet = min(max(c.Window, minDefaultQuiet), DefaultQuiet)
+	}
+	if c.LateWait == 0 {
+		c.LateWait = DefaultLateWait
+	}
+	if c.Settle == 0 {
+		c.Settle = DefaultSettle
+	}
+	if c.Baseline == 0 {
+		c.Baseline = c.Quiet
+	}
+	if c.MaxQuietWait == 0 {
+		c.MaxQuietWait = quietWaitFactor * c.Quiet
+	}
+	if c.MaxMisses == 0 {
+		c.MaxMisses = DefaultMaxMisses
+	}
+	if c.MaxContamination == 0 {
+		c.MaxContamination = DefaultMaxContamination
 	}
 	if c.ProgressInterval == 0 {
 		c.ProgressInterval = DefaultProgressInterval
@@ -285,8 +630,8 @@ func validate(c Config, src Sources) error {
 	if c.ProgressInterval < 0 {
 		bad("progress interval is %v, want more than 0", c.ProgressInterval)
 	}
-	switch c.Metric {
-	case KeypressToScreen:
+	switch {
+	case c.Metric.Keypress():
 		if src.Keyboard == nil {
 			bad("keypress metric needs a keyboard")
 		}
@@ -302,18 +647,39 @@ func validate(c Config, src Sources) error {
 		if c.Hold < 0 || c.Hold >= c.Cadence {
 			bad("hold is %v, want more than 0 and less than the cadence %v", c.Hold, c.Cadence)
 		}
-		if c.Window < 0 || c.Window > c.Cadence {
-			bad("window is %v, want more than 0 and at most the cadence %v", c.Window, c.Cadence)
+		if c.Window < 0 {
+			bad("window is %v, want more than 0", c.Window)
 		}
 		if c.Grace < 0 {
 			bad("grace is %v, want 0 or more", c.Grace)
 		}
-	case PingInterval:
+		if c.Settle < 0 || c.Settle >= c.Quiet {
+			bad("settle is %v, want more than 0 and less than the quiet gap %v", c.Settle, c.Quiet)
+		}
+		if c.Quiet < 0 {
+			bad("quiet gap is %v, want more than 0", c.Quiet)
+		}
+		if c.LateWait < 0 {
+			bad("late wait is %v, want more than 0", c.LateWait)
+		}
+		if c.Baseline < 0 {
+			bad("baseline is %v, want more than 0", c.Baseline)
+		}
+		if c.MaxQuietWait < c.Quiet {
+			bad("max quiet wait is %v, want at least the quiet gap %v", c.MaxQuietWait, c.Quiet)
+		}
+		if c.MaxMisses < 1 {
+			bad("max misses is %d, want at least 1", c.MaxMisses)
+		}
+		if !(c.MaxContamination > 0 && c.MaxContamination <= 1) {
+			bad("max contamination is %v, want more than 0 and at most 1", c.MaxContamination)
+		}
+	case c.Metric == PingInterval:
 		if src.Pings == nil {
 			bad("ping metric needs a latency event channel")
 		}
 	default:
-		bad("unknown metric %q (want %q or %q)", c.Metric, KeypressToScreen, PingInterval)
+		bad("unknown metric %q (want %q, %q or %q)", c.Metric, KeypressToScreen, KeypressToRepaint, PingInterval)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid measurement configuration: %w", err)

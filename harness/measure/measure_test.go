@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -17,7 +18,13 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func TestKeypressExactSamples(t *testing.T) {
+// The keypress tests run in a synctest bubble: time.Now, timers and
+// sleeps are fake, so the millisecond windows of fastConfig cost nothing
+// and cannot flake under -race.
+
+func TestKeypressExactSamples(t *testing.T) { synctest.Test(t, testKeypressExactSamples) }
+
+func testKeypressExactSamples(t *testing.T) {
 	delays := []time.Duration{ms(3), ms(5.5), ms(7), ms(11), ms(2.25)}
 	g := newFakeGuest()
 	g.answer = func(n int) []time.Duration { return []time.Duration{delays[n-1]} }
@@ -41,7 +48,21 @@ func TestKeypressExactSamples(t *testing.T) {
 	assert.Equal(t, StopSamplesReached, res.StopReason)
 	assert.Empty(t, res.Misses)
 	assert.Zero(t, res.UnpairedDraws)
-	assert.Equal(t, len(delays), res.Presses)
+	require.Len(t, res.Presses, len(delays))
+	for i, p := range res.Presses {
+		assert.Equal(t, i+1, p.Number)
+		assert.Equal(t, VerdictSample, p.Verdict)
+		assert.True(t, p.Answered)
+		assert.Equal(t, delays[i], p.FirstDraw)
+		assert.Equal(t, delays[i], p.Repaint, "one draw: the repaint ends with it")
+		assert.Equal(t, 1, p.Draws)
+		assert.True(t, sentAts[i].Equal(p.SentAt))
+	}
+	assert.Equal(t, len(delays), res.FirstDraw.Count)
+	assert.InDelta(t, 0.0055, res.FirstDraw.P50, 1e-12)
+	assert.Equal(t, res.FirstDraw, res.Repaint)
+	assert.Equal(t, PatternNone, res.Background.Pattern)
+	assert.Zero(t, res.Background.Contamination)
 	assert.Equal(t, downs, ups, "every key down is released, including the last")
 	assert.Equal(t, 2*time.Millisecond, res.MaxDrawLag)
 	assert.False(t, res.End.Before(res.Start))
@@ -49,9 +70,16 @@ func TestKeypressExactSamples(t *testing.T) {
 }
 
 func TestKeypressMissDoesNotShiftLaterSamples(t *testing.T) {
+	synctest.Test(t, testKeypressMissDoesNotShiftLaterSamples)
+}
+
+func testKeypressMissDoesNotShiftLaterSamples(t *testing.T) {
 	// Press 2 gets no draw in its window. Its late draw turns up during
-	// press 3 (stamped before press 3 was sent). A FIFO pairer would give
-	// press 2 that late draw and every later press its predecessor's draw.
+	// press 3 (stamped just before press 3 was sent). A FIFO pairer would
+	// give press 2 that late draw and every later press its predecessor's
+	// draw. Here press 2 is late, and press 3 is suspect: a draw came
+	// less than the quiet gap before its key, so its window may hold the
+	// rest of an earlier repaint.
 	g := newFakeGuest()
 	g.answer = func(n int) []time.Duration {
 		switch n {
@@ -74,13 +102,24 @@ func TestKeypressMissDoesNotShiftLaterSamples(t *testing.T) {
 	for i, s := range res.Samples {
 		seqs[i] = s.Seq
 	}
-	assert.Equal(t, []int{1, 3, 4, 5}, seqs)
-	assert.Equal(t, []float64{0.001, 0.009, 0.004, 0.005}, res.Values())
+	assert.Equal(t, []int{1, 4, 5, 6}, seqs)
+	assert.Equal(t, []float64{0.001, 0.004, 0.005, 0.006}, res.Values())
 	require.Len(t, res.Misses, 1)
 	assert.Equal(t, 2, res.Misses[0].Seq)
+	assert.True(t, res.Misses[0].Late, "its draw came after the window")
 	assert.True(t, sentAts[1].Equal(res.Misses[0].At), "a miss records its press time")
 	assert.Equal(t, res.Misses, misses, "OnMiss sees each miss")
 	assert.Equal(t, 1, res.UnpairedDraws, "the late draw is not paired with a later press")
+	assert.Equal(t, 1, res.LateDraws)
+	require.GreaterOrEqual(t, len(res.Presses), 3)
+	assert.Equal(t, VerdictLate, res.Presses[1].Verdict)
+	assert.Equal(t, 1, res.Presses[1].LateDraws)
+	assert.Equal(t, VerdictSuspect, res.Presses[2].Verdict)
+	assert.Contains(t, res.Presses[2].Reason, "quiet gap")
+	assert.Equal(t, 1, res.Suspects)
+	assert.GreaterOrEqual(t, res.Presses[2].SentAt.Sub(res.Presses[1].SentAt), res.Config.Window+res.Config.LateWait,
+		"press 3 waited for press 2's late draw")
+	assert.Positive(t, res.Presses[2].QuietWait, "and so was sent after its cadence slot")
 }
 
 func TestKeypressUnrelatedDraws(t *testing.T) {
@@ -88,35 +127,45 @@ func TestKeypressUnrelatedDraws(t *testing.T) {
 	tests := []struct {
 		name         string
 		answer       func(n int) []time.Duration
-		upDraw       bool
+		cfg          func(c *Config)
 		wantValues   []float64
+		wantRepaint  []float64
 		wantMisses   int
 		wantUnpaired int
+		wantBg       int
 	}{
 		{
-			name:         "draw before sentAt is not paired",
-			answer:       func(int) []time.Duration { return []time.Duration{-ms(2), ms(4)} },
+			name: "draw before sentAt is not paired",
+			// Older than the quiet gap, so the press stays a sample; the
+			// contamination limit is lifted because 3 draws in a few
+			// tens of ms are a high rate.
+			answer:       func(int) []time.Duration { return []time.Duration{-cfg.Quiet - ms(2), ms(4)} },
+			cfg:          func(c *Config) { c.MaxContamination = 1 },
 			wantValues:   []float64{0.004, 0.004, 0.004},
 			wantUnpaired: 3,
+			wantBg:       3,
 		},
 		{
-			name:         "draw exactly at sentAt counts",
-			answer:       func(int) []time.Duration { return []time.Duration{0} },
-			wantValues:   []float64{0, 0, 0},
-			wantUnpaired: 0,
+			name:       "draw exactly at sentAt counts",
+			answer:     func(int) []time.Duration { return []time.Duration{0} },
+			wantValues: []float64{0, 0, 0},
 		},
 		{
-			name:         "several draws per press: the first is taken",
-			answer:       func(int) []time.Duration { return []time.Duration{ms(4), ms(6), ms(8)} },
+			name:        "several draws per press: the first is the first draw, the last ends the repaint",
+			answer:      func(int) []time.Duration { return []time.Duration{ms(4), ms(6), ms(8)} },
+			wantValues:  []float64{0.004, 0.004, 0.004},
+			wantRepaint: []float64{0.008, 0.008, 0.008},
+		},
+		{
+			name: "a draw after the burst has settled is background, not the repaint",
+			answer: func(int) []time.Duration {
+				return []time.Duration{ms(4), ms(4) + cfg.Settle + ms(1)}
+			},
+			cfg:          func(c *Config) { c.MaxContamination = 1 },
 			wantValues:   []float64{0.004, 0.004, 0.004},
-			wantUnpaired: 4, // the extra draws of presses 1 and 2; press 3's are never read
-		},
-		{
-			name:         "draws with no press outstanding are not paired",
-			answer:       func(int) []time.Duration { return []time.Duration{ms(6)} },
-			upDraw:       true,
-			wantValues:   []float64{0.006, 0.006, 0.006},
-			wantUnpaired: 2, // at the key ups of presses 1 and 2
+			wantRepaint:  []float64{0.004, 0.004, 0.004},
+			wantUnpaired: 3,
+			wantBg:       3,
 		},
 		{
 			name: "draw after the window is not paired and the press is a miss",
@@ -140,101 +189,131 @@ func TestKeypressUnrelatedDraws(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newFakeGuest()
-			g.answer = tc.answer
-			g.upDraw = tc.upDraw
-			res, err := Run(t.Context(), cfg, Sources{Keyboard: g, Draws: g.draws})
-			require.NoError(t, err)
-			assert.Equal(t, tc.wantValues, res.Values())
-			assert.Len(t, res.Misses, tc.wantMisses)
-			assert.Equal(t, tc.wantUnpaired, res.UnpairedDraws)
+			synctest.Test(t, func(t *testing.T) {
+				g := newFakeGuest()
+				g.answer = tc.answer
+				c := cfg
+				if tc.cfg != nil {
+					tc.cfg(&c)
+				}
+				res, err := Run(t.Context(), c, Sources{Keyboard: g, Draws: g.draws})
+				require.NoError(t, err)
+				assert.Equal(t, tc.wantValues, res.Values())
+				if tc.wantRepaint != nil {
+					var got []float64
+					for _, p := range res.Presses {
+						got = append(got, p.Repaint.Seconds())
+					}
+					assert.Equal(t, tc.wantRepaint, got)
+				}
+				assert.Len(t, res.Misses, tc.wantMisses)
+				assert.Equal(t, tc.wantUnpaired, res.UnpairedDraws)
+				assert.Equal(t, tc.wantBg, res.Background.Draws)
+			})
 		})
 	}
 }
 
 func TestQueuedDrawWinsOverPassedDeadline(t *testing.T) {
-	// Every press's deadline has passed by the time Run learns of it, and
-	// its draw is already queued: the draw must be judged before the miss
-	// is decided. Without that, Go's random select would miss about half.
-	g := newFakeGuest()
-	g.backdate = time.Second
-	g.answer = func(int) []time.Duration { return []time.Duration{ms(3)} }
-	res, err := Run(t.Context(), fastConfig(40), Sources{Keyboard: g, Draws: g.draws})
-	require.NoError(t, err)
-	assert.Empty(t, res.Misses)
-	assert.Len(t, res.Samples, 40)
-	for _, s := range res.Samples {
-		assert.Equal(t, 0.003, s.Value)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		// Every press's deadline has passed by the time Run learns of it,
+		// and its draw is already queued: the draw must be judged before
+		// the miss is decided. Without that, Go's random select would miss
+		// about half.
+		g := newFakeGuest()
+		g.backdate = time.Second
+		g.answer = func(int) []time.Duration { return []time.Duration{ms(3)} }
+		res, err := Run(t.Context(), fastConfig(40), Sources{Keyboard: g, Draws: g.draws})
+		require.NoError(t, err)
+		assert.Empty(t, res.Misses)
+		assert.Len(t, res.Samples, 40)
+		for _, s := range res.Samples {
+			assert.Equal(t, 0.003, s.Value)
+		}
+	})
 
 	t.Run("deadline handler drains the queue first", func(t *testing.T) {
-		// The same decision driven directly, so the order of events is
-		// fixed: the deadline fires while the draw is still queued.
-		draws := make(chan Draw, 4)
-		cfg := fastConfig(5).withDefaults()
-		r := &runner{cfg: cfg, src: Sources{Keyboard: newFakeGuest(), Draws: draws}, log: cfg.Logger, rng: newRand(1), kbDone: make(chan kbResult, 1)}
-		r.kbCtx = t.Context()
-		sentAt := time.Now().Add(-time.Second)
-		r.pair.start(1, sentAt, cfg.Window)
-		r.keyDown = true // so the handler does not start another press
-		draws <- Draw{Wallclock: sentAt.Add(-ms(1))}
-		draws <- Draw{Wallclock: sentAt.Add(ms(4))}
-		require.Nil(t, r.onDeadline())
-		assert.Empty(t, r.res.Misses)
-		assert.Equal(t, []float64{0.004}, r.res.Values())
-		assert.Equal(t, 1, r.res.UnpairedDraws)
+		synctest.Test(t, func(t *testing.T) {
+			// The same decision driven directly, so the order of events is
+			// fixed: the deadline fires while the draw is still queued.
+			draws := make(chan Draw, 4)
+			cfg := fastConfig(5).withDefaults()
+			r := &runner{cfg: cfg, src: Sources{Keyboard: newFakeGuest(), Draws: draws}, log: cfg.Logger, rng: newRand(1), kbDone: make(chan kbResult, 1)}
+			r.kbCtx = t.Context()
+			r.keyDown = true // so deciding does not start another press
+			sentAt := time.Now().Add(-time.Second)
+			r.seq = 1
+			r.openPress(sentAt)
+			draws <- Draw{Wallclock: sentAt.Add(-cfg.Quiet - ms(1))}
+			draws <- Draw{Wallclock: sentAt.Add(ms(4))}
+			require.Nil(t, r.onDeadline())
+			assert.Empty(t, r.res.Misses)
+			assert.Equal(t, []float64{0.004}, r.res.Values())
+			assert.Equal(t, 1, r.res.UnpairedDraws)
 
-		r.pair.start(2, sentAt, cfg.Window)
-		require.Nil(t, r.onDeadline())
-		assert.Len(t, r.res.Misses, 1, "with nothing queued the press is a miss")
+			r.seq = 2
+			r.openPress(sentAt)
+			require.Nil(t, r.onDeadline())
+			assert.False(t, r.cur.answered)
+			assert.Equal(t, VerdictMiss, r.cur.verdict, "with nothing queued the press is a miss")
+		})
 	})
 }
 
-func TestStopAtMaxDurationWhenSilent(t *testing.T) {
-	t.Run("keypress, no draws", func(t *testing.T) {
-		g := newFakeGuest() // answers nothing
-		cfg := fastConfig(1000)
-		cfg.MaxDuration = 60 * time.Millisecond
-		res, err := Run(t.Context(), cfg, Sources{Keyboard: g, Draws: g.draws})
-		require.NoError(t, err)
-		assert.Equal(t, StopMaxDuration, res.StopReason)
-		assert.Empty(t, res.Samples)
-		downs, ups, _ := g.counts()
-		assert.Equal(t, downs, ups, "a key down at the deadline is still released")
+func TestStopAtMaxDuration(t *testing.T) {
+	t.Run("keypress", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			g := newFakeGuest()
+			g.answer = func(int) []time.Duration { return []time.Duration{ms(2)} }
+			cfg := fastConfig(1000)
+			cfg.MaxDuration = 300 * time.Millisecond
+			start := time.Now()
+			res, err := Run(t.Context(), cfg, Sources{Keyboard: g, Draws: g.draws})
+			require.NoError(t, err)
+			assert.Equal(t, StopMaxDuration, res.StopReason)
+			assert.Equal(t, cfg.MaxDuration, time.Since(start), "on the fake clock the run ends exactly then")
+			assert.NotEmpty(t, res.Samples)
+			downs, ups, _ := g.counts()
+			assert.Equal(t, downs, ups, "a key down at the deadline is still released")
+		})
 	})
 	t.Run("ping, no events", func(t *testing.T) {
-		cfg := Config{Metric: PingInterval, Samples: 10, MaxDuration: 30 * time.Millisecond}
-		res, err := Run(t.Context(), cfg, Sources{Pings: make(chan Ping)})
-		require.NoError(t, err)
-		assert.Equal(t, StopMaxDuration, res.StopReason)
-		assert.Empty(t, res.Samples)
+		synctest.Test(t, func(t *testing.T) {
+			cfg := Config{Metric: PingInterval, Samples: 10, MaxDuration: 30 * time.Millisecond}
+			res, err := Run(t.Context(), cfg, Sources{Pings: make(chan Ping)})
+			require.NoError(t, err)
+			assert.Equal(t, StopMaxDuration, res.StopReason)
+			assert.Empty(t, res.Samples)
+		})
 	})
 }
 
 func TestCancellationReturnsCollectedSamples(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	t.Cleanup(cancel)
-	g := newFakeGuest()
-	g.answer = func(n int) []time.Duration {
-		if n >= 3 {
-			return nil // nothing more arrives; only the cancel ends the run
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		t.Cleanup(cancel)
+		g := newFakeGuest()
+		g.answer = func(n int) []time.Duration {
+			if n >= 3 {
+				return nil // nothing more arrives; only the cancel ends the run
+			}
+			return []time.Duration{ms(2)}
 		}
-		return []time.Duration{ms(2)}
-	}
-	g.onDown = func(n int) {
-		if n == 3 {
-			cancel() // as SIGINT would
+		g.onDown = func(n int) {
+			if n == 3 {
+				cancel() // as SIGINT would
+			}
 		}
-	}
-	res, err := Run(ctx, fastConfig(10), Sources{Keyboard: g, Draws: g.draws})
-	require.Error(t, err)
-	assert.ErrorIs(t, err, context.Canceled)
-	assert.Contains(t, err.Error(), "after 2 of 10 samples")
-	assert.Equal(t, StopInterrupted, res.StopReason)
-	assert.Equal(t, []float64{0.002, 0.002}, res.Values())
-	assert.Zero(t, res.KeyErrors, "a request cut short by cancellation is not a key error")
-	downs, ups, _ := g.counts()
-	assert.Equal(t, downs, ups, "the key is released even though ctx is cancelled")
+		res, err := Run(ctx, fastConfig(10), Sources{Keyboard: g, Draws: g.draws})
+		require.Error(t, err)
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.Contains(t, err.Error(), "after 2 of 10 samples")
+		assert.Equal(t, StopInterrupted, res.StopReason)
+		assert.Equal(t, []float64{0.002, 0.002}, res.Values())
+		assert.Zero(t, res.KeyErrors, "a request cut short by cancellation is not a key error")
+		downs, ups, _ := g.counts()
+		assert.Equal(t, downs, ups, "the key is released even though ctx is cancelled")
+	})
 }
 
 func TestCancelCause(t *testing.T) {
@@ -290,33 +369,37 @@ func TestKeyboardErrorEndsRun(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newFakeGuest()
-			g.answer = func(int) []time.Duration { return []time.Duration{ms(2)} }
-			tc.setup(g)
-			res, err := Run(t.Context(), fastConfig(10), Sources{Keyboard: g, Draws: g.draws})
-			require.Error(t, err)
-			assert.ErrorIs(t, err, boom)
-			assert.Contains(t, err.Error(), tc.wantText)
-			assert.Equal(t, StopError, res.StopReason)
-			assert.Equal(t, []float64{0.002, 0.002}, res.Values(), "samples so far are kept")
-			assert.Equal(t, 1, res.KeyErrors)
+			synctest.Test(t, func(t *testing.T) {
+				g := newFakeGuest()
+				g.answer = func(int) []time.Duration { return []time.Duration{ms(2)} }
+				tc.setup(g)
+				res, err := Run(t.Context(), fastConfig(10), Sources{Keyboard: g, Draws: g.draws})
+				require.Error(t, err)
+				assert.ErrorIs(t, err, boom)
+				assert.Contains(t, err.Error(), tc.wantText)
+				assert.Equal(t, StopError, res.StopReason)
+				assert.Equal(t, []float64{0.002, 0.002}, res.Values(), "samples so far are kept")
+				assert.Equal(t, 1, res.KeyErrors)
+			})
 		})
 	}
 }
 
 func TestClosedSourceEndsRun(t *testing.T) {
 	t.Run("draws", func(t *testing.T) {
-		g := newFakeGuest()
-		g.answer = func(int) []time.Duration { return []time.Duration{ms(2)} }
-		g.closeAt = 3
-		res, err := Run(t.Context(), fastConfig(10), Sources{Keyboard: g, Draws: g.draws})
-		require.Error(t, err)
-		assert.ErrorIs(t, err, ErrSourceClosed)
-		assert.Contains(t, err.Error(), "draw events stopped after 2 of 10 samples")
-		assert.Equal(t, StopError, res.StopReason)
-		assert.Equal(t, []float64{0.002, 0.002}, res.Values())
-		downs, ups, _ := g.counts()
-		assert.Equal(t, downs, ups)
+		synctest.Test(t, func(t *testing.T) {
+			g := newFakeGuest()
+			g.answer = func(int) []time.Duration { return []time.Duration{ms(2)} }
+			g.closeAt = 3
+			res, err := Run(t.Context(), fastConfig(10), Sources{Keyboard: g, Draws: g.draws})
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrSourceClosed)
+			assert.Contains(t, err.Error(), "draw events stopped after 2 of 10 samples")
+			assert.Equal(t, StopError, res.StopReason)
+			assert.Equal(t, []float64{0.002, 0.002}, res.Values())
+			downs, ups, _ := g.counts()
+			assert.Equal(t, downs, ups)
+		})
 	})
 	t.Run("pings", func(t *testing.T) {
 		pings := make(chan Ping, 2)
@@ -328,7 +411,9 @@ func TestClosedSourceEndsRun(t *testing.T) {
 	})
 }
 
-func TestSinkErrorEndsRun(t *testing.T) {
+func TestSinkErrorEndsRun(t *testing.T) { synctest.Test(t, testSinkErrorEndsRun) }
+
+func testSinkErrorEndsRun(t *testing.T) {
 	full := errors.New("no space left on device")
 	g := newFakeGuest()
 	g.answer = func(int) []time.Duration { return []time.Duration{ms(2)} }
@@ -434,7 +519,9 @@ func TestProgressLog(t *testing.T) {
 	assert.Contains(t, buf.String(), "stop_reason=samples_reached")
 }
 
-func TestMissIsLogged(t *testing.T) {
+func TestMissIsLogged(t *testing.T) { synctest.Test(t, testMissIsLogged) }
+
+func testMissIsLogged(t *testing.T) {
 	g := newFakeGuest()
 	g.answer = func(n int) []time.Duration {
 		if n == 1 {
@@ -465,8 +552,13 @@ func TestInvalidConfig(t *testing.T) {
 		{name: "no max duration", cfg: func(c *Config) { c.MaxDuration = 0 }, src: src, want: []string{"max duration"}},
 		{name: "unknown metric", cfg: func(c *Config) { c.Metric = "rtt" }, src: src, want: []string{`unknown metric "rtt"`}},
 		{name: "hold not below cadence", cfg: func(c *Config) { c.Hold = c.Cadence }, src: src, want: []string{"hold is 20ms"}},
-		{name: "window above cadence", cfg: func(c *Config) { c.Window = time.Second }, src: src, want: []string{"window is 1s"}},
+		{name: "negative window", cfg: func(c *Config) { c.Window = -time.Second }, src: src, want: []string{"window is -1s"}},
 		{name: "negative jitter and grace", cfg: func(c *Config) { c.Jitter, c.Grace = -1, -1 }, src: src, want: []string{"jitter is", "grace is"}},
+		{name: "settle not below quiet", cfg: func(c *Config) { c.Settle = c.Quiet }, src: src, want: []string{"settle is 10ms", "less than the quiet gap 10ms"}},
+		{name: "negative late wait and baseline", cfg: func(c *Config) { c.LateWait, c.Baseline = -1, -1 }, src: src, want: []string{"late wait is", "baseline is"}},
+		{name: "max quiet wait below quiet", cfg: func(c *Config) { c.MaxQuietWait = ms(1) }, src: src, want: []string{"max quiet wait is 1ms"}},
+		{name: "bad miss and contamination limits", cfg: func(c *Config) { c.MaxMisses, c.MaxContamination = -1, 1.5 }, src: src, want: []string{"max misses is -1", "max contamination is 1.5"}},
+		{name: "NaN contamination limit", cfg: func(c *Config) { c.MaxContamination = math.NaN() }, src: src, want: []string{"max contamination is NaN"}},
 		{name: "no keyboard or draws", cfg: func(*Config) {}, src: Sources{}, want: []string{"needs a keyboard", "needs a draw channel"}},
 		{name: "ping without channel", cfg: func(c *Config) { c.Metric = PingInterval }, src: src, want: []string{"latency event channel"}},
 	}
@@ -494,13 +586,34 @@ func TestDefaults(t *testing.T) {
 	assert.Positive(t, d.Jitter)
 	assert.NoError(t, validate(d.withDefaults(), Sources{Keyboard: newFakeGuest(), Draws: make(chan Draw)}))
 
+	assert.Zero(t, d.Quiet, "derived from the window by Run")
+	assert.Equal(t, time.Second, d.withDefaults().Quiet, "1s at the default window")
+	assert.Equal(t, 10*time.Second, d.withDefaults().MaxQuietWait)
+	assert.Equal(t, 150*time.Millisecond, d.Settle)
+	assert.Equal(t, 10, d.MaxMisses)
+	assert.Equal(t, 0.01, d.MaxContamination)
+
 	c := Config{Cadence: 300 * time.Millisecond}.withDefaults()
 	assert.Equal(t, 300*time.Millisecond, c.Window, "window defaults to min(cadence, 1s)")
 	assert.Equal(t, DefaultHold, c.Hold)
 	assert.Zero(t, c.Jitter, "zero jitter means none")
+	assert.Equal(t, c.Quiet, c.Baseline, "baseline defaults to the quiet gap")
+	assert.Equal(t, 10*c.Quiet, c.MaxQuietWait)
+	assert.Equal(t, 3*time.Second, Config{Quiet: 300 * time.Millisecond}.withDefaults().MaxQuietWait, "10 quiet gaps")
+	assert.Equal(t, 300*time.Millisecond, c.Quiet, "the quiet gap defaults to the window")
+	assert.Equal(t, time.Second, Config{Window: 3 * time.Second, Cadence: 4 * time.Second}.withDefaults().Quiet, "at most 1s")
+	assert.Equal(t, 300*time.Millisecond, Config{Cadence: 50 * time.Millisecond}.withDefaults().Quiet, "at least twice the settle")
+	assert.Equal(t, 300*time.Millisecond, Config{Cadence: 50 * time.Millisecond}.withDefaults().Baseline)
+	z := Config{}.withDefaults()
+	z.Jitter, z.Grace, z.Metric, z.Samples, z.MaxDuration, z.Logger = d.Jitter, d.Grace, d.Metric, d.Samples, d.MaxDuration, nil
+	dd := d.withDefaults()
+	dd.Logger = nil
+	assert.Equal(t, dd, z, "every default of DefaultConfig is also the zero field's")
 
 	assert.Contains(t, KeypressToScreen.Definition(), "surface_drawn")
+	assert.Contains(t, KeypressToRepaint.Definition(), "last draw of the burst")
 	assert.Contains(t, PingInterval.Definition(), "not a round-trip time")
+	assert.Contains(t, Metric("rtt").Definition(), "unknown metric")
 }
 
 func TestJitterSchedule(t *testing.T) {
@@ -533,10 +646,10 @@ func TestJitterSchedule(t *testing.T) {
 		t.Cleanup(func() { r.holdAlarm.stop(); r.deadlineAlarm.stop(); r.pressAlarm.stop() })
 		r.seq = 1
 		require.Nil(t, r.onKeyboard(t.Context(), kbResult{sentAt: sentAt}))
-		gap := r.nextPress.Sub(sentAt)
+		gap := r.slot.Sub(sentAt)
 		assert.GreaterOrEqual(t, gap, 20*time.Millisecond)
 		assert.Less(t, gap, 50*time.Millisecond)
-		assert.True(t, r.pair.open)
+		assert.True(t, r.open)
 	})
 
 	t.Run("seed zero picks one and reports it", func(t *testing.T) {
@@ -549,27 +662,44 @@ func TestJitterSchedule(t *testing.T) {
 	})
 }
 
-func TestPairerMicrosecondResolution(t *testing.T) {
+func TestPressMicrosecondResolution(t *testing.T) {
 	// wallclock_us is whole microseconds; a draw in the same microsecond
 	// as the press must not be refused or go negative.
 	sentAt := time.Unix(1_700_000_000, 123_456_789)
-	var p pairer
-	p.start(1, sentAt, time.Second)
-	v, ok := p.offer(Draw{Wallclock: time.UnixMicro(sentAt.UnixMicro())})
-	assert.True(t, ok)
-	assert.Zero(t, v)
+	var p pressState
+	p.start(1, sentAt, time.Second, DefaultSettle)
+	assert.Equal(t, drawFirst, p.classify(Draw{Wallclock: time.UnixMicro(sentAt.UnixMicro())}))
+	assert.Zero(t, p.record().FirstDraw)
 
-	p.start(2, sentAt, time.Second)
-	_, ok = p.offer(Draw{Wallclock: time.UnixMicro(sentAt.UnixMicro() - 1)})
-	assert.False(t, ok, "a draw a whole microsecond earlier is before the press")
-	_, ok = p.offer(Draw{Wallclock: sentAt.Add(time.Second + time.Microsecond)})
-	assert.False(t, ok)
-	assert.True(t, p.open, "refused draws leave the press open")
-	v, ok = p.offer(Draw{Wallclock: sentAt.Add(20 * time.Millisecond)})
-	assert.True(t, ok)
-	assert.InDelta(t, 0.020, v, 1e-9)
-	_, ok = p.offer(Draw{Wallclock: sentAt.Add(21 * time.Millisecond)})
-	assert.False(t, ok, "a press takes only its first draw")
+	p.start(2, sentAt, time.Second, DefaultSettle)
+	assert.Equal(t, drawBefore, p.classify(Draw{Wallclock: time.UnixMicro(sentAt.UnixMicro() - 1)}),
+		"a draw a whole microsecond earlier is before the press")
+	assert.Equal(t, drawLate, p.classify(Draw{Wallclock: sentAt.Add(time.Second + time.Microsecond)}))
+	assert.False(t, p.answered, "refused draws leave the press unanswered")
+}
+
+func TestPressBurst(t *testing.T) {
+	sentAt := time.Unix(1_700_000_000, 0)
+	at := func(d time.Duration) Draw { return Draw{Wallclock: sentAt.Add(d)} }
+	var p pressState
+	p.start(1, sentAt, 100*time.Millisecond, 10*time.Millisecond)
+	assert.Equal(t, drawFirst, p.classify(at(ms(20))))
+	assert.Equal(t, drawBurst, p.classify(at(ms(25))))
+	assert.Equal(t, drawBurst, p.classify(at(ms(35))), "a gap of exactly settle continues the burst")
+	assert.Equal(t, drawBurst, p.classify(at(ms(30))), "an out-of-order draw inside the burst")
+	assert.Equal(t, sentAt.Add(100*time.Millisecond), p.settled(), "a burst that settles inside the window is decided at its end")
+	assert.Equal(t, drawAfter, p.classify(at(ms(46))), "more than settle after the last: the burst is over")
+	assert.Equal(t, drawAfter, p.classify(at(ms(50))), "and stays over")
+	rec := p.record()
+	assert.Equal(t, ms(20), rec.FirstDraw)
+	assert.Equal(t, ms(35), rec.Repaint)
+	assert.Equal(t, 4, rec.Draws)
+
+	p.start(2, sentAt, 100*time.Millisecond, 10*time.Millisecond)
+	assert.Equal(t, drawFirst, p.classify(at(ms(95))))
+	assert.Equal(t, sentAt.Add(ms(105)), p.settled(), "a burst near the window's end is decided after its settle")
+	assert.Equal(t, drawOverrun, p.classify(at(ms(101))), "the burst goes on past the window")
+	assert.Equal(t, 1, p.overrun)
 }
 
 func TestDrainDroppedAtEnd(t *testing.T) {

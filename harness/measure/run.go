@@ -19,7 +19,7 @@ const (
 	// counted as unpaired.
 	maxPending = 1024
 	// maxDrain bounds how many queued draws are examined when a press's
-	// miss deadline passes, so a flooding source cannot stall the loop.
+	// deadline passes, so a flooding source cannot stall the loop.
 	maxDrain = 1024
 	// keyboardSettle bounds each wait for a key request still in flight
 	// when the run ends: first letting it finish, then after cancelling it.
@@ -30,17 +30,20 @@ const (
 )
 
 // Run measures until cfg.Samples samples are taken, cfg.MaxDuration has
-// passed (even if no event ever arrives), ctx is cancelled, or something
-// fails. It returns everything collected in every case.
+// passed (even if no event ever arrives), ctx is cancelled, the
+// measurement shows it cannot be trusted, or something fails. It returns
+// everything collected in every case.
 //
 // The error is nil when the run stops at the sample target or the maximum
 // duration (Result.StopReason says which; fewer samples than asked is for
 // the caller to judge). It wraps ctx's error when ctx is cancelled, the
 // Keyboard's error when a key request fails, ErrSourceClosed when Draws or
-// Pings is closed, and OnSample's error when the sink fails. Invalid
-// configuration is reported before anything is sent.
+// Pings is closed, OnSample's error when the sink fails, ErrNoDraws or
+// ErrLateDraws after MaxMisses misses in a row, and ErrBackground when the
+// guest draws on its own too much to measure. Invalid configuration is
+// reported before anything is sent.
 //
-// In KeypressToScreen mode a key left down when the run stops is released
+// In the keypress modes a key left down when the run stops is released
 // (with a bounded wait, even if ctx is cancelled). The Keyboard must
 // return promptly once its context is cancelled.
 func Run(ctx context.Context, cfg Config, src Sources) (Result, error) {
@@ -83,24 +86,37 @@ type kbResult struct {
 // runner is the state of one Run. Everything is touched only by Run's
 // goroutine; key requests run in their own goroutine and report on kbDone.
 type runner struct {
-	cfg    Config
-	src    Sources
-	log    *slog.Logger
-	rng    *rand.Rand
-	res    Result
-	median stats.Running
+	cfg      Config
+	src      Sources
+	log      *slog.Logger
+	rng      *rand.Rand
+	res      Result
+	median   stats.Running // of sample values, for the progress line
+	exposure stats.Running // of sample exposures, for contamination
+	bg       background
 
-	pair       pairer
-	seq        int    // presses attempted
-	pressing   bool   // a key down is in flight
-	pending    []Draw // draws that arrived while pressing
-	keyDown    bool   // the key is down (a key up has not succeeded)
-	kbBusy     bool   // a key request is in flight
+	// cur is the latest press whose key down succeeded; prev is the one
+	// before it, closed (its record written) when cur is decided.
+	cur, prev  *pressState
+	spare      *pressState // reused, so presses do not allocate
+	seq        int         // presses attempted
+	open       bool        // cur is not decided yet
+	pressing   bool        // a key down is in flight
+	pending    []Draw      // draws that arrived while pressing
+	keyDown    bool        // the key is down (a key up has not succeeded)
+	kbBusy     bool        // a key request is in flight
 	kbDone     chan kbResult
 	kbCtx      context.Context
-	nextPress  time.Time
-	pressDue   bool // the next press's time has come
 	releaseDue bool // the hold has passed
+
+	slot      time.Time     // the next press's cadence slot
+	lastDraw  time.Time     // latest draw wall clock seen
+	bgBefore  int           // background draws since the last key down
+	quietWait time.Duration // of the press in flight
+	dropSeen  int           // dropped counts while cur is open or pressing
+	streak    int           // misses in a row
+	streakLt  int           // of them, late ones
+	probed    bool          // a miss of this streak waited LateWait in vain
 
 	pressAlarm, holdAlarm, deadlineAlarm alarm
 }
@@ -116,16 +132,20 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		ticks = t.C
 	}
 	r.log.Info("measurement started", "samples", r.cfg.Samples, "max_duration", r.cfg.MaxDuration,
-		"cadence", r.cfg.Cadence, "jitter", r.cfg.Jitter, "window", r.cfg.Window, "seed", r.cfg.Seed)
+		"cadence", r.cfg.Cadence, "jitter", r.cfg.Jitter, "window", r.cfg.Window,
+		"quiet", r.cfg.Quiet, "settle", r.cfg.Settle, "seed", r.cfg.Seed)
 
 	var out outcome
-	if r.cfg.Metric == KeypressToScreen {
+	if r.cfg.Metric.Keypress() {
 		out = r.keypressLoop(ctx, maxTimer.C, ticks)
 	} else {
 		out = r.pingLoop(ctx, maxTimer.C, ticks)
 	}
 	r.drainDropped()
 	r.res.End = time.Now()
+	if r.cfg.Metric.Keypress() {
+		out = r.conclude(out)
+	}
 	r.res.StopReason = out.reason
 	level := slog.LevelInfo
 	if out.err != nil {
@@ -142,8 +162,11 @@ func (r *runner) keypressLoop(ctx context.Context, maxC, ticks <-chan time.Time)
 	defer r.finishKeyboard(ctx, cancel)
 
 	dropped := r.src.Dropped
-	r.nextPress = time.Now()
-	r.advance()
+	r.bg.open(r.res.Start)
+	r.slot = r.res.Start.Add(r.cfg.Baseline)
+	if o := r.tryPress(); o != nil {
+		return *o
+	}
 	for {
 		var o *outcome
 		select {
@@ -168,12 +191,11 @@ func (r *runner) keypressLoop(ctx context.Context, maxC, ticks <-chan time.Time)
 			o = r.onKeyboard(ctx, kr)
 		case <-r.pressAlarm.C():
 			r.pressAlarm.fired()
-			r.pressDue = true
-			r.advance()
+			o = r.tryPress()
 		case <-r.holdAlarm.C():
 			r.holdAlarm.fired()
 			r.releaseDue = true
-			r.advance()
+			r.release()
 		case <-r.deadlineAlarm.C():
 			r.deadlineAlarm.fired()
 			o = r.onDeadline()
@@ -184,33 +206,76 @@ func (r *runner) keypressLoop(ctx context.Context, maxC, ticks <-chan time.Time)
 	}
 }
 
-// advance starts the next key request when one is due: the key up once
-// the hold has passed, the next key down once the previous press is
-// finished, the key is up and the gap has passed.
-func (r *runner) advance() {
-	if r.kbBusy {
-		return
+// release starts the key up once the hold has passed.
+func (r *runner) release() {
+	if !r.kbBusy && r.keyDown && r.releaseDue {
+		r.releaseDue = false
+		r.startKey(true)
 	}
-	if r.keyDown {
-		if r.releaseDue {
-			r.releaseDue = false
-			r.startKey(true)
+}
+
+// due returns when the next press may be sent: earliest by the cadence
+// slot, the previous window and the late-draw wait, and due once the
+// quiet gap after the last draw is also over.
+func (r *runner) due() (earliest, due time.Time) {
+	earliest = r.slot
+	quietFrom := r.res.Start
+	if p := r.cur; p != nil {
+		earliest = later(earliest, p.windowEnd)
+		if !p.answered && p.late == 0 && !r.probed {
+			earliest = later(earliest, p.windowEnd.Add(r.cfg.LateWait))
 		}
-		return
+		quietFrom = p.windowEnd
 	}
-	if r.pair.open {
-		return
+	return earliest, later(earliest, later(quietFrom, r.lastDraw).Add(r.cfg.Quiet))
+}
+
+// tryPress sends the next key down if it is due, or arms the press alarm
+// for when it may be. It is called whenever that may have changed.
+func (r *runner) tryPress() *outcome {
+	if r.open || r.pressing || r.kbBusy || r.keyDown {
+		return nil // called again when the press is decided or the key is up
 	}
-	if r.pressDue {
-		r.pressDue = false
-		r.seq++
-		r.pressing = true
-		r.startKey(false)
-		return
+	now := time.Now()
+	earliest, due := r.due()
+	if now.Before(due) {
+		limit := earliest.Add(r.cfg.MaxQuietWait)
+		if !now.Before(limit) {
+			return r.neverQuiet(now, now.Sub(r.slot))
+		}
+		r.pressAlarm.set(earlier(due, limit))
+		return nil
 	}
-	if !r.pressAlarm.armed {
-		r.pressAlarm.set(r.nextPress)
+	r.pressAlarm.stop()
+	if o := r.beforePress(now); o != nil {
+		return o
 	}
+	r.quietWait = max(0, due.Sub(r.slot))
+	r.seq++
+	r.pressing = true
+	r.dropSeen = 0
+	r.startKey(false)
+	return nil
+}
+
+// beforePress judges the run as it stands before another key is pressed:
+// the misses in a row and the background.
+func (r *runner) beforePress(now time.Time) *outcome {
+	if p := r.cur; p != nil && !p.answered {
+		r.streak++
+		if p.late > 0 {
+			r.streakLt++
+		} else {
+			r.probed = true
+		}
+		if r.streak >= r.cfg.MaxMisses {
+			return r.tooManyMisses()
+		}
+	}
+	if r.bg.draws >= minBackgroundEvidence {
+		return r.checkBackground(now)
+	}
+	return nil
 }
 
 // startKey runs one key request off the event loop, so draws keep being
@@ -235,8 +300,7 @@ func (r *runner) onKeyboard(ctx context.Context, kr kbResult) *outcome {
 		if kr.err != nil {
 			return r.keyError(ctx, "key up", kr.err)
 		}
-		r.advance()
-		return nil
+		return r.tryPress()
 	}
 	r.pressing = false
 	if kr.err == nil && kr.sentAt.IsZero() {
@@ -247,22 +311,40 @@ func (r *runner) onKeyboard(ctx context.Context, kr kbResult) *outcome {
 		return r.keyError(ctx, "key down", kr.err)
 	}
 	r.keyDown = true
-	r.res.Presses++
-	r.pair.start(r.seq, kr.sentAt, r.cfg.Window)
-	r.nextPress = kr.sentAt.Add(r.gap())
+	r.openPress(kr.sentAt)
 	r.holdAlarm.set(kr.sentAt.Add(r.cfg.Hold))
-	r.deadlineAlarm.set(kr.sentAt.Add(r.cfg.Window + r.cfg.Grace))
+	r.deadlineAlarm.set(r.cur.windowEnd.Add(r.cfg.Grace))
 	// Judge the draws that arrived while the request was in flight, in
 	// arrival order. onDraw does not append to pending now.
 	pending := r.pending
 	r.pending = r.pending[:0]
 	for _, d := range pending {
-		if o := r.onDraw(d); o != nil {
-			return o
-		}
+		r.judge(d)
 	}
-	r.advance()
 	return nil
+}
+
+// openPress starts judging press r.seq sent at sentAt.
+func (r *runner) openPress(sentAt time.Time) {
+	p := r.spare
+	if p == nil || p == r.prev || p == r.cur {
+		p = new(pressState)
+	}
+	r.spare = nil
+	if r.prev != nil && r.prev.closed {
+		r.spare = r.prev
+	}
+	p.start(r.seq, sentAt, r.cfg.Window, r.cfg.Settle)
+	p.background, r.bgBefore = r.bgBefore, 0
+	p.quietWait = r.quietWait
+	if p.quietWait > 0 {
+		r.res.QuietDelayed++
+		r.res.QuietWait += p.quietWait
+	}
+	r.bg.close(sentAt)
+	r.prev, r.cur = r.cur, p
+	r.open = true
+	r.slot = sentAt.Add(r.gap())
 }
 
 // gap is the time from one press to the next: the cadence plus jitter.
@@ -285,53 +367,167 @@ func (r *runner) onDraw(d Draw) *outcome {
 			r.pending = append(r.pending, d)
 		} else {
 			r.res.UnpairedDraws++
+			r.noteDraw(d)
 		}
 		return nil
 	}
-	v, ok := r.pair.offer(d)
-	if !ok {
-		r.res.UnpairedDraws++
-		return nil
+	if r.judge(d) {
+		// A late draw ends the wait for it: the next press may be due
+		// sooner than the alarm says.
+		return r.tryPress()
 	}
-	r.deadlineAlarm.stop()
-	if o := r.take(Sample{Seq: r.pair.seq, At: r.pair.sentAt, Value: v}); o != nil {
-		return o
-	}
-	r.advance()
 	return nil
 }
 
-// onDeadline decides a miss once the local clock is past the window plus
-// grace, after first judging every draw already queued: a draw that was
-// drawn inside the window but is still in the queue must win.
+// noteDraw keeps the latest draw wall clock for the quiet gap.
+func (r *runner) noteDraw(d Draw) {
+	if d.Wallclock.After(r.lastDraw) {
+		r.lastDraw = d.Wallclock
+	}
+}
+
+// judge classifies d against the presses and counts it. It reports
+// whether d was the first late draw of the latest press.
+func (r *runner) judge(d Draw) (firstLate bool) {
+	r.noteDraw(d)
+	p := r.cur
+	if p == nil {
+		r.addBackground(d)
+		return false
+	}
+	switch p.classify(d) {
+	case drawFirst, drawBurst:
+	case drawOverrun:
+		r.res.UnpairedDraws++
+	case drawLate:
+		r.res.UnpairedDraws++
+		r.res.LateDraws++
+		return p.late == 1 && !r.open
+	case drawAfter:
+		r.bg.open(p.last.Add(r.cfg.Settle))
+		r.addBackground(d)
+	case drawBefore:
+		// Drawn before the key, arrived after it: a late draw of the
+		// previous press if it got none, else background; and the gap
+		// before this press was not quiet if it is recent.
+		if !p.decided && !d.Wallclock.Before(p.sentAt.Add(-r.cfg.Quiet)) {
+			p.quietBroken = true
+		}
+		if q := r.prev; q != nil && !q.answered {
+			if q.late == 0 {
+				q.firstLate = d.Wallclock
+			}
+			q.late++
+			r.res.UnpairedDraws++
+			r.res.LateDraws++
+			return false
+		}
+		p.background++
+		r.bgBefore-- // counted for this press, not the next
+		r.addBackground(d)
+	}
+	return false
+}
+
+func (r *runner) addBackground(d Draw) {
+	r.res.UnpairedDraws++
+	r.bgBefore++
+	r.bg.add(d.Wallclock)
+}
+
+// onDeadline decides the open press once the local clock is past its
+// window (and its burst's settle) plus grace, after first judging every
+// draw already queued: a draw that was drawn in time but is still in the
+// queue must count.
 func (r *runner) onDeadline() *outcome {
 drain:
-	for i := 0; i < maxDrain && r.pair.open; i++ {
+	for range maxDrain {
 		select {
 		case d, ok := <-r.src.Draws:
 			if !ok {
 				return r.sourceClosedPtr("draw")
 			}
-			if o := r.onDraw(d); o != nil {
-				return o
-			}
+			r.onDraw(d)
 		default:
 			break drain
 		}
 	}
-	if !r.pair.open {
+	p := r.cur
+	if at := p.settled().Add(r.cfg.Grace); time.Now().Before(at) {
+		r.deadlineAlarm.set(at) // the burst may still go on
 		return nil
 	}
-	r.pair.close()
-	m := Miss{Seq: r.pair.seq, At: r.pair.sentAt}
-	r.res.Misses = append(r.res.Misses, m)
-	r.log.Warn("no screen update for key press", "press", m.Seq, "window", r.cfg.Window,
-		"misses", len(r.res.Misses))
-	if r.cfg.OnMiss != nil {
-		r.cfg.OnMiss(m)
+	return r.decide(p)
+}
+
+// decide gives the open press its verdict.
+func (r *runner) decide(p *pressState) *outcome {
+	p.decided, p.burstOver = true, true
+	r.open = false
+	p.dropped = r.dropSeen
+	r.closePrev()
+	if !p.answered {
+		p.verdict = VerdictMiss
+		r.log.Warn("no screen update for key press", "press", p.n, "window", r.cfg.Window,
+			"misses", len(r.res.Misses)+1)
+		return r.tryPress()
 	}
-	r.advance()
-	return nil
+	r.probed = false
+	r.bg.open(p.last.Add(r.cfg.Settle))
+	switch {
+	case p.dropped > 0:
+		p.reason = fmt.Sprintf("%d events dropped between the key and its decision: the first or last draw may be lost", p.dropped)
+	case p.overrun > 0:
+		p.reason = fmt.Sprintf("the repaint was still going when the window closed (%d more draws)", p.overrun)
+	case p.quietBroken:
+		p.reason = "a draw came less than the quiet gap before the key, so an earlier repaint may have run into the window"
+	}
+	if p.reason != "" {
+		p.verdict = VerdictSuspect
+		r.res.Suspects++
+		r.log.Warn("suspect key press: not a sample", "press", p.n, "reason", p.reason)
+		return r.tryPress()
+	}
+	p.verdict = VerdictSample
+	r.streak, r.streakLt = 0, 0
+	first, repaint := p.first.Sub(p.sentAt), p.last.Sub(p.sentAt)
+	value, exposure := first, first
+	if r.cfg.Metric == KeypressToRepaint {
+		value, exposure = repaint, repaint+r.cfg.Settle
+	}
+	r.exposure.Add(max(0, exposure).Seconds())
+	if o := r.take(Sample{Seq: p.n, At: p.sentAt, Value: max(0, value.Seconds())}); o != nil {
+		return o
+	}
+	return r.tryPress()
+}
+
+// closePrev writes the record of the press before the latest one: no
+// draw can change it any more.
+func (r *runner) closePrev() {
+	if q := r.prev; q != nil && !q.closed {
+		r.closePress(q)
+	}
+}
+
+// closePress writes p's record and hands it to the callbacks.
+func (r *runner) closePress(p *pressState) {
+	p.closed = true
+	if p.verdict == VerdictMiss && p.late > 0 {
+		p.verdict = VerdictLate
+	}
+	rec := p.record()
+	r.res.Presses = append(r.res.Presses, rec)
+	if p.verdict == VerdictMiss || p.verdict == VerdictLate {
+		m := Miss{Seq: p.n, At: p.sentAt, Late: p.verdict == VerdictLate}
+		r.res.Misses = append(r.res.Misses, m)
+		if r.cfg.OnMiss != nil {
+			r.cfg.OnMiss(m)
+		}
+	}
+	if r.cfg.OnPress != nil {
+		r.cfg.OnPress(rec)
+	}
 }
 
 // take records a sample and hands it to the sink at once.
@@ -348,6 +544,104 @@ func (r *runner) take(s Sample) *outcome {
 		return &outcome{reason: StopSamplesReached}
 	}
 	return nil
+}
+
+// tooManyMisses ends the run after MaxMisses misses in a row, saying what
+// they mean.
+func (r *runner) tooManyMisses() *outcome {
+	if 2*r.streakLt > r.streak {
+		worst := time.Duration(0)
+		for _, p := range []*pressState{r.prev, r.cur} {
+			if p != nil && p.late > 0 {
+				worst = max(worst, p.firstLate.Sub(p.sentAt))
+			}
+		}
+		return &outcome{reason: StopLateDraws, err: fmt.Errorf(
+			"the draws of %d key presses in a row came only after their %v window (%d of them late, the last "+
+				"about %v after the key): the console is slower than the window, and no late draw was taken "+
+				"as a sample. Raise LATENCY_WINDOW (and LATENCY_CADENCE, which must be at least the window) "+
+				"above the console's latency: %w",
+			r.streak, r.cfg.Window, r.streakLt, worst.Round(time.Millisecond), ErrLateDraws)}
+	}
+	return &outcome{reason: StopNoDraws, err: fmt.Errorf(
+		"no draw followed %d key presses in a row (window %v, and %v more waiting for a late draw): the "+
+			"guest's screen does not change when a key is pressed. Is the guest the latency guest "+
+			"(uefi-latency-guest repaints the whole screen on every key)? Does the keyboard reach it (the "+
+			"SPICE inputs channel, the scancode)? Is the window (LATENCY_WINDOW) too short for this console? "+
+			"LATENCY_MAX_MISSES sets how many misses in a row end the run: %w",
+		r.streak, r.cfg.Window, r.cfg.LateWait, ErrNoDraws)}
+}
+
+// checkBackground fails the run when the estimated contamination is over
+// the limit.
+func (r *runner) checkBackground(now time.Time) *outcome {
+	med, ok := r.exposure.Median()
+	if !ok {
+		return nil
+	}
+	exposure := time.Duration(med * float64(time.Second))
+	rate := r.bg.rate(now)
+	share := contamination(rate, exposure)
+	if share <= r.cfg.MaxContamination {
+		return nil
+	}
+	b := r.bg.summary(now)
+	return &outcome{reason: StopBackground, err: fmt.Errorf(
+		"%w: %d draws no key caused in %v observed (%.2f draws/s, %s), so about %.1f%% of samples may "+
+			"have been taken from such a draw (exposure %v each; the limit, LATENCY_MAX_CONTAMINATION, is "+
+			"%.1f%%). Stop what draws on the guest's screen (a blinking cursor, a clock, a screensaver) "+
+			"or measure with the latency guest (uefi-latency-guest), which draws only when a key is "+
+			"pressed; if the extra draws are a repaint arriving in pieces more than LATENCY_SETTLE (%v) "+
+			"apart, raise LATENCY_SETTLE",
+		ErrBackground, b.Draws, b.Observed.Round(time.Millisecond), b.Rate, b.Pattern, 100*share,
+		exposure.Round(time.Microsecond), 100*r.cfg.MaxContamination, r.cfg.Settle)}
+}
+
+// neverQuiet fails the run when no quiet gap came for a press.
+func (r *runner) neverQuiet(now time.Time, waited time.Duration) *outcome {
+	b := r.bg.summary(now)
+	return &outcome{reason: StopBackground, err: fmt.Errorf(
+		"%w: the screen never stayed quiet for %v (LATENCY_QUIET) in %v, so press %d could not be sent "+
+			"without risking another draw's sample (%d draws no key caused in %v observed, %.2f draws/s, "+
+			"%s). Stop what draws on the guest's screen (a blinking cursor, a clock, a screensaver) or "+
+			"measure with the latency guest (uefi-latency-guest), which draws only when a key is pressed",
+		ErrBackground, r.cfg.Quiet, waited.Round(time.Millisecond), r.seq+1, b.Draws,
+		b.Observed.Round(time.Millisecond), b.Rate, b.Pattern)}
+}
+
+// conclude completes the Result of a keypress run: the last press
+// records, the summaries, the background, and the final contamination
+// verdict for a run that otherwise succeeded.
+func (r *runner) conclude(out outcome) outcome {
+	for _, p := range []*pressState{r.prev, r.cur} {
+		if p != nil && !p.closed {
+			r.closePress(p)
+		}
+	}
+	var first, repaint []float64
+	for _, p := range r.res.Presses {
+		if p.Verdict == VerdictSample {
+			first = append(first, p.FirstDraw.Seconds())
+			repaint = append(repaint, p.Repaint.Seconds())
+		}
+	}
+	r.res.FirstDraw, r.res.Repaint = stats.Summarize(first), stats.Summarize(repaint)
+	b := r.bg.summary(r.res.End)
+	if med, ok := r.exposure.Median(); ok {
+		b.Exposure = time.Duration(med * float64(time.Second))
+		b.Contamination = contamination(b.Rate, b.Exposure)
+	}
+	r.res.Background = b
+	if out.err == nil {
+		if o := r.checkBackground(r.res.End); o != nil {
+			return *o
+		}
+	}
+	if b.Draws > 0 {
+		r.log.Info("background draws", "draws", b.Draws, "rate_per_s", b.Rate, "pattern", string(b.Pattern),
+			"contamination", b.Contamination)
+	}
+	return out
 }
 
 func (r *runner) keyError(ctx context.Context, what string, err error) *outcome {
@@ -381,6 +675,10 @@ func (r *runner) finishKeyboard(ctx context.Context, cancel context.CancelFunc) 
 		switch {
 		case kr.up:
 			r.keyDown = false
+		case kr.err == nil && !kr.sentAt.IsZero():
+			r.keyDown = true
+			r.pressing = false
+			r.openPress(kr.sentAt) // recorded as unfinished
 		case kr.err == nil:
 			r.keyDown = true
 		}
@@ -472,8 +770,11 @@ func (r *runner) addDropped(n int) {
 	if n <= 0 {
 		return
 	}
+	if r.open || r.pressing {
+		r.dropSeen += n
+	}
 	r.res.Dropped += n
-	r.log.Warn("control socket dropped events (client too slow); samples may be missing", "count", n, "total", r.res.Dropped)
+	r.log.Warn("control socket dropped events (client too slow)", "count", n, "total", r.res.Dropped)
 }
 
 // drainDropped takes the dropped counts already queued when the run
@@ -500,7 +801,8 @@ func (r *runner) drainDropped() {
 func (r *runner) logProgress(level slog.Level, msg string, extra ...any) {
 	attrs := []any{
 		"samples", len(r.res.Samples), "target", r.cfg.Samples,
-		"misses", len(r.res.Misses), "unpaired_draws", r.res.UnpairedDraws, "dropped", r.res.Dropped,
+		"misses", len(r.res.Misses), "suspects", r.res.Suspects, "late_draws", r.res.LateDraws,
+		"unpaired_draws", r.res.UnpairedDraws, "dropped", r.res.Dropped,
 	}
 	if m, ok := r.median.Median(); ok {
 		attrs = append(attrs, "median_ms", math.Round(m*1e6)/1e3)
@@ -541,4 +843,18 @@ func (a *alarm) C() <-chan time.Time {
 		return nil
 	}
 	return a.t.C
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
