@@ -315,7 +315,7 @@ func TestE2ERyllDiesMidRun(t *testing.T) {
 	t.Parallel()
 	_, fr := binaries(t)
 	env := fastEnv(fr)
-	env["LATENCY_SAMPLES"] = "1000"
+	env["LATENCY_SAMPLES"] = "400"
 	env["LATENCY_MAX_DURATION"] = "4m" // longer than the run: it ends otherwise
 	env["FAKERYLL_CRASH_AFTER"] = "1500ms"
 	o := runLoadtest(t, env)
@@ -384,7 +384,7 @@ func TestE2ESIGTERMMidRun(t *testing.T) {
 	t.Parallel()
 	_, fr := binaries(t)
 	fc, env := openStackOnFakeCloud(t, fr)
-	env["LATENCY_SAMPLES"] = "1000"
+	env["LATENCY_SAMPLES"] = "400"
 	env["LATENCY_MAX_DURATION"] = "4m" // longer than the run: it ends otherwise
 	env["LATENCY_CADENCE"] = "100ms"
 	env["LATENCY_KEY_HOLD"] = "10ms"
@@ -419,7 +419,7 @@ func TestE2ESIGKILLTakesRyllWithIt(t *testing.T) {
 	env := fastEnv(fr)
 	env["LATENCY_PROVIDER"] = "direct"
 	env["LATENCY_CONSOLE"] = "127.0.0.1:5900"
-	env["LATENCY_SAMPLES"] = "1000"
+	env["LATENCY_SAMPLES"] = "400"
 	env["LATENCY_MAX_DURATION"] = "4m" // longer than the run: it ends otherwise
 	env["LATENCY_CADENCE"] = "100ms"
 	env["LATENCY_KEY_HOLD"] = "10ms"

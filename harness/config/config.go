@@ -10,11 +10,13 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/address"
+	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/runid"
 )
 
@@ -39,21 +41,6 @@ const (
 	ProviderFile Provider = "file"
 	// ProviderDirect passes host:port to ryll's --direct.
 	ProviderDirect Provider = "direct"
-)
-
-// Metric names what one sample measures.
-type Metric string
-
-// The metrics.
-const (
-	// MetricKeypress is keypress-to-screen: from just before send_key
-	// down is written to the wallclock_us of the first surface_drawn at
-	// or after it. It is what a person feels.
-	MetricKeypress Metric = "keypress"
-	// MetricPing is the seed plan's metric: the interval between two
-	// consecutive SPICE server PINGs as ryll saw them (latency events).
-	// It is not a round-trip time.
-	MetricPing Metric = "ping"
 )
 
 // Default sanity ranges, in seconds. Keypress-to-screen through a
@@ -86,18 +73,28 @@ type Config struct {
 	Ryll        string
 	RyllVerbose bool
 
-	ResultsDir   string
-	RunID        string
-	Samples      int
-	Cadence      time.Duration
-	KeyHold      time.Duration
-	Jitter       time.Duration
-	Window       time.Duration
-	MaxDuration  time.Duration
-	ReadyTimeout time.Duration
-	Scancode     uint16
+	ResultsDir string
+	RunID      string
+	Samples    int
+	Cadence    time.Duration
+	KeyHold    time.Duration
+	Jitter     time.Duration
+	Window     time.Duration
+	// Quiet, Settle, MaxMisses and MaxContamination are the measurement's
+	// rules against taking another press's draw (harness/measure); zero
+	// Quiet means the measurement derives it from the window.
+	Quiet            time.Duration
+	Settle           time.Duration
+	MaxMisses        int
+	MaxContamination float64
+	MaxDuration      time.Duration
+	ReadyTimeout     time.Duration
+	Scancode         uint16
 
-	Metric    Metric
+	// Metric is what one sample measures, in the measurement's own
+	// vocabulary (LATENCY_METRIC takes its short names: keypress, repaint,
+	// ping).
+	Metric    measure.Metric
 	SanityMin float64
 	SanityMax float64
 
@@ -130,30 +127,49 @@ type Var struct {
 // README's table shows them. A test keeps the README in step with it.
 var Vars = []Var{
 	{"LATENCY_PROVIDER", "fake", "where the console comes from: fake, openstack, url, file or direct"},
-	{"LATENCY_CONSOLE", "", "the target for url (a .vv URL), file (a .vv path) and direct (host:port[:tls_port])"},
+	{"LATENCY_CONSOLE", "", "the target for url (a .vv URL), file (a .vv path) and direct (host:port[:tls_port], [ipv6]:port)"},
 	{"LATENCY_RYLL", "ryll (fake: fakeryll, built automatically)", "the ryll binary"},
 	{"LATENCY_RYLL_VERBOSE", "0", "1 passes -v to ryll (debug logging into ryll-<run>.log)"},
 	{"LATENCY_RESULTS_DIR", "results", "where the CSV, sidecar, ryll log and junit.xml go"},
 	{"LATENCY_RUN_ID", "UTC time + random suffix", "names the run's files and server"},
-	{"LATENCY_METRIC", "keypress", "keypress (keypress-to-screen from surface_drawn) or ping (PING interval from latency events)"},
-	{"LATENCY_SAMPLES", "60", "samples to collect"},
-	{"LATENCY_CADENCE", "2s", "time from one key press to the next (before jitter)"},
-	{"LATENCY_CADENCE_JITTER", "200ms", "random extra delay in [0, jitter) added to each gap, so presses do not phase-lock with the guest's display refresh"},
-	{"LATENCY_KEY_HOLD", "100ms", "time between key down and key up"},
-	{"LATENCY_WINDOW", "min(cadence, 1s)", "how long after a key press a draw still counts; none in the window is a miss"},
-	{"LATENCY_MAX_DURATION", "600s", "the run stops after this long even if samples are missing"},
+	{"LATENCY_METRIC", measure.KeypressToScreen.Short(), "keypress (key to the first draw), repaint (key to the last draw of the repaint) or ping (PING interval from latency events); both keypress figures are always measured"},
+	{"LATENCY_SAMPLES", fmt.Sprint(defaults.Samples), "samples to collect"},
+	{"LATENCY_CADENCE", human(defaults.Cadence), "time from one key press to the next (before jitter); the measurement may wait longer for a quiet gap"},
+	{"LATENCY_CADENCE_JITTER", human(defaults.Jitter), "random extra delay in [0, jitter) added to each gap, so presses do not phase-lock with the guest's display refresh"},
+	{"LATENCY_KEY_HOLD", human(defaults.Hold), "time between key down and key up"},
+	{"LATENCY_WINDOW", "min(cadence, " + human(measure.DefaultMaxWindow) + ")", "how long after a key press its first draw may come; none in the window is a miss (late if a draw comes after it)"},
+	{"LATENCY_QUIET", "the window, at least 300ms, at most " + human(measure.DefaultQuiet), "no draw at all for this long, after the previous window, before the next press: a late draw can never be taken for a later press"},
+	{"LATENCY_SETTLE", human(measure.DefaultSettle), "a repaint ends when no draw has come for this long (the repaint metric's last draw)"},
+	{"LATENCY_MAX_MISSES", fmt.Sprint(measure.DefaultMaxMisses), "misses in a row that stop the run early (no draw follows a key)"},
+	{"LATENCY_MAX_CONTAMINATION", fmt.Sprint(measure.DefaultMaxContamination), "largest estimated share of samples that may come from draws no key caused; above it the run fails"},
+	{"LATENCY_MAX_DURATION", human(defaults.MaxDuration), "the run stops after this long even if samples are missing"},
 	{"LATENCY_READY_TIMEOUT", "60s", "how long ryll has to answer hello and show a surface"},
 	{"LATENCY_SCANCODE", "0x39", "the key pressed (AT set-1 make code; 0x39 is space)"},
-	{"LATENCY_SANITY_MIN", "keypress: 0.001, ping: 0", "smallest sane sample, seconds"},
-	{"LATENCY_SANITY_MAX", "keypress: 0.5, ping: 20", "largest sane sample, seconds"},
+	{"LATENCY_SANITY_MIN", "keypress, repaint: 0.001, ping: 0", "smallest sane sample, seconds"},
+	{"LATENCY_SANITY_MAX", "keypress, repaint: 0.5, ping: 20", "largest sane sample, seconds"},
 	{"LATENCY_CONSOLES", "1", "consoles measured at once in one run (see Many consoles)"},
 	{"LATENCY_PARALLEL", "4", "consoles provisioned and started at the same time"},
 	{"LATENCY_IMAGE", "uefi-latency-guest", "openstack: Glance image name"},
-	{"LATENCY_IMAGE_URL", "https://images.shakenfist.com/testimages/uefi-latency-guest.qcow2", "openstack: where to fetch the image when it is missing (`none`: never upload)"},
+	{"LATENCY_IMAGE_URL", DefaultImageURL, "openstack: where to fetch the image when it is missing (`none`: never upload)"},
 	{"LATENCY_FLAVOR", "vdi-tiny", "openstack: flavor name (created if missing and allowed)"},
 	{"LATENCY_NETWORK", "public1", "openstack: network name"},
 	{"LATENCY_BOOT_TIMEOUT", "10m", "openstack: how long the server has to become ACTIVE"},
 	{"LATENCY_KEEP_SERVER", "0", "openstack: 1 keeps the server after the run"},
+}
+
+// defaults are the measurement's own defaults: the loadtest's defaults
+// are derived from them, not typed again.
+var defaults = measure.DefaultConfig(measure.KeypressToScreen)
+
+// human prints a duration the way people write one (2s, 200ms, 10m).
+func human(d time.Duration) string {
+	s := d.String()
+	for _, z := range []string{"m0s", "h0m"} {
+		if strings.HasSuffix(s, z) {
+			s = strings.TrimSuffix(s, z[1:])
+		}
+	}
+	return s
 }
 
 // maxConsoles bounds one run: each console is a ryll process and a
@@ -174,12 +190,15 @@ func Load(getenv func(string) string) (*Config, error) {
 		RyllVerbose:  p.boolean("LATENCY_RYLL_VERBOSE"),
 		ResultsDir:   p.str("LATENCY_RESULTS_DIR", "results"),
 		RunID:        getenv("LATENCY_RUN_ID"),
-		Metric:       Metric(p.str("LATENCY_METRIC", string(MetricKeypress))),
-		Samples:      p.positiveInt("LATENCY_SAMPLES", 60),
-		Cadence:      p.duration("LATENCY_CADENCE", 2*time.Second, true),
-		Jitter:       p.duration("LATENCY_CADENCE_JITTER", 200*time.Millisecond, false),
-		KeyHold:      p.duration("LATENCY_KEY_HOLD", 100*time.Millisecond, true),
-		MaxDuration:  p.duration("LATENCY_MAX_DURATION", 600*time.Second, true),
+		Metric:       p.metric("LATENCY_METRIC", defaults.Metric),
+		Samples:      p.positiveInt("LATENCY_SAMPLES", defaults.Samples),
+		Cadence:      p.duration("LATENCY_CADENCE", defaults.Cadence, true),
+		Jitter:       p.duration("LATENCY_CADENCE_JITTER", defaults.Jitter, false),
+		KeyHold:      p.duration("LATENCY_KEY_HOLD", defaults.Hold, true),
+		MaxDuration:  p.duration("LATENCY_MAX_DURATION", defaults.MaxDuration, true),
+		Quiet:        p.duration("LATENCY_QUIET", 0, true),
+		Settle:       p.duration("LATENCY_SETTLE", defaults.Settle, true),
+		MaxMisses:    p.positiveInt("LATENCY_MAX_MISSES", defaults.MaxMisses),
 		ReadyTimeout: p.duration("LATENCY_READY_TIMEOUT", 60*time.Second, true),
 		Scancode:     p.scancode("LATENCY_SCANCODE", 0x39),
 		Consoles:     p.positiveInt("LATENCY_CONSOLES", 1),
@@ -194,22 +213,24 @@ func Load(getenv func(string) string) (*Config, error) {
 		},
 	}
 	c.Requested = c.Provider
-	c.Window = p.duration("LATENCY_WINDOW", min(c.Cadence, time.Second), true)
+	c.Window = p.duration("LATENCY_WINDOW", min(c.Cadence, measure.DefaultMaxWindow), true)
+	c.MaxContamination = p.float("LATENCY_MAX_CONTAMINATION", defaults.MaxContamination)
+	if c.MaxContamination <= 0 || c.MaxContamination > 1 {
+		p.failf("LATENCY_MAX_CONTAMINATION=%g: want a share in (0, 1], e.g. 0.01 for 1%%", c.MaxContamination)
+	}
 	if c.RunID == "" {
 		c.RunID = runid.New(time.Now())
 	} else if err := runid.ValidateLen(c.RunID, maxRunID); err != nil {
 		p.failf("LATENCY_RUN_ID: %v (it names files and servers, and leaves room for -c<i> and -p<k>)", err)
 	}
 
-	switch c.Metric {
-	case MetricKeypress:
+	switch {
+	case c.Metric.Keypress():
 		c.SanityMin = p.float("LATENCY_SANITY_MIN", DefaultKeypressMin)
 		c.SanityMax = p.float("LATENCY_SANITY_MAX", DefaultKeypressMax)
-	case MetricPing:
+	case c.Metric == measure.PingInterval:
 		c.SanityMin = p.float("LATENCY_SANITY_MIN", DefaultPingMin)
 		c.SanityMax = p.float("LATENCY_SANITY_MAX", DefaultPingMax)
-	default:
-		p.failf("LATENCY_METRIC=%q: want keypress or ping", c.Metric)
 	}
 	if c.SanityMin < 0 || c.SanityMin >= c.SanityMax {
 		p.failf("LATENCY_SANITY_MIN=%g, LATENCY_SANITY_MAX=%g: want 0 <= min < max (seconds)", c.SanityMin, c.SanityMax)
@@ -243,16 +264,19 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.Cadence > 0 && c.KeyHold >= c.Cadence {
 		p.failf("LATENCY_KEY_HOLD=%s must be shorter than LATENCY_CADENCE=%s", c.KeyHold, c.Cadence)
 	}
-	if c.Cadence > 0 && c.Window > c.Cadence {
-		p.failf("LATENCY_WINDOW=%s must not be longer than LATENCY_CADENCE=%s, or one press's window would overlap the next press", c.Window, c.Cadence)
-	}
-	if c.Metric == MetricKeypress && c.Cadence > 0 && c.Samples > 0 &&
-		time.Duration(c.Samples)*c.Cadence > c.MaxDuration {
-		// Presses are at least a cadence apart, so this many samples
-		// cannot be collected in time even with no miss.
-		p.failf("LATENCY_SAMPLES=%d at LATENCY_CADENCE=%s needs at least %s, more than LATENCY_MAX_DURATION=%s: raise LATENCY_MAX_DURATION to at least %s, or take fewer samples",
-			c.Samples, c.Cadence, time.Duration(c.Samples)*c.Cadence, c.MaxDuration,
-			(time.Duration(c.Samples)*(c.Cadence+c.Jitter/2) + c.ReadyTimeout).Round(time.Second))
+	if c.Metric.Keypress() && c.Cadence > 0 && c.Window > 0 && c.Samples > 0 {
+		mc := c.Measure()
+		if c.Quiet != 0 && c.Quiet <= c.Settle {
+			p.failf("LATENCY_QUIET=%s must be longer than LATENCY_SETTLE=%s: the quiet gap must outlast the gaps inside a repaint", c.Quiet, c.Settle)
+		}
+		// Presses are at least this far apart, so this many samples cannot
+		// be collected in time even with no miss.
+		least := time.Duration(c.Samples) * mc.MinPressInterval()
+		if least > c.MaxDuration {
+			p.failf("LATENCY_SAMPLES=%d needs at least %s (each press waits max(LATENCY_CADENCE=%s, LATENCY_WINDOW+quiet gap=%s)), more than LATENCY_MAX_DURATION=%s: raise LATENCY_MAX_DURATION to at least %s, or take fewer samples",
+				c.Samples, least, c.Cadence, mc.WithDefaults().Window+mc.WithDefaults().Quiet, c.MaxDuration,
+				(least + time.Duration(c.Samples)*c.Jitter/2 + c.ReadyTimeout).Round(time.Second))
+		}
 	}
 	if c.Consoles > 1 && c.Provider != ProviderOpenStack && c.Provider != ProviderFake {
 		p.failf("LATENCY_CONSOLES=%d with LATENCY_PROVIDER=%s: that provider names one console, and a SPICE server serves one client; use openstack or fake for several", c.Consoles, c.Provider)
@@ -271,6 +295,23 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// Measure is the measurement's configuration for these settings (no
+// callbacks, logger or sources: the loadtest adds those).
+func (c *Config) Measure() measure.Config {
+	mc := measure.DefaultConfig(c.Metric)
+	mc.Samples = c.Samples
+	mc.MaxDuration = c.MaxDuration
+	mc.Cadence = c.Cadence
+	mc.Jitter = c.Jitter
+	mc.Hold = c.KeyHold
+	mc.Window = c.Window
+	mc.Quiet = c.Quiet
+	mc.Settle = c.Settle
+	mc.MaxMisses = c.MaxMisses
+	mc.MaxContamination = c.MaxContamination
+	return mc
 }
 
 // maxRunID leaves room, within runid.MaxLen, for the console and pod

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/runid"
 )
 
@@ -21,7 +22,7 @@ func TestDefaults(t *testing.T) {
 	c, err := Load(env(nil))
 	require.NoError(t, err)
 	assert.Equal(t, ProviderFake, c.Provider)
-	assert.Equal(t, MetricKeypress, c.Metric)
+	assert.Equal(t, measure.KeypressToScreen, c.Metric)
 	assert.Equal(t, 60, c.Samples)
 	assert.Equal(t, 2*time.Second, c.Cadence)
 	assert.Equal(t, 100*time.Millisecond, c.KeyHold)
@@ -56,7 +57,7 @@ func TestValues(t *testing.T) {
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, ProviderFile, c.Provider)
-	assert.Equal(t, MetricPing, c.Metric)
+	assert.Equal(t, measure.PingInterval, c.Metric)
 	assert.Equal(t, 500*time.Millisecond, c.Cadence)
 	assert.Equal(t, 500*time.Millisecond, c.Window)
 	assert.Equal(t, time.Duration(0), c.Jitter)
@@ -103,12 +104,16 @@ func TestProblems(t *testing.T) {
 		{"direct bad tls port", map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:5900:x"}, "tls port"},
 		{"console with fake", map[string]string{"LATENCY_CONSOLE": "h:1"}, "does not use it"},
 		{"hold >= cadence", map[string]string{"LATENCY_CADENCE": "100ms", "LATENCY_KEY_HOLD": "100ms"}, "LATENCY_KEY_HOLD"},
-		{"window > cadence", map[string]string{"LATENCY_CADENCE": "1s", "LATENCY_WINDOW": "2s"}, "LATENCY_WINDOW"},
+		{"quiet not above settle", map[string]string{"LATENCY_QUIET": "100ms", "LATENCY_SETTLE": "150ms"}, "LATENCY_QUIET=100ms must be longer than LATENCY_SETTLE"},
+		{"unknown metric", map[string]string{"LATENCY_METRIC": "fps"}, "want keypress, repaint, ping"},
+		{"contamination out of range", map[string]string{"LATENCY_MAX_CONTAMINATION": "2"}, "LATENCY_MAX_CONTAMINATION=2"},
+		{"max misses zero", map[string]string{"LATENCY_MAX_MISSES": "0"}, "LATENCY_MAX_MISSES"},
+		{"samples cannot fit the quiet gaps", map[string]string{"LATENCY_SAMPLES": "100", "LATENCY_CADENCE": "200ms", "LATENCY_MAX_DURATION": "30s"}, "needs at least 50s"},
 		{"sanity inverted", map[string]string{"LATENCY_SANITY_MIN": "0.5", "LATENCY_SANITY_MAX": "0.1"}, "want 0 <= min < max"},
 		{"sanity not number", map[string]string{"LATENCY_SANITY_MAX": "fast"}, "LATENCY_SANITY_MAX"},
 		{"break code", map[string]string{"LATENCY_SCANCODE": "0xB9"}, "make code"},
 		{"zero duration", map[string]string{"LATENCY_MAX_DURATION": "0s"}, "above zero"},
-		{"samples cannot fit", map[string]string{"LATENCY_SAMPLES": "400", "LATENCY_CADENCE": "2s"}, "needs at least 13m20s, more than LATENCY_MAX_DURATION=10m0s"},
+		{"samples cannot fit", map[string]string{"LATENCY_SAMPLES": "400", "LATENCY_CADENCE": "2s"}, "needs at least 13m20s"},
 		{"consoles with direct", map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:1", "LATENCY_CONSOLES": "3"}, "a SPICE server serves one client"},
 		{"too many consoles", map[string]string{"LATENCY_CONSOLES": "501"}, "at most 500"},
 		{"parallel zero", map[string]string{"LATENCY_PARALLEL": "0"}, "LATENCY_PARALLEL"},
@@ -151,4 +156,27 @@ func TestVarsCoverEveryVariableLoadReads(t *testing.T) {
 	for k := range documented {
 		assert.True(t, seen[k], "%s is in Vars but never read", k)
 	}
+}
+
+func TestMeasurementSettingsReachTheMeasurement(t *testing.T) {
+	c, err := Load(env(map[string]string{"LATENCY_METRIC": "repaint", "LATENCY_QUIET": "400ms", "LATENCY_SETTLE": "80ms",
+		"LATENCY_MAX_MISSES": "3", "LATENCY_MAX_CONTAMINATION": "0.05", "LATENCY_WINDOW": "700ms"}))
+	require.NoError(t, err)
+	assert.Equal(t, measure.KeypressToRepaint, c.Metric)
+	mc := c.Measure()
+	assert.Equal(t, measure.KeypressToRepaint, mc.Metric)
+	assert.Equal(t, 400*time.Millisecond, mc.Quiet)
+	assert.Equal(t, 80*time.Millisecond, mc.Settle)
+	assert.Equal(t, 3, mc.MaxMisses)
+	assert.Equal(t, 0.05, mc.MaxContamination)
+	assert.Equal(t, 700*time.Millisecond, mc.Window)
+	assert.Equal(t, 0.001, c.SanityMin, "repaint has the keypress sanity range")
+
+	d, err := Load(env(nil))
+	require.NoError(t, err)
+	def := measure.DefaultConfig(measure.KeypressToScreen)
+	assert.Equal(t, def.Cadence, d.Cadence, "the defaults are the measurement's")
+	assert.Equal(t, def.Settle, d.Settle)
+	assert.Equal(t, def.MaxDuration, d.MaxDuration)
+	assert.Zero(t, d.Quiet, "the measurement derives the quiet gap from the window")
 }

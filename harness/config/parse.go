@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shakenfist/kerbside-latency/harness/measure"
 )
 
 // parser reads typed values and collects every problem instead of
@@ -129,4 +131,18 @@ func (p *parser) scancode(name string, def uint16) uint16 {
 		return def
 	}
 	return uint16(n)
+}
+
+// metric reads a metric by the measurement's short or long name.
+func (p *parser) metric(name string, def measure.Metric) measure.Metric {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	m, err := measure.ParseMetric(v)
+	if err != nil {
+		p.failf("%s: %v", name, err)
+		return def
+	}
+	return m
 }

@@ -117,8 +117,20 @@ func TestKeypressRunWritesEverySample(t *testing.T) {
 	s := r.Sidecar(m, time.Now())
 	files, written, err := r.WriteResults(&table, m, s)
 	require.NoError(t, err)
-	assert.Len(t, written.Files, 5, "every file written is listed")
-	for _, f := range []string{files.CSV, files.Sidecar, files.Plot, files.Bench, files.RyllLog} {
+	assert.Len(t, written.Files, 6, "every file written is listed")
+	rows, err := results.ReadPresses(files.Presses)
+	require.NoError(t, err)
+	require.Len(t, rows, 5, "one row per press")
+	for i, p := range rows {
+		assert.Equal(t, i+1, p.Number)
+		assert.Equal(t, results.PressSample, p.Verdict)
+		assert.True(t, p.Answered)
+		assert.GreaterOrEqual(t, p.Repaint, p.FirstDraw)
+	}
+	assert.NotNil(t, written.FirstDraw)
+	assert.NotNil(t, written.Background)
+	assert.Equal(t, 5, written.Presses)
+	for _, f := range []string{files.CSV, files.Presses, files.Sidecar, files.Plot, files.Bench, files.RyllLog} {
 		assert.FileExists(t, f)
 	}
 	back, err := results.ReadSidecar(files.Sidecar)

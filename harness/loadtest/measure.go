@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/control"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/results"
@@ -25,6 +24,8 @@ const exitGrace = 2 * time.Second
 type Measurement struct {
 	Result  measure.Result
 	CSVPath string
+	// PressesPath is latency-<run>-presses.csv (keypress metrics only).
+	PressesPath string
 	// LocalDropped counts events the control client itself had to drop
 	// because the measurement fell behind (never expected; reported).
 	LocalDropped uint64
@@ -70,6 +71,15 @@ func (r *Session) Measure(ctx context.Context) (*Measurement, error) {
 		return nil, fmt.Errorf("create the CSV: %w", err)
 	}
 	m := &Measurement{CSVPath: csv.Path()}
+	var presses *results.PressesWriter
+	var pressErr error
+	if r.Cfg.Metric.Keypress() {
+		if presses, err = results.CreatePresses(r.Cfg.ResultsDir, r.Cfg.RunID); err != nil {
+			_ = csv.Close()
+			return nil, fmt.Errorf("create the presses CSV: %w", err)
+		}
+		m.PressesPath = presses.Path()
+	}
 
 	// The run ends early when ryll exits: ryll exits 0 when its SPICE
 	// session ends, so the exit itself is the failure.
@@ -89,18 +99,19 @@ func (r *Session) Measure(ctx context.Context) (*Measurement, error) {
 	pumpDone := make(chan struct{})
 	go r.pump(runCtx, draws, pings, dropped, pumpDone)
 
-	cfg := measure.DefaultConfig(r.Metric())
-	cfg.Samples = r.Cfg.Samples
-	cfg.MaxDuration = r.Cfg.MaxDuration
-	cfg.Cadence = r.Cfg.Cadence
-	cfg.Jitter = r.Cfg.Jitter
-	cfg.Hold = r.Cfg.KeyHold
-	cfg.Window = r.Cfg.Window
+	cfg := r.Cfg.Measure()
 	cfg.Logger = r.logger
 	cfg.OnSample = func(s measure.Sample) error { return csv.Write(s.Value) }
+	if presses != nil {
+		cfg.OnPress = func(p measure.Press) {
+			if err := presses.Write(pressRow(p)); err != nil && pressErr == nil {
+				pressErr = err
+			}
+		}
+	}
 
 	src := measure.Sources{Draws: draws, Pings: pings, Dropped: dropped}
-	if r.Cfg.Metric != config.MetricPing {
+	if r.Cfg.Metric.Keypress() {
 		src.Keyboard = keyboard{c: r.Client, code: r.Cfg.Scancode}
 	}
 	res, runErr := measure.Run(runCtx, cfg, src)
@@ -108,6 +119,11 @@ func (r *Session) Measure(ctx context.Context) (*Measurement, error) {
 	<-pumpDone
 	if err := csv.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("close the CSV: %w", err)
+	}
+	if presses != nil {
+		if err := errors.Join(pressErr, presses.Close()); err != nil && runErr == nil {
+			runErr = fmt.Errorf("the presses CSV: %w", err)
+		}
 	}
 	m.Result = res
 	st := r.Client.Stats()
@@ -133,6 +149,15 @@ func (r *Session) Measure(ctx context.Context) (*Measurement, error) {
 		runErr = fmt.Errorf("interrupted: %w", context.Cause(ctx))
 	}
 	return m, runErr
+}
+
+// pressRow is the presses CSV's record of one press.
+func pressRow(p measure.Press) results.PressRow {
+	return results.PressRow{
+		Number: p.Number, SentAt: p.SentAt, Verdict: string(p.Verdict), Answered: p.Answered,
+		FirstDraw: p.FirstDraw, Repaint: p.Repaint, Draws: p.Draws, Background: p.Background,
+		LateDraws: p.LateDraws, Dropped: p.Dropped, QuietWait: p.QuietWait, Reason: p.Reason,
+	}
 }
 
 // pump turns control events into the measurement's inputs. It never

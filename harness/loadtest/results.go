@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/control"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/results"
@@ -44,7 +43,7 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		EndTime:                  end,
 		StopReason:               string(measure.StopError),
 	}
-	if cfg.Metric == config.MetricPing {
+	if !cfg.Metric.Keypress() {
 		s.Scancode = ""
 		s.HoldS, s.JitterS, s.WindowS = 0, 0, 0
 	}
@@ -59,6 +58,9 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		s.KeyErrors = res.KeyErrors
 		s.JitterSeed = res.Config.Seed
 		s.StopReason = string(res.StopReason)
+		if cfg.Metric.Keypress() {
+			keypressRecord(&s, m)
+		}
 		if m.LocalDropped > 0 {
 			runErrs = append(runErrs, fmt.Errorf("the loadtest fell behind and dropped %d events itself", m.LocalDropped))
 		}
@@ -77,10 +79,35 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 	return s
 }
 
+// keypressRecord fills the sidecar's record of a keypress run: both
+// figures, the presses and their verdicts, the background and the rules.
+func keypressRecord(s *results.Sidecar, m *Measurement) {
+	res := m.Result
+	c := res.Config
+	first, repaint := res.FirstDraw, res.Repaint
+	s.FirstDraw, s.Repaint = &first, &repaint
+	s.Presses = len(res.Presses)
+	s.LatePresses = res.Count(measure.VerdictLate)
+	s.Suspects = res.Suspects
+	s.LateDraws = res.LateDraws
+	s.QuietDelayed = res.QuietDelayed
+	s.QuietWaitS = res.QuietWait.Seconds()
+	s.QuietS, s.SettleS = c.Quiet.Seconds(), c.Settle.Seconds()
+	s.MaxMisses, s.MaxContamination = c.MaxMisses, c.MaxContamination
+	b := res.Background
+	s.Background = &results.Background{
+		Draws: b.Draws, ObservedS: b.Observed.Seconds(), RatePerS: b.Rate,
+		Pattern: string(b.Pattern), GapCV: b.GapCV, Contamination: b.Contamination,
+	}
+	if m.PressesPath != "" {
+		s.PressesFile = filepath.Base(m.PressesPath)
+	}
+}
+
 // Files names the files a run leaves in the results directory, for the
 // summary.
 type Files struct {
-	CSV, Sidecar, Plot, Bench, RyllLog string
+	CSV, Presses, Sidecar, Plot, Bench, RyllLog string
 }
 
 // WriteResults writes the sidecar, the plot and the benchmark file next
@@ -109,6 +136,11 @@ func (r *Session) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (
 	if m == nil || !exists(f.CSV) {
 		f.CSV = ""
 	}
+	if m != nil && exists(m.PressesPath) {
+		f.Presses = m.PressesPath
+	} else {
+		s.PressesFile = ""
+	}
 	if !exists(f.RyllLog) {
 		f.RyllLog = ""
 	}
@@ -117,7 +149,7 @@ func (r *Session) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (
 		s.Errors = append(s.Errors, red.Scrub(err.Error()))
 	}
 	s.Files = nil
-	for _, p := range []string{f.CSV, f.Sidecar, f.Plot, f.Bench, f.RyllLog} {
+	for _, p := range []string{f.CSV, f.Presses, f.Sidecar, f.Plot, f.Bench, f.RyllLog} {
 		if p != "" {
 			s.Files = append(s.Files, filepath.Base(p))
 		}

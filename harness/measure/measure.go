@@ -691,3 +691,17 @@ func validate(c Config, src Sources) error {
 func validPing(ms float64) bool {
 	return !math.IsNaN(ms) && !math.IsInf(ms, 0) && ms >= 0
 }
+
+// WithDefaults returns c with every zero field filled in as Run fills it,
+// so that a caller (the configuration, a plausibility check) can see the
+// quiet gap and the other derived values a run will use.
+func (c Config) WithDefaults() Config { return c.withDefaults() }
+
+// MinPressInterval is the shortest time from one key press to the next
+// that the rules allow: a cadence, and at least the window plus the quiet
+// gap (a console that never draws in the background). Samples times this
+// is the least a keypress run can take.
+func (c Config) MinPressInterval() time.Duration {
+	c = c.withDefaults()
+	return max(c.Cadence, c.Window+c.Quiet)
+}

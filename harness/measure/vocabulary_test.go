@@ -148,3 +148,14 @@ func TestDroppedOutsideWindowLeavesPressesValid(t *testing.T) {
 		assert.Equal(t, 1, res.Dropped, "still counted")
 	})
 }
+
+func TestMinPressInterval(t *testing.T) {
+	c := DefaultConfig(KeypressToScreen)
+	assert.Equal(t, 2*time.Second, c.MinPressInterval(), "1 s window + 1 s quiet = the 2 s cadence")
+	c.Cadence, c.Window = 200*time.Millisecond, 0
+	assert.Equal(t, 500*time.Millisecond, c.MinPressInterval(), "window 200 ms + the 300 ms least quiet gap")
+	c.Quiet = 50 * time.Millisecond
+	c.Settle = 20 * time.Millisecond
+	assert.Equal(t, 250*time.Millisecond, c.MinPressInterval())
+	assert.Equal(t, 50*time.Millisecond, c.WithDefaults().Quiet)
+}

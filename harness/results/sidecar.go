@@ -18,14 +18,18 @@ import (
 // a bump (readers ignore fields they do not know).
 const FormatVersion = 1
 
-// Stop reasons recorded in Sidecar.StopReason. They match the values of
-// measure.StopReason; results does not import measure so that the file
-// format does not depend on the measuring code.
+// Stop reasons recorded in Sidecar.StopReason. They are the values of
+// measure.StopReason: results does not import measure, so that the file
+// format does not depend on the measuring code, and a test pins the two
+// lists together.
 const (
 	StopSamplesReached = "samples_reached"
 	StopMaxDuration    = "max_duration"
 	StopInterrupted    = "interrupted"
 	StopError          = "error"
+	StopNoDraws        = "no_draws"
+	StopLateDraws      = "late_draws"
+	StopBackground     = "background"
 )
 
 // Sanity verdicts.
@@ -58,7 +62,9 @@ type Sidecar struct {
 	SamplesCollected int `json:"samples_collected"`
 	// Misses are key presses with no draw in their window; never samples.
 	Misses int `json:"misses"`
-	// UnpairedDraws are draws that belonged to no key press.
+	// UnpairedDraws are draws in no press's repaint: background draws,
+	// late draws, and draws that ran on past a window. A repaint's own
+	// draws are not unpaired.
 	UnpairedDraws int `json:"unpaired_draws"`
 	// DroppedEvents is the sum of the control socket's "dropped" counts:
 	// events the server discarded because the client read too slowly.
@@ -92,11 +98,52 @@ type Sidecar struct {
 
 	Summary stats.Summary `json:"summary"`
 	Sanity  Sanity        `json:"sanity"`
+
+	// The keypress metrics' own record (absent for the ping metric).
+	// FirstDraw and Repaint summarise both keypress figures over the
+	// sampled presses, whichever one the CSV holds.
+	FirstDraw *stats.Summary `json:"first_draw,omitempty"`
+	Repaint   *stats.Summary `json:"repaint,omitempty"`
+	// Presses counts key presses sent; LatePresses those whose draw came
+	// after their window; Suspects those whose first draw may have been
+	// lost (a dropped event) or may not be theirs. None is a sample.
+	Presses     int `json:"presses,omitempty"`
+	LatePresses int `json:"late_presses,omitempty"`
+	Suspects    int `json:"suspects,omitempty"`
+	// LateDraws counts draws after the window of a press without a draw.
+	LateDraws int `json:"late_draws,omitempty"`
+	// QuietDelayed counts presses sent later than their cadence slot to
+	// wait for the quiet gap; QuietWaitS is the total wait.
+	QuietDelayed int     `json:"quiet_delayed,omitempty"`
+	QuietWaitS   float64 `json:"quiet_wait_s,omitempty"`
+	// The rules the pairing used.
+	QuietS           float64 `json:"quiet_s,omitempty"`
+	SettleS          float64 `json:"settle_s,omitempty"`
+	MaxMisses        int     `json:"max_misses,omitempty"`
+	MaxContamination float64 `json:"max_contamination,omitempty"`
+	// Background is what was seen of the draws no key caused.
+	Background *Background `json:"background,omitempty"`
+	// PressesFile is latency-<run>-presses.csv, one row per press.
+	PressesFile string `json:"presses_file,omitempty"`
 	// Errors are the run's error messages, already free of secrets.
 	Errors []string `json:"errors"`
 	// Files are the base names of every file the run left in the results
 	// directory (CSV, sidecar, plot, benchmark file, ryll log).
 	Files []string `json:"files,omitempty"`
+}
+
+// Background describes the draws no key caused, observed before the
+// first press and in the quiet gaps.
+type Background struct {
+	Draws     int     `json:"draws"`
+	ObservedS float64 `json:"observed_s"`
+	RatePerS  float64 `json:"rate_per_s"`
+	// Pattern is none, unknown (too few gaps), steady, random or bursty.
+	Pattern string  `json:"pattern"`
+	GapCV   float64 `json:"gap_cv"`
+	// Contamination is the estimated share of samples taken from, or
+	// changed by, a draw no key caused.
+	Contamination float64 `json:"contamination"`
 }
 
 // Sanity records the bounds every sample was checked against and the

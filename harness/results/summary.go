@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
 
 // WriteSummary prints a short aligned table of a run for the console and
@@ -19,20 +21,35 @@ func WriteSummary(w io.Writer, s Sidecar) error {
 	row("run", s.RunID)
 	row("metric", s.Metric+" ("+s.Unit+")")
 	row("samples", fmt.Sprintf("%d/%d", s.SamplesCollected, s.SamplesRequested))
-	row("misses", fmt.Sprint(s.Misses))
+	if s.Presses > 0 {
+		row("presses", fmt.Sprintf("%d: %d samples, %d misses (%d late), %d suspect", s.Presses, s.SamplesCollected, s.Misses, s.LatePresses, s.Suspects))
+	} else {
+		row("misses", fmt.Sprint(s.Misses))
+	}
 	row("unpaired draws", fmt.Sprint(s.UnpairedDraws))
 	row("dropped events", fmt.Sprint(s.DroppedEvents))
+	if b := s.Background; b != nil {
+		row("background", fmt.Sprintf("%d draws in %.1f s (%.2f/s, %s), contamination %.2f%%", b.Draws, b.ObservedS, b.RatePerS, b.Pattern, 100*b.Contamination))
+	}
 	row("stop reason", s.StopReason)
 
-	ms := func(v float64) string {
-		if s.Summary.Count == 0 {
-			return "-"
+	figures := func(label string, sum stats.Summary) {
+		ms := func(v float64) string {
+			if sum.Count == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.3f", v*1000)
 		}
-		return fmt.Sprintf("%.3f", v*1000)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", label, ms(sum.Min), ms(sum.P50), ms(sum.P95), ms(sum.P99), ms(sum.Max))
 	}
 	fmt.Fprintf(tw, "latency ms\tmin\tp50\tp95\tp99\tmax\n")
-	fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s\t%s\n",
-		ms(s.Summary.Min), ms(s.Summary.P50), ms(s.Summary.P95), ms(s.Summary.P99), ms(s.Summary.Max))
+	if s.FirstDraw != nil && s.Repaint != nil {
+		// Both keypress figures, whichever one the CSV holds.
+		figures("  first draw", *s.FirstDraw)
+		figures("  repaint", *s.Repaint)
+	} else {
+		figures("", s.Summary)
+	}
 
 	verdict := s.Sanity.Verdict
 	if verdict == "" {
