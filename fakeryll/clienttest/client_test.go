@@ -5,11 +5,9 @@
 package clienttest_test
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -60,15 +58,20 @@ func startSim(t *testing.T, mutate func(*sim.Config)) (socket, truth string, s *
 	return cfg.SocketPath, cfg.TruthFile, s
 }
 
-func truthUS(t *testing.T, path string) []int64 {
+// truthUS returns the modelled first-draw latency of every press, in µs,
+// once the simulator has finished n presses.
+func truthUS(t *testing.T, s *sim.Sim, path string, n int) []int64 {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	deadline := time.Now().Add(wait)
+	for s.Stats().KeyDraws < uint64(n) {
+		require.False(t, time.Now().After(deadline), "press %d never finished", n)
+		time.Sleep(time.Millisecond)
+	}
+	rows, err := sim.ReadTruthFile(path)
 	require.NoError(t, err)
 	var out []int64
-	for l := range bytes.Lines(b) {
-		f, err := strconv.ParseFloat(string(bytes.TrimSpace(l)), 64)
-		require.NoError(t, err)
-		out = append(out, int64(f*1e6+0.5))
+	for _, r := range rows {
+		out = append(out, r.FirstDraw().Microseconds())
 	}
 	return out
 }
@@ -89,7 +92,7 @@ func nextEvent(ctx context.Context, t *testing.T, c *control.Client, name string
 }
 
 func TestDrivenByHarnessClient(t *testing.T) {
-	socket, truth, _ := startSim(t, func(c *sim.Config) {
+	socket, truth, s := startSim(t, func(c *sim.Config) {
 		c.DrawDelay, c.DrawJitter, c.DisplayRefresh = 10*time.Millisecond, 4*time.Millisecond, 15*time.Millisecond
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
@@ -127,7 +130,7 @@ func TestDrivenByHarnessClient(t *testing.T) {
 		for range sim.DefaultConfig().DrawsPerKey - 1 { // the rest of the burst
 			nextEvent(ctx, t, c, control.EventSurfaceDrawn)
 		}
-		modelled := truthUS(t, truth)
+		modelled := truthUS(t, s, truth, i+1)
 		require.Len(t, modelled, i+1)
 		measured := int64(first.WallclockUS) - sentAt.UnixMicro()
 		assert.GreaterOrEqual(t, measured, modelled[i], "the client's clock starts before the key arrives")

@@ -35,7 +35,7 @@ func drain(q *eventQueue) (lines []string, drops []uint64, order []string) {
 
 func TestQueueDropsOldestAndReportsOnDrain(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1000, 0)}
-	q := newEventQueue(clk.now)
+	q := newEventQueue(DropOldest, clk.now)
 	for i := range 300 {
 		q.push(line(i))
 	}
@@ -57,7 +57,7 @@ func TestQueueDropsOldestAndReportsOnDrain(t *testing.T) {
 }
 
 func TestQueueNoDropsNoDroppedEvent(t *testing.T) {
-	q := newEventQueue(nil)
+	q := newEventQueue(DropOldest, nil)
 	for i := range QueueCapacity {
 		q.push(line(i))
 	}
@@ -68,7 +68,7 @@ func TestQueueNoDropsNoDroppedEvent(t *testing.T) {
 
 func TestQueueReportsUnderSustainedPressure(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1000, 0)}
-	q := newEventQueue(clk.now)
+	q := newEventQueue(DropOldest, clk.now)
 	for i := range QueueCapacity + 10 {
 		q.push(line(i))
 	}
@@ -89,7 +89,7 @@ func TestQueueReportsUnderSustainedPressure(t *testing.T) {
 
 func TestQueueCountsSumToDrops(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1000, 0)}
-	q := newEventQueue(clk.now)
+	q := newEventQueue(DropOldest, clk.now)
 	var reported uint64
 	for round := range 50 {
 		for i := range 100 + round*13 {
@@ -113,7 +113,7 @@ func TestQueueCountsSumToDrops(t *testing.T) {
 
 func TestQueuePushNeverBlocksWithoutReader(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1000, 0)}
-	q := newEventQueue(clk.now)
+	q := newEventQueue(DropOldest, clk.now)
 	for i := range 10_000 {
 		q.push(line(i)) // would deadlock the test if push waited for a reader
 	}
@@ -125,7 +125,7 @@ func TestQueuePushNeverBlocksWithoutReader(t *testing.T) {
 
 func TestQueueMarkerInTheMiddle(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1000, 0)}
-	q := newEventQueue(clk.now)
+	q := newEventQueue(DropOldest, clk.now)
 	for i := range QueueCapacity + 1 {
 		q.push(line(i)) // one drop: e0
 	}

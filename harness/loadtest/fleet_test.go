@@ -118,7 +118,7 @@ func fleetRun(b *testing.B, n int) (errs []float64, cpu, childCPU time.Duration,
 	})
 	f := SetupFleet(context.Background(), cfg, Options{Environ: func() []string { return nil }}, func(i int) []string {
 		return []string{"FAKERYLL_DRAW_DELAY=25ms", "FAKERYLL_DRAW_JITTER=0", "FAKERYLL_DISPLAY_REFRESH=0",
-			"FAKERYLL_TRUTH_FILE=" + filepath.Join(dir, fmt.Sprintf("truth-%d.txt", i))}
+			"FAKERYLL_TRUTH_FILE=" + filepath.Join(dir, fmt.Sprintf("truth-%d.csv", i))}
 	})
 	defer func() {
 		ctx, cancel := cloud.CleanupContext(context.Background(), 2*time.Minute)
@@ -150,8 +150,7 @@ func fleetRun(b *testing.B, n int) (errs []float64, cpu, childCPU time.Duration,
 		require.NoError(b, m.Measurement.Err)
 		measured, err := results.ReadCSV(m.Measurement.CSVPath)
 		require.NoError(b, err)
-		modelled, err := results.ReadCSV(filepath.Join(dir, fmt.Sprintf("truth-%d.txt", i)))
-		require.NoError(b, err)
+		modelled := modelledFirstDraws(b, filepath.Join(dir, fmt.Sprintf("truth-%d.csv", i)))
 		require.Len(b, modelled, len(measured))
 		for j := range measured {
 			errs = append(errs, measured[j]-modelled[j])
