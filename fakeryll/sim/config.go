@@ -383,7 +383,7 @@ var knobs = []Knob{
 			return nil
 		}},
 	{Name: "truth-file", Default: "",
-		Usage: "write one CSV row per key-down (press number, modelled first draw and end of repaint) when its repaint ends",
+		Usage: "write one CSV row per key-down (press number, modelled first draw and end of repaint) when its first draw lands",
 		set: func(c *Config, s string) error {
 			c.TruthFile = s
 			return nil

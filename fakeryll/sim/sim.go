@@ -62,9 +62,8 @@ type Sim struct {
 	truth      *truthWriter
 	stats      Stats
 
-	presses     int              // key-downs numbered so far
-	repainting  map[int]TruthRow // presses whose repaint has begun, not ended
-	lastKeyDraw time.Time        // the last draw of the latest key burst
+	presses     int       // key-downs numbered so far
+	lastKeyDraw time.Time // the last draw of the latest key burst
 	inputsUp    bool
 	inputsUpCh  chan struct{} // closed when the inputs channel is up
 	inputSlots  int           // input events buffered before it was up
@@ -103,7 +102,6 @@ func New(cfg Config) (*Sim, error) {
 		started:    make(chan struct{}),
 		hung:       make(chan struct{}),
 		listen:     listenUnix,
-		repainting: map[int]TruthRow{},
 		inputsUpCh: make(chan struct{}),
 		sched:      newScheduler(),
 		keyRNG:     rand.New(rand.NewPCG(cfg.Seed, 1)),
@@ -244,11 +242,6 @@ func (s *Sim) closeTruth() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.truth != nil {
-		// A repaint the end of the session cut short is still a press
-		// whose first draw happened: its row has the modelled end.
-		for _, row := range s.repainting {
-			_ = s.truth.add(row)
-		}
 		if err := s.truth.close(); err != nil {
 			s.log.Warn("closing truth file", "err", err)
 		}
@@ -461,7 +454,9 @@ func (s *Sim) deliverKey(press int, arrival, delivered time.Time) {
 			if isFirst {
 				s.mu.Lock()
 				s.generation++ // the screen changes with the first strip
-				s.repainting[row.Press] = row
+				// The row is known in full now; written before the first
+				// event is queued, so a client that sees it can read it.
+				s.writeTruthLocked(row)
 				s.mu.Unlock()
 			}
 			s.emitDraws(g.at, g.n)
@@ -473,21 +468,25 @@ func (s *Sim) deliverKey(press int, arrival, delivered time.Time) {
 }
 
 // finishPress counts a press whose repaint has ended (or that drew
-// nothing) and writes its truth row. It runs after the burst's events are
-// queued, so a caller that sees the count knows they are.
+// nothing, whose truth row it then writes). It runs after the burst's
+// events are queued, so a caller that sees the count knows they are.
 func (s *Sim) finishPress(row TruthRow) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if row.Drawn() {
 		s.stats.KeyDraws++
-		delete(s.repainting, row.Press)
-	} else {
-		s.stats.KeyNoDraw++
+		return
 	}
-	if s.truth != nil {
-		if err := s.truth.add(row); err != nil {
-			s.log.Error("writing truth file; no more truth rows", "err", err)
-		}
+	s.stats.KeyNoDraw++
+	s.writeTruthLocked(row)
+}
+
+func (s *Sim) writeTruthLocked(row TruthRow) {
+	if s.truth == nil {
+		return
+	}
+	if err := s.truth.add(row); err != nil {
+		s.log.Error("writing truth file; no more truth rows", "err", err)
 	}
 }
 

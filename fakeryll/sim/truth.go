@@ -144,9 +144,9 @@ func parseTruthRecord(rec []string) (TruthRow, error) {
 	return row, nil
 }
 
-// truthWriter writes rows in press order, whatever order the presses
-// finish in (a press that draws nothing finishes at its would-be landing,
-// which can precede the tail of the press before it).
+// truthWriter writes rows in press order, whatever order they come in (a
+// press that draws nothing is written at its would-be landing, which can
+// come before the first draw of the press before it).
 type truthWriter struct {
 	w       *csv.Writer
 	c       io.Closer
@@ -173,8 +173,8 @@ func newTruthWriter(path string) (*truthWriter, error) {
 	return tw, nil
 }
 
-// add records a finished press and writes every row now in order. Each
-// row is flushed at once so a reader sees it as soon as the repaint ends.
+// add records a press and writes every row now in order. Each row is
+// flushed at once so a reader sees it as soon as the first draw lands.
 func (tw *truthWriter) add(r TruthRow) error {
 	if tw.failed {
 		return nil
@@ -203,7 +203,7 @@ func (tw *truthWriter) add(r TruthRow) error {
 }
 
 // close writes the rows still waiting for an earlier press (one whose
-// repaint never began before the session ended), in press order, then
+// first draw never came before the session ended), in press order, then
 // closes the file.
 func (tw *truthWriter) close() error {
 	if !tw.failed {
