@@ -224,24 +224,39 @@ func (p *proc) exited(t *testing.T) *os.ProcessState {
 	}
 }
 
+// waitFor polls cond while the process runs, failing if it exits first
+// or the deadline passes.
+func (p *proc) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		select {
+		case <-p.done:
+			require.FailNowf(t, "fakeryll exited before "+what, "%v: %s", p.err, p.stderr.String())
+		default:
+		}
+		require.False(t, time.Now().After(deadline), "timed out waiting for %s: %s", what, p.stderr.String())
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // waitSocket waits until the control socket accepts a connection.
 func (p *proc) waitSocket(t *testing.T, path string) net.Conn {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		nc, err := net.Dial("unix", path)
-		if err == nil {
-			t.Cleanup(func() { _ = nc.Close() })
-			return nc
-		}
-		select {
-		case <-p.done:
-			require.FailNowf(t, "fakeryll exited before its socket answered", "%v: %s", p.err, p.stderr.String())
-		default:
-		}
-		require.False(t, time.Now().After(deadline), "socket never appeared: %s", p.stderr.String())
-		time.Sleep(5 * time.Millisecond)
-	}
+	var nc net.Conn
+	p.waitFor(t, "its socket answered", func() bool {
+		var err error
+		nc, err = net.Dial("unix", path)
+		return err == nil
+	})
+	t.Cleanup(func() { _ = nc.Close() })
+	return nc
+}
+
+// waitLog waits until the process has logged text.
+func (p *proc) waitLog(t *testing.T, text string) {
+	t.Helper()
+	p.waitFor(t, "it logged "+text, func() bool { return strings.Contains(p.stderr.String(), text) })
 }
 
 // roundTrip writes one request line and returns the next line read.
@@ -276,6 +291,25 @@ func TestSIGINTUnlinksAndExitsZero(t *testing.T) {
 	_, err := os.Lstat(sock)
 	assert.ErrorIs(t, err, fs.ErrNotExist, "socket unlinked on SIGINT")
 	assert.Contains(t, p.stderr.String(), "Connecting to spice.example:5900 (TLS: false)")
+}
+
+// TestRegularFileAtSocketPathRunsOn: like ryll, a regular file at the
+// socket path is left alone, an error is logged and the process runs on
+// with no socket until SIGINT, then exits 0.
+func TestRegularFileAtSocketPathRunsOn(t *testing.T) {
+	needBinary(t)
+	sock := sockPath(t)
+	require.NoError(t, os.WriteFile(sock, []byte("not a socket"), 0o600))
+	p := start(t, nil, "--headless", "--direct", "h:5900", "--control-socket", sock)
+	p.waitLog(t, "is not a socket")
+	assert.Contains(t, p.stderr.String(), "ERROR")
+	_, err := net.Dial("unix", sock)
+	assert.Error(t, err, "no control socket")
+	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
+	assert.Equal(t, 0, p.exited(t).ExitCode(), "log: %s", p.stderr.String())
+	b, err := os.ReadFile(sock)
+	require.NoError(t, err)
+	assert.Equal(t, "not a socket", string(b), "the file is left alone")
 }
 
 func TestSIGTERMEndsTheProcess(t *testing.T) {
@@ -356,10 +390,12 @@ func TestKnobsFromFlagsAndEnvironment(t *testing.T) {
 		}
 		require.NoError(t, json.Unmarshal(line, &ev))
 		if ev.Event == "surface_drawn" && ev.Data.WallclockUS > 0 {
-			b, err := os.ReadFile(truth)
+			rows, err := sim.ReadTruthFile(truth)
 			require.NoError(t, err)
-			if len(b) > 0 { // not the session's first paint
-				assert.Equal(t, "0.005000\n", string(b), "the flag wins over the environment")
+			if len(rows) > 0 { // not the session's first paint
+				require.Len(t, rows, 1)
+				assert.Equal(t, 5*time.Millisecond, rows[0].FirstDraw(), "the flag wins over the environment")
+				assert.Equal(t, ev.Data.WallclockUS, rows[0].FirstDrawUS)
 				break
 			}
 		}

@@ -7,7 +7,7 @@ import (
 // BenchmarkQueuePushFull measures the cost the simulated session pays per
 // event when the client is not reading at all (every push drops one).
 func BenchmarkQueuePushFull(b *testing.B) {
-	q := newEventQueue(nil)
+	q := newEventQueue(DropNewest, nil)
 	ln := []byte(`{"event":"surface_drawn","data":{"display_channel_id":0,"surface_id":0,"produced_at_secs":1.5,"wallclock_us":1717000000123456}}` + "\n")
 	for range QueueCapacity {
 		q.push(ln)

@@ -46,7 +46,7 @@ func (s *Sim) acceptLoop(ctx context.Context, ln net.Listener) {
 			s.mu.Unlock()
 			s.log.Debug("refusing second control client: busy")
 			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = nc.Write(encodeLine(busyResponse{OK: false, Error: errf(CodeBusy, "another client is connected")}))
+			_, _ = nc.Write(encodeLine(idlessResponse{OK: false, Error: errf(CodeBusy, "another client is connected")}))
 			_ = nc.Close()
 			continue
 		}
@@ -78,7 +78,7 @@ type client struct {
 
 func newClient(ctx context.Context, s *Sim, nc net.Conn) *client {
 	cctx, cancel := context.WithCancel(ctx)
-	return &client{s: s, nc: nc, q: newEventQueue(nil), ctx: cctx, cancel: cancel, subs: map[string]bool{}}
+	return &client{s: s, nc: nc, q: newEventQueue(s.cfg.QueueDrop, nil), ctx: cctx, cancel: cancel, subs: map[string]bool{}}
 }
 
 func (c *client) subscribed(name string) bool {
@@ -124,7 +124,7 @@ func (c *client) serve() {
 			return
 		}
 		if tooLong {
-			c.replyErr(nil, errf(CodeBadParams, "request line longer than %d bytes", maxRequestLine))
+			c.replyIDless(errf(CodeBadParams, "request line longer than %d bytes", maxRequestLine))
 			continue
 		}
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -161,8 +161,10 @@ func readLine(br *bufio.Reader) (line []byte, tooLong bool, err error) {
 	return bytes.TrimRight(buf, "\r\n"), false, nil
 }
 
-// writeEvents drains the event queue onto the socket.
+// writeEvents drains the queue (events, and with DropNewest responses
+// too) onto the socket.
 func (c *client) writeEvents() {
+	defer c.q.abandon()
 	for {
 		it, ok := c.q.pop()
 		if !ok {
@@ -174,17 +176,24 @@ func (c *client) writeEvents() {
 			continue
 		}
 		if c.s.isHung() {
+			if it.written != nil {
+				close(it.written) // never to be written
+			}
 			<-c.ctx.Done()
 			return
 		}
 		line := it.line
 		if it.dropped {
-			if !c.subscribed(eventDropped) {
+			if !it.always && !c.subscribed(eventDropped) {
 				continue
 			}
 			line = encodeLine(eventMsg{Event: eventDropped, Data: droppedData{Count: clampU32(it.count)}})
 		}
-		if err := c.write(line); err != nil {
+		err := c.write(line)
+		if it.written != nil {
+			close(it.written)
+		}
+		if err != nil {
 			c.cancel()
 			return
 		}
@@ -200,13 +209,41 @@ func (c *client) write(line []byte) error {
 	return nil
 }
 
-func (c *client) reply(id json.RawMessage, result any) {
-	_ = c.write(encodeLine(okResponse{ID: id, OK: true, Result: result}))
+// send answers a request. With DropNewest the answer queues behind the
+// events already queued and waits for a free slot, as in ryll's code;
+// with DropOldest it is written at once, ahead of them. The returned
+// channel is closed once the line is out (or never will be).
+func (c *client) send(line []byte) <-chan struct{} {
+	if c.s.cfg.QueueDrop == DropNewest {
+		written, err := c.q.pushWait(c.ctx, line)
+		if err == nil {
+			return written
+		}
+	} else {
+		_ = c.write(line)
+	}
+	done := make(chan struct{})
+	close(done)
+	return done
 }
 
-func (c *client) replyErr(id json.RawMessage, e *wireError) {
-	_ = c.write(encodeLine(errResponse{ID: id, OK: false, Error: e}))
+func (c *client) reply(id json.RawMessage, result any) {
+	c.send(encodeLine(okResponse{ID: id, OK: true, Result: result}))
 }
+
+func (c *client) replyErr(id json.RawMessage, e *wireError) <-chan struct{} {
+	return c.send(encodeLine(errResponse{ID: id, OK: false, Error: e}))
+}
+
+// replyIDless answers a request whose envelope did not parse: ryll's
+// answer then has no id field at all.
+func (c *client) replyIDless(e *wireError) {
+	c.send(encodeLine(idlessResponse{OK: false, Error: e}))
+}
+
+// closeGrace bounds how long a closing connection waits for its last
+// answer to be written to a client that does not read.
+const closeGrace = 2 * time.Second
 
 // emitOwn sends an event to this client only, if it is still the current
 // client and subscribed (paste outcomes belong to the connection that
@@ -223,7 +260,7 @@ func (c *client) emitOwn(name string, data any) {
 func (c *client) handle(line []byte, arrival time.Time) bool {
 	req, werr := parseRequest(line)
 	if werr != nil {
-		c.replyErr(req.id, werr)
+		c.replyIDless(werr)
 		return false
 	}
 	if !c.helloDone && req.method != methodHello {
@@ -231,13 +268,26 @@ func (c *client) handle(line []byte, arrival time.Time) bool {
 		return false
 	}
 	c.s.log.Debug("control request", "method", req.method)
+	if req.paramsNotObject && req.method != methodStatus && knownMethod(req.method) {
+		// ryll's status ignores its params; every other verb decodes them
+		// into a struct, which only an object can be.
+		c.replyErr(req.id, errf(CodeBadParams, "invalid %s params: params must be a JSON object", req.method))
+		return false
+	}
 	var result any
 	switch req.method {
 	case methodHello:
 		var closeConn bool
 		result, closeConn, werr = c.hello(req.params)
 		if closeConn {
-			c.replyErr(req.id, werr)
+			written := c.replyErr(req.id, werr)
+			t := time.NewTimer(closeGrace)
+			defer t.Stop()
+			select {
+			case <-written:
+			case <-c.ctx.Done():
+			case <-t.C:
+			}
 			return true
 		}
 	case methodStatus:
@@ -273,9 +323,20 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
+func knownMethod(m string) bool {
+	for _, k := range supportedMethods {
+		if k == m {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *client) hello(p map[string]json.RawMessage) (any, bool, *wireError) {
-	if _, _, werr := paramString(p, "client_name"); werr != nil {
+	if _, ok, werr := paramString(p, "client_name"); werr != nil {
 		return nil, false, werr
+	} else if !ok {
+		return nil, false, errf(CodeBadParams, "invalid hello params: client_name is missing")
 	}
 	pv, ok, werr := paramString(p, "protocol_version")
 	if werr != nil {
@@ -324,8 +385,19 @@ func (c *client) sendKey(p map[string]json.RawMessage, arrival time.Time) (any, 
 			return nil, errf(CodeBadParams, "scancode 0x%04X is not a logical make code: extended keys carry the 0xE0 prefix in the high byte, e.g. 0xE04B", code)
 		}
 	}
-	if state != "up" {
-		c.s.keyDown(arrival)
+	evs := []inputEvent{inputKeyDown}
+	switch state {
+	case "up":
+		evs = []inputEvent{inputOther}
+	case "press":
+		evs = []inputEvent{inputKeyDown, inputOther}
+	}
+	if taken := c.s.input(arrival, evs...); taken < len(evs) {
+		// ryll's bounded input queue, full before the inputs channel is up.
+		if taken > 0 {
+			return nil, errf(CodeInternalError, "input channel closed or full (after key-down)")
+		}
+		return nil, errf(CodeInternalError, "input channel closed or full")
 	}
 	return struct{}{}, nil
 }
@@ -342,8 +414,11 @@ func (c *client) paste(_ json.RawMessage, p map[string]json.RawMessage) (any, *w
 	if _, _, werr := paramUint(p, "char_delay_ms", maxU32, "u32"); werr != nil {
 		return nil, werr
 	}
-	if !c.s.agentConnected() {
-		return nil, errf(CodeAgentNotConnected, "the SPICE vdagent is not connected")
+	// ryll types a paste as keystrokes through the inputs channel and
+	// never needs the vdagent, so agent_not_connected never comes. The
+	// whole paste is one event in its input queue.
+	if c.s.input(alignMicro(time.Now()), inputOther) == 0 {
+		return nil, errf(CodeInternalError, "input channel closed or full; paste not queued")
 	}
 	return struct{}{}, nil
 }
@@ -362,6 +437,14 @@ func (c *client) startPaste(id json.RawMessage, p map[string]json.RawMessage) {
 	delay := time.Duration(delayMS) * time.Millisecond
 	c.s.wg.Go(func() {
 		var sent uint32
+		// Typing starts once the inputs channel is up.
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.s.hung:
+			return
+		case <-c.s.inputsUpCh:
+		}
 		timer := time.NewTimer(time.Hour)
 		timer.Stop()
 		defer timer.Stop()
@@ -386,7 +469,7 @@ func (c *client) startPaste(id json.RawMessage, p map[string]json.RawMessage) {
 				})
 				return
 			}
-			c.s.keyDown(alignMicro(time.Now()))
+			c.s.input(alignMicro(time.Now()), inputKeyDown)
 			sent++
 		}
 		c.emitOwn(eventPasteCompleted, pasteCompletedData{RequestID: id, CharsSent: sent})

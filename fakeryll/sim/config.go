@@ -71,6 +71,58 @@ type PingPattern struct {
 	Interval time.Duration // PingSteady only
 }
 
+// BackgroundPattern says how background draws (draws no key caused) are
+// spread over time, because a loadtest must tell a steady background
+// (a clock, a blinking cursor) from a bursty one (a guest that repaints
+// on its own) and the pairing errors each causes differ.
+type BackgroundPattern int
+
+const (
+	// BackgroundPoisson spaces single draws by exponential gaps (seeded).
+	BackgroundPoisson BackgroundPattern = iota
+	// BackgroundSteady sends one draw every 1/rate, on refresh ticks.
+	BackgroundSteady
+	// BackgroundBursty sends repaint-like bursts (draws-per-key draws over
+	// draw-spread) at Poisson instants, rate/draws-per-key bursts a second.
+	BackgroundBursty
+)
+
+// String is the knob's spelling of p.
+func (p BackgroundPattern) String() string {
+	switch p {
+	case BackgroundSteady:
+		return "steady"
+	case BackgroundBursty:
+		return "bursty"
+	default:
+		return "poisson"
+	}
+}
+
+// QueueDrop selects the per-client event queue's overflow model.
+type QueueDrop int
+
+const (
+	// DropNewest is what ryll's code does: a full queue refuses the new
+	// event; one dropped event is queued after the next event that finds
+	// the queue nearly empty, whether or not the client subscribed to
+	// dropped; responses wait for a slot in the same queue, behind events.
+	DropNewest QueueDrop = iota
+	// DropOldest is what the protocol document describes: a full queue
+	// discards its oldest event; dropped is reported when the queue
+	// drains (or after 250 ms of pressure) to subscribers only; responses
+	// are written straight away, ahead of queued events.
+	DropOldest
+)
+
+// String is the knob's spelling of d.
+func (d QueueDrop) String() string {
+	if d == DropOldest {
+		return "oldest"
+	}
+	return "newest"
+}
+
 // Config is everything the simulator needs. Build it with DefaultConfig or
 // LoadConfig so that every knob holds a validated value, then set
 // SocketPath (and optionally Logger), which are ryll's own settings rather
@@ -84,20 +136,33 @@ type Config struct {
 
 	// The fields below are the knobs; see Knobs for their meaning,
 	// defaults and validation.
-	ProtocolVersion  Version
-	DrawDelay        time.Duration
-	DrawJitter       time.Duration
-	DisplayRefresh   time.Duration
-	DrawsPerKey      int
-	Ping             PingPattern
-	SpontaneousDraws float64 // per second
-	Flood            float64 // extra surface_drawn events per second
-	CrashAfter       time.Duration
-	HangAfter        time.Duration
-	StartupDelay     time.Duration
-	SurfacesDelay    time.Duration
-	// Agent says whether the vdagent is connected. When AgentAfter is
-	// non-zero the agent starts disconnected and connects after it.
+	ProtocolVersion Version
+	DrawDelay       time.Duration
+	DrawJitter      time.Duration
+	DisplayRefresh  time.Duration
+	DrawsPerKey     int
+	// DrawSpread is the time from a burst's first draw to its last
+	// (before any tail); the draws are evenly spaced over it.
+	DrawSpread time.Duration
+	// DrawTail delays the last DrawTailCount draws of each key's burst
+	// by this much more, as a proxy's Nagle stall does.
+	DrawTail          time.Duration
+	DrawTailCount     int
+	Ping              PingPattern
+	BackgroundRate    float64 // draws per second caused by no key
+	BackgroundPattern BackgroundPattern
+	Flood             float64 // extra surface_drawn events per second
+	QueueDrop         QueueDrop
+	CrashAfter        time.Duration
+	HangAfter         time.Duration
+	StartupDelay      time.Duration
+	SurfacesDelay     time.Duration
+	// InputsDelay is when, after session start, the SPICE inputs channel
+	// is up; input events sent before are buffered (256 at most).
+	InputsDelay time.Duration
+	// Agent says whether the vdagent is connected from the start. When
+	// AgentAfter is non-zero the agent starts disconnected and connects
+	// after it.
 	Agent         bool
 	AgentAfter    time.Duration
 	Seed          uint64
@@ -167,6 +232,32 @@ func rateKnob(dst func(*Config) *float64, max float64) func(*Config, string) err
 	}
 }
 
+// countKnob parses a count 0..1000 (draws per burst and the like).
+func countKnob(dst func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, s string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 0 || n > 1000 {
+			return fmt.Errorf("want an integer between 0 and 1000")
+		}
+		*dst(c) = n
+		return nil
+	}
+}
+
+// choiceKnob parses one of a few named values, each spelled by its
+// String method.
+func choiceKnob[T fmt.Stringer](dst func(*Config) *T, want string, choices ...T) func(*Config, string) error {
+	return func(c *Config, s string) error {
+		for _, ch := range choices {
+			if ch.String() == strings.TrimSpace(s) {
+				*dst(c) = ch
+				return nil
+			}
+		}
+		return errors.New(want)
+	}
+}
+
 // knobs is the single list every entry point (flags, environment,
 // README, DefaultConfig) is derived from.
 var knobs = []Knob{
@@ -192,16 +283,18 @@ var knobs = []Knob{
 	{Name: "display-refresh", Default: "30ms",
 		Usage: "display refresh period: draws land on the next tick after session start (0 = off)",
 		set:   durationKnob(func(c *Config) *time.Duration { return &c.DisplayRefresh })},
-	{Name: "draws-per-key", Default: "3",
-		Usage: "surface_drawn events per key-down (0 = keys never draw)",
-		set: func(c *Config, s string) error {
-			n, err := strconv.Atoi(strings.TrimSpace(s))
-			if err != nil || n < 0 || n > 1000 {
-				return fmt.Errorf("want an integer between 0 and 1000")
-			}
-			c.DrawsPerKey = n
-			return nil
-		}},
+	{Name: "draws-per-key", Default: "23",
+		Usage: "surface_drawn events per key-down, like the boot-sector guest's 23 strips (0 = keys never draw)",
+		set:   countKnob(func(c *Config) *int { return &c.DrawsPerKey })},
+	{Name: "draw-spread", Default: "3ms",
+		Usage: "time from a burst's first draw to its last, the draws evenly spaced (0 = all at once)",
+		set:   durationKnob(func(c *Config) *time.Duration { return &c.DrawSpread })},
+	{Name: "draw-tail", Default: "0",
+		Usage: "extra delay of the last draw-tail-count draws of each key's burst (a Nagle stall gives about 40ms)",
+		set:   durationKnob(func(c *Config) *time.Duration { return &c.DrawTail })},
+	{Name: "draw-tail-count", Default: "1",
+		Usage: "how many of the last draws of a burst draw-tail delays",
+		set:   countKnob(func(c *Config) *int { return &c.DrawTailCount })},
 	{Name: "ping-pattern", Default: "spice",
 		Usage: "spice (3 PINGs at connect, then a pair every ~15 s), none, or a duration for a steady PING stream",
 		set: func(c *Config, s string) error {
@@ -223,12 +316,20 @@ var knobs = []Knob{
 			c.Ping = PingPattern{Mode: PingSteady, Interval: d}
 			return nil
 		}},
-	{Name: "spontaneous-draws", Default: "0",
-		Usage: "draws per second not caused by any key (Poisson noise, seeded)",
-		set:   rateKnob(func(c *Config) *float64 { return &c.SpontaneousDraws }, 10000)},
+	{Name: "background-rate", Default: "0",
+		Usage: "draws per second that no key caused, on refresh ticks (see background-pattern)",
+		set:   rateKnob(func(c *Config) *float64 { return &c.BackgroundRate }, 10000)},
+	{Name: "background-pattern", Default: "poisson",
+		Usage: "how background draws come: poisson (seeded gaps), steady (every 1/rate) or bursty (repaint-like bursts at Poisson instants)",
+		set: choiceKnob(func(c *Config) *BackgroundPattern { return &c.BackgroundPattern },
+			"want poisson, steady or bursty", BackgroundPoisson, BackgroundSteady, BackgroundBursty)},
 	{Name: "flood", Default: "0",
 		Usage: "extra surface_drawn events per second, to overrun the 256-event queue",
 		set:   rateKnob(func(c *Config) *float64 { return &c.Flood }, 1e7)},
+	{Name: "queue-drop", Default: "newest",
+		Usage: "event queue overflow model: newest (ryll's code) or oldest (the protocol document)",
+		set: choiceKnob(func(c *Config) *QueueDrop { return &c.QueueDrop },
+			"want newest or oldest", DropNewest, DropOldest)},
 	{Name: "crash-after", Default: "0",
 		Usage: "end the SPICE session after this long: socket closed and unlinked, exit 0 (0 = never)",
 		set:   durationKnob(func(c *Config) *time.Duration { return &c.CrashAfter })},
@@ -241,8 +342,11 @@ var knobs = []Knob{
 	{Name: "surfaces-delay", Default: "0",
 		Usage: "delay after session start before status.surfaces is non-empty; no draw lands before",
 		set:   durationKnob(func(c *Config) *time.Duration { return &c.SurfacesDelay })},
-	{Name: "agent", Default: "true",
-		Usage: "vdagent connected: true, false, or a duration after which it connects",
+	{Name: "inputs-delay", Default: "0",
+		Usage: "delay after session start before the SPICE inputs channel is up; input events sent earlier are buffered (256 at most) and delivered then",
+		set:   durationKnob(func(c *Config) *time.Duration { return &c.InputsDelay })},
+	{Name: "agent", Default: "false",
+		Usage: "vdagent: false (never, like the boot-sector guest), a duration after which it connects, or true (connected from the start)",
 		set: func(c *Config, s string) error {
 			s = strings.TrimSpace(s)
 			if b, err := strconv.ParseBool(s); err == nil {
@@ -279,7 +383,7 @@ var knobs = []Knob{
 			return nil
 		}},
 	{Name: "truth-file", Default: "",
-		Usage: "write each key-down's modelled delay in seconds (%.6f, one per line) when its draw lands",
+		Usage: "write one CSV row per key-down (press number, modelled first draw and end of repaint) when its first draw lands",
 		set: func(c *Config, s string) error {
 			c.TruthFile = s
 			return nil

@@ -21,9 +21,17 @@ func TestDefaultConfig(t *testing.T) {
 	assert.Equal(t, 20*time.Millisecond, c.DrawDelay)
 	assert.Zero(t, c.DrawJitter)
 	assert.Equal(t, 30*time.Millisecond, c.DisplayRefresh)
-	assert.Equal(t, 3, c.DrawsPerKey)
+	assert.Equal(t, 23, c.DrawsPerKey, "the boot-sector guest's 23 strips")
+	assert.Equal(t, 3*time.Millisecond, c.DrawSpread)
+	assert.Zero(t, c.DrawTail, "direct, no proxy stall")
+	assert.Equal(t, 1, c.DrawTailCount)
+	assert.Zero(t, c.BackgroundRate)
+	assert.Equal(t, sim.BackgroundPoisson, c.BackgroundPattern)
+	assert.Equal(t, sim.DropNewest, c.QueueDrop, "ryll's code, not its document")
+	assert.Zero(t, c.InputsDelay)
 	assert.Equal(t, sim.PingPattern{Mode: sim.PingSpice}, c.Ping)
-	assert.True(t, c.Agent)
+	assert.False(t, c.Agent, "ryll starts with agent_connected false; the latency guest has no vdagent")
+	assert.Zero(t, c.AgentAfter)
 	assert.Equal(t, uint64(1), c.Seed)
 	assert.Equal(t, 1024, c.SurfaceWidth)
 	assert.Equal(t, 768, c.SurfaceHeight)
@@ -41,7 +49,8 @@ func TestKnobNames(t *testing.T) {
 		names[k.Name] = true
 	}
 	for _, want := range []string{"protocol-version", "draw-delay", "draw-jitter", "display-refresh", "draws-per-key",
-		"ping-pattern", "spontaneous-draws", "flood", "crash-after", "hang-after", "startup-delay", "surfaces-delay",
+		"draw-spread", "draw-tail", "draw-tail-count", "ping-pattern", "background-rate", "background-pattern",
+		"flood", "queue-drop", "crash-after", "hang-after", "startup-delay", "surfaces-delay", "inputs-delay",
 		"agent", "seed", "surface-size", "truth-file"} {
 		assert.True(t, names[want], "knob %s", want)
 	}
@@ -81,9 +90,29 @@ func TestLoadConfig(t *testing.T) {
 		{"sub-microsecond rounds", map[string]string{"draw-jitter": "1500ns"}, nil, func(t *testing.T, c sim.Config) {
 			assert.Equal(t, 2*time.Microsecond, c.DrawJitter)
 		}},
-		{"rates and seed", map[string]string{"flood": "1e5", "spontaneous-draws": "2.5", "seed": "42", "truth-file": "/tmp/t"}, nil, func(t *testing.T, c sim.Config) {
+		{"agent true", map[string]string{"agent": "true"}, nil, func(t *testing.T, c sim.Config) {
+			assert.True(t, c.Agent)
+			assert.Zero(t, c.AgentAfter)
+		}},
+		{"repaint shape", map[string]string{"draws-per-key": "5", "draw-spread": "4ms", "draw-tail": "40ms", "draw-tail-count": "2"}, nil, func(t *testing.T, c sim.Config) {
+			assert.Equal(t, 5, c.DrawsPerKey)
+			assert.Equal(t, 4*time.Millisecond, c.DrawSpread)
+			assert.Equal(t, 40*time.Millisecond, c.DrawTail)
+			assert.Equal(t, 2, c.DrawTailCount)
+		}},
+		{"background and queue", nil, map[string]string{"FAKERYLL_BACKGROUND_PATTERN": "bursty", "FAKERYLL_QUEUE_DROP": "oldest", "FAKERYLL_INPUTS_DELAY": "2s"}, func(t *testing.T, c sim.Config) {
+			assert.Equal(t, sim.BackgroundBursty, c.BackgroundPattern)
+			assert.Equal(t, "bursty", c.BackgroundPattern.String())
+			assert.Equal(t, sim.DropOldest, c.QueueDrop)
+			assert.Equal(t, "oldest", c.QueueDrop.String())
+			assert.Equal(t, 2*time.Second, c.InputsDelay)
+		}},
+		{"steady background", map[string]string{"background-pattern": "steady"}, nil, func(t *testing.T, c sim.Config) {
+			assert.Equal(t, sim.BackgroundSteady, c.BackgroundPattern)
+		}},
+		{"rates and seed", map[string]string{"flood": "1e5", "background-rate": "2.5", "seed": "42", "truth-file": "/tmp/t"}, nil, func(t *testing.T, c sim.Config) {
 			assert.Equal(t, 1e5, c.Flood)
-			assert.Equal(t, 2.5, c.SpontaneousDraws)
+			assert.Equal(t, 2.5, c.BackgroundRate)
 			assert.Equal(t, uint64(42), c.Seed)
 			assert.Equal(t, "/tmp/t", c.TruthFile)
 		}},
@@ -113,7 +142,13 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"ping", map[string]string{"ping-pattern": "often"}, nil, []string{"--fake-ping-pattern"}},
 		{"ping too fast", map[string]string{"ping-pattern": "1us"}, nil, []string{"--fake-ping-pattern"}},
 		{"flood", map[string]string{"flood": "lots"}, nil, []string{"--fake-flood"}},
-		{"rate NaN", map[string]string{"spontaneous-draws": "NaN"}, nil, []string{"--fake-spontaneous-draws"}},
+		{"rate NaN", map[string]string{"background-rate": "NaN"}, nil, []string{"--fake-background-rate"}},
+		{"background pattern", map[string]string{"background-pattern": "random"}, nil, []string{"--fake-background-pattern"}},
+		{"queue drop", nil, map[string]string{"FAKERYLL_QUEUE_DROP": "middle"}, []string{"FAKERYLL_QUEUE_DROP"}},
+		{"tail count", map[string]string{"draw-tail-count": "-1"}, nil, []string{"--fake-draw-tail-count"}},
+		{"spread", map[string]string{"draw-spread": "-1ms"}, nil, []string{"--fake-draw-spread"}},
+		{"inputs delay", map[string]string{"inputs-delay": "soon"}, nil, []string{"--fake-inputs-delay"}},
+		{"old knob name", map[string]string{"spontaneous-draws": "1"}, nil, []string{"spontaneous-draws"}},
 		{"agent", map[string]string{"agent": "maybe"}, nil, []string{"--fake-agent"}},
 		{"seed", map[string]string{"seed": "-4"}, nil, []string{"--fake-seed"}},
 		{"size", map[string]string{"surface-size": "1024"}, nil, []string{"--fake-surface-size"}},

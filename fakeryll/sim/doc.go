@@ -3,15 +3,19 @@
 // The loadtest must be exercised on machines without OpenStack, Kerbside or
 // QEMU, so this package stands in for ryll: it serves the control-socket
 // protocol (docs/control-socket-protocol.md in shakenfist/ryll, v1.2) on a
-// Unix socket and models the two signals the loadtest measures. Key-downs
-// repaint a simulated screen after a modelled delay that lands on the next
-// tick of a QEMU-like display refresh timer, and a spice-server-like PING
-// cadence produces latency events. Every behaviour is tunable through
-// knobs (see Knobs) so tests can reproduce slow guests, noise, floods,
-// crashes and hangs, and a truth file records the modelled delays so the
-// loadtest's own measurement error can be checked line by line.
+// Unix socket, behaving like ryll's code where code and document differ,
+// and models the signals the loadtest measures. Each key-down repaints a
+// simulated screen in a burst of draws: the first after a modelled delay,
+// on the next tick of a QEMU-like display refresh timer, the rest spread
+// over a few milliseconds and the last ones optionally stalled, as a proxy
+// without TCP_NODELAY stalls them. Background draws no key caused, a
+// spice-server-like PING cadence, floods, crashes, hangs and a late inputs
+// channel are knobs too (see Knobs), and a truth file records, press by
+// press, the modelled first draw and end of each repaint, so the
+// loadtest's own measurement error can be checked row by row.
 //
 // The simulated session never waits for the control client: events go into
-// a bounded per-client queue that drops the oldest entry when full, exactly
-// as the protocol's backpressure section describes.
+// a bounded per-client queue that, like ryll's, refuses the newest event
+// when full (or, with queue-drop=oldest, drops the oldest as the protocol
+// document says).
 package sim

@@ -339,18 +339,6 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// readTruth returns the truth file's lines.
-func readTruth(t testing.TB, path string) []string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	var out []string
-	for l := range bytes.Lines(b) {
-		out = append(out, string(bytes.TrimSuffix(l, []byte("\n"))))
-	}
-	return out
-}
-
 // statusRes is a decoded status result.
 type statusRes struct {
 	SpiceConnected bool `json:"spice_connected"`

@@ -4,7 +4,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -14,24 +13,24 @@ import (
 	"github.com/shakenfist/kerbside-latency/fakeryll/sim"
 )
 
-// parseTruth turns a truth line into microseconds, checking its shape.
-func parseTruth(t testing.TB, line string) int64 {
+// truthRows reads the truth file, failing the test on a malformed one.
+func truthRows(t testing.TB, path string) []sim.TruthRow {
 	t.Helper()
-	require.Regexp(t, `^[0-9]+\.[0-9]{6}$`, line)
-	f, err := strconv.ParseFloat(line, 64)
+	rows, err := sim.ReadTruthFile(path)
 	require.NoError(t, err)
-	return int64(f*1e6 + 0.5)
+	return rows
 }
 
-// pressAndObserve sends one key-down, reads its draw burst and returns the
-// burst's wallclock and the send window.
+// pressAndObserve sends one key-down, reads its draw burst (with no
+// draw-spread, so all at one moment) and returns the burst's wallclock
+// and the send window.
 func pressAndObserve(t *testing.T, c *conn, drawsPerKey int) (wallUS, beforeUS, afterUS int64) {
 	t.Helper()
 	beforeUS, afterUS = c.keyDown(30)
 	first := c.drawnAfter(beforeUS)
 	for range drawsPerKey - 1 {
 		d := c.drawn()
-		assert.Equal(t, first, d, "a burst's events share one moment")
+		assert.Equal(t, first, d, "a burst without spread shares one moment")
 	}
 	return first.WallclockUS, beforeUS, afterUS
 }
@@ -52,7 +51,7 @@ func TestDrawDelayIsExact(t *testing.T) {
 			truth := filepath.Join(dir, "truth.csv")
 			r := startSim(t, func(c *sim.Config) {
 				c.DrawDelay, c.DisplayRefresh, c.DrawJitter = tc.delay, tc.refresh, 0
-				c.DrawsPerKey = 3
+				c.DrawsPerKey, c.DrawSpread = 3, 0
 				c.TruthFile = truth
 			})
 			c := dialHello(t, r.path)
@@ -62,10 +61,18 @@ func TestDrawDelayIsExact(t *testing.T) {
 			const keys = 6
 			for i := range keys {
 				wallUS, beforeUS, afterUS := pressAndObserve(t, c, 3)
-				lines := readTruth(t, truth)
-				require.Len(t, lines, i+1, "the truth line is written when the draw lands")
-				modelled := parseTruth(t, lines[i])
-				arrivalUS := wallUS - modelled
+				// The row is written when the first draw lands; KeyDraws
+				// counts the burst once all of it is queued.
+				eventually(t, "burst counted", func() bool { return r.sim.Stats().KeyDraws >= uint64(i+1) })
+				rows := truthRows(t, truth)
+				require.Len(t, rows, i+1, "one truth row per press")
+				row := rows[i]
+				assert.Equal(t, i+1, row.Press)
+				assert.Equal(t, 3, row.Draws)
+				assert.Equal(t, wallUS, row.FirstDrawUS, "the modelled first draw is the one the client saw")
+				assert.Equal(t, wallUS, row.LastDrawUS, "no spread, no tail: the repaint ends with its first draw")
+				modelled := row.FirstDraw().Microseconds()
+				arrivalUS := row.ArrivalUS
 				assert.GreaterOrEqual(t, arrivalUS, beforeUS, "wallclock_us - truth is when the key arrived")
 				assert.LessOrEqual(t, arrivalUS, afterUS)
 				assert.GreaterOrEqual(t, modelled, tc.delay.Microseconds(), "never earlier than the delay")
@@ -117,13 +124,14 @@ func TestDrawsPerKeyAndKeyUps(t *testing.T) {
 		c.subscribe("surface_drawn")
 		c.keyDown(30)
 		eventually(t, "key handled", func() bool { return r.sim.Stats().KeyNoDraw == 1 })
-		assert.Empty(t, readTruth(t, truth), "no draw, no truth line")
+		assert.Equal(t, []sim.TruthRow{{Press: 1, ArrivalUS: truthRows(t, truth)[0].ArrivalUS}}, truthRows(t, truth),
+			"a press that draws nothing has a row with no draw times")
 		st := r.sim.Stats()
 		assert.Equal(t, uint64(1), st.KeyDowns)
 		assert.Zero(t, st.KeyDraws)
 	})
 	t.Run("key-ups do not draw", func(t *testing.T) {
-		r := startSim(t, func(c *sim.Config) { c.DrawsPerKey, c.DrawDelay, c.DisplayRefresh = 5, 0, 0 })
+		r := startSim(t, func(c *sim.Config) { c.DrawsPerKey, c.DrawDelay, c.DisplayRefresh, c.DrawSpread = 5, 0, 0, 0 })
 		c := dialHello(t, r.path)
 		c.subscribe("surface_drawn")
 		before := time.Now().UnixMicro()
@@ -172,8 +180,8 @@ func TestJitterAndSeed(t *testing.T) {
 			eventually(t, "draw landed", func() bool { return r.sim.Stats().KeyDraws == uint64(i+1) })
 		}
 		var out []int64
-		for _, l := range readTruth(t, truth) {
-			out = append(out, parseTruth(t, l))
+		for _, row := range truthRows(t, truth) {
+			out = append(out, row.FirstDraw().Microseconds())
 		}
 		return out
 	}
@@ -211,8 +219,8 @@ func TestPingPatternSteady(t *testing.T) {
 	}
 }
 
-func TestSpontaneousDraws(t *testing.T) {
-	r := startSim(t, func(c *sim.Config) { c.SpontaneousDraws, c.DisplayRefresh = 500, 5*time.Millisecond })
+func TestBackgroundPoisson(t *testing.T) {
+	r := startSim(t, func(c *sim.Config) { c.BackgroundRate, c.DisplayRefresh = 500, 5*time.Millisecond })
 	c := dialHello(t, r.path)
 	c.subscribe("surface_drawn")
 	startUS := r.sim.SessionStart().UnixMicro()
@@ -221,10 +229,13 @@ func TestSpontaneousDraws(t *testing.T) {
 		assert.Zero(t, (d.WallclockUS-startUS)%5000, "noise lands on refresh ticks too")
 	}
 	assert.Zero(t, r.sim.Stats().KeyDowns, "no key caused them")
+	assert.GreaterOrEqual(t, r.sim.Stats().BackgroundDraws, uint64(10))
 }
 
+// TestFloodOverrunsQueueAndReportsDropped is the protocol document's
+// queue (queue-drop=oldest): oldest dropped, reported to subscribers.
 func TestFloodOverrunsQueueAndReportsDropped(t *testing.T) {
-	r := startSim(t, func(c *sim.Config) { c.Flood = 200_000 })
+	r := startSim(t, func(c *sim.Config) { c.Flood, c.QueueDrop = 200_000, sim.DropOldest })
 	c := dialHello(t, r.path)
 	c.subscribe("surface_drawn", "dropped")
 	// Do not read: the socket buffer fills, then the 256-event queue.
@@ -391,7 +402,9 @@ func TestSurfacesDelay(t *testing.T) {
 		c.subscribe("surface_drawn")
 		c.keyDown(30)
 		eventually(t, "key handled", func() bool { return r.sim.Stats().KeyNoDraw == 1 })
-		assert.Empty(t, readTruth(t, truth), "no draw lands before the surface")
+		rows := truthRows(t, truth)
+		require.Len(t, rows, 1)
+		assert.False(t, rows[0].Drawn(), "no draw lands before the surface")
 		require.True(t, c.call("status", map[string]any{}).ok())
 		assert.Empty(t, c.events)
 	})
@@ -408,12 +421,17 @@ func TestSurfacesDelay(t *testing.T) {
 }
 
 func TestAgent(t *testing.T) {
-	t.Run("off", func(t *testing.T) {
-		r := startSim(t, func(c *sim.Config) { c.Agent = false })
+	t.Run("off by default", func(t *testing.T) {
+		r := startSim(t, nil)
 		c := dialHello(t, r.path)
-		assert.False(t, c.status(c.call("status", map[string]any{})).AgentConnected)
+		assert.False(t, c.status(c.call("status", map[string]any{})).AgentConnected, "ryll starts with agent_connected false")
 		m := c.call("paste", map[string]any{"text": "x"})
-		assert.Equal(t, sim.CodeAgentNotConnected, m.errCode())
+		assert.True(t, m.ok(), "ryll types a paste as keystrokes: no agent needed, never agent_not_connected: %s", m.raw)
+	})
+	t.Run("on from the start", func(t *testing.T) {
+		r := startSim(t, func(c *sim.Config) { c.Agent = true })
+		c := dialHello(t, r.path)
+		assert.True(t, c.status(c.call("status", map[string]any{})).AgentConnected)
 	})
 	t.Run("connects later", func(t *testing.T) {
 		r := startSim(t, func(c *sim.Config) { c.Agent, c.AgentAfter = false, 200*time.Millisecond })
@@ -456,12 +474,14 @@ func TestConfigKnobsReachTheSimulator(t *testing.T) {
 	truth := filepath.Join(t.TempDir(), "truth")
 	r := startSim(t, func(c *sim.Config) {
 		c.DrawDelay, c.DisplayRefresh, c.DrawsPerKey = cfg.DrawDelay, cfg.DisplayRefresh, cfg.DrawsPerKey
-		c.TruthFile = truth
+		c.DrawSpread, c.TruthFile = 0, truth
 	})
 	c := dialHello(t, r.path)
 	c.subscribe("surface_drawn")
 	pressAndObserve(t, c, 2)
-	assert.Equal(t, []string{"0.007000"}, readTruth(t, truth))
 	eventually(t, "the burst counted", func() bool { return r.sim.Stats().KeyDraws >= 1 })
+	rows := truthRows(t, truth)
+	require.Len(t, rows, 1)
+	assert.Equal(t, 7*time.Millisecond, rows[0].FirstDraw())
 	assert.Equal(t, uint64(1), r.sim.Stats().KeyDraws)
 }

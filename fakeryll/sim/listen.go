@@ -9,16 +9,29 @@ import (
 	"syscall"
 )
 
-// listenUnix binds the control socket the way the protocol's Transport
-// section prescribes: unlink whatever is at path, bind, set mode 0600,
-// and only then listen, so no other user can ever connect. It returns the
-// file's identity so that shutdown removes only the socket it created.
+// errNotASocket is wrapped when something other than a socket is at the
+// control socket path: like ryll, the simulator never deletes it.
+var errNotASocket = errors.New("exists and is not a socket")
+
+// listenUnix binds the control socket: remove a stale socket at path (and
+// nothing else), bind, set mode 0600, and only then listen, so no other
+// user can ever connect. It returns the file's identity so that shutdown
+// removes only the socket it created.
 func listenUnix(path string) (net.Listener, os.FileInfo, error) {
 	if path == "" {
 		return nil, nil, errors.New("listen on control socket: empty path")
 	}
-	if err := syscall.Unlink(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("remove stale control socket %s: %w", path, err)
+	// Stat, not Lstat: ryll asks whether the path exists and is a socket
+	// after following symlinks.
+	if fi, err := os.Stat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, nil, fmt.Errorf("control socket path %s %w (%s)", path, errNotASocket, fi.Mode().Type())
+		}
+		if err := syscall.Unlink(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, fmt.Errorf("remove stale control socket %s: %w", path, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("stat control socket path %s: %w", path, err)
 	}
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	if err != nil {
@@ -57,6 +70,9 @@ func listenUnix(path string) (net.Listener, os.FileInfo, error) {
 
 // unlinkIfOurs removes path if it is still the socket we bound.
 func unlinkIfOurs(path string, ours os.FileInfo) error {
+	if ours == nil {
+		return nil // not a file of ours (an in-memory listener in tests)
+	}
 	cur, err := os.Lstat(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

@@ -90,8 +90,10 @@ type errResponse struct {
 	Error *wireError      `json:"error"`
 }
 
-// busyResponse has no id: no request was received.
-type busyResponse struct {
+// idlessResponse has no id at all: the busy line (no request was
+// received) and, as in ryll's code, the answer to a request whose
+// envelope did not parse.
+type idlessResponse struct {
 	OK    bool       `json:"ok"`
 	Error *wireError `json:"error"`
 }
@@ -182,14 +184,19 @@ func encodeLine(v any) []byte {
 
 // request is one parsed request line.
 type request struct {
-	id     json.RawMessage // nil when the line had no usable id
+	id     json.RawMessage
 	method string
-	params map[string]json.RawMessage
+	params map[string]json.RawMessage // nil unless params is an object
+	// paramsNotObject: params is present but not an object (null, say).
+	// The envelope accepts any value, as ryll's does; each verb that
+	// takes parameters then refuses it.
+	paramsNotObject bool
 }
 
-// parseRequest validates the request envelope. On failure it returns the
-// error to answer with; req.id is set whenever the id itself was usable,
-// so that the answer can echo it.
+// parseRequest validates the request envelope: an object with an id
+// (integer or string), a method (string) and params (any JSON value).
+// On failure it returns the error to answer with, and the answer carries
+// no id, as in ryll's code, even when the id itself was readable.
 func parseRequest(line []byte) (request, *wireError) {
 	var req request
 	var fields map[string]json.RawMessage
@@ -223,7 +230,8 @@ func parseRequest(line []byte) (request, *wireError) {
 		return req, errf(CodeBadParams, "params is missing (send {} for none)")
 	}
 	if p := bytes.TrimSpace(rawParams); len(p) == 0 || p[0] != '{' {
-		return req, errf(CodeBadParams, "params must be a JSON object")
+		req.paramsNotObject = true
+		return req, nil
 	}
 	if err := json.Unmarshal(rawParams, &req.params); err != nil {
 		return req, errf(CodeBadParams, "params must be a JSON object")

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"image/png"
 	"io/fs"
+	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -77,6 +79,9 @@ func TestHelloBadParams(t *testing.T) {
 		{"letters", map[string]any{"client_name": "t", "protocol_version": "a.b"}},
 		{"number", map[string]any{"client_name": "t", "protocol_version": 1.2}},
 		{"client name not a string", map[string]any{"client_name": 5, "protocol_version": "1.2"}},
+		{"client name missing", map[string]any{"protocol_version": "1.2"}},
+		{"client name null", map[string]any{"client_name": nil, "protocol_version": "1.2"}},
+		{"params null", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := c.call("hello", tc.params)
@@ -109,38 +114,66 @@ func TestIDsAreEchoed(t *testing.T) {
 	}
 }
 
+// TestMalformedRequests: an envelope that does not parse is answered
+// bad_params with no id field at all, as ryll's code does (its document
+// implies the id is echoed when readable), and the connection stays up.
 func TestMalformedRequests(t *testing.T) {
 	r := startSim(t, nil)
 	c := dialHello(t, r.path)
 	for _, tc := range []struct {
-		name, line, wantID string
+		name, line string
 	}{
-		{"not json", `this is not json`, `null`},
-		{"truncated json", `{"id": 1, "method": "status"`, `null`},
-		{"array", `[1, 2]`, `null`},
-		{"string", `"status"`, `null`},
-		{"no id", `{"method": "status", "params": {}}`, `null`},
-		{"null id", `{"id": null, "method": "status", "params": {}}`, `null`},
-		{"fractional id", `{"id": 1.5, "method": "status", "params": {}}`, `null`},
-		{"bool id", `{"id": true, "method": "status", "params": {}}`, `null`},
-		{"object id", `{"id": {}, "method": "status", "params": {}}`, `null`},
-		{"no method", `{"id": 11, "params": {}}`, `11`},
-		{"method not a string", `{"id": 12, "method": 5, "params": {}}`, `12`},
-		{"no params", `{"id": 13, "method": "status"}`, `13`},
-		{"params null", `{"id": 14, "method": "status", "params": null}`, `14`},
-		{"params array", `{"id": "s", "method": "status", "params": []}`, `"s"`},
-		{"params string", `{"id": 15, "method": "status", "params": "x"}`, `15`},
+		{"not json", `this is not json`},
+		{"truncated json", `{"id": 1, "method": "status"`},
+		{"array", `[1, 2]`},
+		{"string", `"status"`},
+		{"no id", `{"method": "status", "params": {}}`},
+		{"null id", `{"id": null, "method": "status", "params": {}}`},
+		{"fractional id", `{"id": 1.5, "method": "status", "params": {}}`},
+		{"bool id", `{"id": true, "method": "status", "params": {}}`},
+		{"object id", `{"id": {}, "method": "status", "params": {}}`},
+		{"no method", `{"id": 11, "params": {}}`},
+		{"method not a string", `{"id": 12, "method": 5, "params": {}}`},
+		{"no params", `{"id": 13, "method": "status"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c.writeRaw(tc.line + "\n")
 			m := c.read()
-			assert.True(t, m.has("id"), "an error answer always has an id: %s", m.raw)
-			assert.Equal(t, tc.wantID, m.rawID())
+			assert.False(t, m.isEvent())
+			assert.False(t, m.has("id"), "an envelope error has no id, even a readable one: %s", m.raw)
 			assert.False(t, m.ok())
 			assert.Equal(t, sim.CodeBadParams, m.errCode(), "%s", m.raw)
 			assert.NotEmpty(t, m.errMessage())
 			// The connection stays usable.
 			assert.True(t, c.call("status", map[string]any{}).ok())
+		})
+	}
+}
+
+// TestParamsNotAnObject: the envelope takes any params value (ryll's
+// params is a free JSON value); status ignores it, other verbs refuse it
+// with bad_params and the id.
+func TestParamsNotAnObject(t *testing.T) {
+	r := startSim(t, nil)
+	c := dialHello(t, r.path)
+	for _, tc := range []struct {
+		name, line, wantID string
+		ok                 bool
+	}{
+		{"status params null", `{"id": 14, "method": "status", "params": null}`, `14`, true},
+		{"status params array", `{"id": "s", "method": "status", "params": []}`, `"s"`, true},
+		{"send_key params null", `{"id": 15, "method": "send_key", "params": null}`, `15`, false},
+		{"subscribe params string", `{"id": 16, "method": "subscribe", "params": "x"}`, `16`, false},
+		{"hello again params null", `{"id": 17, "method": "hello", "params": null}`, `17`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c.writeRaw(tc.line + "\n")
+			m := c.read()
+			assert.Equal(t, tc.wantID, m.rawID())
+			assert.Equal(t, tc.ok, m.ok(), "%s", m.raw)
+			if !tc.ok {
+				assert.Equal(t, sim.CodeBadParams, m.errCode(), "%s", m.raw)
+			}
 		})
 	}
 }
@@ -160,7 +193,7 @@ func TestOverlongLineIsRefusedAndSkipped(t *testing.T) {
 	long := `{"id": 1, "method": "status", "params": {"pad": "` + strings.Repeat("x", 2<<20) + `"}}` + "\n"
 	go func() { _, _ = c.nc.Write([]byte(long)) }() // the server reads while we would block
 	m := c.read()
-	assert.Equal(t, "null", m.rawID())
+	assert.False(t, m.has("id"), "%s", m.raw)
 	assert.Equal(t, sim.CodeBadParams, m.errCode())
 	assert.True(t, c.call("status", map[string]any{}).ok(), "the next line is read normally")
 }
@@ -293,7 +326,7 @@ func TestStatus(t *testing.T) {
 	}
 	m.into(t, "result", &res)
 	assert.True(t, res.SpiceConnected)
-	assert.True(t, res.AgentConnected)
+	assert.False(t, res.AgentConnected, "ryll starts with agent_connected false")
 	require.Len(t, res.Surfaces, 1)
 	assert.Equal(t, uint8(0), res.Surfaces[0].ChannelID)
 	assert.Equal(t, uint32(0), res.Surfaces[0].SurfaceID)
@@ -480,14 +513,64 @@ func TestPaste(t *testing.T) {
 
 func TestSocketFile(t *testing.T) {
 	cfg, dir := newConfig(t, nil)
-	// A stale regular file at the path is replaced.
-	require.NoError(t, os.WriteFile(cfg.SocketPath, []byte("stale"), 0o644))
+	// A stale socket at the path is replaced.
+	stale, err := net.Listen("unix", cfg.SocketPath)
+	require.NoError(t, err)
+	stale.(*net.UnixListener).SetUnlinkOnClose(false)
+	require.NoError(t, stale.Close())
+	fi, err := os.Lstat(cfg.SocketPath)
+	require.NoError(t, err)
+	require.Equal(t, fs.ModeSocket, fi.Mode().Type(), "a stale socket file is left behind")
 	r := startWith(t, cfg, dir)
-	fi, err := os.Lstat(r.path)
+	fi, err = os.Lstat(r.path)
 	require.NoError(t, err)
 	assert.Equal(t, fs.ModeSocket, fi.Mode().Type())
 	assert.Equal(t, fs.FileMode(0o600), fi.Mode().Perm())
 	dialHello(t, r.path)
+}
+
+// TestRegularFileAtSocketPath: ryll never deletes a file that is not a
+// socket. It logs an error and the session runs on without a control
+// socket until it is stopped.
+func TestRegularFileAtSocketPath(t *testing.T) {
+	var logs syncBuffer
+	cfg, _ := newConfig(t, func(c *sim.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		c.Ping = sim.PingPattern{Mode: sim.PingSteady, Interval: time.Millisecond}
+	})
+	require.NoError(t, os.WriteFile(cfg.SocketPath, []byte("keep me"), 0o644))
+	s, err := sim.New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := contextWithCancel(t)
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	select {
+	case <-s.Started():
+	case err := <-errc:
+		require.FailNowf(t, "Run returned instead of running on", "%v", err)
+	case <-time.After(wait):
+		require.FailNow(t, "never started")
+	}
+	eventually(t, "the session runs", func() bool { return s.Stats().Pings > 3 })
+	select {
+	case <-s.Ready():
+		assert.Fail(t, "Ready closed with no socket")
+	case err := <-errc:
+		assert.Fail(t, "Run returned while not signalled", "%v", err)
+	default:
+	}
+	assert.Contains(t, logs.String(), "level=ERROR")
+	assert.Contains(t, logs.String(), "is not a socket")
+	cancel()
+	select {
+	case err := <-errc:
+		assert.NoError(t, err)
+	case <-time.After(wait):
+		require.FailNow(t, "Run ignored cancellation")
+	}
+	b, err := os.ReadFile(cfg.SocketPath)
+	require.NoError(t, err)
+	assert.Equal(t, "keep me", string(b), "the file is neither replaced nor removed")
 }
 
 func TestSocketUnlinkedOnShutdown(t *testing.T) {

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"math"
 	"sync"
 	"time"
@@ -15,15 +16,31 @@ const droppedFlushDelay = 250 * time.Millisecond
 
 // queueItem is one queued event line, or the dropped-count marker.
 type queueItem struct {
-	line    []byte // encoded event line; nil for the marker
+	line    []byte // encoded event or response line; nil for the marker
 	dropped bool   // the marker: report count as a dropped event
-	count   uint64 // set on the marker when it is popped
+	count   uint64 // set on the marker when it is popped (DropNewest: when queued)
+	// always: the marker goes out whether or not the client subscribed
+	// to dropped (ryll's code).
+	always bool
+	// written, if set, is closed once the writer has written the line
+	// (or given up): a response that must be out before a close.
+	written chan struct{}
 }
 
 // eventQueue is the bounded per-client event queue, a ring of
-// QueueCapacity slots. Producers (the simulated session) push without
-// ever blocking; the writer pops. When the queue is full the oldest event
-// is discarded and counted. The count is reported as a single dropped
+// QueueCapacity slots. Producers (the simulated session) push events
+// without ever blocking; the writer pops.
+//
+// With DropNewest (ryll's code) a full queue refuses the new event and
+// counts it. After a later event is queued into a queue that then holds
+// at most that one line, a marker with the count is queued behind it,
+// for every client. Nothing else reports drops: if no event follows the
+// drain, the count waits. Responses go through the same queue and wait
+// for a free slot (pushWait), so they queue behind events and a full
+// queue stalls request handling, as ryll's bounded channel does.
+//
+// With DropOldest (the protocol document) the oldest event is discarded
+// and counted. The count is reported as a single dropped
 // marker when the queue next drains, or, under sustained pressure, by a
 // marker queued once the episode is older than droppedFlushDelay. At most
 // one marker is queued; drops while it waits increase its count in place,
@@ -38,20 +55,33 @@ type eventQueue struct {
 	markerCount  uint64 // its count so far
 	now          func() time.Time
 	ready        chan struct{} // signalled (capacity 1) when an item is pushed
+	space        chan struct{} // signalled (capacity 1) when an item is popped
 	totalDropped uint64
+	mode         QueueDrop
 }
 
-func newEventQueue(now func() time.Time) *eventQueue {
+func newEventQueue(mode QueueDrop, now func() time.Time) *eventQueue {
 	if now == nil {
 		now = time.Now
 	}
-	return &eventQueue{now: now, ready: make(chan struct{}, 1)}
+	return &eventQueue{mode: mode, now: now, ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 func (q *eventQueue) at(i int) *queueItem { return &q.ring[(q.head+i)%QueueCapacity] }
 
 // push queues one encoded event line. It never blocks.
 func (q *eventQueue) push(line []byte) {
+	if q.mode == DropNewest {
+		q.pushNewest(line)
+		return
+	}
 	q.mu.Lock()
 	if q.n == QueueCapacity {
 		q.dropOldestLocked()
@@ -70,6 +100,51 @@ func (q *eventQueue) push(line []byte) {
 	select {
 	case q.ready <- struct{}{}:
 	default:
+	}
+}
+
+func (q *eventQueue) pushNewest(line []byte) {
+	q.mu.Lock()
+	if q.n == QueueCapacity {
+		q.pending++
+		q.totalDropped++
+		q.mu.Unlock()
+		return
+	}
+	*q.at(q.n) = queueItem{line: line}
+	q.n++
+	// ryll checks, after each event it queued, whether the queue is now
+	// nearly empty (that event alone in it) and only then reports.
+	if q.pending > 0 && q.n <= 1 {
+		*q.at(q.n) = queueItem{dropped: true, always: true, count: q.pending}
+		q.n++
+		q.pending = 0
+	}
+	q.mu.Unlock()
+	signal(q.ready)
+}
+
+// pushWait queues a response line behind everything already queued,
+// waiting while the queue is full (DropNewest only). The returned channel
+// is closed once the line has been written or the writer stopped. The
+// error is ctx's when the client went away first.
+func (q *eventQueue) pushWait(ctx context.Context, line []byte) (<-chan struct{}, error) {
+	written := make(chan struct{})
+	for {
+		q.mu.Lock()
+		if q.n < QueueCapacity {
+			*q.at(q.n) = queueItem{line: line, written: written}
+			q.n++
+			q.mu.Unlock()
+			signal(q.ready)
+			return written, nil
+		}
+		q.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-q.space:
+		}
 	}
 }
 
@@ -95,8 +170,9 @@ func (q *eventQueue) dropOldestLocked() {
 	q.pending++
 }
 
-// pop returns the next item. When the queue has drained to empty and
-// drops are unreported it returns a marker carrying their count.
+// pop returns the next item. With DropOldest, when the queue has drained
+// to empty and drops are unreported it returns a marker carrying their
+// count.
 func (q *eventQueue) pop() (queueItem, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -105,18 +181,32 @@ func (q *eventQueue) pop() (queueItem, bool) {
 		*q.at(0) = queueItem{}
 		q.head = (q.head + 1) % QueueCapacity
 		q.n--
-		if it.dropped {
+		if it.dropped && q.mode == DropOldest {
 			it.count = q.markerCount
 			q.marker, q.markerCount = false, 0
 		}
+		signal(q.space)
 		return it, true
 	}
-	if q.pending > 0 {
+	if q.pending > 0 && q.mode == DropOldest {
 		it := queueItem{dropped: true, count: q.pending}
 		q.pending = 0
 		return it, true
 	}
 	return queueItem{}, false
+}
+
+// abandon releases every response still waiting to be written, once the
+// writer has stopped.
+func (q *eventQueue) abandon() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i := range q.n {
+		if w := q.at(i).written; w != nil {
+			close(w)
+			q.at(i).written = nil
+		}
+	}
 }
 
 // dropped returns how many events were discarded in total.

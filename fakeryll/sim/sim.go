@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -21,15 +21,18 @@ var ErrSessionEnded = errors.New("simulated SPICE session ended")
 
 // Stats counts what the simulated session did, for tests and logs.
 type Stats struct {
-	KeyDowns    uint64 // key-downs received (send_key down/press and pasted characters)
-	KeyDraws    uint64 // key-downs whose draw burst landed (one truth line each)
-	KeyNoDraw   uint64 // key-downs that drew nothing (no surface yet, or draws-per-key 0)
-	DrawEvents  uint64 // surface_drawn events produced, delivered or not
-	Pings       uint64 // simulated server PINGs
-	Dropped     uint64 // events discarded by client queues (backpressure)
-	Connections uint64 // control clients accepted
-	Busy        uint64 // connections refused with busy
-	Ignored     uint64 // requests read while hung, never answered
+	KeyDowns        uint64 // key-downs received (send_key down/press and pasted characters)
+	KeyDraws        uint64 // key-downs whose whole draw burst landed
+	KeyNoDraw       uint64 // key-downs that drew nothing (no surface yet, or draws-per-key 0)
+	DrawEvents      uint64 // surface_drawn events produced, delivered or not
+	BackgroundDraws uint64 // surface_drawn events no key caused (background-rate)
+	InputsBuffered  uint64 // input events held because the inputs channel was not up yet
+	InputsRefused   uint64 // input events refused because that buffer was full
+	Pings           uint64 // simulated server PINGs
+	Dropped         uint64 // events discarded by client queues (backpressure)
+	Connections     uint64 // control clients accepted
+	Busy            uint64 // connections refused with busy
+	Ignored         uint64 // requests read while hung, never answered
 }
 
 // Sim is one simulated ryll process: a SPICE session plus its control
@@ -38,7 +41,9 @@ type Sim struct {
 	cfg     Config
 	log     *slog.Logger
 	ready   chan struct{}
+	started chan struct{}
 	hung    chan struct{}
+	listen  func(path string) (net.Listener, os.FileInfo, error)
 	hangMu  sync.Once
 	sched   *scheduler
 	running atomic.Bool
@@ -54,10 +59,26 @@ type Sim struct {
 	keyRNG     *rand.Rand
 	noiseRNG   *rand.Rand
 	pingRNG    *rand.Rand
-	truth      io.WriteCloser
-	truthErr   bool
+	truth      *truthWriter
 	stats      Stats
+
+	presses     int       // key-downs numbered so far
+	lastKeyDraw time.Time // the last draw of the latest key burst
+	inputsUp    bool
+	inputsUpCh  chan struct{} // closed when the inputs channel is up
+	inputSlots  int           // input events buffered before it was up
+	heldKeys    []heldKey     // key-downs among them, in order
 }
+
+// heldKey is a key-down that arrived before the inputs channel was up.
+type heldKey struct {
+	press   int
+	arrival time.Time
+}
+
+// InputQueueCapacity is how many input events ryll buffers in front of
+// the SPICE inputs channel (its INPUT_CHANNEL_SIZE).
+const InputQueueCapacity = 256
 
 // New validates cfg and returns a simulator that has not started yet.
 func New(cfg Config) (*Sim, error) {
@@ -75,19 +96,28 @@ func New(cfg Config) (*Sim, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Sim{
-		cfg:      cfg,
-		log:      log,
-		ready:    make(chan struct{}),
-		hung:     make(chan struct{}),
-		sched:    newScheduler(),
-		keyRNG:   rand.New(rand.NewPCG(cfg.Seed, 1)),
-		noiseRNG: rand.New(rand.NewPCG(cfg.Seed, 2)),
-		pingRNG:  rand.New(rand.NewPCG(cfg.Seed, 3)),
+		cfg:        cfg,
+		log:        log,
+		ready:      make(chan struct{}),
+		started:    make(chan struct{}),
+		hung:       make(chan struct{}),
+		listen:     listenUnix,
+		inputsUpCh: make(chan struct{}),
+		sched:      newScheduler(),
+		keyRNG:     rand.New(rand.NewPCG(cfg.Seed, 1)),
+		noiseRNG:   rand.New(rand.NewPCG(cfg.Seed, 2)),
+		pingRNG:    rand.New(rand.NewPCG(cfg.Seed, 3)),
 	}, nil
 }
 
-// Ready is closed once the control socket accepts connections.
+// Ready is closed once the control socket accepts connections. It is
+// never closed when the session runs without a socket (a regular file at
+// the socket path).
 func (s *Sim) Ready() <-chan struct{} { return s.ready }
+
+// Started is closed once the simulated session has started, with or
+// without a control socket.
+func (s *Sim) Started() <-chan struct{} { return s.started }
 
 // SessionStart is the moment the simulated SPICE session started, to the
 // microsecond; display refresh ticks fall at SessionStart + k*refresh.
@@ -122,7 +152,9 @@ func alignMicro(t time.Time) time.Time {
 // (the process got SIGINT) or the session ends (crash-after). Either way
 // it closes the listener, unlinks the socket and waits for every goroutine
 // before returning nil. It returns an error only when the session could
-// not start. Run may be called once.
+// not start. Like ryll, it refuses to delete anything but a socket at the
+// socket path: a regular file there is logged as an error and the session
+// runs on without a control socket. Run may be called once.
 func (s *Sim) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("run simulator: already started")
@@ -141,18 +173,24 @@ func (s *Sim) Run(ctx context.Context) error {
 		}
 	}
 	if s.cfg.TruthFile != "" {
-		f, err := os.OpenFile(s.cfg.TruthFile, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+		tw, err := newTruthWriter(s.cfg.TruthFile)
 		if err != nil {
-			return fmt.Errorf("open truth file: %w", err)
+			return err
 		}
-		s.truth = f
+		s.truth = tw
 	}
-	ln, info, err := listenUnix(s.cfg.SocketPath)
-	if err != nil {
+	ln, info, err := s.listen(s.cfg.SocketPath)
+	switch {
+	case errors.Is(err, errNotASocket):
+		// ryll's control server gives up and the SPICE session runs on.
+		s.log.Error("control socket not started; running without it", "err", err)
+		ln = nil
+	case err != nil:
 		s.closeTruth()
 		return err
+	default:
+		s.log.Info("control socket listening", "path", s.cfg.SocketPath, "protocol_version", s.cfg.ProtocolVersion.String())
 	}
-	s.log.Info("control socket listening", "path", s.cfg.SocketPath, "protocol_version", s.cfg.ProtocolVersion.String())
 
 	start := alignMicro(time.Now())
 	s.mu.Lock()
@@ -161,9 +199,11 @@ func (s *Sim) Run(ctx context.Context) error {
 	s.agent = s.cfg.Agent
 	s.mu.Unlock()
 	s.scheduleSession(start, func() { cancel(ErrSessionEnded) })
-	close(s.ready)
-
-	s.wg.Go(func() { s.acceptLoop(ctx, ln) })
+	close(s.started)
+	if ln != nil {
+		close(s.ready)
+		s.wg.Go(func() { s.acceptLoop(ctx, ln) })
+	}
 	s.wg.Go(func() { s.sched.run(ctx, s.hung) })
 
 	<-ctx.Done()
@@ -173,8 +213,11 @@ func (s *Sim) Run(ctx context.Context) error {
 		s.log.Info("shutdown requested; closing control socket")
 	}
 	cancel(nil)
-	closeErr := ln.Close()
-	unlinkErr := unlinkIfOurs(s.cfg.SocketPath, info)
+	var closeErr, unlinkErr error
+	if ln != nil {
+		closeErr = ln.Close()
+		unlinkErr = unlinkIfOurs(s.cfg.SocketPath, info)
+	}
 	s.mu.Lock()
 	if s.client != nil {
 		_ = s.client.nc.Close()
@@ -199,7 +242,7 @@ func (s *Sim) closeTruth() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.truth != nil {
-		if err := s.truth.Close(); err != nil {
+		if err := s.truth.close(); err != nil {
 			s.log.Warn("closing truth file", "err", err)
 		}
 		s.truth = nil
@@ -234,9 +277,15 @@ func (s *Sim) scheduleSession(start time.Time, endSession func()) {
 			s.emit(eventAgentConnected, agentData{Connected: true})
 		})
 	}
+	if cfg.InputsDelay == 0 {
+		s.inputsUp = true
+		close(s.inputsUpCh)
+	} else {
+		s.sched.at(start.Add(cfg.InputsDelay), func() { s.inputsConnected(start.Add(cfg.InputsDelay)) })
+	}
 	s.schedulePings(start)
-	if cfg.SpontaneousDraws > 0 {
-		s.scheduleNoise(start)
+	if cfg.BackgroundRate > 0 {
+		s.scheduleBackground(start)
 	}
 	if cfg.Flood > 0 {
 		s.scheduleFlood(start, 1, 0)
@@ -254,57 +303,191 @@ func (s *Sim) scheduleSession(start time.Time, endSession func()) {
 
 // onTick returns the first display refresh tick at or after t.
 func (s *Sim) onTick(t time.Time) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.onTickLocked(t)
+}
+
+func (s *Sim) onTickLocked(t time.Time) time.Time {
 	r := s.cfg.DisplayRefresh
 	if r <= 0 {
 		return t
 	}
-	s.mu.Lock()
-	start := s.start
-	s.mu.Unlock()
-	off := t.Sub(start)
+	off := t.Sub(s.start)
 	if off <= 0 {
-		return start
+		return s.start
 	}
-	return start.Add((off + r - 1) / r * r)
+	return s.start.Add((off + r - 1) / r * r)
 }
 
-// keyDown models the guest reacting to one key-down that arrived at
-// arrival: one draw burst, draw-delay plus jitter later, on a refresh
-// tick.
-func (s *Sim) keyDown(arrival time.Time) {
+// inputEvent is one event for ryll's input queue: a key-down (which the
+// guest answers with a repaint) or anything else (a key-up, a paste).
+type inputEvent bool
+
+const (
+	inputKeyDown inputEvent = true
+	inputOther   inputEvent = false
+)
+
+// input offers input events that arrived at arrival to the SPICE inputs
+// channel, in order. Once the channel is up they go straight through.
+// Before that ryll buffers them, InputQueueCapacity at most, and sends
+// them in a burst when it connects; an event that does not fit is
+// refused, and so is everything after it in the same request. input
+// returns how many were taken. Key-downs get their press numbers here,
+// in arrival order, whether delivered now or later.
+func (s *Sim) input(arrival time.Time, evs ...inputEvent) int {
 	s.mu.Lock()
-	s.stats.KeyDowns++
+	var now []int
+	taken := 0
+	for _, ev := range evs {
+		if !s.inputsUp {
+			if s.inputSlots >= InputQueueCapacity {
+				s.stats.InputsRefused++
+				break
+			}
+			s.inputSlots++
+			s.stats.InputsBuffered++
+		}
+		taken++
+		if ev != inputKeyDown {
+			continue
+		}
+		s.stats.KeyDowns++
+		s.presses++
+		if s.inputsUp {
+			now = append(now, s.presses)
+		} else {
+			s.heldKeys = append(s.heldKeys, heldKey{press: s.presses, arrival: arrival})
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range now {
+		s.deliverKey(p, arrival, arrival)
+	}
+	return taken
+}
+
+// inputsConnected is the inputs channel coming up at at: every held
+// key-down reaches the guest now, in a burst.
+func (s *Sim) inputsConnected(at time.Time) {
+	s.mu.Lock()
+	held := s.heldKeys
+	s.heldKeys, s.inputSlots, s.inputsUp = nil, 0, true
+	close(s.inputsUpCh)
+	s.mu.Unlock()
+	s.log.Debug("inputs channel up", "buffered_key_downs", len(held))
+	for _, k := range held {
+		s.deliverKey(k.press, k.arrival, at)
+	}
+}
+
+// burstTimes returns the instants of an n-draw burst whose first draw is
+// at first: evenly spaced over spread, the last tailCount delayed by tail.
+func burstTimes(first time.Time, n int, spread, tail time.Duration, tailCount int) []time.Time {
+	out := make([]time.Time, n)
+	for i := range n {
+		var off time.Duration
+		if n > 1 {
+			off = (spread * time.Duration(i) / time.Duration(n-1)).Truncate(time.Microsecond)
+		}
+		if i >= n-tailCount {
+			off += tail
+		}
+		out[i] = first.Add(off)
+	}
+	return out
+}
+
+// drawGroup is a run of draws of one burst that share an instant.
+type drawGroup struct {
+	at time.Time
+	n  int
+}
+
+func groupTimes(ts []time.Time) []drawGroup {
+	var gs []drawGroup
+	for _, t := range ts {
+		if len(gs) > 0 && gs[len(gs)-1].at.Equal(t) {
+			gs[len(gs)-1].n++
+			continue
+		}
+		gs = append(gs, drawGroup{at: t, n: 1})
+	}
+	return gs
+}
+
+// deliverKey models the guest reacting to key-down number press, which
+// the client sent at arrival and the guest received at delivered: one
+// repaint burst whose first draw lands draw-delay plus jitter later, on a
+// refresh tick, and never before the previous key's repaint has ended (a
+// guest repaints in order and SPICE keeps it). Its draws follow over
+// draw-spread, the last ones draw-tail later still.
+func (s *Sim) deliverKey(press int, arrival, delivered time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	delay := s.cfg.DrawDelay
 	if j := s.cfg.DrawJitter / time.Microsecond; j > 0 {
 		delay += time.Duration(s.keyRNG.Int64N(int64(j)+1)) * time.Microsecond
 	}
-	s.mu.Unlock()
-	landing := s.onTick(arrival.Add(delay))
-	s.sched.at(landing, func() { s.landKey(arrival, landing) })
-}
-
-func (s *Sim) landKey(arrival, landing time.Time) {
-	s.mu.Lock()
-	if landing.Before(s.surfacesAt) || s.cfg.DrawsPerKey == 0 {
-		s.stats.KeyNoDraw++
-		s.mu.Unlock()
+	first := s.onTickLocked(delivered.Add(delay))
+	row := TruthRow{Press: press, ArrivalUS: arrival.UnixMicro()}
+	n := s.cfg.DrawsPerKey
+	if n == 0 || first.Before(s.surfacesAt) {
+		// Nothing to repaint on (or a guest that never draws): the key
+		// is lost at the moment its repaint would have begun.
+		s.sched.at(first, func() { s.finishPress(row) })
 		return
 	}
-	s.generation++
-	if s.truth != nil && !s.truthErr {
-		us := landing.Sub(arrival) / time.Microsecond
-		if _, err := fmt.Fprintf(s.truth, "%d.%06d\n", us/1e6, us%1e6); err != nil {
-			s.truthErr = true
-			s.log.Error("writing truth file; no more truth lines", "err", err)
-		}
+	if first.Before(s.lastKeyDraw) {
+		first = s.lastKeyDraw
 	}
-	s.mu.Unlock()
-	s.emitDraws(landing, s.cfg.DrawsPerKey)
-	// Counted after the events are queued, so a caller that sees the
-	// count knows the subscription check for them has been made.
+	times := burstTimes(first, n, s.cfg.DrawSpread, s.cfg.DrawTail, s.cfg.DrawTailCount)
+	last := times[len(times)-1]
+	s.lastKeyDraw = last
+	row.FirstDrawUS, row.LastDrawUS, row.Draws = first.UnixMicro(), last.UnixMicro(), n
+	groups := groupTimes(times)
+	// Scheduled under s.mu, so bursts are queued in press order.
+	for i, g := range groups {
+		isFirst, isLast := i == 0, i == len(groups)-1
+		s.sched.at(g.at, func() {
+			if isFirst {
+				s.mu.Lock()
+				s.generation++ // the screen changes with the first strip
+				// The row is known in full now; written before the first
+				// event is queued, so a client that sees it can read it.
+				s.writeTruthLocked(row)
+				s.mu.Unlock()
+			}
+			s.emitDraws(g.at, g.n)
+			if isLast {
+				s.finishPress(row)
+			}
+		})
+	}
+}
+
+// finishPress counts a press whose repaint has ended (or that drew
+// nothing, whose truth row it then writes). It runs after the burst's
+// events are queued, so a caller that sees the count knows they are.
+func (s *Sim) finishPress(row TruthRow) {
 	s.mu.Lock()
-	s.stats.KeyDraws++
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if row.Drawn() {
+		s.stats.KeyDraws++
+		return
+	}
+	s.stats.KeyNoDraw++
+	s.writeTruthLocked(row)
+}
+
+func (s *Sim) writeTruthLocked(row TruthRow) {
+	if s.truth == nil {
+		return
+	}
+	if err := s.truth.add(row); err != nil {
+		s.log.Error("writing truth file; no more truth rows", "err", err)
+	}
 }
 
 // emitDraws produces n surface_drawn events stamped at t.
@@ -327,17 +510,57 @@ func (s *Sim) emitDraws(t time.Time, n int) {
 	}
 }
 
-// scheduleNoise schedules the next spontaneous draw of a Poisson process
-// whose previous (unrounded) event was at prev.
-func (s *Sim) scheduleNoise(prev time.Time) {
-	gapUS := s.noiseRNG.ExpFloat64() / s.cfg.SpontaneousDraws * 1e6
+// emitBackground produces n draws no key caused, once the surface exists.
+func (s *Sim) emitBackground(t time.Time, n int) {
+	if t.Before(s.surfacesReadyAt()) {
+		return
+	}
+	s.mu.Lock()
+	s.stats.BackgroundDraws += uint64(n)
+	s.mu.Unlock()
+	s.emitDraws(t, n)
+}
+
+// scheduleBackground starts the background draws of background-rate and
+// background-pattern. They land on refresh ticks, like every draw.
+func (s *Sim) scheduleBackground(start time.Time) {
+	switch s.cfg.BackgroundPattern {
+	case BackgroundSteady:
+		s.scheduleSteadyBackground(start, 1)
+	case BackgroundBursty:
+		s.schedulePoissonBackground(start, max(1, s.cfg.DrawsPerKey))
+	default:
+		s.schedulePoissonBackground(start, 1)
+	}
+}
+
+// scheduleSteadyBackground schedules the k-th draw of a steady
+// background, at start + k/rate (computed from start, so it never
+// drifts).
+func (s *Sim) scheduleSteadyBackground(start time.Time, k int64) {
+	us := math.Round(float64(k) / s.cfg.BackgroundRate * 1e6)
+	landing := s.onTick(start.Add(time.Duration(us) * time.Microsecond))
+	s.sched.at(landing, func() {
+		s.emitBackground(landing, 1)
+		s.scheduleSteadyBackground(start, k+1)
+	})
+}
+
+// schedulePoissonBackground schedules the next background event of a
+// Poisson process whose previous (unrounded) event was at prev. Each
+// event is a burst of size draws spread like a key's repaint, so that
+// size draws a burst at rate/size bursts a second keep the rate.
+func (s *Sim) schedulePoissonBackground(prev time.Time, size int) {
+	gapUS := s.noiseRNG.ExpFloat64() / (s.cfg.BackgroundRate / float64(size)) * 1e6
 	next := prev.Add(time.Duration(max(1, int64(gapUS))) * time.Microsecond)
 	landing := s.onTick(next)
 	s.sched.at(landing, func() {
-		if !landing.Before(s.surfacesReadyAt()) {
-			s.emitDraws(landing, 1)
+		groups := groupTimes(burstTimes(landing, size, s.cfg.DrawSpread, 0, 0))
+		s.emitBackground(landing, groups[0].n)
+		for _, g := range groups[1:] {
+			s.sched.at(g.at, func() { s.emitBackground(g.at, g.n) })
 		}
-		s.scheduleNoise(next)
+		s.schedulePoissonBackground(next, size)
 	})
 }
 
@@ -470,12 +693,6 @@ func (s *Sim) status(now time.Time) statusResult {
 		})
 	}
 	return r
-}
-
-func (s *Sim) agentConnected() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.agent
 }
 
 func (s *Sim) currentGeneration() uint64 {

@@ -115,7 +115,7 @@ func fleetRun(b *testing.B, n int) (errs []float64, cpu, childCPU time.Duration,
 	opts := fx.opts
 	opts.MemberEnv = func(i int) []string {
 		return []string{"FAKERYLL_DRAW_DELAY=25ms", "FAKERYLL_DRAW_JITTER=0", "FAKERYLL_DISPLAY_REFRESH=0",
-			"FAKERYLL_TRUTH_FILE=" + filepath.Join(dir, fmt.Sprintf("truth-%d.txt", i))}
+			"FAKERYLL_TRUTH_FILE=" + filepath.Join(dir, fmt.Sprintf("truth-%d.csv", i))}
 	}
 	f := SetupFleet(context.Background(), cfg, opts)
 	defer func() {
@@ -149,8 +149,7 @@ func fleetRun(b *testing.B, n int) (errs []float64, cpu, childCPU time.Duration,
 		require.NoError(b, measureErrs[i])
 		measured, err := results.ReadCSV(outs[i].CSVPath)
 		require.NoError(b, err)
-		modelled, err := results.ReadCSV(filepath.Join(dir, fmt.Sprintf("truth-%d.txt", i)))
-		require.NoError(b, err)
+		modelled := modelledFirstDraws(b, filepath.Join(dir, fmt.Sprintf("truth-%d.csv", i)))
 		require.Len(b, modelled, len(measured))
 		for j := range measured {
 			errs = append(errs, measured[j]-modelled[j])

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/shakenfist/kerbside-latency/fakeryll/sim"
 	"github.com/shakenfist/kerbside-latency/fixtures/fakechain"
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
@@ -162,19 +163,33 @@ func TestMeasuredMinusModelledIsCausal(t *testing.T) {
 // jitter and no refresh timer, and returns measured - modelled per line.
 func accuracyRun(t testing.TB, n int) []float64 {
 	t.Helper()
-	truth := filepath.Join(t.TempDir(), "truth.txt")
+	truth := filepath.Join(t.TempDir(), "truth.csv")
 	f := fakeConfig(t, map[string]string{"LATENCY_SAMPLES": fmt.Sprint(n)})
 	_, m := session(t, f, "FAKERYLL_DRAW_DELAY=25ms", "FAKERYLL_DRAW_JITTER=0",
 		"FAKERYLL_DISPLAY_REFRESH=0", "FAKERYLL_TRUTH_FILE="+truth)
 	measured, err := results.ReadCSV(m.CSVPath)
 	require.NoError(t, err)
-	modelled, err := results.ReadCSV(truth)
-	require.NoError(t, err)
-	require.Len(t, modelled, len(measured), "one truth line per sample: no miss, no extra pairing")
+	modelled := modelledFirstDraws(t, truth)
+	require.Len(t, modelled, len(measured), "one truth row per sample: no miss, no extra pairing")
 	out := make([]float64, len(measured))
 	for i := range measured {
 		assert.InDelta(t, 0.025, modelled[i], 1e-6, "fakeryll modelled the configured delay")
 		out[i] = measured[i] - modelled[i]
+	}
+	return out
+}
+
+// modelledFirstDraws reads fakeryll's truth file: the modelled
+// keypress-to-first-draw latency of every press, in seconds, in press
+// order.
+func modelledFirstDraws(t testing.TB, path string) []float64 {
+	t.Helper()
+	rows, err := sim.ReadTruthFile(path)
+	require.NoError(t, err)
+	out := make([]float64, len(rows))
+	for i, r := range rows {
+		require.True(t, r.Drawn(), "press %d drew nothing", r.Press)
+		out[i] = r.FirstDraw().Seconds()
 	}
 	return out
 }
