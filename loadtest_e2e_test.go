@@ -134,7 +134,7 @@ func openStackOnFakeCloud(t *testing.T, fakeryll string) (*fakecloud.Cloud, map[
 }
 
 // startLoadtest starts the loadtest binary with env (see childEnv).
-func startLoadtest(t *testing.T, env map[string]string, args ...string) (*exec.Cmd, *bytes.Buffer, outcome) {
+func startLoadtest(t *testing.T, env map[string]string, args ...string) (*exec.Cmd, *lockedBuffer, outcome) {
 	t.Helper()
 	bin, _ := binaries(t)
 	dir := t.TempDir()
@@ -144,7 +144,7 @@ func startLoadtest(t *testing.T, env map[string]string, args ...string) (*exec.C
 	}
 	cmd := exec.Command(bin, append([]string{"-test.v", "-test.run", "^TestLatency$", "-test.timeout", "5m"}, args...)...)
 	cmd.Env = childEnv(env, "LATENCY_RESULTS_DIR="+dir, "LATENCY_RUN_ID="+runID)
-	var out bytes.Buffer
+	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
@@ -154,6 +154,24 @@ func startLoadtest(t *testing.T, env map[string]string, args ...string) (*exec.C
 		}
 	})
 	return cmd, &out, outcome{dir: dir, runID: runID}
+}
+
+// lockedBuffer is the child's output, readable while the child writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // runLoadtest runs the loadtest binary to completion (bounded).

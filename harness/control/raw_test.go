@@ -515,3 +515,21 @@ func TestRequestsAreOneJSONObjectPerLine(t *testing.T) {
 	assert.Equal(t, "we\"ird\nname", req.Method)
 	assert.Equal(t, json.RawMessage("42"), req.ID)
 }
+
+// TestAgentNotConnectedIsAProtocolError: ryll's own code never answers
+// agent_not_connected (paste is typed as keys), but the protocol document
+// lists it, so a client must surface it as a ProtocolError, with the
+// pasted text kept out of the message.
+func TestAgentNotConnectedIsAProtocolError(t *testing.T) {
+	c, p := newRaw(t, Options{})
+	p.helloAs(c, "1.2")
+	res := goCall(func() (PasteAck, error) { return c.Paste(t.Context(), "secret-text", DefaultCharDelay) })
+	req := p.read()
+	require.Equal(t, "paste", req.Method)
+	p.send(errLine(req.ID, CodeAgentNotConnected, "no vdagent"))
+	_, err := res.wait(t)
+	var pe *ProtocolError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, CodeAgentNotConnected, pe.Code)
+	assert.NotContains(t, err.Error(), "secret-text", "paste text never appears in errors")
+}

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"image"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -154,7 +152,7 @@ func TestDialConnectFailureIsNotRetried(t *testing.T) {
 
 func TestStatusReportsTheSession(t *testing.T) {
 	t.Run("display up", func(t *testing.T) {
-		s := startSim(t, func(c *sim.Config) { c.SurfaceWidth, c.SurfaceHeight = 800, 600 })
+		s := startSim(t, func(c *sim.Config) { c.SurfaceWidth, c.SurfaceHeight, c.Agent = 800, 600, true })
 		c, w := s.hello(t, Options{})
 		st, err := c.Status(t.Context())
 		require.NoError(t, err)
@@ -300,16 +298,14 @@ func TestKeySentAtPrecedesItsDraw(t *testing.T) {
 	}
 }
 
-// truthUS reads the simulator's truth file (seconds, one per line) in µs.
+// truthUS reads the simulator's modelled first-draw delays in µs.
 func truthUS(t *testing.T, path string) []int64 {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	rows, err := sim.ReadTruthFile(path)
 	require.NoError(t, err)
 	var out []int64
-	for l := range bytes.Lines(b) {
-		f, err := strconv.ParseFloat(string(bytes.TrimSpace(l)), 64)
-		require.NoError(t, err)
-		out = append(out, int64(f*1e6+0.5))
+	for _, r := range rows {
+		out = append(out, r.FirstDraw().Microseconds())
 	}
 	return out
 }
@@ -494,13 +490,4 @@ func TestVerbErrorsFromServer(t *testing.T) {
 		})
 	}
 	assert.NoError(t, c.Err(), "error answers do not end the connection")
-	t.Run("agent not connected", func(t *testing.T) {
-		s := startSim(t, func(c *sim.Config) { c.Agent = false })
-		c, _ := s.hello(t, Options{})
-		_, err := c.Paste(ctx, "secret-text", DefaultCharDelay)
-		var pe *ProtocolError
-		require.ErrorAs(t, err, &pe)
-		assert.Equal(t, CodeAgentNotConnected, pe.Code)
-		assert.NotContains(t, err.Error(), "secret-text", "paste text never appears in errors")
-	})
 }
