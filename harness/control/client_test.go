@@ -85,9 +85,14 @@ func TestSlowEventConsumerDoesNotDelayResponses(t *testing.T) {
 // TestServerDropsReachTheClient floods the simulator past its 256-event
 // queue. Whichever events it drops, and whenever it reports them, the
 // client must hand over every dropped event it gets, and the counts must
-// add up to what the server dropped.
+// add up to what the server dropped. ryll reports drops only when a
+// later event finds its queue nearly empty, so steady PINGs go on after
+// the flood is unsubscribed to carry the report.
 func TestServerDropsReachTheClient(t *testing.T) {
-	s := startSim(t, func(c *sim.Config) { c.Flood = 1e6 })
+	s := startSim(t, func(c *sim.Config) {
+		c.Flood = 1e6
+		c.Ping = sim.PingPattern{Mode: sim.PingSteady, Interval: 20 * time.Millisecond}
+	})
 	c, _ := s.hello(t, Options{})
 	// A server under a flood may be slow to answer, or (if it queues
 	// answers behind events and drops) never: bound every call.
@@ -107,9 +112,9 @@ func TestServerDropsReachTheClient(t *testing.T) {
 			}
 		}
 	})
-	subs, err := c.Subscribe(ctx, EventSurfaceDrawn, EventDropped)
+	subs, err := c.Subscribe(ctx, EventSurfaceDrawn, EventDropped, EventLatency)
 	require.NoError(t, err)
-	require.ElementsMatch(t, []string{EventSurfaceDrawn, EventDropped}, subs)
+	require.ElementsMatch(t, []string{EventSurfaceDrawn, EventDropped, EventLatency}, subs)
 	eventually(t, "the simulator drops events", func() bool { return s.Stats().Dropped > 0 })
 	_, err = c.Unsubscribe(ctx, EventSurfaceDrawn) // the flood no longer reaches the queue
 	require.NoError(t, err)
