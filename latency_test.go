@@ -131,15 +131,19 @@ func mainRun(m *testing.M) (code int) {
 	// ryll whatever the provider: fakeryll reads them, ryll ignores them.
 	environ := os.Environ()
 	opts := loadtest.Options{Logger: logger, RyllEnv: fakechain.Knobs(environ), MemberEnv: fakechain.PerConsoleKnobs(environ)}
+	if cfg.AutoReason != "" {
+		logger.Info(cfg.AutoReason)
+	}
 	var chain *fakechain.Chain
-	if cfg.Provider == config.ProviderFake {
+	if fakechain.Needed(cfg) {
 		chain, err = fakechain.Start(ctx, cfg, fakechain.Options{Logger: logger})
 		if err != nil {
 			setupErr = err
-			logger.Error("fake provider", "err", err)
+			logger.Error("stand-ins", "err", err)
 			return m.Run()
 		}
 		cfg = chain.Apply(cfg)
+		opts.RyllEnv = append(chain.RyllEnv(), opts.RyllEnv...)
 		opts.Getenv = chain.Getenv()
 		opts.Console.CloudOptions = chain.CloudOptions()
 		opts.Secrets = chain.Secrets()

@@ -12,6 +12,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -41,6 +42,12 @@ const (
 	ProviderFile Provider = "file"
 	// ProviderDirect passes host:port to ryll's --direct.
 	ProviderDirect Provider = "direct"
+	// ProviderQemu boots the repaint-on-key guest (harness/guest) in a
+	// local QEMU with SPICE: a real SPICE server and guest, no cloud.
+	ProviderQemu Provider = "qemu"
+	// ProviderAuto is the default: qemu where QEMU is installed (the real
+	// lane), otherwise fake. Load resolves it; Config never holds it.
+	ProviderAuto Provider = "auto"
 )
 
 // Default sanity ranges, in seconds. Keypress-to-screen through a
@@ -58,6 +65,11 @@ const (
 type Config struct {
 	// Provider is where the console comes from.
 	Provider Provider
+	// AutoReason says why LATENCY_PROVIDER=auto (the default) chose
+	// Provider; empty when the user named a provider.
+	AutoReason string
+	// Qemu is the QEMU binary of the qemu provider (LATENCY_QEMU).
+	Qemu string
 	// Requested is LATENCY_PROVIDER as the user gave it, for the records:
 	// it differs from Provider only when the composition root translated
 	// the fake provider to the openstack provider against a fake cloud.
@@ -126,9 +138,10 @@ type Var struct {
 // Vars lists every LATENCY_* variable with its default, in the order the
 // README's table shows them. A test keeps the README in step with it.
 var Vars = []Var{
-	{"LATENCY_PROVIDER", "fake", "where the console comes from: fake, openstack, url, file or direct"},
+	{"LATENCY_PROVIDER", "auto", "where the console comes from: qemu (a local guest, real SPICE), fake (simulated), openstack, url, file or direct; auto is qemu where " + DefaultQemu + " is installed, else fake"},
 	{"LATENCY_CONSOLE", "", "the target for url (a .vv URL), file (a .vv path) and direct (host:port[:tls_port], [ipv6]:port)"},
-	{"LATENCY_RYLL", "ryll (fake: fakeryll, built automatically)", "the ryll binary"},
+	{"LATENCY_RYLL", "ryll (fake: fakeryll, built automatically; qemu: ryll if installed, else fakeryll's real SPICE client)", "the ryll binary"},
+	{"LATENCY_QEMU", DefaultQemu, "qemu: the QEMU binary"},
 	{"LATENCY_RYLL_VERBOSE", "0", "1 passes -v to ryll (debug logging into ryll-<run>.log)"},
 	{"LATENCY_RESULTS_DIR", "results", "where the CSV, sidecar, ryll log and junit.xml go"},
 	{"LATENCY_RUN_ID", "UTC time + random suffix", "names the run's files and server"},
@@ -184,7 +197,8 @@ const DefaultImageURL = "https://images.shakenfist.com/testimages/uefi-latency-g
 func Load(getenv func(string) string) (*Config, error) {
 	p := &parser{getenv: getenv}
 	c := &Config{
-		Provider:     Provider(p.str("LATENCY_PROVIDER", string(ProviderFake))),
+		Provider:     Provider(p.str("LATENCY_PROVIDER", string(ProviderAuto))),
+		Qemu:         p.str("LATENCY_QEMU", DefaultQemu),
 		Console:      getenv("LATENCY_CONSOLE"),
 		Ryll:         getenv("LATENCY_RYLL"),
 		RyllVerbose:  p.boolean("LATENCY_RYLL_VERBOSE"),
@@ -212,6 +226,9 @@ func Load(getenv func(string) string) (*Config, error) {
 			KeepServer:  p.boolean("LATENCY_KEEP_SERVER"),
 		},
 	}
+	if c.Provider == ProviderAuto {
+		c.Provider, c.AutoReason = resolveAuto(getenv, c.Qemu)
+	}
 	c.Requested = c.Provider
 	c.Window = p.duration("LATENCY_WINDOW", min(c.Cadence, measure.DefaultMaxWindow), true)
 	c.MaxContamination = p.float("LATENCY_MAX_CONTAMINATION", defaults.MaxContamination)
@@ -237,7 +254,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 
 	switch c.Provider {
-	case ProviderFake, ProviderOpenStack:
+	case ProviderFake, ProviderOpenStack, ProviderQemu:
 		if c.Console != "" {
 			p.failf("LATENCY_CONSOLE is set but LATENCY_PROVIDER=%s does not use it: unset it, or set LATENCY_PROVIDER to url, file or direct", c.Provider)
 		}
@@ -258,7 +275,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			p.failf("LATENCY_PROVIDER=direct needs LATENCY_CONSOLE=host:port or host:port:tls_port: %v", err)
 		}
 	default:
-		p.failf("LATENCY_PROVIDER=%q: want fake, openstack, url, file or direct", c.Provider)
+		p.failf("LATENCY_PROVIDER=%q: want auto, qemu, fake, openstack, url, file or direct", c.Provider)
 	}
 
 	if c.Cadence > 0 && c.KeyHold >= c.Cadence {
@@ -278,7 +295,7 @@ func Load(getenv func(string) string) (*Config, error) {
 				(least + time.Duration(c.Samples)*c.Jitter/2 + c.ReadyTimeout).Round(time.Second))
 		}
 	}
-	if c.Consoles > 1 && c.Provider != ProviderOpenStack && c.Provider != ProviderFake {
+	if c.Consoles > 1 && c.Provider != ProviderOpenStack && c.Provider != ProviderFake && c.Provider != ProviderQemu {
 		p.failf("LATENCY_CONSOLES=%d with LATENCY_PROVIDER=%s: that provider names one console, and a SPICE server serves one client; use openstack or fake for several", c.Consoles, c.Provider)
 	}
 	if c.Consoles > maxConsoles {
@@ -295,6 +312,38 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// DefaultQemu is the QEMU the qemu provider runs, looked up in PATH.
+const DefaultQemu = "qemu-system-x86_64"
+
+// resolveAuto picks the provider a newcomer should meet: the real SPICE
+// lane when QEMU is installed (looked up in the PATH getenv gives, so a
+// test's environment decides), the fake chain otherwise, and says why.
+func resolveAuto(getenv func(string) string, qemu string) (Provider, string) {
+	if bin, ok := lookPath(qemu, getenv("PATH")); ok {
+		return ProviderQemu, fmt.Sprintf("LATENCY_PROVIDER is not set and QEMU is installed (%s): measuring a real SPICE session with a local guest; set LATENCY_PROVIDER=fake for the simulator", bin)
+	}
+	return ProviderFake, fmt.Sprintf("LATENCY_PROVIDER is not set and %s is not installed: running the fake chain (simulated SPICE); apt-get install -y qemu-system-x86 for the real lane", qemu)
+}
+
+// lookPath finds name in path (a PATH value), as exec.LookPath does for
+// the process's own PATH.
+func lookPath(name, path string) (string, bool) {
+	if strings.ContainsRune(name, os.PathSeparator) {
+		st, err := os.Stat(name)
+		return name, err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, true
+		}
+	}
+	return "", false
 }
 
 // Measure is the measurement's configuration for these settings (no

@@ -151,6 +151,9 @@ func TestVarsCoverEveryVariableLoadReads(t *testing.T) {
 		documented[v.Name] = true
 	}
 	for k := range seen {
+		if k == "PATH" { // where auto looks for QEMU: the system's, not ours to document
+			continue
+		}
 		assert.True(t, documented[k], "%s is read but not in Vars", k)
 	}
 	for k := range documented {
@@ -179,4 +182,24 @@ func TestMeasurementSettingsReachTheMeasurement(t *testing.T) {
 	assert.Equal(t, def.Settle, d.Settle)
 	assert.Equal(t, def.MaxDuration, d.MaxDuration)
 	assert.Zero(t, d.Quiet, "the measurement derives the quiet gap from the window")
+}
+
+func TestAutoProviderPicksTheRealLaneWhereQemuIsInstalled(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Load(env(map[string]string{"PATH": dir}))
+	require.NoError(t, err)
+	assert.Equal(t, ProviderFake, c.Provider, "no QEMU on PATH: the fake chain")
+	assert.Contains(t, c.AutoReason, "apt-get install -y qemu-system-x86")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, DefaultQemu), []byte("#!/bin/sh\n"), 0o755))
+	c, err = Load(env(map[string]string{"PATH": "/nonexistent:" + dir}))
+	require.NoError(t, err)
+	assert.Equal(t, ProviderQemu, c.Provider)
+	assert.Equal(t, ProviderQemu, c.Requested)
+	assert.Contains(t, c.AutoReason, filepath.Join(dir, DefaultQemu))
+
+	c, err = Load(env(map[string]string{"PATH": dir, "LATENCY_PROVIDER": "fake"}))
+	require.NoError(t, err)
+	assert.Equal(t, ProviderFake, c.Provider, "a named provider wins")
+	assert.Empty(t, c.AutoReason)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
+	"github.com/shakenfist/kerbside-latency/harness/qemu"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 )
 
@@ -37,8 +38,16 @@ type Console struct {
 	// scrubs ryll's log and its records with them.
 	Secrets []string
 
-	cloud  *cloud.Cloud
-	logger *slog.Logger
+	// QemuVersion, Accelerator and QemuLog describe the guest of the
+	// qemu provider.
+	QemuVersion string
+	Accelerator string
+	QemuLog     string
+
+	cloud      *cloud.Cloud
+	vm         *qemu.VM
+	privateDir string
+	logger     *slog.Logger
 }
 
 // Options are what Open needs besides the configuration.
@@ -85,6 +94,11 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Console, erro
 	case config.ProviderDirect:
 		c.Direct = cfg.Console
 		logger.Info("console direct", "address", cfg.Console)
+	case config.ProviderQemu:
+		if err := c.openQemu(ctx, cfg); err != nil {
+			c.closeQuietly()
+			return nil, err
+		}
 	case config.ProviderFake:
 		// A guard, not a provider: running the openstack code here with
 		// whatever OS_* the caller has could boot a server on a real
@@ -167,6 +181,18 @@ func urlSecrets(u secret.URL) []string {
 // (cloud.CleanupContext).
 func (c *Console) Close(ctx context.Context) error {
 	var errs []error
+	if c.vm != nil {
+		if err := c.vm.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop QEMU: %w", err))
+		}
+		c.vm = nil
+	}
+	if c.privateDir != "" {
+		if err := os.RemoveAll(c.privateDir); err != nil {
+			errs = append(errs, fmt.Errorf("remove the console's private directory: %w", err))
+		}
+		c.privateDir = ""
+	}
 	if c.cloud != nil {
 		if err := c.cloud.Cleanup(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("clean up the cloud: %w", err))
@@ -195,6 +221,9 @@ func (c *Console) Describe() string {
 			s += " (server " + c.ServerName + " " + c.ServerID + ")"
 		}
 		return s
+	case c.vm != nil:
+		host, port := c.vm.SpiceAddr()
+		return fmt.Sprintf("%s %s:%d (QEMU %s, %s, pid %d)", c.Provider, host, port, c.QemuVersion, c.Accelerator, c.vm.Pid())
 	case c.File != "":
 		return string(c.Provider) + " " + c.File
 	default:

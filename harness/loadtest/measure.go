@@ -26,6 +26,11 @@ type Measurement struct {
 	CSVPath string
 	// PressesPath is latency-<run>-presses.csv (keypress metrics only).
 	PressesPath string
+	// KeysSent and KeysSeen are the key presses sent and those the guest
+	// itself counted (consoles that count keys: the qemu provider).
+	KeysSent, KeysSeen int
+	// KeysCounted says the guest's counter was read.
+	KeysCounted bool
 	// LocalDropped counts events the control client itself had to drop
 	// because the measurement fell behind (never expected; reported).
 	LocalDropped uint64
@@ -85,10 +90,20 @@ func (r *Session) Measure(ctx context.Context) (*Measurement, error) {
 	// session ends, so the exit itself is the failure.
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// So does the console's own process (QEMU for the qemu provider):
+	// say so, rather than let ryll's exit hide the cause.
+	consoleExited := r.Console.Exited()
 	go func() {
 		select {
+		case <-consoleExited:
+			cancel(fmt.Errorf("the console stopped during the run: %w", r.Console.ExitErr()))
 		case <-r.Ryll.Exited():
-			cancel(fmt.Errorf("ryll exited during the run: %w", r.Ryll.ExitErr()))
+			select {
+			case <-consoleExited:
+				cancel(fmt.Errorf("the console stopped during the run: %w", r.Console.ExitErr()))
+			case <-time.After(exitGrace):
+				cancel(fmt.Errorf("ryll exited during the run: %w", r.Ryll.ExitErr()))
+			}
 		case <-runCtx.Done():
 		}
 	}()
@@ -126,6 +141,23 @@ func (r *Session) Measure(ctx context.Context) (*Measurement, error) {
 		}
 	}
 	m.Result = res
+	if r.Console.CountsKeys() && r.Cfg.Metric.Keypress() {
+		// Every key sent must have reached the guest: a key lost on the
+		// way is a failure of the console, not a miss of the measurement.
+		m.KeysSent = len(res.Presses)
+		kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), keyTimeout)
+		seen, err := r.Console.KeysSeen(kctx)
+		kcancel()
+		switch {
+		case err != nil:
+			runErr = errors.Join(runErr, err)
+		case seen != m.KeysSent:
+			m.KeysSeen, m.KeysCounted = seen, true
+			runErr = errors.Join(runErr, fmt.Errorf("the guest counted %d key presses, the loadtest sent %d: keys were lost or doubled on the way to the guest", seen, m.KeysSent))
+		default:
+			m.KeysSeen, m.KeysCounted = seen, true
+		}
+	}
 	st := r.Client.Stats()
 	m.LocalDropped = r.Client.DroppedEvents()
 	m.Malformed = st.Malformed + st.Oversized

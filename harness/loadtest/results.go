@@ -43,6 +43,9 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		EndTime:                  end,
 		StopReason:               string(measure.StopError),
 	}
+	if r.Console != nil {
+		s.QemuVersion, s.Accelerator = r.Console.QemuVersion, r.Console.Accelerator
+	}
 	if !cfg.Metric.Keypress() {
 		s.Scancode = ""
 		s.HoldS, s.JitterS, s.WindowS = 0, 0, 0
@@ -60,6 +63,10 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		s.StopReason = string(res.StopReason)
 		if cfg.Metric.Keypress() {
 			keypressRecord(&s, m)
+		}
+		if m.KeysCounted {
+			sent, seen := m.KeysSent, m.KeysSeen
+			s.KeysSent, s.KeysSeenByGuest = &sent, &seen
 		}
 		if m.LocalDropped > 0 {
 			runErrs = append(runErrs, fmt.Errorf("the loadtest fell behind and dropped %d events itself", m.LocalDropped))
@@ -107,7 +114,7 @@ func keypressRecord(s *results.Sidecar, m *Measurement) {
 // Files names the files a run leaves in the results directory, for the
 // summary.
 type Files struct {
-	CSV, Presses, Sidecar, Plot, Bench, RyllLog string
+	CSV, Presses, Sidecar, Plot, Bench, RyllLog, QemuLog string
 }
 
 // WriteResults writes the sidecar, the plot and the benchmark file next
@@ -144,12 +151,15 @@ func (r *Session) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (
 	if !exists(f.RyllLog) {
 		f.RyllLog = ""
 	}
+	if r.Console != nil && exists(r.Console.QemuLog) {
+		f.QemuLog = r.Console.QemuLog
+	}
 	red := secret.NewRedactor(io.Discard, r.Secrets()...)
 	for _, err := range errs {
 		s.Errors = append(s.Errors, red.Scrub(err.Error()))
 	}
 	s.Files = nil
-	for _, p := range []string{f.CSV, f.Presses, f.Sidecar, f.Plot, f.Bench, f.RyllLog} {
+	for _, p := range []string{f.CSV, f.Presses, f.Sidecar, f.Plot, f.Bench, f.RyllLog, f.QemuLog} {
 		if p != "" {
 			s.Files = append(s.Files, filepath.Base(p))
 		}

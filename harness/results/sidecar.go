@@ -125,6 +125,14 @@ type Sidecar struct {
 	Background *Background `json:"background,omitempty"`
 	// PressesFile is latency-<run>-presses.csv, one row per press.
 	PressesFile string `json:"presses_file,omitempty"`
+
+	// A guest of our own (the qemu provider): the QEMU that ran it, its
+	// accelerator, and the key presses the guest itself counted against
+	// those sent (they must be equal).
+	QemuVersion     string `json:"qemu_version,omitempty"`
+	Accelerator     string `json:"accelerator,omitempty"`
+	KeysSent        *int   `json:"keys_sent,omitempty"`
+	KeysSeenByGuest *int   `json:"keys_seen_by_guest,omitempty"`
 	// Errors are the run's error messages, already free of secrets.
 	Errors []string `json:"errors"`
 	// Files are the base names of every file the run left in the results
