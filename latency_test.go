@@ -330,6 +330,11 @@ func testConsole(t *testing.T, mb *loadtest.Member) {
 			t.Errorf("sample %d (CSV line %d) = %.6f s is outside [%g, %g] s (LATENCY_SANITY_MIN/MAX)",
 				o.Index, o.Index+1, o.Value, cfg.SanityMin, cfg.SanityMax)
 		}
+		if cfg.ExpectP50Set {
+			p50 := stats.Summarize(values).P50
+			assert.True(t, p50 >= cfg.ExpectP50Min && p50 <= cfg.ExpectP50Max,
+				"median %.6f s is outside LATENCY_EXPECT_P50=[%g, %g] s", p50, cfg.ExpectP50Min, cfg.ExpectP50Max)
+		}
 	})
 
 	t.Attr("metric", string(sess.Metric()))

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -106,9 +107,13 @@ type Config struct {
 	// Metric is what one sample measures, in the measurement's own
 	// vocabulary (LATENCY_METRIC takes its short names: keypress, repaint,
 	// ping).
-	Metric    measure.Metric
-	SanityMin float64
-	SanityMax float64
+	Metric measure.Metric
+	// ExpectP50 bounds the median when set (ExpectP50Set): a guard for a
+	// lane whose latency is known, such as the real SPICE lane in CI.
+	ExpectP50Min, ExpectP50Max float64
+	ExpectP50Set               bool
+	SanityMin                  float64
+	SanityMax                  float64
 
 	// Consoles is how many consoles one run measures at once; Parallel
 	// bounds how many are provisioned and started at the same time.
@@ -160,6 +165,7 @@ var Vars = []Var{
 	{"LATENCY_SCANCODE", "0x39", "the key pressed (AT set-1 make code; 0x39 is space)"},
 	{"LATENCY_SANITY_MIN", "keypress, repaint: 0.001, ping: 0", "smallest sane sample, seconds"},
 	{"LATENCY_SANITY_MAX", "keypress, repaint: 0.5, ping: 20", "largest sane sample, seconds"},
+	{"LATENCY_EXPECT_P50", "", "min-max in seconds (e.g. 0.005-0.05): the Sanity check also fails when the median is outside it"},
 	{"LATENCY_CONSOLES", "1", "consoles measured at once in one run (see Many consoles)"},
 	{"LATENCY_PARALLEL", "4", "consoles provisioned and started at the same time"},
 	{"LATENCY_IMAGE", "uefi-latency-guest", "openstack: Glance image name"},
@@ -248,6 +254,16 @@ func Load(getenv func(string) string) (*Config, error) {
 	case c.Metric == measure.PingInterval:
 		c.SanityMin = p.float("LATENCY_SANITY_MIN", DefaultPingMin)
 		c.SanityMax = p.float("LATENCY_SANITY_MAX", DefaultPingMax)
+	}
+	if v := strings.TrimSpace(getenv("LATENCY_EXPECT_P50")); v != "" {
+		lo, hi, ok := strings.Cut(v, "-")
+		a, err1 := strconv.ParseFloat(strings.TrimSpace(lo), 64)
+		b, err2 := strconv.ParseFloat(strings.TrimSpace(hi), 64)
+		if !ok || err1 != nil || err2 != nil || a < 0 || a >= b {
+			p.failf("LATENCY_EXPECT_P50=%q: want min-max in seconds with 0 <= min < max, e.g. 0.005-0.05", v)
+		} else {
+			c.ExpectP50Min, c.ExpectP50Max, c.ExpectP50Set = a, b, true
+		}
 	}
 	if c.SanityMin < 0 || c.SanityMin >= c.SanityMax {
 		p.failf("LATENCY_SANITY_MIN=%g, LATENCY_SANITY_MAX=%g: want 0 <= min < max (seconds)", c.SanityMin, c.SanityMax)

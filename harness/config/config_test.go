@@ -105,6 +105,8 @@ func TestProblems(t *testing.T) {
 		{"console with fake", map[string]string{"LATENCY_CONSOLE": "h:1"}, "does not use it"},
 		{"hold >= cadence", map[string]string{"LATENCY_CADENCE": "100ms", "LATENCY_KEY_HOLD": "100ms"}, "LATENCY_KEY_HOLD"},
 		{"quiet not above settle", map[string]string{"LATENCY_QUIET": "100ms", "LATENCY_SETTLE": "150ms"}, "LATENCY_QUIET=100ms must be longer than LATENCY_SETTLE"},
+		{"expect p50 inverted", map[string]string{"LATENCY_EXPECT_P50": "0.05-0.005"}, "LATENCY_EXPECT_P50"},
+		{"expect p50 not a range", map[string]string{"LATENCY_EXPECT_P50": "fast"}, "want min-max"},
 		{"unknown metric", map[string]string{"LATENCY_METRIC": "fps"}, "want keypress, repaint, ping"},
 		{"contamination out of range", map[string]string{"LATENCY_MAX_CONTAMINATION": "2"}, "LATENCY_MAX_CONTAMINATION=2"},
 		{"max misses zero", map[string]string{"LATENCY_MAX_MISSES": "0"}, "LATENCY_MAX_MISSES"},
@@ -202,4 +204,15 @@ func TestAutoProviderPicksTheRealLaneWhereQemuIsInstalled(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ProviderFake, c.Provider, "a named provider wins")
 	assert.Empty(t, c.AutoReason)
+}
+
+func TestExpectP50(t *testing.T) {
+	c, err := Load(env(map[string]string{"LATENCY_EXPECT_P50": "0.005-0.05"}))
+	require.NoError(t, err)
+	assert.True(t, c.ExpectP50Set)
+	assert.Equal(t, 0.005, c.ExpectP50Min)
+	assert.Equal(t, 0.05, c.ExpectP50Max)
+	c, err = Load(env(nil))
+	require.NoError(t, err)
+	assert.False(t, c.ExpectP50Set)
 }
