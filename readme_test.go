@@ -21,7 +21,7 @@ func TestREADMEDocumentsEveryVariable(t *testing.T) {
 	b, err := os.ReadFile("README.md")
 	require.NoError(t, err)
 	rows := map[string]string{}
-	for _, m := range regexp.MustCompile("(?m)^\\| `(LATENCY_[A-Z_]+)` \\| ([^|]*) \\|").FindAllStringSubmatch(string(b), -1) {
+	for _, m := range regexp.MustCompile("(?m)^\\| `(LATENCY_[A-Z0-9_]+)` \\| ([^|]*) \\|").FindAllStringSubmatch(string(b), -1) {
 		rows[m[1]] = strings.ReplaceAll(strings.TrimSpace(m[2]), "`", "")
 	}
 	known := map[string]bool{}
