@@ -121,6 +121,40 @@ type Config struct {
 	Parallel int
 
 	Cloud Cloud
+
+	// AB, when set, measures a second console source for the same guest
+	// (the B leg) against the first, in alternating blocks.
+	AB *AB
+}
+
+// AB is the configuration of an A/B run.
+type AB struct {
+	// BProvider and BConsole are the B leg's source, of the same forms as
+	// Provider and Console.
+	BProvider Provider
+	BConsole  string
+	// BProxy puts our own SPICE proxy in front of the qemu guest for the
+	// B leg ("nodelay", "nagle", "delay:DUR"); empty for none.
+	BProxy string
+	// Block is how many presses a leg measures before the other's turn.
+	Block int
+	// MaxAdded is the most B may add to a median before the run fails
+	// (when the difference is significant).
+	MaxAdded time.Duration
+}
+
+// Leg returns the configuration of one leg of an A/B run: b selects the
+// B leg (its provider and console, and run id <run>-b; A gets <run>-a).
+func (c *Config) Leg(b bool) *Config {
+	out := *c
+	out.AB = nil
+	if !b {
+		out.RunID = c.RunID + "-a"
+		return &out
+	}
+	out.RunID = c.RunID + "-b"
+	out.Provider, out.Requested, out.Console = c.AB.BProvider, c.AB.BProvider, c.AB.BConsole
+	return &out
 }
 
 // Cloud holds the OpenStack settings used by the openstack provider.
@@ -168,6 +202,11 @@ var Vars = []Var{
 	{"LATENCY_EXPECT_P50", "", "min-max in seconds (e.g. 0.005-0.05): the Sanity check also fails when the median is outside it"},
 	{"LATENCY_CONSOLES", "1", "consoles measured at once in one run (see Many consoles)"},
 	{"LATENCY_PARALLEL", "4", "consoles provisioned and started at the same time"},
+	{"LATENCY_B_PROVIDER", "", "A/B: where the B leg's console comes from (same forms as LATENCY_PROVIDER; default the A leg's provider). Setting any LATENCY_B_* runs the A/B"},
+	{"LATENCY_B_CONSOLE", "", "A/B: the B leg's target, of the same forms as LATENCY_CONSOLE (e.g. a Kerbside .vv URL for the server whose hypervisor port A measures)"},
+	{"LATENCY_B_PROXY", "", "A/B with qemu: the B leg goes through a SPICE proxy of our own in front of the same guest: nodelay, nagle (one write per message, no TCP_NODELAY) or delay:DUR"},
+	{"LATENCY_AB_BLOCK", "10", "A/B: presses per block; the legs alternate ABAB... in blocks (ryll reconnected per block) until each has LATENCY_SAMPLES samples"},
+	{"LATENCY_AB_MAX_ADDED", "10ms", "A/B: the run fails when B adds more than this to the median of either keypress figure and the difference is significant"},
 	{"LATENCY_IMAGE", "uefi-latency-guest", "openstack: Glance image name"},
 	{"LATENCY_IMAGE_URL", DefaultImageURL, "openstack: where to fetch the image when it is missing (`none`: never upload)"},
 	{"LATENCY_FLAVOR", "vdi-tiny", "openstack: flavor name (created if missing and allowed)"},
@@ -324,10 +363,64 @@ func Load(getenv func(string) string) (*Config, error) {
 			p.failf("LATENCY_RYLL=%q is not an executable file", c.Ryll)
 		}
 	}
+	loadAB(p, getenv, c)
 	if err := p.err(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// loadAB reads the LATENCY_B_* and LATENCY_AB_* settings: any B setting
+// turns the A/B on.
+func loadAB(p *parser, getenv func(string) string, c *Config) {
+	bp, bc, bx := strings.TrimSpace(getenv("LATENCY_B_PROVIDER")), getenv("LATENCY_B_CONSOLE"), strings.TrimSpace(getenv("LATENCY_B_PROXY"))
+	block := p.positiveInt("LATENCY_AB_BLOCK", 10)
+	maxAdded := p.duration("LATENCY_AB_MAX_ADDED", 10*time.Millisecond, true)
+	if bp == "" && bc == "" && bx == "" {
+		return
+	}
+	ab := &AB{BProvider: Provider(bp), BConsole: bc, BProxy: bx, Block: block, MaxAdded: maxAdded}
+	if ab.BProvider == "" {
+		ab.BProvider = c.Provider
+	}
+	c.AB = ab
+	if !c.Metric.Keypress() {
+		p.failf("the A/B (LATENCY_B_*) compares keypress figures: LATENCY_METRIC=%s cannot be compared that way", c.Metric.Short())
+	}
+	if c.Consoles > 1 {
+		p.failf("the A/B (LATENCY_B_*) measures one guest two ways: LATENCY_CONSOLES=%d is not supported with it", c.Consoles)
+	}
+	switch {
+	case bx != "":
+		if c.Provider != ProviderQemu {
+			p.failf("LATENCY_B_PROXY needs LATENCY_PROVIDER=qemu (our proxy in front of our own guest); for another console point LATENCY_B_CONSOLE at the proxied console instead")
+		}
+		if bp != "" || bc != "" {
+			p.failf("LATENCY_B_PROXY makes the B leg itself: leave LATENCY_B_PROVIDER and LATENCY_B_CONSOLE unset")
+		}
+		ab.BProvider = ProviderQemu
+	case ab.BProvider == ProviderQemu || ab.BProvider == ProviderFake || ab.BProvider == ProviderOpenStack:
+		p.failf("LATENCY_B_PROVIDER=%s would boot another guest; the B leg must reach the same guest as A: use url, file or direct (or LATENCY_B_PROXY with qemu)", ab.BProvider)
+	default:
+		switch ab.BProvider {
+		case ProviderURL:
+			if !strings.HasPrefix(bc, "http://") && !strings.HasPrefix(bc, "https://") {
+				p.failf("LATENCY_B_PROVIDER=url needs LATENCY_B_CONSOLE=http(s)://... (value not shown)")
+			}
+		case ProviderFile:
+			if bc == "" {
+				p.failf("LATENCY_B_PROVIDER=file needs LATENCY_B_CONSOLE=/path/to/console.vv")
+			} else if st, err := os.Stat(bc); err != nil || st.IsDir() {
+				p.failf("LATENCY_B_CONSOLE=%q: want a readable .vv file", bc)
+			}
+		case ProviderDirect:
+			if _, err := address.ParseDirect(bc); err != nil {
+				p.failf("LATENCY_B_PROVIDER=direct needs LATENCY_B_CONSOLE=host:port or host:port:tls_port: %v", err)
+			}
+		default:
+			p.failf("LATENCY_B_PROVIDER=%q: want url, file or direct", ab.BProvider)
+		}
+	}
 }
 
 // DefaultQemu is the QEMU the qemu provider runs, looked up in PATH.

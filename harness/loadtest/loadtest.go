@@ -49,6 +49,10 @@ type Options struct {
 	// credentials of a cloud the caller stood up).
 	Secrets []string
 
+	// AppendRyllLog appends to ryll-<run>.log instead of starting it
+	// afresh (an A/B leg starts ryll once per block).
+	AppendRyllLog bool
+
 	// preflight, set by SetupFleet, is the check it made once for all
 	// consoles.
 	preflight *Checked
@@ -77,9 +81,10 @@ type Session struct {
 	RyllLog     string
 	Start       time.Time
 
-	logger   *slog.Logger
-	teardown sync.Once
-	tdErr    error
+	logger      *slog.Logger
+	ownsConsole bool
+	teardown    sync.Once
+	tdErr       error
 }
 
 // Setup resolves the ryll binary, provisions the console, starts ryll,
@@ -118,20 +123,41 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Session, err
 		return r, err
 	}
 	con.Secrets = append(con.Secrets, opts.Secrets...)
-	r.Console = con
+	r.Console, r.ownsConsole = con, true
+	return r, r.attach(ctx, opts)
+}
 
+// Attach starts ryll on a console the caller opened and owns (an A/B
+// leg reconnects to the same console for every block): the Session's
+// Teardown stops ryll and leaves the console open. pf is what Preflight
+// found. Like Setup, it returns the Session even on error.
+func Attach(ctx context.Context, cfg *config.Config, con *console.Console, pf Checked, opts Options) (*Session, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Session{Cfg: cfg, logger: logger, Start: time.Now(), Console: con,
+		RyllBinary: pf.RyllBinary, RyllVersion: pf.RyllVersion}
+	return r, r.attach(ctx, opts)
+}
+
+// attach starts ryll on r.Console, waits until it is ready and judges
+// the handshake.
+func (r *Session) attach(ctx context.Context, opts Options) error {
+	cfg, con, logger := r.Cfg, r.Console, r.logger
 	r.RyllLog = filepath.Join(cfg.ResultsDir, results.RyllLogName(cfg.RunID))
 	proc, err := ryll.New(ryll.Spec{
 		Binary: r.RyllBinary, URL: con.URL, File: con.File, Direct: con.Direct,
 		Verbose: cfg.RyllVerbose, ExtraEnv: opts.RyllEnv, LogPath: r.RyllLog,
-		Secrets: con.Secrets, Logger: logger, Grace: opts.RyllGrace,
+		AppendLog: opts.AppendRyllLog,
+		Secrets:   con.Secrets, Logger: logger, Grace: opts.RyllGrace,
 	})
 	if err != nil {
-		return r, fmt.Errorf("prepare ryll: %w", err)
+		return fmt.Errorf("prepare ryll: %w", err)
 	}
 	r.Ryll = proc
 	if err := proc.Start(ctx); err != nil {
-		return r, err
+		return err
 	}
 
 	var client *control.Client
@@ -165,13 +191,13 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Session, err
 		if client != nil {
 			client.Close()
 		}
-		return r, fmt.Errorf("wait for ryll to be ready (LATENCY_READY_TIMEOUT=%s): %w", cfg.ReadyTimeout, err)
+		return fmt.Errorf("wait for ryll to be ready (LATENCY_READY_TIMEOUT=%s): %w", cfg.ReadyTimeout, err)
 	}
 	r.Client = client
 	r.Hello, _ = client.Server()
 	r.HandshakeErr = r.checkHandshake()
 	logger.Info("control socket ready", "console", con.Describe(), "server", r.Hello.ServerName, "protocol", r.Hello.ProtocolVersion)
-	return r, nil
+	return nil
 }
 
 // Checked is what Preflight found.
@@ -289,7 +315,7 @@ func (r *Session) Teardown(ctx context.Context) error {
 				}
 			}
 		}
-		if r.Console != nil {
+		if r.Console != nil && r.ownsConsole {
 			if err := r.Console.Close(ctx); err != nil {
 				errs = append(errs, err)
 			}

@@ -46,6 +46,56 @@ type Measurement struct {
 // (nil only when nothing could start) and, separately, why the run ended
 // early (nil when it reached its sample target or its maximum duration).
 func (r *Session) Measure(ctx context.Context) (*Measurement, error) {
+	csv, err := results.CreateCSV(r.Cfg.ResultsDir, r.Cfg.RunID)
+	if err != nil {
+		return nil, fmt.Errorf("create the CSV: %w", err)
+	}
+	sink := &Sink{CSV: csv}
+	if r.Cfg.Metric.Keypress() {
+		if sink.Presses, err = results.CreatePresses(r.Cfg.ResultsDir, r.Cfg.RunID); err != nil {
+			_ = csv.Close()
+			return nil, fmt.Errorf("create the presses CSV: %w", err)
+		}
+	}
+	m, runErr := r.MeasureInto(ctx, sink)
+	if err := sink.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	return m, runErr
+}
+
+// Sink is where a measurement's records go. An A/B leg keeps one Sink
+// across its blocks, so its CSV and presses file hold every block in
+// order.
+type Sink struct {
+	CSV     *results.CSVWriter
+	Presses *results.PressesWriter // nil for the ping metric
+	// Samples overrides the configured sample target (a block's share).
+	Samples int
+	// PressBase numbers this measurement's presses after earlier ones.
+	PressBase int
+	// KeysBase is the key presses the guest already received before this
+	// measurement (earlier blocks), for the key-counter check.
+	KeysBase int
+	pressErr error
+}
+
+// Close closes the sink's files and reports the first write error.
+func (s *Sink) Close() error {
+	var errs []error
+	if err := s.CSV.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close the CSV: %w", err))
+	}
+	if s.Presses != nil {
+		if err := errors.Join(s.pressErr, s.Presses.Close()); err != nil {
+			errs = append(errs, fmt.Errorf("the presses CSV: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// MeasureInto is Measure writing into sink, which the caller closes.
+func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, error) {
 	if r.Client == nil {
 		return nil, errors.New("measure: ryll is not ready (setup failed)")
 	}
@@ -71,19 +121,9 @@ func (r *Session) Measure(ctx context.Context) (*Measurement, error) {
 		}
 	}
 
-	csv, err := results.CreateCSV(r.Cfg.ResultsDir, r.Cfg.RunID)
-	if err != nil {
-		return nil, fmt.Errorf("create the CSV: %w", err)
-	}
-	m := &Measurement{CSVPath: csv.Path()}
-	var presses *results.PressesWriter
-	var pressErr error
-	if r.Cfg.Metric.Keypress() {
-		if presses, err = results.CreatePresses(r.Cfg.ResultsDir, r.Cfg.RunID); err != nil {
-			_ = csv.Close()
-			return nil, fmt.Errorf("create the presses CSV: %w", err)
-		}
-		m.PressesPath = presses.Path()
+	m := &Measurement{CSVPath: sink.CSV.Path()}
+	if sink.Presses != nil {
+		m.PressesPath = sink.Presses.Path()
 	}
 
 	// The run ends early when ryll exits: ryll exits 0 when its SPICE
@@ -115,12 +155,16 @@ func (r *Session) Measure(ctx context.Context) (*Measurement, error) {
 	go r.pump(runCtx, draws, pings, dropped, pumpDone)
 
 	cfg := r.Cfg.Measure()
+	if sink.Samples > 0 {
+		cfg.Samples = sink.Samples
+	}
 	cfg.Logger = r.logger
-	cfg.OnSample = func(s measure.Sample) error { return csv.Write(s.Value) }
-	if presses != nil {
+	cfg.OnSample = func(s measure.Sample) error { return sink.CSV.Write(s.Value) }
+	if sink.Presses != nil {
 		cfg.OnPress = func(p measure.Press) {
-			if err := presses.Write(pressRow(p)); err != nil && pressErr == nil {
-				pressErr = err
+			p.Number += sink.PressBase
+			if err := sink.Presses.Write(pressRow(p)); err != nil && sink.pressErr == nil {
+				sink.pressErr = err
 			}
 		}
 	}
@@ -132,19 +176,11 @@ func (r *Session) Measure(ctx context.Context) (*Measurement, error) {
 	res, runErr := measure.Run(runCtx, cfg, src)
 	cancel(nil)
 	<-pumpDone
-	if err := csv.Close(); err != nil && runErr == nil {
-		runErr = fmt.Errorf("close the CSV: %w", err)
-	}
-	if presses != nil {
-		if err := errors.Join(pressErr, presses.Close()); err != nil && runErr == nil {
-			runErr = fmt.Errorf("the presses CSV: %w", err)
-		}
-	}
 	m.Result = res
 	if r.Console.CountsKeys() && r.Cfg.Metric.Keypress() {
 		// Every key sent must have reached the guest: a key lost on the
 		// way is a failure of the console, not a miss of the measurement.
-		m.KeysSent = len(res.Presses)
+		m.KeysSent = sink.KeysBase + len(res.Presses)
 		kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), keyTimeout)
 		seen, err := r.Console.KeysSeen(kctx)
 		kcancel()

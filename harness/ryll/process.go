@@ -198,7 +198,11 @@ func (p *Process) Start(ctx context.Context) (err error) {
 		}
 	}()
 
-	logFile, err = os.OpenFile(p.spec.LogPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	mode := os.O_TRUNC
+	if p.spec.AppendLog {
+		mode = os.O_APPEND
+	}
+	logFile, err = os.OpenFile(p.spec.LogPath, os.O_WRONLY|os.O_CREATE|mode, 0o600)
 	if err != nil {
 		return fmt.Errorf("open ryll log: %w", err)
 	}

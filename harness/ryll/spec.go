@@ -47,6 +47,8 @@ type Spec struct {
 	// secrets scrubbed, e.g. results/ryll-<run>.log. It is required: a
 	// ryll failure without its log cannot be diagnosed after the run.
 	LogPath string
+	// AppendLog appends to LogPath instead of truncating it.
+	AppendLog bool
 
 	// Secrets are further strings to scrub from the log, the tail and
 	// every error (a SPICE password, for example). URL.Reveal() is
