@@ -237,9 +237,10 @@ type ConnStats struct {
 	// ClientWrites counts the writes made to the client's socket.
 	ClientWrites int64
 	// Messages counts the server messages forwarded one per write after
-	// the link (Nagle mode only; the link's own two writes, reply and
-	// result, are not messages). ClientWrites-Messages is 2 on a framed
-	// connection that sent no large message.
+	// the link (Nagle mode only). The link takes three writes of its
+	// own (the server's link header, its reply, the link result), so
+	// ClientWrites is Messages+3 on a framed connection that sent no
+	// message too large to hold.
 	Messages int64
 	// Framing says how the server's bytes were cut in Nagle mode: "mini
 	// header", "full header", or "plain: <why>" when the link could not
