@@ -1,0 +1,270 @@
+package spiceproxy
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/shakenfist/kerbside-latency/harness/address"
+)
+
+// Defaults for Config's zero values, and the proxy's fixed bounds.
+const (
+	DefaultListen      = "127.0.0.1:0"
+	DefaultDialTimeout = 10 * time.Second
+	// DefaultDelayBuffer bounds the bytes a delay proxy holds per
+	// direction of one connection. When it is full the proxy stops
+	// reading from that side (TCP backpressure) until bytes are due.
+	DefaultDelayBuffer = 8 << 20
+	// CloseTimeout bounds Close's wait for the proxy's goroutines once
+	// every socket is closed.
+	CloseTimeout = 5 * time.Second
+	// keptEnded is how many ended connections Conns still reports.
+	keptEnded = 256
+)
+
+// ErrClosed is the cause of the proxy's context once Close was called.
+var ErrClosed = errors.New("spice proxy closed")
+
+// Config says where a proxy listens, where it forwards and how.
+type Config struct {
+	// Listen is the address to accept clients on; empty means
+	// DefaultListen (a free loopback port: read it back with Addr).
+	Listen string
+	// Target is the SPICE server's host:port. Every accepted
+	// connection dials it: SPICE opens one TCP connection per channel,
+	// and each is proxied on its own.
+	Target string
+	// Mode says how bytes are forwarded (see Parse).
+	Mode Mode
+	// Logger receives the proxy's log lines; nil discards them.
+	Logger *slog.Logger
+	// DialTimeout bounds each dial of Target; zero means
+	// DefaultDialTimeout.
+	DialTimeout time.Duration
+	// DelayBuffer bounds the bytes held per direction and connection in
+	// Delay mode; zero means DefaultDelayBuffer.
+	DelayBuffer int
+}
+
+// Proxy is a running SPICE proxy. Close must be called.
+type Proxy struct {
+	cfg    Config
+	target string
+	ln     net.Listener
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	stop   func() bool // stops the AfterFunc on the Start context
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	nextID uint64
+	open   map[uint64]*conn
+	ended  []ConnStats
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start listens on cfg.Listen and proxies every client connection to
+// cfg.Target in cfg.Mode until Close is called or ctx is done. A ctx
+// that ends closes every connection, as Close does; Close must still be
+// called to wait for the proxy's goroutines.
+func Start(ctx context.Context, cfg Config) (*Proxy, error) {
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.DelayBuffer == 0 {
+		cfg.DelayBuffer = DefaultDelayBuffer
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Mode.validate(); err != nil {
+		return nil, fmt.Errorf("start spice proxy: %w", err)
+	}
+	if cfg.Target == "" {
+		return nil, errors.New("start spice proxy: no target: want the SPICE server's host:port")
+	}
+	target, err := address.ParseDirect(cfg.Target)
+	if err != nil {
+		return nil, fmt.Errorf("start spice proxy: target: %w", err)
+	}
+	if target.TLSPort != 0 {
+		return nil, fmt.Errorf("start spice proxy: target %q names a TLS port too: a proxy forwards one port, so start one per port", cfg.Target)
+	}
+	if cfg.DialTimeout < 0 || cfg.DelayBuffer < 0 {
+		return nil, fmt.Errorf("start spice proxy: negative DialTimeout (%s) or DelayBuffer (%d)", cfg.DialTimeout, cfg.DelayBuffer)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("start spice proxy: listen on %s: %w", cfg.Listen, err)
+	}
+	p := &Proxy{
+		cfg:    cfg,
+		target: target.HostPort(),
+		ln:     ln,
+		log:    cfg.Logger.With("component", "spiceproxy", "mode", cfg.Mode.String()),
+		open:   make(map[uint64]*conn),
+	}
+	p.ctx, p.cancel = context.WithCancelCause(context.Background())
+	p.stop = context.AfterFunc(ctx, func() { p.shutdown(context.Cause(ctx)) })
+	p.log.Info("spice proxy listening", "listen", ln.Addr().String(), "target", p.target)
+	p.wg.Add(1)
+	go p.accept()
+	return p, nil
+}
+
+// Addr is the address clients connect to.
+func (p *Proxy) Addr() net.Addr { return p.ln.Addr() }
+
+// Mode is the mode the proxy runs in.
+func (p *Proxy) Mode() Mode { return p.cfg.Mode }
+
+// Close stops accepting, closes every connection and waits, at most
+// CloseTimeout, for the proxy's goroutines. It is safe to call more than
+// once and returns the same error each time.
+func (p *Proxy) Close() error {
+	p.closeOnce.Do(func() {
+		p.stop()
+		p.shutdown(ErrClosed)
+		done := make(chan struct{})
+		go func() { p.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(CloseTimeout):
+			p.mu.Lock()
+			n := len(p.open)
+			p.mu.Unlock()
+			p.closeErr = fmt.Errorf("close spice proxy: %d connections did not end within %s", n, CloseTimeout)
+		}
+	})
+	return p.closeErr
+}
+
+// shutdown closes the listener and every open connection without
+// waiting.
+func (p *Proxy) shutdown(cause error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	open := make([]*conn, 0, len(p.open))
+	for _, c := range p.open {
+		open = append(open, c)
+	}
+	p.mu.Unlock()
+	p.cancel(cause)
+	_ = p.ln.Close()
+	for _, c := range open {
+		c.abort(fmt.Errorf("proxy shutting down: %w", cause))
+	}
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	backoff := 5 * time.Millisecond
+	for {
+		nc, err := p.ln.Accept()
+		if err != nil {
+			if p.ctx.Err() != nil {
+				return
+			}
+			p.log.Error("accept", "err", err, "retry_in", backoff)
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			_ = nc.Close()
+			return
+		}
+		p.nextID++
+		c := newConn(p, p.nextID, nc.(*net.TCPConn))
+		p.open[c.id] = c
+		p.wg.Add(1)
+		p.mu.Unlock()
+		go func() {
+			defer p.wg.Done()
+			c.run()
+			p.retire(c)
+		}()
+	}
+}
+
+// retire moves an ended connection's stats to the ended list.
+func (p *Proxy) retire(c *conn) {
+	s := c.stats()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.open, c.id)
+	if len(p.ended) == keptEnded {
+		p.ended = append(p.ended[:0], p.ended[1:]...)
+	}
+	p.ended = append(p.ended, s)
+}
+
+// ConnStats describes one proxied connection (one SPICE channel).
+type ConnStats struct {
+	ID     uint64
+	Client string // the client's address
+	// Started is when the client was accepted; Ended is zero while the
+	// connection is open.
+	Started, Ended time.Time
+	// ToServer and ToClient are the bytes forwarded each way.
+	ToServer, ToClient int64
+	// ClientWrites counts the writes made to the client's socket.
+	ClientWrites int64
+	// Messages counts the server messages forwarded one per write after
+	// the link (Nagle mode only). The link takes three writes of its
+	// own (the server's link header, its reply, the link result), so
+	// ClientWrites is Messages+3 on a framed connection that sent no
+	// message too large to hold.
+	Messages int64
+	// Framing says how the server's bytes were cut in Nagle mode: "mini
+	// header", "full header", or "plain: <why>" when the link could not
+	// be followed and bytes were forwarded as they came. Empty in the
+	// other modes.
+	Framing string
+	// Err says why the connection ended, if not by both sides closing.
+	Err string
+}
+
+// Conns reports the open connections and the last ended ones, in the
+// order they were accepted.
+func (p *Proxy) Conns() []ConnStats {
+	p.mu.Lock()
+	out := append([]ConnStats(nil), p.ended...)
+	open := make([]*conn, 0, len(p.open))
+	for _, c := range p.open {
+		open = append(open, c)
+	}
+	p.mu.Unlock()
+	for _, c := range open {
+		out = append(out, c.stats())
+	}
+	// ended are in retire order; sort everything by id.
+	slices.SortFunc(out, func(a, b ConnStats) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
