@@ -51,7 +51,8 @@ import (
 var (
 	cfg      *config.Config
 	fleet    *loadtest.Fleet
-	setupErr error // configuration: nothing was set up
+	abRun    *loadtest.AB // set instead of fleet for an A/B run
+	setupErr error        // configuration: nothing was set up
 	// runCtx ends on SIGINT, SIGTERM, or shortly before go test's own
 	// -timeout (which would kill the binary without any cleanup).
 	runCtx context.Context
@@ -130,7 +131,8 @@ func mainRun(m *testing.M) (code int) {
 	// The fakes are wired here and nowhere else. FAKERYLL_* knobs reach
 	// ryll whatever the provider: fakeryll reads them, ryll ignores them.
 	environ := os.Environ()
-	opts := loadtest.Options{Logger: logger, RyllEnv: fakechain.Knobs(environ), MemberEnv: fakechain.PerConsoleKnobs(environ)}
+	opts := loadtest.Options{Logger: logger, RyllEnv: fakechain.Knobs(environ), MemberEnv: fakechain.PerConsoleKnobs(environ),
+		LegEnv: fakechain.PerLegKnobs(environ)}
 	if cfg.AutoReason != "" {
 		logger.Info(cfg.AutoReason)
 	}
@@ -162,7 +164,11 @@ func mainRun(m *testing.M) (code int) {
 			logger.Error("writing results failed", "err", err)
 			code = max(code, 1)
 		}
-		if err := fleet.Teardown(tctx); err != nil {
+		if _, err := abRun.WriteResults(os.Stdout); err != nil {
+			logger.Error("writing results failed", "err", err)
+			code = max(code, 1)
+		}
+		if err := errors.Join(fleet.Teardown(tctx), abRun.Teardown(tctx)); err != nil {
 			logger.Error("cleanup failed: run `make sweep` to delete what this run left", "run", cfg.RunID, "err", err)
 			code = max(code, 1)
 		}
@@ -183,6 +189,13 @@ func mainRun(m *testing.M) (code int) {
 		}
 	}()
 
+	if cfg.AB != nil {
+		abRun = loadtest.SetupAB(ctx, cfg, opts)
+		if abRun.SetupErr != nil {
+			logger.Error("A/B setup failed", "err", abRun.SetupErr)
+		}
+		return m.Run()
+	}
 	fleet = loadtest.SetupFleet(ctx, cfg, opts)
 	for _, mb := range fleet.Members {
 		if mb.SetupErr != nil {
@@ -240,6 +253,10 @@ func testTimeout() time.Duration {
 
 func TestLatency(t *testing.T) {
 	require.NoError(t, setupErr, "invalid configuration; nothing was set up")
+	if abRun != nil {
+		testAB(t, abRun)
+		return
+	}
 	require.NotNil(t, fleet)
 	// Every console is measured at once, here, whatever go test's
 	// -parallel is; the subtests then judge what each one found.
@@ -370,4 +387,42 @@ func asWritten(v []float64) []float64 {
 		out[i], _ = strconv.ParseFloat(strconv.FormatFloat(x, 'f', 6, 64), 64)
 	}
 	return out
+}
+
+// testAB runs the A/B: both legs in alternating blocks on one guest, then
+// judges each leg like a console and B against A.
+func testAB(t *testing.T, ab *loadtest.AB) {
+	require.NoError(t, ab.SetupErr, "A/B setup failed; nothing was measured")
+	runErr := ab.Run(runCtx)
+	for _, l := range ab.Legs {
+		t.Run(l.Name, func(t *testing.T) {
+			m := l.Measurement
+			require.NotNil(t, m, "the %s leg measured nothing", l.Name)
+			res := m.Result
+			t.Logf("%s: %s; %d samples in %d blocks, %d misses, %d suspect", l.Name, l.Console.Describe(), len(res.Samples), len(l.Blocks), len(res.Misses), res.Suspects)
+			require.NoError(t, l.Err)
+			assert.GreaterOrEqual(t, len(res.Samples), ab.Cfg.Samples, "samples of the %s leg", l.Name)
+			s := results.NewSanity(res.Values(), ab.Cfg.SanityMin, ab.Cfg.SanityMax)
+			for _, o := range s.OutOfRange {
+				t.Errorf("%s leg sample %d = %.6f s is outside [%g, %g] s", l.Name, o.Index, o.Value, ab.Cfg.SanityMin, ab.Cfg.SanityMax)
+			}
+			attrFigures(t, len(res.Samples), len(res.Misses), res.Dropped, stats.Summarize(res.Values()))
+		})
+	}
+	t.Run("Compare", func(t *testing.T) {
+		require.NoError(t, runErr, "the A/B ended early")
+		c := ab.Compare()
+		for _, m := range c.Metrics {
+			t.Logf("%s: A %.2f ms, B %.2f ms, B-A %+.2f ms [%+.2f, %+.2f], p=%.3g: %s", m.Metric, m.AMedianS*1000, m.BMedianS*1000,
+				m.DifferenceS*1000, m.DifferenceCIS[0]*1000, m.DifferenceCIS[1]*1000, m.P, m.Verdict)
+			short := measure.Metric(m.Metric).Short()
+			t.Attr("ab_"+short+"_a_p50_s", fmt.Sprintf("%.6f", m.AMedianS))
+			t.Attr("ab_"+short+"_b_p50_s", fmt.Sprintf("%.6f", m.BMedianS))
+			t.Attr("ab_"+short+"_added_s", fmt.Sprintf("%.6f", m.DifferenceS))
+			t.Attr("ab_"+short+"_p", fmt.Sprintf("%.4g", m.P))
+			t.Attr("ab_"+short+"_verdict", m.Verdict)
+		}
+		t.Attr("ab_verdict", c.Verdict)
+		assert.Equal(t, "pass", c.Verdict, "%s", strings.Join(c.Reasons, "; "))
+	})
 }

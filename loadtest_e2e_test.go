@@ -634,3 +634,64 @@ func TestE2ENoCloudProviders(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EABCatchesAStallOnlyInTheRepaint runs the A/B on the fake lane:
+// the same simulated console twice, once with fakeryll holding the last
+// draws of every repaint back 40 ms on the B leg (a proxy's Nagle stall).
+// The repaint figure must fail the run, the first-draw figure must not;
+// without the stall the run passes.
+func TestE2EABCatchesAStallOnlyInTheRepaint(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	for _, tc := range []struct {
+		name string
+		tail string
+	}{{"stall", "40ms"}, {"no-stall", ""}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := fastEnv(fr)
+			env["LATENCY_PROVIDER"] = "direct"
+			env["LATENCY_CONSOLE"] = "127.0.0.1:5900"
+			env["LATENCY_B_CONSOLE"] = "127.0.0.1:5901"
+			env["LATENCY_SAMPLES"] = "12"
+			env["LATENCY_AB_BLOCK"] = "6"
+			env["LATENCY_CADENCE"] = "150ms"
+			env["LATENCY_KEY_HOLD"] = "20ms"
+			env["FAKERYLL_DISPLAY_REFRESH"] = "0"
+			env["FAKERYLL_DRAW_JITTER"] = "0"
+			if tc.tail != "" {
+				env["FAKERYLL_B_DRAW_TAIL"] = tc.tail
+			}
+			o := runLoadtest(t, env)
+			ab, err := results.ReadAB(filepath.Join(o.dir, results.ABName(o.runID)))
+			require.NoError(t, err)
+			require.Len(t, ab.Metrics, 2)
+			first, repaint := ab.Metrics[0], ab.Metrics[1]
+			require.Equal(t, "keypress_to_screen", first.Metric)
+			require.Equal(t, "keypress_to_repaint", repaint.Metric)
+			assert.Equal(t, 12, ab.A.Samples)
+			assert.Equal(t, 12, ab.B.Samples)
+			assert.Equal(t, 2, ab.A.Blocks, "the legs alternate in blocks")
+			assert.False(t, first.Fails, "the first draw is not held back: %s", first.Verdict)
+			for _, leg := range []string{o.runID + "-a", o.runID + "-b"} {
+				assert.FileExists(t, filepath.Join(o.dir, results.SidecarName(leg)))
+				rows, err := results.ReadPresses(filepath.Join(o.dir, results.PressesName(leg)))
+				require.NoError(t, err)
+				assert.Len(t, rows, 12, "one row per press, numbered across blocks")
+				assert.Equal(t, 12, rows[len(rows)-1].Number)
+			}
+			if tc.tail == "" {
+				require.Equal(t, 0, o.exitCode)
+				assert.Equal(t, "pass", ab.Verdict)
+				assert.False(t, repaint.Fails)
+				return
+			}
+			assert.NotEqual(t, 0, o.exitCode)
+			assert.Equal(t, "fail", ab.Verdict)
+			assert.True(t, repaint.Fails, repaint.Verdict)
+			assert.True(t, repaint.Significant)
+			assert.InDelta(t, 0.040, repaint.DifferenceS, 0.015, "B adds the stall to the repaint")
+			assert.Contains(t, o.output, "keypress_to_repaint: B adds")
+		})
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/address"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/runid"
+	"github.com/shakenfist/kerbside-latency/harness/spiceproxy"
 )
 
 // Provider names where the console comes from.
@@ -389,6 +390,15 @@ func loadAB(p *parser, getenv func(string) string, c *Config) {
 	}
 	if c.Consoles > 1 {
 		p.failf("the A/B (LATENCY_B_*) measures one guest two ways: LATENCY_CONSOLES=%d is not supported with it", c.Consoles)
+	}
+	if bx != "" {
+		if _, err := spiceproxy.Parse(bx); err != nil {
+			p.failf("LATENCY_B_PROXY: %v", err)
+		}
+	}
+	if c.Metric.Keypress() && c.Cadence > 0 && c.Samples > 0 && 2*time.Duration(c.Samples)*c.Measure().MinPressInterval() > c.MaxDuration {
+		p.failf("the A/B takes LATENCY_SAMPLES=%d per leg, at least %s for both legs, more than LATENCY_MAX_DURATION=%s: raise it or take fewer samples",
+			c.Samples, 2*time.Duration(c.Samples)*c.Measure().MinPressInterval(), c.MaxDuration)
 	}
 	switch {
 	case bx != "":

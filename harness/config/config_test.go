@@ -216,3 +216,52 @@ func TestExpectP50(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, c.ExpectP50Set)
 }
+
+func TestABSettings(t *testing.T) {
+	c, err := Load(env(map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "hv1:5900",
+		"LATENCY_B_PROVIDER": "url", "LATENCY_B_CONSOLE": "https://kerbside.example/c?token=t0k3n", "LATENCY_AB_BLOCK": "5"}))
+	require.NoError(t, err)
+	require.NotNil(t, c.AB)
+	assert.Equal(t, 5, c.AB.Block)
+	assert.Equal(t, 10*time.Millisecond, c.AB.MaxAdded)
+	a, b := c.Leg(false), c.Leg(true)
+	assert.Equal(t, c.RunID+"-a", a.RunID)
+	assert.Equal(t, c.RunID+"-b", b.RunID)
+	assert.Equal(t, ProviderDirect, a.Provider)
+	assert.Equal(t, ProviderURL, b.Provider)
+	assert.Equal(t, "https://kerbside.example/c?token=t0k3n", b.Console)
+	assert.Nil(t, a.AB)
+
+	c, err = Load(env(map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "hv1:5900", "LATENCY_B_CONSOLE": "hv1:5901"}))
+	require.NoError(t, err)
+	assert.Equal(t, ProviderDirect, c.AB.BProvider, "B defaults to A's provider")
+
+	c, err = Load(env(map[string]string{"LATENCY_PROVIDER": "qemu", "LATENCY_B_PROXY": "delay:30ms"}))
+	require.NoError(t, err)
+	assert.Equal(t, ProviderQemu, c.AB.BProvider)
+
+	c, err = Load(env(nil))
+	require.NoError(t, err)
+	assert.Nil(t, c.AB, "no B setting: no A/B")
+}
+
+func TestABProblems(t *testing.T) {
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"proxy without qemu": {map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:1", "LATENCY_B_PROXY": "nagle"}, "needs LATENCY_PROVIDER=qemu"},
+		"bad proxy mode":     {map[string]string{"LATENCY_PROVIDER": "qemu", "LATENCY_B_PROXY": "slow"}, "LATENCY_B_PROXY"},
+		"proxy and console":  {map[string]string{"LATENCY_PROVIDER": "qemu", "LATENCY_B_PROXY": "nagle", "LATENCY_B_CONSOLE": "h:1"}, "leave LATENCY_B_PROVIDER and LATENCY_B_CONSOLE unset"},
+		"b boots a guest":    {map[string]string{"LATENCY_PROVIDER": "qemu", "LATENCY_B_PROVIDER": "qemu"}, "must reach the same guest"},
+		"b url not http":     {map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:1", "LATENCY_B_PROVIDER": "url", "LATENCY_B_CONSOLE": "h:2"}, "LATENCY_B_CONSOLE=http"},
+		"ping metric":        {map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:1", "LATENCY_B_CONSOLE": "h:2", "LATENCY_METRIC": "ping"}, "compares keypress figures"},
+		"does not fit":       {map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:1", "LATENCY_B_CONSOLE": "h:2", "LATENCY_SAMPLES": "200"}, "for both legs"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Load(env(tc.env))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}

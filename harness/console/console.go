@@ -21,6 +21,7 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/qemu"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
+	"github.com/shakenfist/kerbside-latency/harness/spiceproxy"
 )
 
 // Console is a console ready to hand to ryll: exactly one of URL, File
@@ -44,8 +45,12 @@ type Console struct {
 	Accelerator string
 	QemuLog     string
 
-	cloud      *cloud.Cloud
-	vm         *qemu.VM
+	cloud *cloud.Cloud
+	vm    *qemu.VM
+	// proxy and shared are set for a console that reaches another
+	// console's guest through a SPICE proxy of ours (Proxied).
+	proxy      *spiceproxy.Proxy
+	shared     *qemu.VM
 	privateDir string
 	logger     *slog.Logger
 }
@@ -187,6 +192,12 @@ func (c *Console) Close(ctx context.Context) error {
 		}
 		c.vm = nil
 	}
+	if c.proxy != nil {
+		if err := c.proxy.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("stop the SPICE proxy: %w", err))
+		}
+		c.proxy, c.shared = nil, nil
+	}
 	if c.privateDir != "" {
 		if err := os.RemoveAll(c.privateDir); err != nil {
 			errs = append(errs, fmt.Errorf("remove the console's private directory: %w", err))
@@ -221,6 +232,8 @@ func (c *Console) Describe() string {
 			s += " (server " + c.ServerName + " " + c.ServerID + ")"
 		}
 		return s
+	case c.proxy != nil:
+		return fmt.Sprintf("%s guest through the SPICE proxy %s (%s)", c.Provider, c.proxy.Addr(), c.proxy.Mode())
 	case c.vm != nil:
 		host, port := c.vm.SpiceAddr()
 		return fmt.Sprintf("%s %s:%d (QEMU %s, %s, pid %d)", c.Provider, host, port, c.QemuVersion, c.Accelerator, c.vm.Pid())

@@ -61,31 +61,40 @@ func vvFile(host string, port int, pw secret.String) string {
 // Exited fires when the console's own process ends (QEMU for the qemu
 // provider); nil for consoles with no process of ours.
 func (c *Console) Exited() <-chan struct{} {
-	if c.vm == nil {
-		return nil
+	if vm := c.guest(); vm != nil {
+		return vm.Exited()
 	}
-	return c.vm.Exited()
+	return nil
+}
+
+// guest is the QEMU behind the console, its own or a shared one.
+func (c *Console) guest() *qemu.VM {
+	if c.vm != nil {
+		return c.vm
+	}
+	return c.shared
 }
 
 // ExitErr says why the console's process ended (nil while it runs).
 func (c *Console) ExitErr() error {
-	if c.vm == nil {
-		return nil
+	if vm := c.guest(); vm != nil {
+		return vm.ExitErr()
 	}
-	return c.vm.ExitErr()
+	return nil
 }
 
 // CountsKeys reports whether KeysSeen can say what the guest received.
-func (c *Console) CountsKeys() bool { return c.vm != nil }
+func (c *Console) CountsKeys() bool { return c.guest() != nil }
 
 // KeysSeen reads the guest's own key counter: how many key presses
 // reached it since it booted. The loadtest compares it with the presses
 // it sent, so a key that never reached the guest is a failure, not a miss.
 func (c *Console) KeysSeen(ctx context.Context) (int, error) {
-	if c.vm == nil {
+	vm := c.guest()
+	if vm == nil {
 		return 0, fmt.Errorf("the %s console has no key counter", c.Provider)
 	}
-	n, err := c.vm.ReadCounter(ctx, guest.CounterAddr, guest.CounterSize)
+	n, err := vm.ReadCounter(ctx, guest.CounterAddr, guest.CounterSize)
 	if err != nil {
 		return 0, fmt.Errorf("read the guest's key counter: %w", err)
 	}

@@ -45,6 +45,9 @@ type Options struct {
 	// MemberEnv, when set, adds environment to console i's ryll only,
 	// after RyllEnv.
 	MemberEnv func(i int) []string
+	// LegEnv, when set, adds environment to an A/B leg's ryll ("A" or
+	// "B"), after RyllEnv.
+	LegEnv func(leg string) []string
 	// Secrets are further values no output may contain (for example the
 	// credentials of a cloud the caller stood up).
 	Secrets []string

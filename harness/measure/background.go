@@ -104,23 +104,28 @@ func (b *background) rate(now time.Time) float64 {
 // summary describes the background as of now.
 func (b *background) summary(now time.Time) Background {
 	s := Background{Draws: b.draws, Observed: b.observedAt(now), Rate: b.rate(now), Gaps: b.gaps}
-	switch {
-	case b.draws == 0:
-		s.Pattern = PatternNone
-	case b.gaps < minPatternGaps || b.mean <= 0:
-		s.Pattern = PatternUnknown
-	default:
+	if b.draws > 0 && b.gaps >= minPatternGaps && b.mean > 0 {
 		s.GapCV = math.Sqrt(b.m2/float64(b.gaps)) / b.mean
-		switch {
-		case s.GapCV < steadyCV:
-			s.Pattern = PatternSteady
-		case s.GapCV > burstyCV:
-			s.Pattern = PatternBursty
-		default:
-			s.Pattern = PatternRandom
-		}
 	}
+	s.Pattern = patternOf(b.draws, b.gaps, s.GapCV)
 	return s
+}
+
+// patternOf is the rule that names a background from its draws, the
+// number of gaps between them and the gaps' coefficient of variation.
+func patternOf(draws, gaps int, cv float64) Pattern {
+	switch {
+	case draws == 0:
+		return PatternNone
+	case gaps < minPatternGaps:
+		return PatternUnknown
+	case cv < steadyCV:
+		return PatternSteady
+	case cv > burstyCV:
+		return PatternBursty
+	default:
+		return PatternRandom
+	}
 }
 
 // contamination is the estimated share of samples changed by a

@@ -1,0 +1,57 @@
+package console
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/shakenfist/kerbside-latency/harness/config"
+	"github.com/shakenfist/kerbside-latency/harness/spiceproxy"
+)
+
+// Proxied is the same guest as a, reached through a SPICE proxy of our
+// own (harness/spiceproxy) in the given mode: the B leg of an A/B run
+// with LATENCY_B_PROXY. It shares a's guest (and its key counter) and
+// never stops it: Close stops only the proxy.
+func Proxied(ctx context.Context, a *Console, mode string, logger *slog.Logger) (*Console, error) {
+	if a.vm == nil {
+		return nil, fmt.Errorf("LATENCY_B_PROXY=%s needs the qemu provider's guest", mode)
+	}
+	m, err := spiceproxy.Parse(mode)
+	if err != nil {
+		return nil, fmt.Errorf("LATENCY_B_PROXY: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	host, port := a.vm.SpiceAddr()
+	p, err := spiceproxy.Start(ctx, spiceproxy.Config{Target: net.JoinHostPort(host, strconv.Itoa(port)), Mode: m, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("start the SPICE proxy (LATENCY_B_PROXY=%s): %w", mode, err)
+	}
+	c := &Console{Provider: config.ProviderQemu, logger: logger, proxy: p, shared: a.vm,
+		QemuVersion: a.QemuVersion, Accelerator: a.Accelerator, Secrets: append([]string(nil), a.Secrets...)}
+	pHost, pPort, err := net.SplitHostPort(p.Addr().String())
+	if err != nil {
+		_ = p.Close()
+		return nil, fmt.Errorf("the SPICE proxy's address: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "latency-console-")
+	if err != nil {
+		_ = p.Close()
+		return nil, fmt.Errorf("private directory for the proxied .vv file: %w", err)
+	}
+	c.privateDir = dir
+	c.File = filepath.Join(dir, "console.vv")
+	n, _ := strconv.Atoi(pPort)
+	if err := os.WriteFile(c.File, []byte(vvFile(pHost, n, a.vm.Password())), 0o600); err != nil {
+		_ = c.Close(ctx)
+		return nil, fmt.Errorf("write the proxied .vv file: %w", err)
+	}
+	logger.Info("SPICE proxy in front of the guest", "mode", m.String(), "listen", p.Addr().String(), "target", net.JoinHostPort(host, strconv.Itoa(port)))
+	return c, nil
+}
