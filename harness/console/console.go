@@ -14,8 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
-	"strings"
 
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
@@ -24,8 +24,8 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/spiceproxy"
 )
 
-// Console is a console ready to hand to ryll: exactly one of URL, File
-// and Direct is set.
+// Console is a console ready to hand to ryll (see RyllSource). A
+// console URL is fetched once, at Open, into a private 0600 .vv file.
 type Console struct {
 	Provider config.Provider
 	URL      secret.URL
@@ -64,6 +64,8 @@ type Options struct {
 	// CloudOptions tune the cloud client (poll interval, retries); tests
 	// shorten them.
 	CloudOptions []cloud.Option
+	// HTTPClient fetches console URLs (a 30 s client when nil).
+	HTTPClient *http.Client
 }
 
 // Open provisions the console named by cfg. On error everything it made
@@ -85,6 +87,10 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Console, erro
 		c.URL = u
 		c.Secrets = urlSecrets(u)
 		logger.Info("console from a .vv URL", "url", u)
+		if err := c.fetchVV(ctx, opts.HTTPClient); err != nil {
+			c.closeQuietly()
+			return nil, err
+		}
 	case config.ProviderFile:
 		pw, err := vvPassword(cfg.Console)
 		if err != nil {
@@ -118,6 +124,10 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Console, erro
 			c.Secrets = append(c.Secrets, pw)
 		}
 		if err := c.provision(ctx, cfg, getenv, opts); err != nil {
+			c.closeQuietly()
+			return nil, err
+		}
+		if err := c.fetchVV(ctx, opts.HTTPClient); err != nil {
 			c.closeQuietly()
 			return nil, err
 		}
@@ -163,13 +173,7 @@ func vvPassword(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
-		if ok && strings.TrimSpace(k) == "password" {
-			return strings.TrimSpace(v), nil
-		}
-	}
-	return "", nil
+	return vvPasswordOf(b), nil
 }
 
 // urlSecrets is the URL itself; the redactor in harness/ryll also hides
@@ -219,6 +223,20 @@ func (c *Console) closeQuietly() {
 	defer cancel()
 	if err := c.Close(ctx); err != nil {
 		c.logger.Error("cleanup after a failed provisioning", "err", err)
+	}
+}
+
+// RyllSource is what ryll is given: exactly one of a .vv file (also for
+// a fetched console URL, whose token must stay off the command line), a
+// URL, or a direct address.
+func (c *Console) RyllSource() (u secret.URL, file, direct string) {
+	switch {
+	case c.File != "":
+		return secret.URL{}, c.File, ""
+	case !c.URL.IsZero():
+		return c.URL, "", ""
+	default:
+		return secret.URL{}, "", c.Direct
 	}
 }
 

@@ -3,6 +3,8 @@ package console
 import (
 	"bytes"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -29,6 +31,11 @@ func load(t *testing.T, env map[string]string) *config.Config {
 var fast = []cloud.Option{cloud.WithPollInterval(20 * time.Millisecond), cloud.WithRetries(2, 10*time.Millisecond)}
 
 func TestNoCloudProviders(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("[virt-viewer]\ntype=spice\nhost=h\nport=5900\npassword=one-time-pw\n"))
+	}))
+	t.Cleanup(srv.Close)
+	consoleURL := srv.URL + "/nova?token=tok-123456"
 	vv := filepath.Join(t.TempDir(), "c.vv")
 	require.NoError(t, os.WriteFile(vv, []byte("[virt-viewer]\nhost=h\nport=5900\npassword = s3cr3t-vv\n"), 0o600))
 	for _, tc := range []struct {
@@ -36,11 +43,21 @@ func TestNoCloudProviders(t *testing.T) {
 		check   func(*testing.T, *Console)
 		secrets int
 	}{
-		{map[string]string{"LATENCY_PROVIDER": "url", "LATENCY_CONSOLE": "https://kerbside.example/nova?token=tok-123456"},
+		{map[string]string{"LATENCY_PROVIDER": "url", "LATENCY_CONSOLE": consoleURL},
 			func(t *testing.T, c *Console) {
-				assert.Equal(t, "https://kerbside.example/nova?token=tok-123456", c.URL.Reveal())
+				assert.Equal(t, consoleURL, c.URL.Reveal())
 				assert.NotContains(t, c.Describe(), "tok-123456")
-			}, 1},
+				u, file, direct := c.RyllSource()
+				assert.True(t, u.IsZero(), "ryll never gets the URL: its token would show in ps")
+				assert.Empty(t, direct)
+				st, err := os.Stat(file)
+				require.NoError(t, err)
+				assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+				b, err := os.ReadFile(file)
+				require.NoError(t, err)
+				assert.Contains(t, string(b), "password=one-time-pw")
+				assert.Contains(t, c.Secrets, "one-time-pw", "the .vv password is a secret of the run")
+			}, 2},
 		{map[string]string{"LATENCY_PROVIDER": "file", "LATENCY_CONSOLE": vv},
 			func(t *testing.T, c *Console) {
 				assert.Equal(t, vv, c.File)
@@ -118,4 +135,28 @@ func TestKeepServer(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.Close(t.Context()))
 	assert.Equal(t, 1, fc.ServersAlive())
+}
+
+func TestConsoleURLThatDoesNotAnswerAVVFailsClearly(t *testing.T) {
+	for name, tc := range map[string]struct {
+		status int
+		body   string
+		want   string
+	}{
+		"used token":  {http.StatusForbidden, "console token already used", "HTTP 403: the console token is unknown, used or expired"},
+		"server busy": {http.StatusServiceUnavailable, "[virt-viewer]\nhost=h\n", "HTTP 503"},
+		"not a vv":    {http.StatusOK, "<html>login</html>", "no [virt-viewer] section"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tc.status)
+				_, _ = w.Write([]byte(tc.body))
+			}))
+			t.Cleanup(srv.Close)
+			_, err := Open(t.Context(), load(t, map[string]string{"LATENCY_PROVIDER": "url", "LATENCY_CONSOLE": srv.URL + "/c?token=tok-abcdef"}), Options{})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "tok-abcdef", "the token is never in an error")
+		})
+	}
 }

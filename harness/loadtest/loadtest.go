@@ -149,8 +149,9 @@ func Attach(ctx context.Context, cfg *config.Config, con *console.Console, pf Ch
 func (r *Session) attach(ctx context.Context, opts Options) error {
 	cfg, con, logger := r.Cfg, r.Console, r.logger
 	r.RyllLog = filepath.Join(cfg.ResultsDir, results.RyllLogName(cfg.RunID))
+	u, file, direct := con.RyllSource()
 	proc, err := ryll.New(ryll.Spec{
-		Binary: r.RyllBinary, URL: con.URL, File: con.File, Direct: con.Direct,
+		Binary: r.RyllBinary, URL: u, File: file, Direct: direct,
 		Verbose: cfg.RyllVerbose, ExtraEnv: opts.RyllEnv, LogPath: r.RyllLog,
 		AppendLog: opts.AppendRyllLog,
 		Secrets:   con.Secrets, Logger: logger, Grace: opts.RyllGrace,
