@@ -14,9 +14,10 @@ import (
 )
 
 // ErrSessionEnded is the cause Run's context is cancelled with when the
-// simulated SPICE session ends (the crash-after knob). Run still returns
-// nil then, because ryll exits 0 when its headless session closes.
-var ErrSessionEnded = errors.New("simulated SPICE session ended")
+// SPICE session ends on its own (the simulator's crash-after knob, a real
+// session closing or failing to link). Run still returns nil then,
+// because ryll exits 0 when its headless session closes.
+var ErrSessionEnded = errors.New("the SPICE session ended")
 
 // Stats counts what the simulated session did, for tests and logs.
 type Stats struct {
