@@ -1,7 +1,9 @@
 // Command fakeryll stands in for "ryll --headless --control-socket PATH":
 // it takes ryll's own command line, serves ryll's control-socket protocol
-// and simulates a SPICE session (package sim) whose behaviour is tuned by
-// --fake-* flags or FAKERYLL_* environment variables. See README.md.
+// (sim.Server) and behind it either simulates a SPICE session (package
+// sim, the default) whose behaviour is tuned by --fake-* flags or
+// FAKERYLL_* environment variables, or, with --fake-session spice, opens
+// a real SPICE session to the console (package live). See README.md.
 //
 // Exit status follows ryll: 2 for usage errors, 1 for configuration, .vv
 // and fetch errors, 0 when the session ends or on SIGINT. SIGTERM is not
@@ -21,7 +23,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shakenfist/kerbside-latency/fakeryll/live"
 	"github.com/shakenfist/kerbside-latency/fakeryll/sim"
+	"github.com/shakenfist/kerbside-latency/fakeryll/spice"
 	"github.com/shakenfist/kerbside-latency/fakeryll/vv"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 )
@@ -32,6 +36,25 @@ const version = "1.0.0"
 
 // fetchTimeout bounds the --url GET, like ryll's HTTP client default.
 const fetchTimeout = 30 * time.Second
+
+// The two sessions --fake-session chooses between.
+const (
+	sessionSim   = "sim"
+	sessionSPICE = "spice"
+)
+
+// sessionKnob picks the session behind the control socket. It follows the
+// simulation knobs' flag and environment convention but is fakeryll's
+// own, not the simulator's.
+var sessionKnob = sim.Knob{
+	Name:    "session",
+	Default: sessionSim,
+	Usage:   "the SPICE session behind the control socket: sim (simulated) or spice (a real session to the --direct, --file or --url console)",
+}
+
+// serverKnobs are the simulation knobs that configure the control server
+// itself, so they apply to a real session too.
+var serverKnobs = map[string]bool{"protocol-version": true, "queue-drop": true}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -57,6 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	fs.BoolVar(&verbose, "verbose", false, "Enable verbose logging")
 	fs.BoolVar(&verbose, "v", false, "Enable verbose logging (shorthand)")
 	showVersion := fs.Bool("version", false, "Print version")
+	sessionFlag := fs.String(sessionKnob.FlagName(), sessionKnob.Default, sessionKnob.Usage+" (env "+sessionKnob.EnvName()+")")
 	knobFlags := map[string]*string{}
 	for _, k := range sim.Knobs() {
 		knobFlags[k.Name] = fs.String(k.FlagName(), k.Default, k.Usage+" (env "+k.EnvName()+")")
@@ -78,13 +102,22 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return 2
 	}
+	mode, err := sessionMode(given[sessionKnob.FlagName()], *sessionFlag, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return 2
+	}
 
 	level := slog.LevelInfo
 	if verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	log.Info("fakeryll v" + version + " (simulated ryll)")
+	if mode == sessionSPICE {
+		log.Info("fakeryll v" + version + " (ryll's control socket over a real SPICE session)")
+	} else {
+		log.Info("fakeryll v" + version + " (simulated ryll)")
+	}
 
 	console, err := loadConsole(ctx, given, *url, *file, *direct, log)
 	if err != nil {
@@ -99,12 +132,82 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 
 	cfg.SocketPath = *socket
 	cfg.Logger = log
+	if mode == sessionSPICE {
+		if ignored := simOnlyKnobsSet(given, getenv); len(ignored) > 0 {
+			log.Warn("simulation knobs have no effect on a real SPICE session", "knobs", strings.Join(ignored, ","))
+		}
+		return runSPICE(ctx, cfg, console, log, stderr)
+	}
 	s, err := sim.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "Error: %v\n", err)
 		return 1
 	}
 	if err := s.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// sessionMode resolves --fake-session / FAKERYLL_SESSION (the flag wins).
+func sessionMode(flagGiven bool, flagValue string, getenv func(string) (string, bool)) (string, error) {
+	v, src := sessionKnob.Default, ""
+	if flagGiven {
+		v, src = flagValue, "--"+sessionKnob.FlagName()
+	} else if e, ok := getenv(sessionKnob.EnvName()); ok {
+		v, src = e, sessionKnob.EnvName()
+	}
+	switch m := strings.TrimSpace(v); m {
+	case sessionSim, sessionSPICE:
+		return m, nil
+	default:
+		return "", usageError{fmt.Sprintf("%s=%q: want %s or %s", src, v, sessionSim, sessionSPICE)}
+	}
+}
+
+// simOnlyKnobsSet lists the simulation knobs given by flag or environment
+// that a real session ignores (all but the control server's own).
+func simOnlyKnobsSet(given map[string]bool, getenv func(string) (string, bool)) []string {
+	var out []string
+	for _, k := range sim.Knobs() {
+		if serverKnobs[k.Name] {
+			continue
+		}
+		if _, inEnv := getenv(k.EnvName()); given[k.FlagName()] || inEnv {
+			out = append(out, k.Name)
+		}
+	}
+	return out
+}
+
+// runSPICE serves the control socket from a real SPICE session to
+// console. Like ryll in headless mode it exits 0 when the session ends,
+// whether it closed or never linked (the cause is logged), and 1 only
+// when the control socket could not be set up.
+func runSPICE(ctx context.Context, cfg sim.Config, console vv.Config, log *slog.Logger, stderr io.Writer) int {
+	sc := spice.Config{
+		Host:     console.Host,
+		Port:     int(console.Port),
+		TLSPort:  int(console.TLSPort),
+		Password: console.Password,
+		// A .vv keeps the PEM on one line with its newlines escaped, as
+		// GKeyFile (virt-viewer's reader) writes them.
+		CA:          []byte(strings.ReplaceAll(console.CA, `\n`, "\n")),
+		HostSubject: console.HostSubject,
+		Logger:      log,
+	}
+	srv, err := sim.NewServer(sim.ServerConfig{
+		SocketPath:      cfg.SocketPath,
+		Logger:          log,
+		ProtocolVersion: cfg.ProtocolVersion,
+		QueueDrop:       cfg.QueueDrop,
+	}, live.New(sc, log, nil))
+	if err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+		return 1
+	}
+	if err := srv.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "Error: %v\n", err)
 		return 1
 	}

@@ -134,6 +134,9 @@ func TestExitCodes(t *testing.T) {
 		{"positional", nil, []string{"--headless", "--control-socket", sock, "--direct", "h:1", "extra"}, 2, "extra"},
 		{"bad knob flag", nil, []string{"--headless", "--control-socket", sock, "--direct", "h:1", "--fake-draw-delay", "soon"}, 2, "--fake-draw-delay"},
 		{"bad knob env", []string{"FAKERYLL_FLOOD=lots"}, []string{"--headless", "--control-socket", sock, "--direct", "h:1"}, 2, "FAKERYLL_FLOOD"},
+		{"bad session env", []string{"FAKERYLL_SESSION=real"}, []string{"--headless", "--control-socket", sock, "--direct", "h:1"}, 2, "FAKERYLL_SESSION"},
+		{"bad session flag", nil, []string{"--headless", "--control-socket", sock, "--direct", "h:1", "--fake-session", "qemu"}, 2, "--fake-session"},
+		{"spice session with nothing listening", []string{"FAKERYLL_SESSION=spice"}, []string{"--headless", "--control-socket", sock, "--direct", closed}, 0, "SPICE connection failed"},
 		{"bad direct", nil, []string{"--headless", "--control-socket", sock, "--direct", "h:port"}, 1, "invalid digit"},
 		{"missing file", nil, []string{"--headless", "--control-socket", sock, "--file", filepath.Join(t.TempDir(), "none.vv")}, 1, "Error:"},
 		{"bad vv", nil, []string{"--headless", "--control-socket", sock, "--file", badVV}, 1, "Missing 'host' in .vv file"},
@@ -409,7 +412,7 @@ func TestREADMEListsEveryKnob(t *testing.T) {
 	b, err := os.ReadFile("README.md")
 	require.NoError(t, err)
 	readme := string(b)
-	for _, k := range sim.Knobs() {
+	for _, k := range append(sim.Knobs(), sessionKnob) {
 		def := "`" + k.Default + "`"
 		if k.Default == "" {
 			def = "none"

@@ -16,7 +16,7 @@ import (
 
 // acceptLoop accepts control clients one at a time; a second connection
 // while one is active gets a single busy line and is closed.
-func (s *Sim) acceptLoop(ctx context.Context, ln net.Listener) {
+func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) {
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -46,7 +46,7 @@ func (s *Sim) acceptLoop(ctx context.Context, ln net.Listener) {
 			s.mu.Unlock()
 			s.log.Debug("refusing second control client: busy")
 			_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = nc.Write(encodeLine(idlessResponse{OK: false, Error: errf(CodeBusy, "another client is connected")}))
+			_, _ = nc.Write(encodeLine(idlessResponse{OK: false, Error: Errorf(CodeBusy, "another client is connected")}))
 			_ = nc.Close()
 			continue
 		}
@@ -62,7 +62,7 @@ func (s *Sim) acceptLoop(ctx context.Context, ln net.Listener) {
 // client is the one connected control client and its per-connection
 // state: hello done or not, subscriptions, event queue.
 type client struct {
-	s      *Sim
+	s      *Server
 	nc     net.Conn
 	q      *eventQueue
 	ctx    context.Context
@@ -76,7 +76,7 @@ type client struct {
 	helloDone bool // reader goroutine only
 }
 
-func newClient(ctx context.Context, s *Sim, nc net.Conn) *client {
+func newClient(ctx context.Context, s *Server, nc net.Conn) *client {
 	cctx, cancel := context.WithCancel(ctx)
 	return &client{s: s, nc: nc, q: newEventQueue(s.cfg.QueueDrop, nil), ctx: cctx, cancel: cancel, subs: map[string]bool{}}
 }
@@ -124,7 +124,7 @@ func (c *client) serve() {
 			return
 		}
 		if tooLong {
-			c.replyIDless(errf(CodeBadParams, "request line longer than %d bytes", maxRequestLine))
+			c.replyIDless(Errorf(CodeBadParams, "request line longer than %d bytes", maxRequestLine))
 			continue
 		}
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -184,10 +184,10 @@ func (c *client) writeEvents() {
 		}
 		line := it.line
 		if it.dropped {
-			if !it.always && !c.subscribed(eventDropped) {
+			if !it.always && !c.subscribed(EventDropped) {
 				continue
 			}
-			line = encodeLine(eventMsg{Event: eventDropped, Data: droppedData{Count: clampU32(it.count)}})
+			line = encodeLine(eventMsg{Event: EventDropped, Data: droppedData{Count: clampU32(it.count)}})
 		}
 		err := c.write(line)
 		if it.written != nil {
@@ -231,13 +231,13 @@ func (c *client) reply(id json.RawMessage, result any) {
 	c.send(encodeLine(okResponse{ID: id, OK: true, Result: result}))
 }
 
-func (c *client) replyErr(id json.RawMessage, e *wireError) <-chan struct{} {
+func (c *client) replyErr(id json.RawMessage, e *Error) <-chan struct{} {
 	return c.send(encodeLine(errResponse{ID: id, OK: false, Error: e}))
 }
 
 // replyIDless answers a request whose envelope did not parse: ryll's
 // answer then has no id field at all.
-func (c *client) replyIDless(e *wireError) {
+func (c *client) replyIDless(e *Error) {
 	c.send(encodeLine(idlessResponse{OK: false, Error: e}))
 }
 
@@ -264,17 +264,18 @@ func (c *client) handle(line []byte, arrival time.Time) bool {
 		return false
 	}
 	if !c.helloDone && req.method != methodHello {
-		c.replyErr(req.id, errf(CodeNoHelloYet, "first request must be hello"))
+		c.replyErr(req.id, Errorf(CodeNoHelloYet, "first request must be hello"))
 		return false
 	}
 	c.s.log.Debug("control request", "method", req.method)
 	if req.paramsNotObject && req.method != methodStatus && knownMethod(req.method) {
 		// ryll's status ignores its params; every other verb decodes them
 		// into a struct, which only an object can be.
-		c.replyErr(req.id, errf(CodeBadParams, "invalid %s params: params must be a JSON object", req.method))
+		c.replyErr(req.id, Errorf(CodeBadParams, "invalid %s params: params must be a JSON object", req.method))
 		return false
 	}
 	var result any
+	var job PasteJob
 	switch req.method {
 	case methodHello:
 		var closeConn bool
@@ -291,11 +292,11 @@ func (c *client) handle(line []byte, arrival time.Time) bool {
 			return true
 		}
 	case methodStatus:
-		result = c.s.status(arrival)
+		result = c.s.sess.Status(arrival)
 	case methodSendKey:
 		result, werr = c.sendKey(req.params, arrival)
 	case methodPaste:
-		result, werr = c.paste(req.id, req.params)
+		result, job, werr = c.paste(req.params, arrival)
 	case methodScreenshot:
 		result, werr = c.screenshot(req.params, arrival)
 	case methodSubscribe:
@@ -303,15 +304,15 @@ func (c *client) handle(line []byte, arrival time.Time) bool {
 	case methodUnsubscribe:
 		result, werr = c.unsubscribe(req.params)
 	default:
-		werr = errf(CodeUnknownMethod, "unknown method %q", truncate(req.method, 64))
+		werr = Errorf(CodeUnknownMethod, "unknown method %q", truncate(req.method, 64))
 	}
 	if werr != nil {
 		c.replyErr(req.id, werr)
 		return false
 	}
 	c.reply(req.id, result)
-	if req.method == methodPaste {
-		c.startPaste(req.id, req.params)
+	if job != nil {
+		c.runPaste(req.id, job)
 	}
 	return false
 }
@@ -332,26 +333,26 @@ func knownMethod(m string) bool {
 	return false
 }
 
-func (c *client) hello(p map[string]json.RawMessage) (any, bool, *wireError) {
+func (c *client) hello(p map[string]json.RawMessage) (any, bool, *Error) {
 	if _, ok, werr := paramString(p, "client_name"); werr != nil {
 		return nil, false, werr
 	} else if !ok {
-		return nil, false, errf(CodeBadParams, "invalid hello params: client_name is missing")
+		return nil, false, Errorf(CodeBadParams, "invalid hello params: client_name is missing")
 	}
 	pv, ok, werr := paramString(p, "protocol_version")
 	if werr != nil {
 		return nil, false, werr
 	}
 	if !ok {
-		return nil, false, errf(CodeBadParams, "protocol_version is missing")
+		return nil, false, Errorf(CodeBadParams, "protocol_version is missing")
 	}
 	v, err := ParseVersion(pv)
 	if err != nil {
-		return nil, false, errf(CodeBadParams, "protocol_version must be a dotted major.minor string such as \"1.2\"")
+		return nil, false, Errorf(CodeBadParams, "protocol_version must be a dotted major.minor string such as \"1.2\"")
 	}
 	server := c.s.cfg.ProtocolVersion
 	if v.Major != server.Major {
-		return nil, true, errf(CodeVersionMismatch, "server speaks major version %d; client requested major version %d", server.Major, v.Major)
+		return nil, true, Errorf(CodeVersionMismatch, "server speaks major version %d; client requested major version %d", server.Major, v.Major)
 	}
 	c.helloDone = true
 	return helloResult{
@@ -362,121 +363,85 @@ func (c *client) hello(p map[string]json.RawMessage) (any, bool, *wireError) {
 	}, false, nil
 }
 
-func (c *client) sendKey(p map[string]json.RawMessage, arrival time.Time) (any, *wireError) {
+func (c *client) sendKey(p map[string]json.RawMessage, arrival time.Time) (any, *Error) {
 	code, ok, werr := paramUint(p, "scancode", maxU16, "u16")
 	if werr != nil {
 		return nil, werr
 	}
 	if !ok {
-		return nil, errf(CodeBadParams, "scancode is missing")
+		return nil, Errorf(CodeBadParams, "scancode is missing")
 	}
 	state, ok, werr := paramString(p, "state")
 	if werr != nil {
 		return nil, werr
 	}
 	if !ok {
-		return nil, errf(CodeBadParams, "state is missing")
+		return nil, Errorf(CodeBadParams, "state is missing")
 	}
 	if state != "down" && state != "up" && state != "press" {
-		return nil, errf(CodeBadState, "unrecognised state value %q", truncate(state, 32))
+		return nil, Errorf(CodeBadState, "unrecognised state value %q", truncate(state, 32))
 	}
 	if c.s.cfg.ProtocolVersion.AtLeast(1, 2) {
 		if hi := code >> 8; hi != 0 && hi != extendedScancodePrefix {
-			return nil, errf(CodeBadParams, "scancode 0x%04X is not a logical make code: extended keys carry the 0xE0 prefix in the high byte, e.g. 0xE04B", code)
+			return nil, Errorf(CodeBadParams, "scancode 0x%04X is not a logical make code: extended keys carry the 0xE0 prefix in the high byte, e.g. 0xE04B", code)
 		}
 	}
-	evs := []inputEvent{inputKeyDown}
-	switch state {
-	case "up":
-		evs = []inputEvent{inputOther}
-	case "press":
-		evs = []inputEvent{inputKeyDown, inputOther}
-	}
-	if taken := c.s.input(arrival, evs...); taken < len(evs) {
-		// ryll's bounded input queue, full before the inputs channel is up.
-		if taken > 0 {
-			return nil, errf(CodeInternalError, "input channel closed or full (after key-down)")
-		}
-		return nil, errf(CodeInternalError, "input channel closed or full")
+	if werr := c.s.sess.SendKey(arrival, uint16(code), KeyState(state)); werr != nil {
+		return nil, werr
 	}
 	return struct{}{}, nil
 }
 
-// pasteParams validates a paste request; the typing itself starts after
-// the response has been written (startPaste), so the response always
-// precedes the outcome event.
-func (c *client) paste(_ json.RawMessage, p map[string]json.RawMessage) (any, *wireError) {
-	if _, ok, werr := paramString(p, "text"); werr != nil {
-		return nil, werr
+// paste validates a paste request and hands it to the session; the
+// typing itself runs after the response has been written (runPaste), so
+// the response always precedes the outcome event.
+func (c *client) paste(p map[string]json.RawMessage, arrival time.Time) (any, PasteJob, *Error) {
+	text, ok, werr := paramString(p, "text")
+	if werr != nil {
+		return nil, nil, werr
 	} else if !ok {
-		return nil, errf(CodeBadParams, "text is missing")
+		return nil, nil, Errorf(CodeBadParams, "text is missing")
 	}
-	if _, _, werr := paramUint(p, "char_delay_ms", maxU32, "u32"); werr != nil {
-		return nil, werr
+	delayMS, ok, werr := paramUint(p, "char_delay_ms", maxU32, "u32")
+	if werr != nil {
+		return nil, nil, werr
 	}
-	// ryll types a paste as keystrokes through the inputs channel and
-	// never needs the vdagent, so agent_not_connected never comes. The
-	// whole paste is one event in its input queue.
-	if c.s.input(alignMicro(time.Now()), inputOther) == 0 {
-		return nil, errf(CodeInternalError, "input channel closed or full; paste not queued")
-	}
-	return struct{}{}, nil
-}
-
-// representable reports whether r can be typed on a US-QWERTY keyboard.
-func representable(r rune) bool {
-	return (r >= 0x20 && r <= 0x7e) || r == '\n' || r == '\t'
-}
-
-func (c *client) startPaste(id json.RawMessage, p map[string]json.RawMessage) {
-	text, _, _ := paramString(p, "text")
-	delayMS, ok, _ := paramUint(p, "char_delay_ms", maxU32, "u32")
 	if !ok {
 		delayMS = defaultPasteCharDelay
 	}
-	delay := time.Duration(delayMS) * time.Millisecond
+	job, werr := c.s.sess.Paste(arrival, text, time.Duration(delayMS)*time.Millisecond)
+	if werr != nil {
+		return nil, nil, werr
+	}
+	return struct{}{}, job, nil
+}
+
+// runPaste runs an accepted paste and reports its outcome to this client
+// only. The typing stops when the client goes away or the server hangs.
+func (c *client) runPaste(id json.RawMessage, job PasteJob) {
+	ctx, cancel := context.WithCancel(c.ctx)
 	c.s.wg.Go(func() {
-		var sent uint32
-		// Typing starts once the inputs channel is up.
 		select {
-		case <-c.ctx.Done():
-			return
+		case <-ctx.Done():
 		case <-c.s.hung:
+			cancel()
+		}
+	})
+	c.s.wg.Go(func() {
+		defer cancel()
+		out, ok := job(ctx)
+		if !ok {
 			return
-		case <-c.s.inputsUpCh:
 		}
-		timer := time.NewTimer(time.Hour)
-		timer.Stop()
-		defer timer.Stop()
-		for i, r := range []rune(text) {
-			if i > 0 && delay > 0 {
-				timer.Reset(delay)
-				select {
-				case <-c.ctx.Done():
-					return
-				case <-c.s.hung:
-					return
-				case <-timer.C:
-				}
-			}
-			if c.ctx.Err() != nil || c.s.isHung() {
-				return
-			}
-			if !representable(r) {
-				c.emitOwn(eventPasteFailed, pasteFailedData{
-					RequestID: id,
-					Reason:    fmt.Sprintf("character U+%04X is not representable in US-QWERTY", r),
-				})
-				return
-			}
-			c.s.input(alignMicro(time.Now()), inputKeyDown)
-			sent++
+		if out.Failed != "" {
+			c.emitOwn(EventPasteFailed, pasteFailedData{RequestID: id, Reason: out.Failed})
+			return
 		}
-		c.emitOwn(eventPasteCompleted, pasteCompletedData{RequestID: id, CharsSent: sent})
+		c.emitOwn(EventPasteCompleted, pasteCompletedData{RequestID: id, CharsSent: out.CharsSent})
 	})
 }
 
-func (c *client) screenshot(p map[string]json.RawMessage, now time.Time) (any, *wireError) {
+func (c *client) screenshot(p map[string]json.RawMessage, now time.Time) (any, *Error) {
 	sid, _, werr := paramUint(p, "surface_id", maxU32, "u32")
 	if werr != nil {
 		return nil, werr
@@ -489,18 +454,21 @@ func (c *client) screenshot(p map[string]json.RawMessage, now time.Time) (any, *
 		format = "png"
 	}
 	if format != "png" && format != "rgba" {
-		return nil, errf(CodeUnsupportedFormat, "unsupported format %q: want \"png\" or \"rgba\"", truncate(format, 32))
+		return nil, Errorf(CodeUnsupportedFormat, "unsupported format %q: want \"png\" or \"rgba\"", truncate(format, 32))
 	}
-	if sid != 0 || len(c.s.status(now).Surfaces) == 0 {
-		return nil, errf(CodeNoSuchSurface, "no surface %d in this session", sid)
+	img, werr := c.s.sess.Screenshot(now, uint32(sid))
+	if werr != nil {
+		return nil, werr
 	}
-	w, h := c.s.cfg.SurfaceWidth, c.s.cfg.SurfaceHeight
-	img := renderSurface(w, h, c.s.currentGeneration())
+	if img == nil {
+		return nil, Errorf(CodeInternalError, "the session returned no image for surface %d", sid)
+	}
+	w, h := img.Rect.Dx(), img.Rect.Dy()
 	data := img.Pix
 	if format == "png" {
 		var err error
 		if data, err = encodePNG(img); err != nil {
-			return nil, errf(CodeInternalError, "%v", err)
+			return nil, Errorf(CodeInternalError, "%v", err)
 		}
 	}
 	return screenshotResult{
@@ -509,7 +477,7 @@ func (c *client) screenshot(p map[string]json.RawMessage, now time.Time) (any, *
 	}, nil
 }
 
-func (c *client) subscribe(p map[string]json.RawMessage) (any, *wireError) {
+func (c *client) subscribe(p map[string]json.RawMessage) (any, *Error) {
 	names, werr := paramStrings(p, "events")
 	if werr != nil {
 		return nil, werr
@@ -533,7 +501,7 @@ func (c *client) subscribe(p map[string]json.RawMessage) (any, *wireError) {
 	return subscribeResult{Subscribed: out}, nil
 }
 
-func (c *client) unsubscribe(p map[string]json.RawMessage) (any, *wireError) {
+func (c *client) unsubscribe(p map[string]json.RawMessage) (any, *Error) {
 	names, werr := paramStrings(p, "events")
 	if werr != nil {
 		return nil, werr

@@ -14,7 +14,14 @@
 // press, the modelled first draw and end of each repaint, so the
 // loadtest's own measurement error can be checked row by row.
 //
-// The simulated session never waits for the control client: events go into
+// The package has two halves. Server is the control-socket server itself
+// (hello, subscriptions, the per-client queue, busy, the socket file) and
+// knows nothing of SPICE: it asks a Session for status, keys, pastes and
+// screenshots, and the Session hands it events with Emit. Sim is the
+// simulated Session plus a Server; fakeryll/live is a real one, so the
+// same protocol server fronts both.
+//
+// The session never waits for the control client: events go into
 // a bounded per-client queue that, like ryll's, refuses the newest event
 // when full (or, with queue-drop=oldest, drops the oldest as the protocol
 // document says).

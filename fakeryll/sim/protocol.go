@@ -27,12 +27,12 @@ const (
 const (
 	serverName = "ryll"
 
-	eventLatency        = "latency"
-	eventAgentConnected = "agent_connected"
-	eventPasteCompleted = "paste_completed"
-	eventPasteFailed    = "paste_failed"
-	eventDropped        = "dropped"
-	eventSurfaceDrawn   = "surface_drawn"
+	EventLatency        = "latency"
+	EventAgentConnected = "agent_connected"
+	EventPasteCompleted = "paste_completed"
+	EventPasteFailed    = "paste_failed"
+	EventDropped        = "dropped"
+	EventSurfaceDrawn   = "surface_drawn"
 
 	methodHello       = "hello"
 	methodStatus      = "status"
@@ -59,23 +59,23 @@ var supportedMethods = []string{
 // (and accepts in subscribe). digest_updated is feature-gated in ryll and
 // off in default builds, so it is never offered.
 func supportedEvents(v Version) []string {
-	ev := []string{eventLatency, eventAgentConnected, eventPasteCompleted, eventPasteFailed, eventDropped}
+	ev := []string{EventLatency, EventAgentConnected, EventPasteCompleted, EventPasteFailed, EventDropped}
 	if v.AtLeast(1, 1) {
-		ev = append(ev, eventSurfaceDrawn)
+		ev = append(ev, EventSurfaceDrawn)
 	}
 	return ev
 }
 
 // wireError is the error object of a failed response.
-type wireError struct {
+type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 }
 
-func (e *wireError) Error() string { return e.Code + ": " + e.Message }
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-func errf(code, format string, args ...any) *wireError {
-	return &wireError{Code: code, Message: fmt.Sprintf(format, args...)}
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 type okResponse struct {
@@ -87,15 +87,15 @@ type okResponse struct {
 type errResponse struct {
 	ID    json.RawMessage `json:"id"`
 	OK    bool            `json:"ok"`
-	Error *wireError      `json:"error"`
+	Error *Error          `json:"error"`
 }
 
 // idlessResponse has no id at all: the busy line (no request was
 // received) and, as in ryll's code, the answer to a request whose
 // envelope did not parse.
 type idlessResponse struct {
-	OK    bool       `json:"ok"`
-	Error *wireError `json:"error"`
+	OK    bool   `json:"ok"`
+	Error *Error `json:"error"`
 }
 
 type eventMsg struct {
@@ -110,17 +110,17 @@ type helloResult struct {
 	SupportedEvents  []string `json:"supported_events"`
 }
 
-type surfaceInfo struct {
+type SurfaceInfo struct {
 	ChannelID uint8  `json:"channel_id"`
 	SurfaceID uint32 `json:"surface_id"`
 	Width     uint32 `json:"width"`
 	Height    uint32 `json:"height"`
 }
 
-type statusResult struct {
+type Status struct {
 	SpiceConnected bool          `json:"spice_connected"`
 	AgentConnected bool          `json:"agent_connected"`
-	Surfaces       []surfaceInfo `json:"surfaces"`
+	Surfaces       []SurfaceInfo `json:"surfaces"`
 }
 
 type screenshotResult struct {
@@ -138,19 +138,19 @@ type unsubscribeResult struct {
 	Unsubscribed []string `json:"unsubscribed"`
 }
 
-type latencyData struct {
+type Latency struct {
 	SampleMS    float64 `json:"sample_ms"`
 	WallclockUS int64   `json:"wallclock_us"`
 }
 
-type surfaceDrawnData struct {
+type SurfaceDrawn struct {
 	DisplayChannelID uint8   `json:"display_channel_id"`
 	SurfaceID        uint32  `json:"surface_id"`
 	ProducedAtSecs   float64 `json:"produced_at_secs"`
 	WallclockUS      int64   `json:"wallclock_us"`
 }
 
-type agentData struct {
+type AgentConnected struct {
 	Connected bool `json:"connected"`
 }
 
@@ -197,44 +197,44 @@ type request struct {
 // (integer or string), a method (string) and params (any JSON value).
 // On failure it returns the error to answer with, and the answer carries
 // no id, as in ryll's code, even when the id itself was readable.
-func parseRequest(line []byte) (request, *wireError) {
+func parseRequest(line []byte) (request, *Error) {
 	var req request
 	var fields map[string]json.RawMessage
 	trimmed := bytes.TrimSpace(line)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		if !json.Valid(trimmed) {
-			return req, errf(CodeBadParams, "request is not valid JSON")
+			return req, Errorf(CodeBadParams, "request is not valid JSON")
 		}
-		return req, errf(CodeBadParams, "request must be a JSON object")
+		return req, Errorf(CodeBadParams, "request must be a JSON object")
 	}
 	if err := json.Unmarshal(trimmed, &fields); err != nil {
-		return req, errf(CodeBadParams, "request is not valid JSON: %s", jsonErrText(err))
+		return req, Errorf(CodeBadParams, "request is not valid JSON: %s", jsonErrText(err))
 	}
 	rawID, ok := fields["id"]
 	if !ok {
-		return req, errf(CodeBadParams, "request has no id")
+		return req, Errorf(CodeBadParams, "request has no id")
 	}
 	if !validID(rawID) {
-		return req, errf(CodeBadParams, "id must be an integer or a string")
+		return req, Errorf(CodeBadParams, "id must be an integer or a string")
 	}
 	req.id = rawID
 	rawMethod, ok := fields["method"]
 	if !ok {
-		return req, errf(CodeBadParams, "request has no method")
+		return req, Errorf(CodeBadParams, "request has no method")
 	}
 	if err := json.Unmarshal(rawMethod, &req.method); err != nil || isNull(rawMethod) {
-		return req, errf(CodeBadParams, "method must be a string")
+		return req, Errorf(CodeBadParams, "method must be a string")
 	}
 	rawParams, ok := fields["params"]
 	if !ok {
-		return req, errf(CodeBadParams, "params is missing (send {} for none)")
+		return req, Errorf(CodeBadParams, "params is missing (send {} for none)")
 	}
 	if p := bytes.TrimSpace(rawParams); len(p) == 0 || p[0] != '{' {
 		req.paramsNotObject = true
 		return req, nil
 	}
 	if err := json.Unmarshal(rawParams, &req.params); err != nil {
-		return req, errf(CodeBadParams, "params must be a JSON object")
+		return req, Errorf(CodeBadParams, "params must be a JSON object")
 	}
 	return req, nil
 }
@@ -282,14 +282,14 @@ func isIntegerToken(raw []byte) bool {
 func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
 
 // paramString reads an optional string field; null counts as absent.
-func paramString(p map[string]json.RawMessage, key string) (string, bool, *wireError) {
+func paramString(p map[string]json.RawMessage, key string) (string, bool, *Error) {
 	raw, ok := p[key]
 	if !ok || isNull(raw) {
 		return "", false, nil
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false, errf(CodeBadParams, "%s must be a string", key)
+		return "", false, Errorf(CodeBadParams, "%s must be a string", key)
 	}
 	return s, true, nil
 }
@@ -297,34 +297,34 @@ func paramString(p map[string]json.RawMessage, key string) (string, bool, *wireE
 // paramUint reads an optional unsigned integer field no larger than max;
 // null counts as absent. Fractions, exponents and negatives are refused,
 // as a strict u16/u32 decoder would.
-func paramUint(p map[string]json.RawMessage, key string, max uint64, typ string) (uint64, bool, *wireError) {
+func paramUint(p map[string]json.RawMessage, key string, max uint64, typ string) (uint64, bool, *Error) {
 	raw, ok := p[key]
 	if !ok || isNull(raw) {
 		return 0, false, nil
 	}
 	t := bytes.TrimSpace(raw)
 	if !isIntegerToken(t) {
-		return 0, false, errf(CodeBadParams, "%s must be a %s", key, typ)
+		return 0, false, Errorf(CodeBadParams, "%s must be a %s", key, typ)
 	}
 	if t[0] == '-' {
-		return 0, false, errf(CodeBadParams, "%s must be a %s, got a negative number", key, typ)
+		return 0, false, Errorf(CodeBadParams, "%s must be a %s, got a negative number", key, typ)
 	}
 	n, err := strconv.ParseUint(string(t), 10, 64)
 	if err != nil || n > max {
-		return 0, false, errf(CodeBadParams, "%s %s is out of range for a %s", key, t, typ)
+		return 0, false, Errorf(CodeBadParams, "%s %s is out of range for a %s", key, t, typ)
 	}
 	return n, true, nil
 }
 
 // paramStrings reads a required array of strings.
-func paramStrings(p map[string]json.RawMessage, key string) ([]string, *wireError) {
+func paramStrings(p map[string]json.RawMessage, key string) ([]string, *Error) {
 	raw, ok := p[key]
 	if !ok || isNull(raw) {
-		return nil, errf(CodeBadParams, "%s is missing (want an array of strings)", key)
+		return nil, Errorf(CodeBadParams, "%s is missing (want an array of strings)", key)
 	}
 	var out []string
 	if err := json.Unmarshal(raw, &out); err != nil {
-		return nil, errf(CodeBadParams, "%s must be an array of strings", key)
+		return nil, Errorf(CodeBadParams, "%s must be an array of strings", key)
 	}
 	return out, nil
 }

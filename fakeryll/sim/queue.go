@@ -124,6 +124,22 @@ func (q *eventQueue) pushNewest(line []byte) {
 	signal(q.ready)
 }
 
+// lose counts n events lost before they reached the queue, reported like
+// the queue's own drops.
+func (q *eventQueue) lose(n uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.totalDropped += n
+	if q.mode == DropOldest && q.marker {
+		q.markerCount += n // the queued marker reports them
+		return
+	}
+	if q.pending == 0 {
+		q.episodeStart = q.now()
+	}
+	q.pending += n
+}
+
 // pushWait queues a response line behind everything already queued,
 // waiting while the queue is full (DropNewest only). The returned channel
 // is closed once the line has been written or the writer stopped. The

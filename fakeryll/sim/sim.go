@@ -4,20 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // ErrSessionEnded is the cause Run's context is cancelled with when the
-// simulated SPICE session ends (the crash-after knob). Run still returns
-// nil then, because ryll exits 0 when its headless session closes.
-var ErrSessionEnded = errors.New("simulated SPICE session ended")
+// SPICE session ends on its own (the simulator's crash-after knob, a real
+// session closing or failing to link). Run still returns nil then,
+// because ryll exits 0 when its headless session closes.
+var ErrSessionEnded = errors.New("the SPICE session ended")
 
 // Stats counts what the simulated session did, for tests and logs.
 type Stats struct {
@@ -29,33 +29,26 @@ type Stats struct {
 	InputsBuffered  uint64 // input events held because the inputs channel was not up yet
 	InputsRefused   uint64 // input events refused because that buffer was full
 	Pings           uint64 // simulated server PINGs
-	Dropped         uint64 // events discarded by client queues (backpressure)
-	Connections     uint64 // control clients accepted
-	Busy            uint64 // connections refused with busy
-	Ignored         uint64 // requests read while hung, never answered
+	// ServerStats are the control server's own counters: dropped
+	// events, connections, busy refusals, requests ignored while hung.
+	ServerStats
 }
 
-// Sim is one simulated ryll process: a SPICE session plus its control
-// socket server. Create it with New and start it with Run.
+// Sim is one simulated ryll process: a simulated SPICE session behind
+// the control-socket Server. Create it with New and start it with Run.
 type Sim struct {
 	cfg     Config
 	log     *slog.Logger
-	ready   chan struct{}
+	srv     *Server
 	started chan struct{}
-	hung    chan struct{}
-	listen  func(path string) (net.Listener, os.FileInfo, error)
-	hangMu  sync.Once
 	sched   *scheduler
 	running atomic.Bool
-	wg      sync.WaitGroup
 
 	mu         sync.Mutex
 	start      time.Time
 	surfacesAt time.Time
 	agent      bool
 	generation uint64
-	client     *client
-	limbo      []net.Conn // connections accepted while hung
 	keyRNG     *rand.Rand
 	noiseRNG   *rand.Rand
 	pingRNG    *rand.Rand
@@ -95,25 +88,33 @@ func New(cfg Config) (*Sim, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Sim{
+	s := &Sim{
 		cfg:        cfg,
 		log:        log,
-		ready:      make(chan struct{}),
 		started:    make(chan struct{}),
-		hung:       make(chan struct{}),
-		listen:     listenUnix,
 		inputsUpCh: make(chan struct{}),
 		sched:      newScheduler(),
 		keyRNG:     rand.New(rand.NewPCG(cfg.Seed, 1)),
 		noiseRNG:   rand.New(rand.NewPCG(cfg.Seed, 2)),
 		pingRNG:    rand.New(rand.NewPCG(cfg.Seed, 3)),
-	}, nil
+	}
+	srv, err := NewServer(ServerConfig{
+		SocketPath:      cfg.SocketPath,
+		Logger:          log,
+		ProtocolVersion: cfg.ProtocolVersion,
+		QueueDrop:       cfg.QueueDrop,
+	}, simSession{s})
+	if err != nil {
+		return nil, fmt.Errorf("new simulator: %w", err)
+	}
+	s.srv = srv
+	return s, nil
 }
 
 // Ready is closed once the control socket accepts connections. It is
 // never closed when the session runs without a socket (a regular file at
 // the socket path).
-func (s *Sim) Ready() <-chan struct{} { return s.ready }
+func (s *Sim) Ready() <-chan struct{} { return s.srv.Ready() }
 
 // Started is closed once the simulated session has started, with or
 // without a control socket.
@@ -129,16 +130,14 @@ func (s *Sim) SessionStart() time.Time {
 }
 
 // Hung is closed when the simulated hang (hang-after) begins.
-func (s *Sim) Hung() <-chan struct{} { return s.hung }
+func (s *Sim) Hung() <-chan struct{} { return s.srv.Hung() }
 
 // Stats returns a snapshot of the counters.
 func (s *Sim) Stats() Stats {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st := s.stats
-	if s.client != nil {
-		st.Dropped += s.client.q.dropped()
-	}
+	s.mu.Unlock()
+	st.ServerStats = s.srv.Stats()
 	return st
 }
 
@@ -159,9 +158,6 @@ func (s *Sim) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("run simulator: already started")
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-
 	if d := s.cfg.StartupDelay; d > 0 {
 		s.log.Debug("simulating startup delay", "delay", d)
 		t := time.NewTimer(d)
@@ -179,63 +175,111 @@ func (s *Sim) Run(ctx context.Context) error {
 		}
 		s.truth = tw
 	}
-	ln, info, err := s.listen(s.cfg.SocketPath)
-	switch {
-	case errors.Is(err, errNotASocket):
-		// ryll's control server gives up and the SPICE session runs on.
-		s.log.Error("control socket not started; running without it", "err", err)
-		ln = nil
-	case err != nil:
-		s.closeTruth()
-		return err
-	default:
-		s.log.Info("control socket listening", "path", s.cfg.SocketPath, "protocol_version", s.cfg.ProtocolVersion.String())
-	}
+	err := s.srv.Run(ctx)
+	s.closeTruth()
+	return err
+}
 
+// simSession is the simulated SPICE session as the Server sees it.
+type simSession struct{ *Sim }
+
+// Run starts the simulated session when the socket listens: its clock,
+// every scheduled action, and the crash or hang.
+func (s simSession) Run(ctx context.Context, srv *Server, ready func()) error {
 	start := alignMicro(time.Now())
 	s.mu.Lock()
 	s.start = start
 	s.surfacesAt = start.Add(s.cfg.SurfacesDelay)
 	s.agent = s.cfg.Agent
 	s.mu.Unlock()
-	s.scheduleSession(start, func() { cancel(ErrSessionEnded) })
+	ended := make(chan struct{})
+	var endOnce sync.Once
+	s.scheduleSession(start, func() { endOnce.Do(func() { close(ended) }) })
 	close(s.started)
-	if ln != nil {
-		close(s.ready)
-		s.wg.Go(func() { s.acceptLoop(ctx, ln) })
+	ready()
+	sctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.sched.run(sctx, srv.Hung()) })
+	defer wg.Wait()
+	defer cancel()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-ended:
+		return ErrSessionEnded
 	}
-	s.wg.Go(func() { s.sched.run(ctx, s.hung) })
+}
 
-	<-ctx.Done()
-	if errors.Is(context.Cause(ctx), ErrSessionEnded) {
-		s.log.Info("SPICE session ended; closing control socket")
-	} else {
-		s.log.Info("shutdown requested; closing control socket")
+func (s simSession) Status(now time.Time) Status { return s.status(now) }
+
+func (s simSession) SendKey(arrival time.Time, _ uint16, state KeyState) *Error {
+	evs := []inputEvent{inputKeyDown}
+	switch state {
+	case KeyUp:
+		evs = []inputEvent{inputOther}
+	case KeyPress:
+		evs = []inputEvent{inputKeyDown, inputOther}
 	}
-	cancel(nil)
-	var closeErr, unlinkErr error
-	if ln != nil {
-		closeErr = ln.Close()
-		unlinkErr = unlinkIfOurs(s.cfg.SocketPath, info)
-	}
-	s.mu.Lock()
-	if s.client != nil {
-		_ = s.client.nc.Close()
-	}
-	for _, nc := range s.limbo {
-		_ = nc.Close()
-	}
-	s.limbo = nil
-	s.mu.Unlock()
-	s.wg.Wait()
-	s.closeTruth()
-	if unlinkErr != nil {
-		s.log.Warn("could not unlink control socket", "err", unlinkErr)
-	}
-	if closeErr != nil && !errors.Is(closeErr, net.ErrClosed) {
-		s.log.Debug("closing control listener", "err", closeErr)
+	if taken := s.input(arrival, evs...); taken < len(evs) {
+		// ryll's bounded input queue, full before the inputs channel is up.
+		if taken > 0 {
+			return Errorf(CodeInternalError, "input channel closed or full (after key-down)")
+		}
+		return Errorf(CodeInternalError, "input channel closed or full")
 	}
 	return nil
+}
+
+// Paste types text as keystrokes through the inputs channel, as ryll
+// does: it never needs the vdagent, so agent_not_connected never comes.
+// The whole paste is one event in the input queue.
+func (s simSession) Paste(arrival time.Time, text string, delay time.Duration) (PasteJob, *Error) {
+	if s.input(arrival, inputOther) == 0 {
+		return nil, Errorf(CodeInternalError, "input channel closed or full; paste not queued")
+	}
+	return func(ctx context.Context) (PasteOutcome, bool) {
+		var sent uint32
+		// Typing starts once the inputs channel is up.
+		select {
+		case <-ctx.Done():
+			return PasteOutcome{}, false
+		case <-s.inputsUpCh:
+		}
+		timer := time.NewTimer(time.Hour)
+		timer.Stop()
+		defer timer.Stop()
+		for i, r := range []rune(text) {
+			if i > 0 && delay > 0 {
+				timer.Reset(delay)
+				select {
+				case <-ctx.Done():
+					return PasteOutcome{}, false
+				case <-timer.C:
+				}
+			}
+			if ctx.Err() != nil || s.srv.isHung() {
+				return PasteOutcome{}, false
+			}
+			if !representable(r) {
+				return PasteOutcome{CharsSent: sent, Failed: fmt.Sprintf("character U+%04X is not representable in US-QWERTY", r)}, true
+			}
+			s.input(alignMicro(time.Now()), inputKeyDown)
+			sent++
+		}
+		return PasteOutcome{CharsSent: sent}, true
+	}, nil
+}
+
+// representable reports whether r can be typed on a US-QWERTY keyboard.
+func representable(r rune) bool {
+	return (r >= 0x20 && r <= 0x7e) || r == '\n' || r == '\t'
+}
+
+func (s simSession) Screenshot(now time.Time, sid uint32) (*image.RGBA, *Error) {
+	if sid != 0 || len(s.status(now).Surfaces) == 0 {
+		return nil, Errorf(CodeNoSuchSurface, "no surface %d in this session", sid)
+	}
+	return renderSurface(s.cfg.SurfaceWidth, s.cfg.SurfaceHeight, s.currentGeneration()), nil
 }
 
 func (s *Sim) closeTruth() {
@@ -246,15 +290,6 @@ func (s *Sim) closeTruth() {
 			s.log.Warn("closing truth file", "err", err)
 		}
 		s.truth = nil
-	}
-}
-
-func (s *Sim) isHung() bool {
-	select {
-	case <-s.hung:
-		return true
-	default:
-		return false
 	}
 }
 
@@ -274,7 +309,7 @@ func (s *Sim) scheduleSession(start time.Time, endSession func()) {
 			s.agent = true
 			s.mu.Unlock()
 			s.log.Debug("vdagent connected")
-			s.emit(eventAgentConnected, agentData{Connected: true})
+			s.emit(EventAgentConnected, AgentConnected{Connected: true})
 		})
 	}
 	if cfg.InputsDelay == 0 {
@@ -296,7 +331,7 @@ func (s *Sim) scheduleSession(start time.Time, endSession func()) {
 	if cfg.HangAfter > 0 {
 		s.sched.at(start.Add(cfg.HangAfter), func() {
 			s.log.Info("simulating a hang: control socket stops answering")
-			s.hangMu.Do(func() { close(s.hung) })
+			s.srv.Hang()
 		})
 	}
 }
@@ -496,18 +531,12 @@ func (s *Sim) emitDraws(t time.Time, n int) {
 	s.stats.DrawEvents += uint64(n)
 	start := s.start
 	s.mu.Unlock()
-	if n <= 0 || !s.wants(eventSurfaceDrawn) {
-		return
-	}
-	line := encodeLine(eventMsg{Event: eventSurfaceDrawn, Data: surfaceDrawnData{
+	s.srv.EmitN(EventSurfaceDrawn, SurfaceDrawn{
 		DisplayChannelID: 0,
 		SurfaceID:        0,
 		ProducedAtSecs:   t.Sub(start).Seconds(),
 		WallclockUS:      t.UnixMicro(),
-	}})
-	for range n {
-		s.push(eventSurfaceDrawn, line)
-	}
+	}, n)
 }
 
 // emitBackground produces n draws no key caused, once the surface exists.
@@ -637,7 +666,7 @@ func (s *Sim) schedulePings(start time.Time) {
 			s.stats.Pings++
 			s.mu.Unlock()
 			if !prev.IsZero() {
-				s.emit(eventLatency, latencyData{
+				s.emit(EventLatency, Latency{
 					SampleMS:    float64(at.Sub(prev)/time.Microsecond) / 1000,
 					WallclockUS: at.UnixMicro(),
 				})
@@ -652,42 +681,16 @@ func (s *Sim) schedulePings(start time.Time) {
 	}
 }
 
-// wants reports whether the current client subscribed to name.
-func (s *Sim) wants(name string) bool {
-	s.mu.Lock()
-	c := s.client
-	s.mu.Unlock()
-	return c != nil && c.subscribed(name)
-}
-
 // emit sends one event to the current client if it subscribed to it.
-func (s *Sim) emit(name string, data any) {
-	if !s.wants(name) {
-		return
-	}
-	s.push(name, encodeLine(eventMsg{Event: name, Data: data}))
-}
-
-// push queues an encoded event for the current client. It never blocks.
-func (s *Sim) push(name string, line []byte) {
-	if s.isHung() {
-		return
-	}
-	s.mu.Lock()
-	c := s.client
-	s.mu.Unlock()
-	if c != nil && c.subscribed(name) {
-		c.q.push(line)
-	}
-}
+func (s *Sim) emit(name string, data any) { s.srv.Emit(name, data) }
 
 // status is the state the status verb reports at now.
-func (s *Sim) status(now time.Time) statusResult {
+func (s *Sim) status(now time.Time) Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := statusResult{SpiceConnected: true, AgentConnected: s.agent, Surfaces: []surfaceInfo{}}
+	r := Status{SpiceConnected: true, AgentConnected: s.agent, Surfaces: []SurfaceInfo{}}
 	if !now.Before(s.surfacesAt) {
-		r.Surfaces = append(r.Surfaces, surfaceInfo{
+		r.Surfaces = append(r.Surfaces, SurfaceInfo{
 			ChannelID: 0, SurfaceID: 0,
 			Width: uint32(s.cfg.SurfaceWidth), Height: uint32(s.cfg.SurfaceHeight),
 		})

@@ -102,7 +102,7 @@ func inBubble(t *testing.T, mutate func(*Config), body func(f *fakeSession)) {
 		s, err := New(cfg)
 		require.NoError(t, err)
 		ln := newPipeListener()
-		s.listen = func(string) (net.Listener, os.FileInfo, error) { return ln, nil, nil }
+		s.srv.listen = func(string) (net.Listener, os.FileInfo, error) { return ln, nil, nil }
 		ctx, cancel := context.WithCancel(context.Background())
 		errc := make(chan error, 1)
 		go func() { errc <- s.Run(ctx) }()
@@ -170,7 +170,7 @@ func (f *fakeSession) draws(n int) []srvLine {
 	f.t.Helper()
 	var out []srvLine
 	for len(out) < n {
-		if l := f.read(); l.event() == eventSurfaceDrawn {
+		if l := f.read(); l.event() == EventSurfaceDrawn {
 			out = append(out, l)
 		}
 	}
@@ -364,7 +364,7 @@ func TestFullQueueDropsNewestAndStallsAnswers(t *testing.T) {
 				assert.Equal(t, fmt.Sprint(id), string(l.fields["id"]))
 				break
 			}
-			require.Equal(t, eventSurfaceDrawn, l.event(), "no dropped yet: nothing followed the drain")
+			require.Equal(t, EventSurfaceDrawn, l.event(), "no dropped yet: nothing followed the drain")
 			assert.Equal(t, keyAt, l.wallclockUS())
 			draws++
 		}
@@ -378,10 +378,10 @@ func TestFullQueueDropsNewestAndStallsAnswers(t *testing.T) {
 		f.ok("subscribe", map[string]any{"events": []string{"latency"}})
 		// A later event into the drained queue brings the count, although
 		// the client never subscribed to dropped.
-		f.s.emit(eventLatency, latencyData{SampleMS: 1, WallclockUS: time.Now().UnixMicro()})
-		assert.Equal(t, eventLatency, f.read().event())
+		f.s.emit(EventLatency, Latency{SampleMS: 1, WallclockUS: time.Now().UnixMicro()})
+		assert.Equal(t, EventLatency, f.read().event())
 		l := f.read()
-		require.Equal(t, eventDropped, l.event())
+		require.Equal(t, EventDropped, l.event())
 		assert.JSONEq(t, fmt.Sprintf(`{"count": %d}`, 300-draws), string(l.fields["data"]))
 	})
 }
