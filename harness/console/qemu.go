@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/guest"
@@ -35,6 +36,9 @@ func (c *Console) openQemu(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("boot the guest in QEMU (LATENCY_QEMU=%s): %w", cfg.Qemu, err)
 	}
 	c.vm = vm
+	if err := waitForGuestScreen(ctx, vm, cfg.ReadyTimeout); err != nil {
+		return err
+	}
 	info := vm.Version()
 	c.QemuVersion, c.Accelerator = info.QEMU, info.Accel
 	host, port := vm.SpiceAddr()
@@ -50,6 +54,48 @@ func (c *Console) openQemu(ctx context.Context, cfg *config.Config) error {
 	c.logger.Info("guest booted in QEMU", "qemu", info.QEMU, "accel", info.Accel, "spice", fmt.Sprintf("%s:%d", host, port),
 		"pid", vm.Pid(), "log", c.QemuLog)
 	return nil
+}
+
+// guestPoll is how often the guest's screen is looked at while it boots.
+const guestPoll = 50 * time.Millisecond
+
+// waitForGuestScreen waits until the guest shows its own screen rather
+// than the BIOS's: a key pressed earlier never reaches it, and the boot's
+// draws would be taken for background or for a key's repaint.
+func waitForGuestScreen(ctx context.Context, vm *qemu.VM, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := "no screen yet"
+	for {
+		if b, err := vm.Screendump(ctx); err == nil {
+			w, h, err := ppmSize(b)
+			if err == nil && w == guest.ScreenWidth && h == guest.ScreenHeight {
+				return nil
+			}
+			if err == nil {
+				last = fmt.Sprintf("the screen is %dx%d", w, h)
+			}
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the guest did not show its %dx%d screen within LATENCY_READY_TIMEOUT=%s (%s): is the image the latency guest?",
+				guest.ScreenWidth, guest.ScreenHeight, timeout, last)
+		case <-vm.Exited():
+			return fmt.Errorf("QEMU exited while the guest booted: %w", vm.ExitErr())
+		case <-time.After(guestPoll):
+		}
+	}
+}
+
+// ppmSize reads the width and height of a binary PPM (QEMU's screendump).
+func ppmSize(b []byte) (w, h int, err error) {
+	var magic string
+	if _, err := fmt.Sscan(string(b[:min(len(b), 64)]), &magic, &w, &h); err != nil || magic != "P6" {
+		return 0, 0, fmt.Errorf("not a PPM screen dump")
+	}
+	return w, h, nil
 }
 
 // vvFile is a virt-viewer file for a plain SPICE port with a password.

@@ -27,6 +27,15 @@ var Image []byte
 // ImageSize is the size of Image: one floppy boot sector.
 const ImageSize = 512
 
+// ScreenWidth and ScreenHeight are the guest's screen once it runs: 80x25
+// text with the VGA's 9x16 font. Before that the BIOS shows a screen of
+// its own (640x480), whose draws are boot, not keys: a loadtest must wait
+// for this size before it presses anything.
+const (
+	ScreenWidth  = 720
+	ScreenHeight = 400
+)
+
 const (
 	// CounterAddr is the guest-physical address of the key counter: a
 	// little-endian uint32 that starts at 0 and grows by one per key the

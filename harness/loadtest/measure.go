@@ -31,6 +31,9 @@ type Measurement struct {
 	KeysSent, KeysSeen int
 	// KeysCounted says the guest's counter was read.
 	KeysCounted bool
+	// InitialDraws are the draws of the console's first paint after ryll
+	// connected, waited out before the first press (not background).
+	InitialDraws int
 	// LocalDropped counts events the control client itself had to drop
 	// because the measurement fell behind (never expected; reported).
 	LocalDropped uint64
@@ -125,6 +128,16 @@ func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, er
 	if sink.Presses != nil {
 		m.PressesPath = sink.Presses.Path()
 	}
+	if r.Cfg.Metric.Keypress() {
+		// What the console paints as ryll connects (the whole screen, and
+		// for a booting guest the rest of its boot) is no key's draw and
+		// no background either: wait it out before the measurement looks.
+		n, err := r.settleIn(ctx, r.Cfg.Measure().WithDefaults().Quiet, r.Cfg.ReadyTimeout)
+		m.InitialDraws = n
+		if err != nil {
+			return nil, err
+		}
+	}
 
 	// The run ends early when ryll exits: ryll exits 0 when its SPICE
 	// session ends, so the exit itself is the failure.
@@ -217,6 +230,38 @@ func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, er
 		runErr = fmt.Errorf("interrupted: %w", context.Cause(ctx))
 	}
 	return m, runErr
+}
+
+// settleIn reads and drops events until no draw has come for quiet, so
+// the measurement starts on a still screen. It gives up after limit: a
+// console that never stops drawing cannot be measured, and says so.
+func (r *Session) settleIn(ctx context.Context, quiet, limit time.Duration) (int, error) {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	still := time.NewTimer(quiet)
+	defer still.Stop()
+	n := 0
+	for {
+		select {
+		case ev, ok := <-r.Client.Events():
+			if !ok {
+				return n, fmt.Errorf("the control connection ended before the first press: %w", r.Client.Err())
+			}
+			if ev.Name == control.EventSurfaceDrawn {
+				n++
+				still.Reset(quiet)
+			}
+		case <-still.C:
+			if n > 0 {
+				r.logger.Info("the console's first paint is over", "draws", n, "quiet", quiet)
+			}
+			return n, nil
+		case <-deadline.C:
+			return n, fmt.Errorf("the console kept drawing for LATENCY_READY_TIMEOUT=%s after ryll connected (%d draws, never %s without one): is the guest the latency guest, which draws only on a key?", limit, n, quiet)
+		case <-ctx.Done():
+			return n, context.Cause(ctx)
+		}
+	}
 }
 
 // pressRow is the presses CSV's record of one press.
