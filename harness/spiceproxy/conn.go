@@ -272,34 +272,37 @@ func relay(r io.Reader, w io.Writer, buf []byte) error {
 func (c *conn) nagle(toServer, toClient io.Writer) {
 	cr := bufio.NewReaderSize(c.client, copyBuffer)
 	sr := bufio.NewReaderSize(c.server, 64<<10)
-	l := linker{cr: cr, sr: sr, toServer: toServer, toClient: toClient}
-	hdr, err := l.run()
-	var plain string
-	switch {
-	case errors.Is(err, errEOF):
-		plain = "plain: " + l.why
-	case err != nil:
+	c2s, s2c, err := c.followLink(cr, sr, toServer, toClient)
+	if err != nil {
 		c.abort(fmt.Errorf("link: %w", err))
 		return
-	case l.why != "":
-		plain = "plain: " + l.why
+	}
+	c.both(c2s, s2c)
+}
+
+// followLink runs the link phase (see linker) and returns what each
+// direction does next: framed server messages after a link it could
+// follow, plain forwarding from where it stopped otherwise. An error is
+// a socket failing during the link.
+func (c *conn) followLink(cr, sr *bufio.Reader, toServer, toClient io.Writer) (c2s, s2c func() error, err error) {
+	l := linker{cr: cr, sr: sr, toServer: toServer, toClient: toClient}
+	hdr, err := l.run()
+	if err != nil && !errors.Is(err, errEOF) {
+		return nil, nil, err
 	}
 	if l.channel != "" {
 		c.log = c.log.With("channel", l.channel)
 	}
-	if plain != "" {
-		c.setFraming(plain)
+	if l.why != "" {
+		c.setFraming("plain: " + l.why)
 		c.log.Warn("cannot follow the SPICE link: forwarding bytes unchanged, without framing", "why", l.why)
-		c.both(
-			func() error { return copyUnlessEOF(l.clientEOF, cr, toServer) },
-			func() error { return copyUnlessEOF(l.serverEOF, sr, toClient) })
-		return
+		return func() error { return copyUnlessEOF(l.clientEOF, cr, toServer) },
+			func() error { return copyUnlessEOF(l.serverEOF, sr, toClient) }, nil
 	}
 	c.setFraming(hdr.String())
 	c.log.Debug("link followed: one write per server message", "header", hdr.String())
-	c.both(
-		func() error { return copyPlain(cr, toServer) },
-		func() error { return c.frame(sr, toClient, hdr) })
+	return func() error { return copyPlain(cr, toServer) },
+		func() error { return c.frame(sr, toClient, hdr) }, nil
 }
 
 func copyUnlessEOF(eof bool, src io.Reader, dst io.Writer) error {

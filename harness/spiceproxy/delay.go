@@ -59,16 +59,15 @@ func (q *delayQueue) push(ctx context.Context, c chunk) error {
 	}
 }
 
-func (q *delayQueue) pop(ctx context.Context) (chunk, error) {
+// front waits for the oldest chunk and returns it, still counted
+// against the limit: a chunk waiting for its due time is held as much
+// as the ones queued behind it.
+func (q *delayQueue) front(ctx context.Context) (chunk, error) {
 	for {
 		q.mu.Lock()
 		if len(q.items) > 0 {
 			c := q.items[0]
-			q.items[0] = chunk{}
-			q.items = q.items[1:]
-			q.bytes -= len(c.b)
 			q.mu.Unlock()
-			signal(q.space)
 			return c, nil
 		}
 		q.mu.Unlock()
@@ -78,6 +77,16 @@ func (q *delayQueue) pop(ctx context.Context) (chunk, error) {
 			return chunk{}, ctx.Err()
 		}
 	}
+}
+
+// drop removes the oldest chunk once it has been written.
+func (q *delayQueue) drop() {
+	q.mu.Lock()
+	q.bytes -= len(q.items[0].b)
+	q.items[0] = chunk{}
+	q.items = q.items[1:]
+	q.mu.Unlock()
+	signal(q.space)
 }
 
 // copyDelayed forwards src to dst with every byte, and the end of the
@@ -140,7 +149,7 @@ func writeDelayed(ctx context.Context, dst io.Writer, q *delayQueue) error {
 	defer timer.Stop()
 	<-timer.C
 	for {
-		c, err := q.pop(ctx)
+		c, err := q.front(ctx)
 		if err != nil {
 			return nil // ended by the reader or the connection
 		}
@@ -158,5 +167,6 @@ func writeDelayed(ctx context.Context, dst io.Writer, q *delayQueue) error {
 		if _, err := dst.Write(c.b); err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
+		q.drop()
 	}
 }

@@ -19,12 +19,17 @@
 //     repaint wait for the client's delayed ACK. The server-facing socket
 //     keeps TCP_NODELAY on, and client-to-server bytes are forwarded as
 //     they come.
-//   - delay:DUR: a slow link. Both directions hold every byte for DUR.
-//     Delaying only server-to-client bytes would also delay nothing the
-//     server waits for except the client's ACKs, and spice-server stops
-//     sending after about 40 unacknowledged messages, so repaints would
-//     arrive split rather than late; delayed both ways, a key costs DUR
-//     on its way in and its draws DUR on their way out.
+//   - delay:DUR: a slow link. Both directions hold every byte, and the
+//     end of the stream, for DUR after the proxy read it, in order, so a
+//     key costs DUR on its way to the server and its draws DUR on their
+//     way back: about 2*DUR on keypress-to-first-draw and on
+//     keypress-to-repaint alike (delay:30ms measured +60 ms). Holding only
+//     the server's bytes is not what a link does, and it runs into SPICE's
+//     ACK flow control: the client acknowledges messages only once the
+//     delayed ones have reached it, spice-server stops after about 40
+//     unacknowledged messages, and repaints arrived split (facts.md, "What
+//     a proxy does to a repaint"). A failed socket is not delayed: it ends
+//     the connection at once.
 //
 // # Framing in nagle mode
 //

@@ -21,7 +21,7 @@ const (
 	// server-to-client SPICE message goes out with its own write.
 	Nagle
 	// Delay holds the bytes of both directions for Mode.Delay, as a slow
-	// link does.
+	// link does, so a key's round trip grows by twice Mode.Delay.
 	Delay
 )
 
@@ -40,7 +40,7 @@ const validForms = `want "nodelay", "nagle" or "delay:DUR" with DUR a Go duratio
 // refuses it rather than guess.
 type Mode struct {
 	Kind Kind
-	// Delay is the hold per direction; only for Kind Delay.
+	// Delay is the hold in each direction; only for Kind Delay.
 	Delay time.Duration
 }
 
