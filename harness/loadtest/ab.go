@@ -15,6 +15,7 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/console"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/results"
+	"github.com/shakenfist/kerbside-latency/harness/ryll"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
 
@@ -202,7 +203,7 @@ func (ab *AB) block(ctx context.Context, l *Leg, need int, keys *int) (measure.R
 	if opts.LegEnv != nil {
 		opts.RyllEnv = append(append([]string(nil), opts.RyllEnv...), opts.LegEnv(l.Name)...)
 	}
-	sess, err := Attach(ctx, l.Cfg, l.Console, ab.pf, opts)
+	sess, err := ab.attach(ctx, l, opts)
 	defer func() {
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
@@ -226,6 +227,35 @@ func (ab *AB) block(ctx context.Context, l *Leg, need int, keys *int) (measure.R
 	}
 	*keys += len(m.Result.Presses)
 	return m.Result, err
+}
+
+// attachTries bounds the starts of ryll for one block. A SPICE server
+// serves one client at a time and takes a moment to let the previous
+// block's client go, so a link right after it can be refused once.
+const attachTries = 3
+
+// attach starts ryll for a block, trying again (bounded) when ryll's
+// SPICE session failed before its control socket was ready.
+func (ab *AB) attach(ctx context.Context, l *Leg, opts Options) (*Session, error) {
+	var sess *Session
+	var err error
+	for try := 1; ; try++ {
+		sess, err = Attach(ctx, l.Cfg, l.Console, ab.pf, opts)
+		var ee *ryll.ExitError
+		if err == nil || try == attachTries || !errors.As(err, &ee) || ctx.Err() != nil {
+			return sess, err
+		}
+		ab.logger.Warn("ryll's SPICE session failed at the start of a block; trying again", "leg", l.Name, "try", try, "err", err)
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		_ = sess.Teardown(tctx)
+		cancel()
+		opts.AppendRyllLog = true
+		select {
+		case <-time.After(time.Duration(try) * 500 * time.Millisecond):
+		case <-ctx.Done():
+			return sess, context.Cause(ctx)
+		}
+	}
 }
 
 // Teardown closes both legs' consoles (B's proxy first). Safe to call

@@ -109,14 +109,19 @@ type runner struct {
 	kbCtx      context.Context
 	releaseDue bool // the hold has passed
 
-	slot      time.Time     // the next press's cadence slot
-	lastDraw  time.Time     // latest draw wall clock seen
-	bgBefore  int           // background draws since the last key down
-	quietWait time.Duration // of the press in flight
-	dropSeen  int           // dropped counts while cur is open or pressing
-	streak    int           // misses in a row
-	streakLt  int           // of them, late ones
-	probed    bool          // a miss of this streak waited LateWait in vain
+	slot time.Time // the next press's cadence slot
+	// quietJitter is added to the quiet gap before the next press: when
+	// the gap, not the cadence slot, decides the press, the press must
+	// still be jittered, or it lands at a fixed phase of the display
+	// refresh that the last draw was aligned to.
+	quietJitter time.Duration
+	lastDraw    time.Time     // latest draw wall clock seen
+	bgBefore    int           // background draws since the last key down
+	quietWait   time.Duration // of the press in flight
+	dropSeen    int           // dropped counts while cur is open or pressing
+	streak      int           // misses in a row
+	streakLt    int           // of them, late ones
+	probed      bool          // a miss of this streak waited LateWait in vain
 
 	pressAlarm, holdAlarm, deadlineAlarm alarm
 }
@@ -164,6 +169,7 @@ func (r *runner) keypressLoop(ctx context.Context, maxC, ticks <-chan time.Time)
 	dropped := r.src.Dropped
 	r.bg.open(r.res.Start)
 	r.slot = r.res.Start.Add(r.cfg.Baseline)
+	r.quietJitter = r.jitter()
 	if o := r.tryPress(); o != nil {
 		return *o
 	}
@@ -227,7 +233,7 @@ func (r *runner) due() (earliest, due time.Time) {
 		}
 		quietFrom = p.windowEnd
 	}
-	return earliest, later(earliest, later(quietFrom, r.lastDraw).Add(r.cfg.Quiet))
+	return earliest, later(earliest, later(quietFrom, r.lastDraw).Add(r.cfg.Quiet+r.quietJitter))
 }
 
 // tryPress sends the next key down if it is due, or arms the press alarm
@@ -345,15 +351,18 @@ func (r *runner) openPress(sentAt time.Time) {
 	r.prev, r.cur = r.cur, p
 	r.open = true
 	r.slot = sentAt.Add(r.gap())
+	r.quietJitter = r.jitter()
 }
 
 // gap is the time from one press to the next: the cadence plus jitter.
-func (r *runner) gap() time.Duration {
-	g := r.cfg.Cadence
-	if r.cfg.Jitter > 0 {
-		g += time.Duration(r.rng.Int64N(int64(r.cfg.Jitter)))
+func (r *runner) gap() time.Duration { return r.cfg.Cadence + r.jitter() }
+
+// jitter is a fresh random delay in [0, Jitter).
+func (r *runner) jitter() time.Duration {
+	if r.cfg.Jitter <= 0 {
+		return 0
 	}
-	return g
+	return time.Duration(r.rng.Int64N(int64(r.cfg.Jitter)))
 }
 
 func (r *runner) onDraw(d Draw) *outcome {

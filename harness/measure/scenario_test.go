@@ -200,3 +200,30 @@ func TestDroppedInsideWindowMakesPressSuspect(t *testing.T) {
 		assert.Equal(t, 1, res.Suspects)
 	})
 }
+
+// TestQuietGapKeepsTheJitter: when the quiet gap after the last draw
+// decides when the next key goes, not the cadence, the press must still
+// be jittered. Draws land on a 30 ms refresh tick and the quiet gap is a
+// multiple of it, so a press sent exactly when the gap ends would always
+// fall at the same phase of the refresh: samples phase-locked, falsely
+// tight and biased (facts.md), the very thing the jitter exists to stop.
+func TestQuietGapKeepsTheJitter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const refresh = 30 * time.Millisecond
+		c := newSimConsole(fixedDelay(2 * time.Millisecond))
+		c.refresh = refresh
+		cfg := simConfig(40)
+		cfg.Cadence, cfg.Window, cfg.Quiet, cfg.Jitter = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond, 100*time.Millisecond
+		res, err := runSim(t, cfg, c)
+		require.NoError(t, err)
+		require.Len(t, res.Samples, 40)
+		assert.Positive(t, res.QuietDelayed, "the quiet gap, not the cadence, decided the presses")
+		phases := map[time.Duration]bool{}
+		for _, p := range res.Presses {
+			phases[time.Duration(p.SentAt.UnixNano()%int64(refresh)).Round(time.Millisecond)] = true
+		}
+		assert.GreaterOrEqual(t, len(phases), 10, "presses spread over the refresh period, not locked to one phase")
+		s := res.FirstDraw
+		assert.Greater(t, s.Max-s.Min, 0.015, "samples spread over the refresh period (min %.1f ms, max %.1f ms)", s.Min*1000, s.Max*1000)
+	})
+}

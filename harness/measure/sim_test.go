@@ -32,6 +32,10 @@ type simConsole struct {
 	// dropAt, if set, reports a dropped event that long after press n's
 	// key down when it returns true.
 	dropAt func(n int) (time.Duration, bool)
+	// refresh, if set, puts every first draw on the next tick of a
+	// display refresh timer of this period (as QEMU's ~30 ms one), after
+	// delay.
+	refresh time.Duration
 
 	mu    sync.Mutex
 	truth []simPress
@@ -72,8 +76,15 @@ func (c *simConsole) KeyDown(ctx context.Context) (time.Time, error) {
 	p := simPress{sentAt: sentAt}
 	var at []time.Duration
 	if c.delay != nil {
+		base := c.delay(n)
+		if c.refresh > 0 {
+			at := sentAt.Add(base)
+			if rem := at.UnixNano() % int64(c.refresh); rem != 0 {
+				base += c.refresh - time.Duration(rem)
+			}
+		}
 		for i := range max(c.strips, 1) {
-			off := c.delay(n) + time.Duration(i)*c.spread
+			off := base + time.Duration(i)*c.spread
 			if i >= c.strips-c.tailN {
 				off += c.tail
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/secret"
+	"github.com/shakenfist/kerbside-latency/harness/tether"
 )
 
 const (
@@ -80,6 +81,7 @@ func (s *logSink) close() error {
 // process on a new port), and keeps the one that became ready.
 type proc struct {
 	cmd    *exec.Cmd
+	reaped chan struct{} // closed once QEMU was waited for (releases tether's thread)
 	pid    int
 	tail   *lineRing
 	log    *slog.Logger
@@ -103,7 +105,8 @@ func launch(path string, args []string, dir string, sink *logSink, tailLines int
 	cmd.Stdout = w
 	cmd.Stderr = w
 	cmd.SysProcAttr = procAttr()
-	if err := cmd.Start(); err != nil {
+	reaped := make(chan struct{})
+	if err := tether.Start(cmd, reaped); err != nil {
 		_ = r.Close()
 		_ = w.Close()
 		return nil, fmt.Errorf("start %s: %w", path, err)
@@ -113,6 +116,7 @@ func launch(path string, args []string, dir string, sink *logSink, tailLines int
 	_ = w.Close()
 	p := &proc{
 		cmd:    cmd,
+		reaped: reaped,
 		pid:    cmd.Process.Pid,
 		tail:   newLineRing(tailLines),
 		log:    log,
@@ -145,6 +149,7 @@ func (p *proc) drain(r *os.File, sink *logSink, done chan<- struct{}) {
 // QEMU's last words.
 func (p *proc) wait(r *os.File, sink *logSink, drained <-chan struct{}, phase func() Phase) {
 	_ = p.cmd.Wait() // the outcome is read from ProcessState below
+	close(p.reaped)
 	timer := time.NewTimer(drainGrace)
 	select {
 	case <-drained:

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/secret"
+	"github.com/shakenfist/kerbside-latency/harness/tether"
 )
 
 // Errors for misuse of a Process, for errors.Is.
@@ -237,7 +238,7 @@ func (p *Process) Start(ctx context.Context) (err error) {
 	// ryll behind its back, and SIGKILL can take any helper ryll spawned.
 	// Tied to the harness: if it dies, even by SIGKILL, so does ryll.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err = startTied(cmd, p.reaped); err != nil {
+	if err = tether.Start(cmd, p.reaped); err != nil {
 		return fmt.Errorf("start ryll %s: %w", binary, err)
 	}
 	childStarted = true

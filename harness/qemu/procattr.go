@@ -6,9 +6,8 @@ import "syscall"
 // reaches the harness, not QEMU behind its back, and SIGKILL to the group
 // takes anything QEMU spawned) and has the kernel kill it should the
 // harness die without running Stop, so a crashed test run leaves no
-// guest behind. Pdeathsig is tied to the OS thread that started QEMU;
-// Go ends a thread only when a goroutine that locked it exits, which
-// nothing here does.
+// guest behind. The parent-death signal is set by harness/tether, which
+// forks QEMU from a thread that lives as long as QEMU does.
 func procAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return &syscall.SysProcAttr{Setpgid: true}
 }
