@@ -61,6 +61,11 @@ loadtest-real:
 	@mkdir -p $(RESULTS_DIR)/real
 	$(REAL_LOADTEST_ENV) $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/real/junit.xml -- \
 		-tags loadtest -count=1 -timeout 10m -run '^TestLatency' .
+	@# The real lane's end-to-end cases (A/B with nagle, nodelay and delay
+	@# proxies; a wrong password; QEMU killed mid-run), alone, after the
+	@# unit tests: they time real SPICE sessions.
+	LATENCY_E2E_REAL=1 $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/real/junit-e2e.xml -- \
+		-count=1 -timeout 15m -run '^TestRealLane' .
 
 loadtest:
 	@mkdir -p $(RESULTS_DIR)

@@ -214,9 +214,18 @@ func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, er
 		// The connection usually drops a moment before ryll's exit is
 		// seen; give the exit a bounded moment so the error names the
 		// real cause and quotes ryll's last words.
+		// A console that died (QEMU) takes ryll's session with it: name
+		// the console, the cause, first.
 		select {
+		case <-consoleExited:
+			runErr = fmt.Errorf("the console stopped during the run (%w): %w", runErr, r.Console.ExitErr())
 		case <-r.Ryll.Exited():
-			runErr = fmt.Errorf("ryll exited during the run (%w): %w", runErr, r.Ryll.ExitErr())
+			select {
+			case <-consoleExited:
+				runErr = fmt.Errorf("the console stopped during the run (%w): %w", runErr, r.Console.ExitErr())
+			case <-time.After(exitGrace / 4):
+				runErr = fmt.Errorf("ryll exited during the run (%w): %w", runErr, r.Ryll.ExitErr())
+			}
 		case <-time.After(exitGrace):
 			runErr = fmt.Errorf("the control connection to ryll was lost while ryll kept running: %w", runErr)
 		}

@@ -1,0 +1,151 @@
+//go:build !loadtest
+
+// End-to-end tests of the real SPICE lane: the compiled loadtest against
+// the boot-sector guest in a real QEMU, through fakeryll's real SPICE
+// client. They measure real latency, so they run alone, after the unit
+// tests, from `make loadtest-real` (LATENCY_E2E_REAL=1), never in parallel
+// with the rest of the suite on a shared 2-core machine.
+package latency
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shakenfist/kerbside-latency/harness/guest"
+	"github.com/shakenfist/kerbside-latency/harness/qemu"
+	"github.com/shakenfist/kerbside-latency/harness/results"
+)
+
+func realLane(t *testing.T) (loadtestBin string, env map[string]string) {
+	t.Helper()
+	if os.Getenv("LATENCY_E2E_REAL") != "1" {
+		t.Skip("the real SPICE lane's end-to-end tests run from `make loadtest-real` (LATENCY_E2E_REAL=1; needs qemu-system-x86_64)")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Fatal("LATENCY_E2E_REAL=1 but qemu-system-x86_64 is not installed: apt-get install -y qemu-system-x86")
+	}
+	bin, fr := binaries(t)
+	return bin, map[string]string{
+		"LATENCY_PROVIDER":       "qemu",
+		"LATENCY_RYLL":           fr,
+		"FAKERYLL_SESSION":       "spice",
+		"LATENCY_SAMPLES":        "20",
+		"LATENCY_AB_BLOCK":       "10",
+		"LATENCY_CADENCE":        "300ms",
+		"LATENCY_KEY_HOLD":       "30ms",
+		"LATENCY_CADENCE_JITTER": "100ms",
+		"LATENCY_MAX_DURATION":   "180s",
+		"LATENCY_READY_TIMEOUT":  "30s",
+	}
+}
+
+// TestRealLaneAB is the A/B on a real SPICE session: a proxy that writes
+// each SPICE message with Nagle on stalls the end of every repaint by the
+// client's delayed ACK (~40 ms) and leaves the first draw alone; a
+// well-behaved proxy adds nothing; a 30 ms delay each way adds about
+// 60 ms to both. The bounds are generous: they check the verdicts and
+// the sign and size of the differences, not absolute times.
+func TestRealLaneAB(t *testing.T) {
+	_, env := realLane(t)
+	for _, tc := range []struct {
+		proxy              string
+		pass               bool
+		firstLo, firstHi   float64 // seconds: B-A of the first draw
+		repaintLo, repaint float64 // seconds: B-A of the repaint, lower and upper bound
+		failing            string
+	}{
+		{"nagle", false, -0.015, 0.015, 0.020, 0.090, "keypress_to_repaint"},
+		{"nodelay", true, -0.015, 0.015, -0.015, 0.015, ""},
+		{"delay:30ms", false, 0.035, 0.120, 0.035, 0.120, "keypress_to_screen"},
+	} {
+		t.Run(tc.proxy, func(t *testing.T) {
+			e := map[string]string{}
+			for k, v := range env {
+				e[k] = v
+			}
+			e["LATENCY_B_PROXY"] = tc.proxy
+			o := runLoadtest(t, e)
+			ab, err := results.ReadAB(filepath.Join(o.dir, results.ABName(o.runID)))
+			require.NoError(t, err)
+			require.Len(t, ab.Metrics, 2)
+			first, repaint := ab.Metrics[0], ab.Metrics[1]
+			assert.Equal(t, 20, ab.A.Samples)
+			assert.Equal(t, 20, ab.B.Samples)
+			assert.InDelta(t, (tc.firstLo+tc.firstHi)/2, first.DifferenceS, (tc.firstHi-tc.firstLo)/2, "first draw B-A")
+			assert.InDelta(t, (tc.repaintLo+tc.repaint)/2, repaint.DifferenceS, (tc.repaint-tc.repaintLo)/2, "repaint B-A")
+			if tc.pass {
+				assert.Equal(t, 0, o.exitCode)
+				assert.Equal(t, "pass", ab.Verdict)
+				return
+			}
+			assert.NotEqual(t, 0, o.exitCode)
+			assert.Equal(t, "fail", ab.Verdict)
+			assert.Contains(t, o.output, tc.failing+": B adds", "the failure names the figure")
+			if tc.proxy == "nagle" {
+				assert.True(t, repaint.Fails)
+				assert.False(t, first.Fails, "Nagle's stall is at the end of the repaint, not its start")
+			}
+		})
+	}
+}
+
+// TestRealLaneWrongPasswordFailsFast: a .vv with the wrong password for a
+// real SPICE server fails at once with the server's refusal, and the
+// password is in no output.
+func TestRealLaneWrongPasswordFailsFast(t *testing.T) {
+	_, env := realLane(t)
+	dir := t.TempDir()
+	vm, err := qemu.Start(t.Context(), qemu.Spec{Image: guest.Image, Password: qemu.NewPassword(), LogPath: filepath.Join(dir, "qemu.log")})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = vm.Stop(t.Context()) })
+	host, port := vm.SpiceAddr()
+	wrong := "wrong-password-" + strconv.Itoa(port)
+	vv := filepath.Join(dir, "c.vv")
+	require.NoError(t, os.WriteFile(vv, []byte("[virt-viewer]\ntype=spice\nhost="+host+"\nport="+strconv.Itoa(port)+"\npassword="+wrong+"\n"), 0o600))
+	env["LATENCY_PROVIDER"] = "file"
+	env["LATENCY_CONSOLE"] = vv
+	env["LATENCY_RYLL_VERBOSE"] = "1"
+	start := time.Now()
+	o := runLoadtest(t, env)
+	assert.NotEqual(t, 0, o.exitCode)
+	assert.Contains(t, o.output, "PERMISSION_DENIED")
+	assert.Less(t, time.Since(start), 25*time.Second, "it fails at the link, not at LATENCY_READY_TIMEOUT")
+	log, _ := os.ReadFile(filepath.Join(o.dir, results.RyllLogName(o.runID)))
+	assert.NotContains(t, o.output+string(log), wrong)
+	assert.NotContains(t, o.output+string(log), vm.Password().Reveal())
+}
+
+// TestRealLaneQemuKilledMidRun: QEMU dying mid-run ends the run at once,
+// names QEMU as the cause and keeps every sample taken.
+func TestRealLaneQemuKilledMidRun(t *testing.T) {
+	_, env := realLane(t)
+	env["LATENCY_SAMPLES"] = "200"
+	cmd, out, o := startLoadtest(t, env)
+	csvPath := filepath.Join(o.dir, results.CSVName(o.runID))
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(csvPath)
+		return err == nil && bytes.Count(b, []byte("\n")) >= 3
+	}, 2*time.Minute, 50*time.Millisecond, "the run writes samples")
+	m := regexp.MustCompile(`msg="started QEMU".* pid=(\d+)`).FindStringSubmatch(out.String())
+	require.NotNil(t, m, "the log names QEMU's pid")
+	pid, _ := strconv.Atoi(m[1])
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	o.exitCode = wait(t, cmd, time.Minute)
+	o.output = out.String()
+	assert.NotEqual(t, 0, o.exitCode)
+	assert.Contains(t, o.output, "the console stopped during the run")
+	csv := o.csv(t)
+	assert.GreaterOrEqual(t, len(csv), 3, "samples taken before QEMU died are kept")
+	assert.Equal(t, len(csv), o.sidecar(t).SamplesCollected)
+	assertNoRyllLeft(t, o.output)
+}
