@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shakenfist/kerbside-latency/harness/control"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
 )
 
@@ -125,9 +126,10 @@ func (p *parser) scancode(name string, def uint16) uint16 {
 		p.failf("%s=%q: want an AT set-1 make code such as 0x39 (space)", name, v)
 		return def
 	}
-	hi, lo := n>>8, n&0xff
-	if (hi != 0 && hi != 0xe0) || lo == 0 || lo&0x80 != 0 {
-		p.failf("%s=%q: not a logical AT set-1 make code (want 0x01..0x7f, or 0xE0 followed by one)", name, v)
+	// The control client's rule, so that a key the configuration accepts
+	// is one send_key will send.
+	if err := control.CheckScancode(uint16(n)); err != nil {
+		p.failf("%s=%q: not a logical AT set-1 make code (want 0x01..0x7f, or 0xE0 followed by one): %v", name, v, err)
 		return def
 	}
 	return uint16(n)
