@@ -146,3 +146,11 @@ func (c *Console) KeysSeen(ctx context.Context) (int, error) {
 	}
 	return int(n), nil
 }
+
+// Pid is the console's own process (QEMU), or 0.
+func (c *Console) Pid() int {
+	if c.vm == nil {
+		return 0
+	}
+	return c.vm.Pid()
+}

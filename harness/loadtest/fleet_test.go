@@ -3,8 +3,11 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -164,4 +167,99 @@ func rusage(who int) time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkRealFleet measures N real consoles at once: N guests in local
+// QEMUs, each with fakeryll's real SPICE client, on this one host. It
+// reports the harness's CPU and heap per console, the children's (QEMU
+// and fakeryll) CPU and resident memory per console, and the spread of
+// the first-draw figure. Needs qemu-system-x86_64; run with
+// `go test -run '^$' -bench BenchmarkRealFleet -benchtime 1x ./harness/loadtest/`.
+func BenchmarkRealFleet(b *testing.B) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		b.Skip("qemu-system-x86_64 not found: apt-get install -y qemu-system-x86")
+	}
+	for _, n := range []int{1, 10, 25} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			var firsts []float64
+			var cpu, childCPU time.Duration
+			var heap, rss float64
+			for range b.N {
+				f, c, cc, h, r := realFleetRun(b, n)
+				firsts = append(firsts, f...)
+				cpu += c
+				childCPU += cc
+				heap += h
+				rss += r
+			}
+			per := float64(b.N * n)
+			s := stats.Summarize(firsts)
+			b.ReportMetric(float64(cpu.Milliseconds())/per, "harness-cpu-ms/console")
+			b.ReportMetric(float64(childCPU.Milliseconds())/per, "qemu+fakeryll-cpu-ms/console")
+			b.ReportMetric(heap/per/1024, "heap-KiB/console")
+			b.ReportMetric(rss/per/(1<<20), "qemu+fakeryll-rss-MiB/console")
+			b.ReportMetric(s.P50*1e3, "first-draw-p50-ms")
+			b.ReportMetric(s.P95*1e3, "first-draw-p95-ms")
+			b.ReportMetric(float64(s.Count)/per, "samples/console")
+		})
+	}
+}
+
+func realFleetRun(b *testing.B, n int) (firsts []float64, cpu, childCPU time.Duration, heapBytes, rssBytes float64) {
+	b.StopTimer()
+	childBase := rusage(syscall.RUSAGE_CHILDREN)
+	fx := fakeConfig(b, map[string]string{
+		"LATENCY_PROVIDER": "qemu", "LATENCY_CONSOLES": fmt.Sprint(n), "LATENCY_PARALLEL": "5", "LATENCY_SAMPLES": "10",
+		"LATENCY_CADENCE": "500ms", "LATENCY_CADENCE_JITTER": "100ms", "LATENCY_KEY_HOLD": "30ms",
+		"LATENCY_RUN_ID": "realbench", "LATENCY_READY_TIMEOUT": "120s", "LATENCY_MAX_DURATION": "5m",
+	})
+	opts := fx.with("FAKERYLL_SESSION=spice")
+	f := SetupFleet(context.Background(), fx.cfg, opts)
+	defer func() {
+		ctx, cancel := cloud.CleanupContext(context.Background(), 3*time.Minute)
+		defer cancel()
+		require.NoError(b, f.Teardown(ctx))
+		childCPU = rusage(syscall.RUSAGE_CHILDREN) - childBase
+	}()
+	for _, m := range f.Members {
+		require.NoError(b, m.SetupErr)
+	}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	cpuBefore := rusage(syscall.RUSAGE_SELF)
+	b.StartTimer()
+	f.MeasureAll(context.Background())
+	b.StopTimer()
+	cpu = rusage(syscall.RUSAGE_SELF) - cpuBefore
+	runtime.ReadMemStats(&after)
+	heapBytes = max(float64(after.HeapAlloc)-float64(before.HeapAlloc), 0)
+	for _, m := range f.Members {
+		mm, err := m.Measured()
+		require.NoError(b, err, m.Label)
+		for _, p := range mm.Result.Presses {
+			if p.Answered {
+				firsts = append(firsts, p.FirstDraw.Seconds())
+			}
+		}
+		rssBytes += float64(rssOf(m.Session.Ryll.Pid()))
+		rssBytes += float64(rssOf(m.Session.Console.Pid()))
+	}
+	return firsts, cpu, childCPU, heapBytes, rssBytes
+}
+
+// rssOf is a process's resident set in bytes (0 when unknown).
+func rssOf(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &kb)
+			return kb * 1024
+		}
+	}
+	return 0
 }
