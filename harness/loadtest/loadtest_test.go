@@ -131,6 +131,8 @@ func TestKeypressRunWritesEverySample(t *testing.T) {
 	assert.NotNil(t, written.FirstDraw)
 	assert.NotNil(t, written.Background)
 	assert.Equal(t, 5, written.Presses)
+	assert.Equal(t, "latency-"+f.cfg.RunID, written.CloudServerName, "the booted server is named in the sidecar")
+	assert.NotEmpty(t, written.CloudServerID)
 	for _, f := range []string{files.CSV, files.Presses, files.Sidecar, files.Plot, files.Bench, files.RyllLog} {
 		assert.FileExists(t, f)
 	}

@@ -106,7 +106,10 @@ func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, er
 		return nil, r.HandshakeErr
 	}
 	want := append(r.requiredEvents(), control.EventDropped)
-	subscribed, err := r.Client.Subscribe(ctx, want...)
+	// Bounded: a ryll that stops answering must not hang the run.
+	sctx, scancel := context.WithTimeoutCause(ctx, keyTimeout, fmt.Errorf("ryll did not answer subscribe within %s", keyTimeout))
+	subscribed, err := r.Client.Subscribe(sctx, want...)
+	scancel()
 	if err != nil {
 		if r.Ryll != nil {
 			select {

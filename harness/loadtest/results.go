@@ -45,6 +45,7 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 	}
 	if r.Console != nil {
 		s.QemuVersion, s.Accelerator = r.Console.QemuVersion, r.Console.Accelerator
+		s.CloudServerName, s.CloudServerID = r.Console.ServerName, r.Console.ServerID
 	}
 	if !cfg.Metric.Keypress() {
 		s.Scancode = ""

@@ -86,6 +86,10 @@ type Sidecar struct {
 	ProtocolVersionAnswered  string `json:"protocol_version_answered"`
 	// ServerName is the control socket server's self-description from hello.
 	ServerName string `json:"server_name"`
+	// CloudServerName and CloudServerID name the server booted for the
+	// run (openstack), kept even when the run failed after the boot.
+	CloudServerName string `json:"cloud_server_name,omitempty"`
+	CloudServerID   string `json:"cloud_server_id,omitempty"`
 	// Provider says where the console came from (e.g. "openstack", "direct").
 	Provider    string `json:"provider"`
 	RyllBinary  string `json:"ryll_binary"`
