@@ -198,7 +198,9 @@ func seriesFrom(m *Measurement, start time.Time) results.Series {
 	if start.IsZero() && len(res.Samples) > 0 {
 		start = res.Samples[0].At
 	}
-	ser := results.Series{Label: "c0"}
+	// One console's series is just "samples"; a run of several labels
+	// each with its console (c<i>).
+	ser := results.Series{Label: "samples"}
 	for _, smp := range res.Samples {
 		ser.Samples = append(ser.Samples, results.Point{At: max(smp.At.Sub(start), 0), Value: smp.Value})
 	}

@@ -250,6 +250,15 @@ func withLabels(series []Series) []Series {
 
 func seriesColor(i int) color.Color { return seriesColors[i%len(seriesColors)] }
 
+// seriesGlyphs tell apart series that share a colour: the palette has six
+// colours, so the seventh console gets the first colour with another
+// shape, and so on.
+var seriesGlyphs = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.TriangleGlyph{}, draw.SquareGlyph{}, draw.PlusGlyph{}, draw.CrossGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}, draw.PyramidGlyph{}}
+
+func seriesGlyph(i int) draw.GlyphDrawer {
+	return seriesGlyphs[(i/len(seriesColors))%len(seriesGlyphs)]
+}
+
 func (f *Figure) buildTimeline(title string, series []Series) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title
@@ -296,7 +305,7 @@ func (f *Figure) buildTimeline(title string, series []Series) (*plot.Plot, error
 			line.Color = col
 			line.Width = vg.Points(0.6)
 			points.Color = col
-			points.Shape = draw.CircleGlyph{}
+			points.Shape = seriesGlyph(i)
 			points.Radius = vg.Points(2)
 			p.Add(line, points)
 			lg.Add(fmt.Sprintf("%s (%d samples, %d misses)", s.Label, len(s.Samples), s.MissCount()), line, points)

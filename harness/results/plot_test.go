@@ -223,3 +223,10 @@ func BenchmarkPlotPNG(b *testing.B) {
 		}
 	}
 }
+
+func TestSeriesBeyondThePaletteDifferInShape(t *testing.T) {
+	n := len(seriesColors)
+	assert.Equal(t, seriesColor(0), seriesColor(n), "the palette repeats")
+	assert.NotEqual(t, seriesGlyph(0), seriesGlyph(n), "so the shape changes")
+	assert.Equal(t, seriesGlyph(0), seriesGlyph(n-1))
+}
