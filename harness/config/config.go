@@ -47,6 +47,9 @@ const (
 	// ProviderQemu boots the repaint-on-key guest (harness/guest) in a
 	// local QEMU with SPICE: a real SPICE server and guest, no cloud.
 	ProviderQemu Provider = "qemu"
+	// ProviderAttached is the record of a run attached to a ryll that was
+	// already running (LATENCY_RYLL_SOCKET): its console is ryll's.
+	ProviderAttached Provider = "attached"
 	// ProviderAuto is the default: qemu where QEMU is installed (the real
 	// lane), otherwise fake. Load resolves it; Config never holds it.
 	ProviderAuto Provider = "auto"
@@ -72,6 +75,10 @@ type Config struct {
 	AutoReason string
 	// Qemu is the QEMU binary of the qemu provider (LATENCY_QEMU).
 	Qemu string
+	// RyllSocket attaches to a running ryll's control socket instead of
+	// provisioning a console and starting ryll (Provider is then
+	// ProviderAttached).
+	RyllSocket string
 	// Requested is LATENCY_PROVIDER as the user gave it, for the records:
 	// it differs from Provider only when the composition root translated
 	// the fake provider to the openstack provider against a fake cloud.
@@ -182,6 +189,7 @@ var Vars = []Var{
 	{"LATENCY_CONSOLE", "", "the target for url (a .vv URL), file (a .vv path) and direct (host:port[:tls_port], [ipv6]:port)"},
 	{"LATENCY_RYLL", "ryll (fake: fakeryll, built automatically; qemu: ryll if installed, else fakeryll's real SPICE client)", "the ryll binary"},
 	{"LATENCY_QEMU", DefaultQemu, "qemu: the QEMU binary"},
+	{"LATENCY_RYLL_SOCKET", "", "the control socket of a ryll that is already running: attach to it (its console is whatever it shows); no console is provisioned and no ryll is started or stopped"},
 	{"LATENCY_RYLL_VERBOSE", "0", "1 passes -v to ryll (debug logging into ryll-<run>.log)"},
 	{"LATENCY_RESULTS_DIR", "results", "where the CSV, sidecar, ryll log and junit.xml go"},
 	{"LATENCY_RUN_ID", "UTC time + random suffix", "names the run's files and server"},
@@ -272,7 +280,19 @@ func Load(getenv func(string) string) (*Config, error) {
 			KeepServer:  p.boolean("LATENCY_KEEP_SERVER"),
 		},
 	}
-	if c.Provider == ProviderAuto {
+	c.RyllSocket = strings.TrimSpace(getenv("LATENCY_RYLL_SOCKET"))
+	switch {
+	case c.RyllSocket != "":
+		if c.Provider != ProviderAuto {
+			p.failf("LATENCY_RYLL_SOCKET attaches to a ryll that already runs, whose console is its own: leave LATENCY_PROVIDER unset (it is %s)", c.Provider)
+		}
+		if st, err := os.Stat(c.RyllSocket); err != nil {
+			p.failf("LATENCY_RYLL_SOCKET=%q: %v", c.RyllSocket, err)
+		} else if st.Mode()&os.ModeSocket == 0 {
+			p.failf("LATENCY_RYLL_SOCKET=%q is not a socket: want ryll's --control-socket path", c.RyllSocket)
+		}
+		c.Provider = ProviderAttached
+	case c.Provider == ProviderAuto:
 		c.Provider, c.AutoReason = resolveAuto(getenv, c.Qemu)
 	}
 	c.Requested = c.Provider
@@ -310,6 +330,10 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 
 	switch c.Provider {
+	case ProviderAttached:
+		if c.Console != "" {
+			p.failf("LATENCY_CONSOLE is set but LATENCY_RYLL_SOCKET attaches to a running ryll: unset one of them")
+		}
 	case ProviderFake, ProviderOpenStack, ProviderQemu:
 		if c.Console != "" {
 			p.failf("LATENCY_CONSOLE is set but LATENCY_PROVIDER=%s does not use it: unset it, or set LATENCY_PROVIDER to url, file or direct", c.Provider)

@@ -59,8 +59,12 @@ func SetupFleet(ctx context.Context, cfg *config.Config, opts Options) *Fleet {
 	f := &Fleet{Cfg: cfg, Members: make([]*Member, n)}
 	// One check for all consoles, before any is provisioned: what would
 	// fail for one fails for all.
-	pf, pfErr := Preflight(ctx, cfg)
-	if pfErr == nil {
+	var pf Checked
+	var pfErr error
+	if cfg.RyllSocket == "" { // an attached ryll needs no binary of ours
+		pf, pfErr = Preflight(ctx, cfg)
+	}
+	if pfErr == nil && cfg.RyllSocket == "" {
 		opts.preflight = &pf
 		if opts.Logger != nil {
 			opts.Logger.Info("ryll", "binary", pf.RyllBinary, "version", pf.RyllVersion)

@@ -104,6 +104,9 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Session, err
 		getenv = os.Getenv
 	}
 	r := &Session{Cfg: cfg, logger: logger, Start: time.Now()}
+	if cfg.RyllSocket != "" {
+		return r, r.attachSocket(ctx)
+	}
 
 	// Everything that can fail without a console fails first: a missing
 	// ryll or an unwritable results directory must not cost a server boot.
@@ -164,14 +167,74 @@ func (r *Session) attach(ctx context.Context, opts Options) error {
 		return err
 	}
 
-	var client *control.Client
-	probe := func(ctx context.Context) error {
-		if client != nil && client.Err() != nil {
-			client.Close()
-			client = nil
+	probe, client := r.readyProbe(proc.SocketPath())
+	if err := proc.WaitReady(ctx, probe, cfg.ReadyTimeout); err != nil {
+		if *client != nil {
+			(*client).Close()
 		}
-		if client == nil {
-			c, err := control.Dial(ctx, proc.SocketPath(), control.Options{ClientName: ClientName, Logger: logger})
+		return fmt.Errorf("wait for ryll to be ready (LATENCY_READY_TIMEOUT=%s): %w", cfg.ReadyTimeout, err)
+	}
+	r.connected(*client)
+	return nil
+}
+
+// connected records the ready control connection and judges the
+// handshake.
+func (r *Session) connected(client *control.Client) {
+	r.Client = client
+	r.Hello, _ = client.Server()
+	r.HandshakeErr = r.checkHandshake()
+	r.logger.Info("control socket ready", "console", r.Console.Describe(), "server", r.Hello.ServerName, "protocol", r.Hello.ProtocolVersion)
+}
+
+// attachSocket connects to a ryll that is already running
+// (LATENCY_RYLL_SOCKET): no console is provisioned and no ryll is
+// started or stopped; the run measures whatever that ryll shows. It waits
+// for readiness like a started ryll, bounded by LATENCY_READY_TIMEOUT.
+func (r *Session) attachSocket(ctx context.Context) error {
+	if err := checkWritable(r.Cfg.ResultsDir); err != nil {
+		return fmt.Errorf("LATENCY_RESULTS_DIR=%s is not a directory this run can write: %w", r.Cfg.ResultsDir, err)
+	}
+	r.Console = &console.Console{Provider: r.Cfg.Provider}
+	r.RyllBinary, r.RyllVersion = "(attached: "+r.Cfg.RyllSocket+")", "unknown (not started by the loadtest)"
+	probe, client := r.readyProbe(r.Cfg.RyllSocket)
+	ctx, cancel := context.WithTimeout(ctx, r.Cfg.ReadyTimeout)
+	defer cancel()
+	backoff := 50 * time.Millisecond
+	for {
+		err := probe(ctx)
+		if err == nil {
+			r.connected(*client)
+			return nil
+		}
+		if ryll.IsPermanent(err) || ctx.Err() != nil {
+			if *client != nil {
+				(*client).Close()
+			}
+			return fmt.Errorf("attach to the ryll at LATENCY_RYLL_SOCKET=%s (LATENCY_READY_TIMEOUT=%s): %w", r.Cfg.RyllSocket, r.Cfg.ReadyTimeout, err)
+		}
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, time.Second)
+		case <-ctx.Done():
+		}
+	}
+}
+
+// readyProbe is the readiness check of a control socket: it dials (once
+// the previous connection is gone), says hello and wants a surface. The
+// connection it made is in *client.
+func (r *Session) readyProbe(socket string) (probe func(context.Context) error, client **control.Client) {
+	var c *control.Client
+	client = &c
+	logger := r.logger
+	probe = func(ctx context.Context) error {
+		if c != nil && c.Err() != nil {
+			c.Close()
+			c = nil
+		}
+		if c == nil {
+			dialed, err := control.Dial(ctx, socket, control.Options{ClientName: ClientName, Logger: logger})
 			if err != nil {
 				var vm *control.VersionMismatchError
 				if errors.As(err, &vm) {
@@ -180,9 +243,9 @@ func (r *Session) attach(ctx context.Context, opts Options) error {
 				}
 				return err
 			}
-			client = c
+			c = dialed
 		}
-		st, err := client.Status(ctx)
+		st, err := c.Status(ctx)
 		if err != nil {
 			return fmt.Errorf("status: %w", err)
 		}
@@ -191,17 +254,7 @@ func (r *Session) attach(ctx context.Context, opts Options) error {
 		}
 		return nil
 	}
-	if err := proc.WaitReady(ctx, probe, cfg.ReadyTimeout); err != nil {
-		if client != nil {
-			client.Close()
-		}
-		return fmt.Errorf("wait for ryll to be ready (LATENCY_READY_TIMEOUT=%s): %w", cfg.ReadyTimeout, err)
-	}
-	r.Client = client
-	r.Hello, _ = client.Server()
-	r.HandshakeErr = r.checkHandshake()
-	logger.Info("control socket ready", "console", con.Describe(), "server", r.Hello.ServerName, "protocol", r.Hello.ProtocolVersion)
-	return nil
+	return probe, client
 }
 
 // Checked is what Preflight found.

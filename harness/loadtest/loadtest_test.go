@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -328,4 +330,27 @@ func TestPreflightFailsBeforeAnythingIsProvisioned(t *testing.T) {
 			require.NoError(t, fleet.Teardown(t.Context()))
 		})
 	}
+}
+
+// TestAttachToARunningRyll: with LATENCY_RYLL_SOCKET the loadtest
+// measures through a ryll it did not start, and leaves it running.
+func TestAttachToARunningRyll(t *testing.T) {
+	dir, err := os.MkdirTemp("", "attach-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "c.sock")
+	cmd := exec.Command(fakeryll, "--headless", "--direct", "127.0.0.1:5900", "--control-socket", sock)
+	cmd.Env = []string{"FAKERYLL_DISPLAY_REFRESH=0"}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 20*time.Second, 10*time.Millisecond)
+
+	f := fakeConfig(t, map[string]string{"LATENCY_RYLL_SOCKET": sock, "LATENCY_SAMPLES": "3"})
+	require.Equal(t, config.ProviderAttached, f.cfg.Provider)
+	r, m := session(t, f)
+	assert.Nil(t, r.Ryll, "no ryll was started")
+	assert.Len(t, m.Result.Samples, 3)
+	require.NoError(t, r.Teardown(t.Context()))
+	assert.NoError(t, cmd.Process.Signal(syscall.Signal(0)), "the attached ryll still runs after the run")
+	assert.Equal(t, "attached", r.Sidecar(m, time.Now()).Provider)
 }

@@ -113,8 +113,8 @@ func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, er
 	if err != nil {
 		if r.Ryll != nil {
 			select {
-			case <-r.Ryll.Exited():
-				return nil, fmt.Errorf("ryll exited before the measurement started: %w", r.Ryll.ExitErr())
+			case <-r.ryllExited():
+				return nil, fmt.Errorf("ryll exited before the measurement started: %w", r.ryllExitErr())
 			case <-time.After(exitGrace):
 			}
 		}
@@ -153,12 +153,12 @@ func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, er
 		select {
 		case <-consoleExited:
 			cancel(fmt.Errorf("the console stopped during the run: %w", r.Console.ExitErr()))
-		case <-r.Ryll.Exited():
+		case <-r.ryllExited():
 			select {
 			case <-consoleExited:
 				cancel(fmt.Errorf("the console stopped during the run: %w", r.Console.ExitErr()))
 			case <-time.After(exitGrace):
-				cancel(fmt.Errorf("ryll exited during the run: %w", r.Ryll.ExitErr()))
+				cancel(fmt.Errorf("ryll exited during the run: %w", r.ryllExitErr()))
 			}
 		case <-runCtx.Done():
 		}
@@ -222,12 +222,12 @@ func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, er
 		select {
 		case <-consoleExited:
 			runErr = fmt.Errorf("the console stopped during the run (%w): %w", runErr, r.Console.ExitErr())
-		case <-r.Ryll.Exited():
+		case <-r.ryllExited():
 			select {
 			case <-consoleExited:
 				runErr = fmt.Errorf("the console stopped during the run (%w): %w", runErr, r.Console.ExitErr())
 			case <-time.After(exitGrace / 4):
-				runErr = fmt.Errorf("ryll exited during the run (%w): %w", runErr, r.Ryll.ExitErr())
+				runErr = fmt.Errorf("ryll exited during the run (%w): %w", runErr, r.ryllExitErr())
 			}
 		case <-time.After(exitGrace):
 			runErr = fmt.Errorf("the control connection to ryll was lost while ryll kept running: %w", runErr)
@@ -242,6 +242,22 @@ func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, er
 		runErr = fmt.Errorf("interrupted: %w", context.Cause(ctx))
 	}
 	return m, runErr
+}
+
+// ryllExited fires when the ryll this session started exits; nil (never)
+// when it attached to a ryll it does not own (LATENCY_RYLL_SOCKET).
+func (r *Session) ryllExited() <-chan struct{} {
+	if r.Ryll == nil {
+		return nil
+	}
+	return r.Ryll.Exited()
+}
+
+func (r *Session) ryllExitErr() error {
+	if r.Ryll == nil {
+		return errors.New("the control connection ended")
+	}
+	return r.Ryll.ExitErr()
 }
 
 // settleIn reads and drops events until no draw has come for quiet, so
