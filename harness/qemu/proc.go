@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shakenfist/kerbside-latency/harness/childproc"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
-	"github.com/shakenfist/kerbside-latency/harness/tether"
 )
 
 const (
@@ -81,9 +81,9 @@ func (s *logSink) close() error {
 // process on a new port), and keeps the one that became ready.
 type proc struct {
 	cmd    *exec.Cmd
-	reaped chan struct{} // closed once QEMU was waited for (releases tether's thread)
+	reaped chan struct{} // closed once QEMU was waited for (releases the thread that ties it)
 	pid    int
-	tail   *lineRing
+	tail   *childproc.Tail
 	log    *slog.Logger
 	exited chan struct{} // closed once reaped and drained; exitErr is set
 	// exitErr is written once, before exited closes.
@@ -106,7 +106,7 @@ func launch(path string, args []string, dir string, sink *logSink, tailLines int
 	cmd.Stderr = w
 	cmd.SysProcAttr = procAttr()
 	reaped := make(chan struct{})
-	if err := tether.Start(cmd, reaped); err != nil {
+	if err := childproc.StartTied(cmd, reaped); err != nil {
 		_ = r.Close()
 		_ = w.Close()
 		return nil, fmt.Errorf("start %s: %w", path, err)
@@ -118,7 +118,7 @@ func launch(path string, args []string, dir string, sink *logSink, tailLines int
 		cmd:    cmd,
 		reaped: reaped,
 		pid:    cmd.Process.Pid,
-		tail:   newLineRing(tailLines),
+		tail:   childproc.NewTail(tailLines),
 		log:    log,
 		exited: make(chan struct{}),
 	}
@@ -136,7 +136,7 @@ func (p *proc) drain(r *os.File, sink *logSink, done chan<- struct{}) {
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
-			p.tail.add(sink.line(strings.TrimRight(string(line), "\r\n")))
+			p.tail.Add(sink.line(strings.TrimRight(string(line), "\r\n")))
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return
@@ -162,7 +162,7 @@ func (p *proc) wait(r *os.File, sink *logSink, drained <-chan struct{}, phase fu
 	_ = r.Close()
 	_ = sink.red.Flush()
 
-	ee := &ExitError{Pid: p.pid, Status: -1, Tail: p.tail.snapshot(), Phase: phase()}
+	ee := &ExitError{Pid: p.pid, Status: -1, Tail: p.tail.Snapshot(), Phase: phase()}
 	if st := p.cmd.ProcessState; st != nil {
 		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			ee.Signal = signalName(ws.Signal())

@@ -262,7 +262,7 @@ func (vm *VM) waitReady(parent context.Context, p *proc, dir string, port int) (
 		}
 		if errors.Is(context.Cause(ctx), ErrReadyTimeout) {
 			return nil, fmt.Errorf("%w within %s (%d probes, last: %v): %s",
-				ErrReadyTimeout, vm.spec.ReadyTimeout, attempts, lastErr, formatTail(p.tail.snapshot()))
+				ErrReadyTimeout, vm.spec.ReadyTimeout, attempts, lastErr, formatTail(p.tail.Snapshot()))
 		}
 		return nil, fmt.Errorf("wait for QMP and SPICE: %w", context.Cause(ctx))
 	}

@@ -16,8 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shakenfist/kerbside-latency/harness/childproc"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
-	"github.com/shakenfist/kerbside-latency/harness/tether"
 )
 
 // Errors for misuse of a Process, for errors.Is.
@@ -74,7 +74,7 @@ type Process struct {
 	grace Grace
 	log   *slog.Logger
 	red   *secret.Redactor
-	tail  *tailBuffer
+	tail  *childproc.Tail
 
 	// startMu serialises Start and Stop, so Stop never races a child
 	// that Start is still bringing up.
@@ -118,7 +118,7 @@ func New(spec Spec) (*Process, error) {
 		grace:    spec.Grace.withDefaults(),
 		log:      logger.With("component", "ryll"),
 		red:      secret.NewRedactor(io.Discard, spec.secrets()...), // replaced by the log in Start
-		tail:     &tailBuffer{n: n},
+		tail:     childproc.NewTail(n),
 		reaped:   make(chan struct{}),
 		exited:   make(chan struct{}),
 		stopDone: make(chan struct{}),
@@ -238,7 +238,7 @@ func (p *Process) Start(ctx context.Context) (err error) {
 	// ryll behind its back, and SIGKILL can take any helper ryll spawned.
 	// Tied to the harness: if it dies, even by SIGKILL, so does ryll.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err = tether.Start(cmd, p.reaped); err != nil {
+	if err = childproc.StartTied(cmd, p.reaped); err != nil {
 		return fmt.Errorf("start ryll %s: %w", binary, err)
 	}
 	childStarted = true
@@ -299,7 +299,7 @@ func (p *Process) record(raw []byte) {
 		}
 		p.mu.Unlock()
 	}
-	p.tail.add(p.red.Scrub(text))
+	p.tail.Add(p.red.Scrub(text))
 }
 
 // wait reaps ryll, lets the drains finish (bounded), closes the log, and
@@ -332,7 +332,7 @@ func (p *Process) wait(cmd *exec.Cmd, drained <-chan struct{}, pipes ...*os.File
 		logErr = err
 	}
 
-	ee := &ExitError{Status: -1, Tail: p.tail.snapshot()}
+	ee := &ExitError{Status: -1, Tail: p.tail.Snapshot()}
 	if st := cmd.ProcessState; st != nil {
 		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			ee.Signal = signalName(ws.Signal())
@@ -667,4 +667,4 @@ func (p *Process) ExitStatus() (status int, exited bool) {
 
 // Tail is the last lines ryll printed (stdout and stderr interleaved by
 // line), with secrets scrubbed, for failure messages.
-func (p *Process) Tail() []string { return p.tail.snapshot() }
+func (p *Process) Tail() []string { return p.tail.Snapshot() }

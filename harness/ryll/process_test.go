@@ -485,14 +485,6 @@ func TestExitErrorMessages(t *testing.T) {
 	}
 }
 
-func TestTailKeepsLastLines(t *testing.T) {
-	tb := &tailBuffer{n: 3}
-	for i := range 10 {
-		tb.add(fmt.Sprint(i))
-	}
-	assert.Equal(t, []string{"7", "8", "9"}, tb.snapshot())
-}
-
 // BenchmarkRecord measures the per-line cost of draining ryll's output
 // (ANSI stripping, scrubbing, log write, tail).
 func BenchmarkRecord(b *testing.B) {

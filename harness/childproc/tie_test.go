@@ -1,4 +1,4 @@
-package tether
+package childproc
 
 import (
 	"os/exec"
@@ -22,7 +22,7 @@ func TestATiedChildOutlivesOtherTiedChildren(t *testing.T) {
 	}
 	keep := exec.Command("sleep", "60")
 	keepReaped := make(chan struct{})
-	require.NoError(t, Start(keep, keepReaped))
+	require.NoError(t, StartTied(keep, keepReaped))
 	t.Cleanup(func() {
 		_ = keep.Process.Kill()
 		_ = keep.Wait()
@@ -31,7 +31,7 @@ func TestATiedChildOutlivesOtherTiedChildren(t *testing.T) {
 	for range 30 {
 		c := exec.Command("true")
 		reaped := make(chan struct{})
-		require.NoError(t, Start(c, reaped))
+		require.NoError(t, StartTied(c, reaped))
 		_ = c.Wait()
 		close(reaped)
 	}
@@ -44,6 +44,6 @@ func TestATiedChildOutlivesOtherTiedChildren(t *testing.T) {
 }
 
 func TestStartFailsCleanly(t *testing.T) {
-	err := Start(exec.Command("/nonexistent/binary"), make(chan struct{}))
+	err := StartTied(exec.Command("/nonexistent/binary"), make(chan struct{}))
 	require.Error(t, err)
 }

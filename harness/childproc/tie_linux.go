@@ -1,8 +1,3 @@
-// Package tether starts child processes (ryll, QEMU) that die with the
-// harness, even when it is killed by SIGKILL and nothing of ours runs to
-// stop them: a CI runner's cancel must not leave a guest or a client
-// running with PPID 1.
-//
 // Linux delivers the parent-death signal when the thread that forked the
 // child exits, not the process, and Go moves goroutines between threads
 // and retires a thread when a goroutine that locked it ends. So every
@@ -10,7 +5,7 @@
 // that thread lives until the child is reaped. A child forked on an
 // ordinary thread could be killed the moment some other tied child's
 // goroutine retired that thread: all tied children must start here.
-package tether
+package childproc
 
 import (
 	"os/exec"
@@ -18,11 +13,11 @@ import (
 	"syscall"
 )
 
-// Start starts cmd so that the kernel kills it (SIGKILL) when the
+// StartTied starts cmd so that the kernel kills it (SIGKILL) when the
 // harness dies. reaped must be closed once the caller has waited for the
 // child (or the start failed and the child was killed and waited for):
 // it releases the thread that holds the tie.
-func Start(cmd *exec.Cmd, reaped <-chan struct{}) error {
+func StartTied(cmd *exec.Cmd, reaped <-chan struct{}) error {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
