@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 )
@@ -71,6 +72,11 @@ func SetupFleet(ctx context.Context, cfg *config.Config, opts Options) *Fleet {
 		}
 	}
 	sem := make(chan struct{}, max(cfg.Parallel, 1))
+	// A refusal every console would meet (the cloud's 4xx: microversion,
+	// flavor, quota, credentials) stops the consoles not yet started:
+	// they need not be provisioned just to be refused.
+	var refusedMu sync.Mutex
+	var refused error
 	var wg sync.WaitGroup
 	for i := range n {
 		m := &Member{Index: i, Label: fmt.Sprintf("c%d", i), StartOffset: time.Duration(i) * cfg.Cadence / time.Duration(n)}
@@ -89,6 +95,14 @@ func SetupFleet(ctx context.Context, cfg *config.Config, opts Options) *Fleet {
 				return
 			}
 			defer func() { <-sem }()
+			refusedMu.Lock()
+			stop := refused
+			refusedMu.Unlock()
+			if stop != nil {
+				m.SetupErr = fmt.Errorf("console %s not started: %w", m.Label, stop)
+				m.Session = &Session{Cfg: MemberConfig(cfg, i, n), Start: time.Now()}
+				return
+			}
 			mo := opts
 			if mo.Logger != nil && n > 1 {
 				mo.Logger = mo.Logger.With("console", m.Label)
@@ -97,6 +111,13 @@ func SetupFleet(ctx context.Context, cfg *config.Config, opts Options) *Fleet {
 				mo.RyllEnv = append(append([]string(nil), opts.RyllEnv...), opts.MemberEnv(i)...)
 			}
 			m.Session, m.SetupErr = Setup(ctx, MemberConfig(cfg, i, n), mo)
+			if m.SetupErr != nil && cloud.IsDeterministic(m.SetupErr) {
+				refusedMu.Lock()
+				if refused == nil {
+					refused = fmt.Errorf("console %s was refused in a way every console would be: %w", m.Label, m.SetupErr)
+				}
+				refusedMu.Unlock()
+			}
 		})
 	}
 	wg.Wait()

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shakenfist/kerbside-latency/fixtures/fakecloud"
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
@@ -262,4 +263,29 @@ func rssOf(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// TestADeterministicRefusalStopsTheOtherConsoles: when the cloud refuses
+// one console in a way it would refuse all (here a 403 on the server
+// create, as for an exhausted quota), the consoles not yet started are
+// not provisioned just to be refused.
+func TestADeterministicRefusalStopsTheOtherConsoles(t *testing.T) {
+	fx := fakeConfig(t, map[string]string{"LATENCY_CONSOLES": "6", "LATENCY_PARALLEL": "1", "LATENCY_SAMPLES": "2"})
+	fx.chain.Cloud.FailNext(fakecloud.Failure{Method: "POST", Path: "/compute/v2.1/servers", Status: 403, Count: 100})
+	f := SetupFleet(t.Context(), fx.cfg, fx.opts)
+	t.Cleanup(func() { assert.NoError(t, f.Teardown(context.Background())) })
+	require.Len(t, f.Members, 6)
+	for _, m := range f.Members {
+		require.Error(t, m.SetupErr, m.Label)
+	}
+	creates := len(fx.chain.Cloud.CallsTo("POST", "/compute/v2.1/servers"))
+	assert.Less(t, creates, 6, "not every console was sent to be refused")
+	stopped := 0
+	for _, m := range f.Members {
+		if strings.Contains(m.SetupErr.Error(), "not started") {
+			stopped++
+			assert.Contains(t, m.SetupErr.Error(), "refused in a way every console would be")
+		}
+	}
+	assert.Positive(t, stopped)
 }
