@@ -120,7 +120,9 @@ func authOptionsFromLookup(env func(string) string) (gophercloud.AuthOptions, er
 	case (appID != "" || appName != "") && appSecret == "":
 		return gophercloud.AuthOptions{}, gophercloud.ErrMissingEnvironmentVariable{EnvironmentVariable: "OS_APPLICATION_CREDENTIAL_SECRET"}
 	case domainID == "" && domainName == "" && projDomainID == "" && projDomainName == "" && tenantID == "" && tenantName != "":
-		return gophercloud.AuthOptions{}, gophercloud.ErrMissingEnvironmentVariable{EnvironmentVariable: "OS_PROJECT_ID"}
+		// The user named the project: say what it lacks (a domain), not
+		// that some other variable is missing.
+		return gophercloud.AuthOptions{}, errors.New("OS_PROJECT_NAME needs the project's domain: set OS_PROJECT_DOMAIN_NAME (or OS_USER_DOMAIN_NAME, OS_DOMAIN_NAME, their _ID forms), or give OS_PROJECT_ID instead")
 	case appID == "" && appName != "" && appSecret != "" && userID == "" && username == "":
 		return gophercloud.AuthOptions{}, gophercloud.ErrMissingAnyoneOfEnvironmentVariables{EnvironmentVariables: []string{"OS_USERID", "OS_USERNAME"}}
 	case appID == "" && appName != "" && appSecret != "" && username != "" && domainID == "" && domainName == "":
