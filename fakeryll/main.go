@@ -91,12 +91,18 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 		}
 		return 2
 	}
-	if *showVersion {
-		fmt.Fprintf(stdout, "fakeryll %s (control-socket protocol simulator, ryll-compatible)\n", version)
-		return 0
-	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if *showVersion {
+		// The records name what stood in for ryll: a simulator, or a
+		// real SPICE client.
+		what := "control-socket protocol simulator, ryll-compatible"
+		if m, err := sessionMode(given[sessionKnob.FlagName()], *sessionFlag, getenv); err == nil && m == sessionSPICE {
+			what = "ryll's control socket over a real SPICE session"
+		}
+		fmt.Fprintf(stdout, "fakeryll %s (%s)\n", version, what)
+		return 0
+	}
 	cfg, err := checkArgs(fs, given, *headless, knobFlags, getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)

@@ -68,7 +68,7 @@ func SetupAB(ctx context.Context, cfg *config.Config, opts Options) *AB {
 	for i, name := range []string{"A", "B"} {
 		ab.Legs[i] = &Leg{Name: name, Cfg: cfg.Leg(i == 1)}
 	}
-	pf, err := Preflight(ctx, cfg)
+	pf, err := Preflight(ctx, cfg, opts.RyllEnv...)
 	if err != nil {
 		ab.SetupErr = err
 		return ab

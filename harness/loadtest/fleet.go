@@ -63,7 +63,7 @@ func SetupFleet(ctx context.Context, cfg *config.Config, opts Options) *Fleet {
 	var pf Checked
 	var pfErr error
 	if cfg.RyllSocket == "" { // an attached ryll needs no binary of ours
-		pf, pfErr = Preflight(ctx, cfg)
+		pf, pfErr = Preflight(ctx, cfg, opts.RyllEnv...)
 	}
 	if pfErr == nil && cfg.RyllSocket == "" {
 		opts.preflight = &pf

@@ -112,7 +112,7 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Session, err
 	// ryll or an unwritable results directory must not cost a server boot.
 	pf := opts.preflight
 	if pf == nil {
-		p, err := Preflight(ctx, cfg)
+		p, err := Preflight(ctx, cfg, opts.RyllEnv...)
 		if err != nil {
 			return r, err
 		}
@@ -267,7 +267,7 @@ type Checked struct {
 // that no console can give it: a results directory it can write, and a
 // ryll that runs and says its version. The error names the setting to
 // fix.
-func Preflight(ctx context.Context, cfg *config.Config) (Checked, error) {
+func Preflight(ctx context.Context, cfg *config.Config, ryllEnv ...string) (Checked, error) {
 	if err := checkWritable(cfg.ResultsDir); err != nil {
 		return Checked{}, fmt.Errorf("LATENCY_RESULTS_DIR=%s is not a directory this run can write: %w", cfg.ResultsDir, err)
 	}
@@ -275,7 +275,7 @@ func Preflight(ctx context.Context, cfg *config.Config) (Checked, error) {
 	if err != nil {
 		return Checked{}, err
 	}
-	v, err := ryll.Version(ctx, bin)
+	v, err := ryll.Version(ctx, bin, ryllEnv...)
 	if err != nil {
 		return Checked{}, fmt.Errorf("ryll %s does not run (LATENCY_RYLL): %w", bin, err)
 	}

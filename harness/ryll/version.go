@@ -18,12 +18,13 @@ const VersionTimeout = 10 * time.Second
 // Version runs `binary --version` and returns its first line (for ryll,
 // "ryll X.Y.Z (git-sha)"), for the results sidecar, so every result
 // names the client build that produced it. The child gets the same
-// explicit environment as a managed ryll.
-func Version(ctx context.Context, binary string) (string, error) {
+// explicit environment as a managed ryll, plus extraEnv (what the run
+// gives every ryll).
+func Version(ctx context.Context, binary string, extraEnv ...string) (string, error) {
 	if binary == "" {
 		return "", errors.New("ryll version: no binary given")
 	}
-	env, err := childEnv(os.LookupEnv, nil)
+	env, err := childEnv(os.LookupEnv, extraEnv)
 	if err != nil {
 		return "", fmt.Errorf("ryll version: %w", err)
 	}
