@@ -13,6 +13,8 @@ TIMEOUT     ?= 40m
 GOTESTSUM   := $(GO) tool gotestsum
 FUZZTIME    ?= 30s
 BENCHTIME   ?= 1s
+BENCHCOUNT  ?= 1
+BENCHPKGS   ?= ./...
 
 # The short fake loadtest that `make test` runs: a few samples at a fast
 # cadence through the whole fake chain (fake cloud, .vv, fakeryll).
@@ -26,7 +28,7 @@ help:
 	@echo "make test       unit tests with -race, then a short fake loadtest (what CI runs)"
 	@echo "make loadtest   the loadtest (fake chain unless LATENCY_PROVIDER says otherwise); results in $(RESULTS_DIR)/"
 	@echo "make lint       gofmt, go vet (with and without -tags loadtest), staticcheck, go mod tidy check"
-	@echo "make bench      benchmarks (control client, pairing, accuracy)"
+	@echo "make bench      benchmarks (control client, pairing, accuracy); output in $(RESULTS_DIR)/go-bench.txt; BENCHTIME, BENCHCOUNT, BENCHPKGS"
 	@echo "make fleet-bench harness CPU, memory and measurement error per console at N = 1, 10, 50"
 	@echo "make fuzz       the fuzz targets (control-socket lines, SPICE messages and link replies), FUZZTIME=$(FUZZTIME) each"
 	@echo "make sweep      delete servers left by earlier runs (OpenStack; SWEEP_ARGS='-older-than 2h -dry-run')"
@@ -58,8 +60,17 @@ lint:
 	$(GO) tool staticcheck -tags loadtest ./...
 	$(GO) mod tidy -diff
 
+# The output is kept in $(RESULTS_DIR)/go-bench.txt for benchstat, and
+# searched for failures too: with -count above 1 (or a -cpu list) go
+# test prints a repetition's "--- FAIL" yet reports PASS and exits 0.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	@mkdir -p $(RESULTS_DIR)
+	@{ $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCHPKGS) 2>&1; \
+		echo $$? > $(RESULTS_DIR)/go-bench.status; } | tee $(RESULTS_DIR)/go-bench.txt
+	@status=$$(cat $(RESULTS_DIR)/go-bench.status); rm -f $(RESULTS_DIR)/go-bench.status; \
+	if grep -Eq '(^|[[:space:]])--- FAIL:' $(RESULTS_DIR)/go-bench.txt; then \
+		echo "make bench: a benchmark failed (see --- FAIL above; go test exited $$status)"; exit 1; fi; \
+	exit $$status
 
 # What N consoles cost the harness and the measurement, at N = 1, 10, 50.
 fleet-bench:
