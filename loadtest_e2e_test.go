@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -632,5 +633,52 @@ func TestE2ENoCloudProviders(t *testing.T) {
 			assert.NotContains(t, string(log)+o.output, "vv-password-for-tests")
 			assertNoRyllLeft(t, o.output)
 		})
+	}
+}
+
+// TestE2ETranscript: LATENCY_TRANSCRIPT=1 leaves the control socket's
+// whole conversation in latency-<run>-transcript.ndjson, one JSON object
+// a line, and no secret the fake cloud handed out is in it.
+func TestE2ETranscript(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	fc, env := openStackOnFakeCloud(t, fr)
+	env["LATENCY_TRANSCRIPT"] = "1"
+	o := runLoadtest(t, env)
+	require.Equal(t, 0, o.exitCode)
+	path := filepath.Join(o.dir, results.TranscriptName(o.runID))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+
+	var dirs []string
+	var sends, drawn int
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var e struct{ Time, Dir, Line string }
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &e), "line %q", sc.Text())
+		_, err := time.Parse(time.RFC3339Nano, e.Time)
+		require.NoError(t, err)
+		dirs = append(dirs, e.Dir)
+		if e.Dir == "send" && strings.Contains(e.Line, `"method":"send_key"`) {
+			sends++
+		}
+		if e.Dir == "recv" && strings.Contains(e.Line, `"surface_drawn"`) {
+			drawn++
+		}
+	}
+	require.NoError(t, sc.Err())
+	require.NotEmpty(t, dirs)
+	assert.Equal(t, "send", dirs[0], "hello first")
+	assert.Equal(t, "end", dirs[len(dirs)-1], "the connection's end last")
+	assert.GreaterOrEqual(t, sends, 2*4, "a key down and a key up for each of the 4 samples")
+	assert.GreaterOrEqual(t, drawn, 4, "the draws the samples came from")
+	secrets := append(fc.Secrets(), fc.ConsoleTokens()...)
+	require.NotEmpty(t, fc.ConsoleTokens())
+	for _, s := range secrets {
+		assert.False(t, bytes.Contains(b, []byte(s)), "the transcript contains a secret (starts %.4q)", s)
 	}
 }

@@ -80,6 +80,8 @@ type Session struct {
 	logger   *slog.Logger
 	teardown sync.Once
 	tdErr    error
+
+	transcript *transcriptFile // LATENCY_TRANSCRIPT (transcript.go)
 }
 
 // Setup resolves the ryll binary, provisions the console, starts ryll,
@@ -134,6 +136,10 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Session, err
 		return r, err
 	}
 
+	// LATENCY_TRANSCRIPT: every control-socket line, redacted (transcript.go).
+	if r.transcript, err = openTranscript(cfg); err != nil {
+		return r, err
+	}
 	var client *control.Client
 	probe := func(ctx context.Context) error {
 		if client != nil && client.Err() != nil {
@@ -141,7 +147,8 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Session, err
 			client = nil
 		}
 		if client == nil {
-			c, err := control.Dial(ctx, proc.SocketPath(), control.Options{ClientName: ClientName, Logger: logger})
+			c, err := control.Dial(ctx, proc.SocketPath(), control.Options{ClientName: ClientName, Logger: logger,
+				Transcript: r.transcript.writer(), Secrets: con.Secrets})
 			if err != nil {
 				var vm *control.VersionMismatchError
 				if errors.As(err, &vm) {
@@ -280,6 +287,9 @@ func (r *Session) Teardown(ctx context.Context) error {
 		var errs []error
 		if r.Client != nil {
 			r.Client.Close()
+		}
+		if err := r.transcript.close(); err != nil {
+			errs = append(errs, err)
 		}
 		if r.Ryll != nil {
 			if err := r.Ryll.Stop(ctx); err != nil {
