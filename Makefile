@@ -22,7 +22,7 @@ SHORT_LOADTEST_ENV := LATENCY_PROVIDER=fake LATENCY_SAMPLES=8 \
 	LATENCY_CADENCE=250ms LATENCY_KEY_HOLD=30ms LATENCY_CADENCE_JITTER=40ms \
 	LATENCY_MAX_DURATION=60s LATENCY_RESULTS_DIR=$(RESULTS_DIR)/short
 
-.PHONY: help test unit loadtest-short loadtest lint bench fleet-bench fuzz sweep compare guest clean
+.PHONY: help test unit loadtest-bin loadtest-short loadtest lint bench fleet-bench fuzz sweep compare guest clean
 
 help:
 	@echo "make test       unit tests with -race, then a short fake loadtest (what CI runs)"
@@ -42,15 +42,26 @@ unit:
 	@mkdir -p $(RESULTS_DIR)
 	$(GOTESTSUM) --format pkgname --junitfile $(RESULTS_DIR)/junit-unit.xml -- -race -count=1 -timeout 15m ./...
 
-loadtest-short:
-	@mkdir -p $(RESULTS_DIR)/short
-	$(SHORT_LOADTEST_ENV) $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/short/junit.xml -- \
-		-tags loadtest -count=1 -timeout 10m -run '^TestLatency' .
+# The loadtest is compiled first and run under cmd/latency-run, which
+# keeps gotestsum and test2json out of reach of a signal to the whole
+# process group (a CI cancel) and passes a stop on to the loadtest alone,
+# so that the results, junit.xml included, are written whatever stops the
+# run: Ctrl-C, a group SIGTERM, a kill of make alone.
+LATENCY_RUN = bin/latency-run -- $(GOTESTSUM) --format standard-verbose --junitfile $(1) --raw-command -- \
+	$(GO) tool test2json -t -p latency bin/latency.test -test.v=test2json -test.timeout $(2) -test.run '^TestLatency$$'
 
-loadtest:
+loadtest-bin:
+	@mkdir -p bin
+	$(GO) build -o bin/latency-run ./cmd/latency-run
+	$(GO) test -c -tags loadtest -o bin/latency.test .
+
+loadtest-short: loadtest-bin
+	@mkdir -p $(RESULTS_DIR)/short
+	$(SHORT_LOADTEST_ENV) $(call LATENCY_RUN,$(RESULTS_DIR)/short/junit.xml,10m)
+
+loadtest: loadtest-bin
 	@mkdir -p $(RESULTS_DIR)
-	LATENCY_RESULTS_DIR=$(RESULTS_DIR) $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/junit.xml -- \
-		-tags loadtest -count=1 -timeout $(TIMEOUT) -run '^TestLatency' .
+	LATENCY_RESULTS_DIR=$(RESULTS_DIR) $(call LATENCY_RUN,$(RESULTS_DIR)/junit.xml,$(TIMEOUT))
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

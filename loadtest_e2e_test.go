@@ -40,7 +40,8 @@ var (
 	buildErr  error
 )
 
-// binaries builds the loadtest binary and fakeryll once per test process.
+// binaries builds the loadtest binary, fakeryll and latency-run (see
+// latencyRunBinary) once per test process.
 func binaries(t *testing.T) (loadtestBin, fakeryllBin string) {
 	t.Helper()
 	if testing.Short() {
@@ -56,6 +57,7 @@ func binaries(t *testing.T) (loadtestBin, fakeryllBin string) {
 		for _, args := range [][]string{
 			{"test", "-c", "-tags", "loadtest", "-o", filepath.Join(buildDir, "latency.test"), "."},
 			{"build", "-o", filepath.Join(buildDir, "fakeryll"), "./fakeryll"},
+			{"build", "-o", filepath.Join(buildDir, "latency-run"), "./cmd/latency-run"},
 		} {
 			out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
 			if err != nil {
