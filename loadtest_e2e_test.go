@@ -32,6 +32,7 @@ import (
 
 	"github.com/shakenfist/kerbside-latency/fixtures/fakecloud"
 	"github.com/shakenfist/kerbside-latency/harness/results"
+	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
 
 var (
@@ -39,6 +40,16 @@ var (
 	buildDir  string
 	buildErr  error
 )
+
+// TestMain removes what binaries built (30 MB a run); a killed test
+// process's build directory is swept by the next one (harness/tmpdir).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
 
 // binaries builds the loadtest binary, fakeryll and latency-run (see
 // latencyRunBinary) once per test process.
@@ -48,7 +59,7 @@ func binaries(t *testing.T) (loadtestBin, fakeryllBin string) {
 		t.Skip("end-to-end loadtest runs are skipped with -short; run without -short to include them")
 	}
 	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "latency-e2e-")
+		buildDir, buildErr = tmpdir.Make("latency-e2e-")
 		if buildErr != nil {
 			return
 		}
@@ -59,7 +70,11 @@ func binaries(t *testing.T) (loadtestBin, fakeryllBin string) {
 			{"build", "-o", filepath.Join(buildDir, "fakeryll"), "./fakeryll"},
 			{"build", "-o", filepath.Join(buildDir, "latency-run"), "./cmd/latency-run"},
 		} {
-			out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
+			cmd := exec.CommandContext(ctx, "go", args...)
+			// The toolchain's work files go in the build directory too,
+			// so a kill mid-build leaves nothing the sweep misses.
+			cmd.Env = append(os.Environ(), "GOTMPDIR="+buildDir)
+			out, err := cmd.CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 				return
