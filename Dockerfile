@@ -8,7 +8,7 @@
 #
 # Stages, in order:
 #   ryll          builds the slim headless ryll from source (Rust toolchain)
-#   go            builds the compiled loadtest, test2json, gotestsum and fakeryll
+#   go            builds the compiled loadtest, latency-run, test2json, gotestsum and fakeryll
 #   runtime-base  debian:bookworm-slim, the Go binaries, a non-root user, /results;
 #                 no ryll, so the smoke target never needs the Rust stage
 #   smoke         runtime-base with fakeryll installed as /usr/local/bin/ryll
@@ -75,6 +75,7 @@ COPY . .
 RUN --mount=type=cache,target=/root/.cache/go-build \
     mkdir -p /out \
  && go test -c -trimpath -tags loadtest -o /out/latency.test . \
+ && go build -trimpath -o /out/latency-run ./cmd/latency-run \
  && go build -trimpath -o /out/test2json cmd/test2json \
  && go build -trimpath -o /out/gotestsum gotest.tools/gotestsum \
  && go build -trimpath -o /out/fakeryll ./fakeryll \
@@ -83,8 +84,10 @@ RUN --mount=type=cache,target=/root/.cache/go-build \
 FROM debian:bookworm-slim AS runtime-base
 # libssl3 and ca-certificates are all ryll needs at run time. tini is PID
 # 1: it reaps ryll processes and, with -g, passes the stop signal to the
-# whole process group, so the loadtest itself hears it (test2json, in the
-# middle, ignores SIGINT) and can delete its server before exiting.
+# entry point's process group, where latency-run hears it and passes it on
+# to the loadtest alone (gotestsum and test2json run in a session of their
+# own), so the loadtest deletes its server and writes its results, and
+# gotestsum still writes junit.xml, before the container exits.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 tini \
  && rm -rf /var/lib/apt/lists/*
@@ -95,14 +98,14 @@ ARG LATENCY_GID=1000
 RUN groupadd --gid "$LATENCY_GID" latency \
  && useradd --uid "$LATENCY_UID" --gid latency --create-home --shell /usr/sbin/nologin latency \
  && install -d -o latency -g latency -m 0755 /results
-COPY --from=go /out/latency.test /out/test2json /out/gotestsum /usr/local/bin/
+COPY --from=go /out/latency.test /out/latency-run /out/test2json /out/gotestsum /usr/local/bin/
 COPY --from=go /out/go-version /usr/local/share/kerbside-latency/go-version
 COPY --chmod=0755 deploy/entrypoint.sh /usr/local/bin/latency-entrypoint
 ENV LATENCY_RESULTS_DIR=/results \
     LATENCY_RYLL=/usr/local/bin/ryll
 USER latency
 WORKDIR /home/latency
-# SIGINT is what the loadtest, gotestsum and ryll all treat as "stop
+# SIGINT is what latency-run, the loadtest and ryll all treat as "stop
 # cleanly". Give `docker stop` time to let the run clean up: -t 120.
 STOPSIGNAL SIGINT
 ENTRYPOINT ["/usr/bin/tini", "-g", "--", "/usr/local/bin/latency-entrypoint"]

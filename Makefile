@@ -13,6 +13,8 @@ TIMEOUT     ?= 40m
 GOTESTSUM   := $(GO) tool gotestsum
 FUZZTIME    ?= 30s
 BENCHTIME   ?= 1s
+BENCHCOUNT  ?= 1
+BENCHPKGS   ?= ./...
 
 # The short fake loadtest that `make test` runs: a few samples at a fast
 # cadence through the whole fake chain (fake cloud, .vv, fakeryll).
@@ -29,13 +31,13 @@ REAL_LOADTEST_ENV := LATENCY_PROVIDER=qemu LATENCY_SAMPLES=20 \
 	LATENCY_CADENCE=300ms LATENCY_KEY_HOLD=30ms LATENCY_CADENCE_JITTER=100ms \
 	LATENCY_MAX_DURATION=120s LATENCY_EXPECT_P50=0.003-0.08 LATENCY_RESULTS_DIR=$(RESULTS_DIR)/real
 
-.PHONY: help test unit loadtest-short loadtest-real loadtest lint bench fleet-bench fuzz sweep compare guest clean
+.PHONY: help test unit loadtest-bin loadtest-short loadtest-real loadtest lint bench fleet-bench fuzz sweep compare guest clean
 
 help:
 	@echo "make test       unit tests with -race, a short fake loadtest and, where QEMU is installed, a short real one (what CI runs)"
 	@echo "make loadtest   the loadtest (fake chain unless LATENCY_PROVIDER says otherwise); results in $(RESULTS_DIR)/"
 	@echo "make lint       gofmt, go vet (with and without -tags loadtest), staticcheck, go mod tidy check"
-	@echo "make bench      benchmarks (control client, pairing, accuracy)"
+	@echo "make bench      benchmarks (control client, pairing, accuracy); output in $(RESULTS_DIR)/go-bench.txt; BENCHTIME, BENCHCOUNT, BENCHPKGS"
 	@echo "make fleet-bench harness CPU, memory and measurement error per console at N = 1, 10, 50"
 	@echo "make fuzz       the fuzz targets (control-socket lines, SPICE messages and link replies), FUZZTIME=$(FUZZTIME) each"
 	@echo "make sweep      delete servers left by earlier runs (OpenStack; SWEEP_ARGS='-older-than 2h -dry-run')"
@@ -49,28 +51,39 @@ unit:
 	@mkdir -p $(RESULTS_DIR)
 	$(GOTESTSUM) --format pkgname --junitfile $(RESULTS_DIR)/junit-unit.xml -- -race -count=1 -timeout 15m ./...
 
-loadtest-short:
+# The loadtest is compiled first and run under cmd/latency-run, which
+# keeps gotestsum and test2json out of reach of a signal to the whole
+# process group (a CI cancel) and passes a stop on to the loadtest alone,
+# so that the results, junit.xml included, are written whatever stops the
+# run: Ctrl-C, a group SIGTERM, a kill of make alone.
+LATENCY_RUN = bin/latency-run -- $(GOTESTSUM) --format standard-verbose --junitfile $(1) --raw-command -- \
+	$(GO) tool test2json -t -p latency bin/latency.test -test.v=test2json -test.timeout $(2) -test.run '^TestLatency$$'
+
+loadtest-bin:
+	@mkdir -p bin
+	$(GO) build -o bin/latency-run ./cmd/latency-run
+	$(GO) test -c -tags loadtest -o bin/latency.test .
+
+loadtest-short: loadtest-bin
 	@mkdir -p $(RESULTS_DIR)/short
-	$(SHORT_LOADTEST_ENV) $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/short/junit.xml -- \
-		-tags loadtest -count=1 -timeout 10m -run '^TestLatency' .
+	$(SHORT_LOADTEST_ENV) $(call LATENCY_RUN,$(RESULTS_DIR)/short/junit.xml,10m)
 
 loadtest-real:
 	@if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then \
 		echo "SKIPPED: the real SPICE lane (make loadtest-real) needs QEMU: apt-get install -y qemu-system-x86"; \
 		echo "         only the simulated lanes ran; no number from a real SPICE session was taken"; exit 0; fi
+	@$(MAKE) --no-print-directory loadtest-bin
 	@mkdir -p $(RESULTS_DIR)/real
-	$(REAL_LOADTEST_ENV) $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/real/junit.xml -- \
-		-tags loadtest -count=1 -timeout 10m -run '^TestLatency' .
+	$(REAL_LOADTEST_ENV) $(call LATENCY_RUN,$(RESULTS_DIR)/real/junit.xml,10m)
 	@# The real lane's end-to-end cases (A/B with nagle, nodelay and delay
 	@# proxies; a wrong password; QEMU killed mid-run), alone, after the
 	@# unit tests: they time real SPICE sessions.
 	LATENCY_E2E_REAL=1 $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/real/junit-e2e.xml -- \
 		-count=1 -timeout 15m -run '^TestRealLane' .
 
-loadtest:
+loadtest: loadtest-bin
 	@mkdir -p $(RESULTS_DIR)
-	LATENCY_RESULTS_DIR=$(RESULTS_DIR) $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/junit.xml -- \
-		-tags loadtest -count=1 -timeout $(TIMEOUT) -run '^TestLatency' .
+	LATENCY_RESULTS_DIR=$(RESULTS_DIR) $(call LATENCY_RUN,$(RESULTS_DIR)/junit.xml,$(TIMEOUT))
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -80,8 +93,17 @@ lint:
 	$(GO) tool staticcheck -tags loadtest ./...
 	$(GO) mod tidy -diff
 
+# The output is kept in $(RESULTS_DIR)/go-bench.txt for benchstat, and
+# searched for failures too: with -count above 1 (or a -cpu list) go
+# test prints a repetition's "--- FAIL" yet reports PASS and exits 0.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	@mkdir -p $(RESULTS_DIR)
+	@{ $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(BENCHPKGS) 2>&1; \
+		echo $$? > $(RESULTS_DIR)/go-bench.status; } | tee $(RESULTS_DIR)/go-bench.txt
+	@status=$$(cat $(RESULTS_DIR)/go-bench.status); rm -f $(RESULTS_DIR)/go-bench.status; \
+	if grep -Eq '(^|[[:space:]])--- FAIL:' $(RESULTS_DIR)/go-bench.txt; then \
+		echo "make bench: a benchmark failed (see --- FAIL above; go test exited $$status)"; exit 1; fi; \
+	exit $$status
 
 # What N consoles cost the harness and the measurement, at N = 1, 10, 50.
 fleet-bench:

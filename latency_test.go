@@ -105,6 +105,7 @@ func mainRun(m *testing.M) (code int) {
 			logger.Warn("signal received again: cleanup is still running (SIGKILL abandons it; then run make sweep)", "signal", sig.String())
 		}
 	}()
+	defer announcePID(logger)()
 	runCtx = ctx
 
 	var err error
@@ -379,16 +380,6 @@ func testConsole(t *testing.T, mb *loadtest.Member) {
 	}
 }
 
-// asWritten rounds samples the way the CSV's %.6f does, so that samples
-// and the file compare exactly.
-func asWritten(v []float64) []float64 {
-	out := make([]float64, len(v))
-	for i, x := range v {
-		out[i], _ = strconv.ParseFloat(strconv.FormatFloat(x, 'f', 6, 64), 64)
-	}
-	return out
-}
-
 // testAB runs the A/B: both legs in alternating blocks on one guest, then
 // judges each leg like a console and B against A.
 func testAB(t *testing.T, ab *loadtest.AB) {
@@ -425,4 +416,28 @@ func testAB(t *testing.T, ab *loadtest.AB) {
 		t.Attr("ab_verdict", c.Verdict)
 		assert.Equal(t, "pass", c.Verdict, "%s", strings.Join(c.Reasons, "; "))
 	})
+}
+
+// announcePID writes this process's pid to LATENCY_PID_FILE when it is
+// set (cmd/latency-run sets it), now that SIGINT and SIGTERM are handled,
+// so that latency-run can stop the loadtest itself rather than its whole
+// command line (which would take gotestsum, and junit.xml, with it). The
+// returned func removes the file.
+func announcePID(logger *slog.Logger) func() {
+	path := os.Getenv("LATENCY_PID_FILE")
+	if path == "" {
+		return func() {}
+	}
+	// Written whole and renamed, so a reader never sees half a pid.
+	tmp := path + ".tmp"
+	err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())), 0o600)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		logger.Warn("could not write LATENCY_PID_FILE: a stop through latency-run will signal the whole command instead", "path", path, "err", err)
+		return func() {}
+	}
+	return func() { _ = os.Remove(path) }
 }

@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/shakenfist/kerbside-latency/fixtures/fakecloud"
 	"github.com/shakenfist/kerbside-latency/harness/results"
+	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
 
 var (
@@ -39,14 +41,25 @@ var (
 	buildErr  error
 )
 
-// binaries builds the loadtest binary and fakeryll once per test process.
+// TestMain removes what binaries built (30 MB a run); a killed test
+// process's build directory is swept by the next one (harness/tmpdir).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// binaries builds the loadtest binary, fakeryll and latency-run (see
+// latencyRunBinary) once per test process.
 func binaries(t *testing.T) (loadtestBin, fakeryllBin string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end loadtest runs are skipped with -short; run without -short to include them")
 	}
 	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "latency-e2e-")
+		buildDir, buildErr = tmpdir.Make("latency-e2e-")
 		if buildErr != nil {
 			return
 		}
@@ -55,8 +68,13 @@ func binaries(t *testing.T) (loadtestBin, fakeryllBin string) {
 		for _, args := range [][]string{
 			{"test", "-c", "-tags", "loadtest", "-o", filepath.Join(buildDir, "latency.test"), "."},
 			{"build", "-o", filepath.Join(buildDir, "fakeryll"), "./fakeryll"},
+			{"build", "-o", filepath.Join(buildDir, "latency-run"), "./cmd/latency-run"},
 		} {
-			out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
+			cmd := exec.CommandContext(ctx, "go", args...)
+			// The toolchain's work files go in the build directory too,
+			// so a kill mid-build leaves nothing the sweep misses.
+			cmd.Env = append(os.Environ(), "GOTMPDIR="+buildDir)
+			out, err := cmd.CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 				return
@@ -693,5 +711,52 @@ func TestE2EABCatchesAStallOnlyInTheRepaint(t *testing.T) {
 			assert.InDelta(t, 0.040, repaint.DifferenceS, 0.015, "B adds the stall to the repaint")
 			assert.Contains(t, o.output, "keypress_to_repaint: B adds")
 		})
+	}
+}
+
+// TestE2ETranscript: LATENCY_TRANSCRIPT=1 leaves the control socket's
+// whole conversation in latency-<run>-transcript.ndjson, one JSON object
+// a line, and no secret the fake cloud handed out is in it.
+func TestE2ETranscript(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	fc, env := openStackOnFakeCloud(t, fr)
+	env["LATENCY_TRANSCRIPT"] = "1"
+	o := runLoadtest(t, env)
+	require.Equal(t, 0, o.exitCode)
+	path := filepath.Join(o.dir, results.TranscriptName(o.runID))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+
+	var dirs []string
+	var sends, drawn int
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var e struct{ Time, Dir, Line string }
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &e), "line %q", sc.Text())
+		_, err := time.Parse(time.RFC3339Nano, e.Time)
+		require.NoError(t, err)
+		dirs = append(dirs, e.Dir)
+		if e.Dir == "send" && strings.Contains(e.Line, `"method":"send_key"`) {
+			sends++
+		}
+		if e.Dir == "recv" && strings.Contains(e.Line, `"surface_drawn"`) {
+			drawn++
+		}
+	}
+	require.NoError(t, sc.Err())
+	require.NotEmpty(t, dirs)
+	assert.Equal(t, "send", dirs[0], "hello first")
+	assert.Equal(t, "end", dirs[len(dirs)-1], "the connection's end last")
+	assert.GreaterOrEqual(t, sends, 2*4, "a key down and a key up for each of the 4 samples")
+	assert.GreaterOrEqual(t, drawn, 4, "the draws the samples came from")
+	secrets := append(fc.Secrets(), fc.ConsoleTokens()...)
+	require.NotEmpty(t, fc.ConsoleTokens())
+	for _, s := range secrets {
+		assert.False(t, bytes.Contains(b, []byte(s)), "the transcript contains a secret (starts %.4q)", s)
 	}
 }

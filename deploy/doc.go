@@ -13,7 +13,8 @@
 // file the build and the images need is in the build context and made by
 // the stage it is copied from, that the smoke target needs no Rust, that
 // the images run the entry point under tini -g as a non-root user and stop
-// on SIGINT, and that the entry point script passes the test result on.
+// on SIGINT, and that the entry point script runs the loadtest under
+// latency-run and passes the test result on.
 // The Kubernetes manifests in deploy/k8s are checked the same way.
 //
 // The package has no Go API; it exists for its tests.

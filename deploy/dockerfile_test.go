@@ -39,11 +39,12 @@ var (
 	// rustFloor is ryll's declared rust-version.
 	rustFloor = []int{1, 88}
 	// wantEntrypoint: tini is PID 1 and, with -g, hands the stop signal to
-	// the whole process group, so the loadtest hears it past test2json.
+	// the entry point's process group, where latency-run passes it on to
+	// the loadtest alone.
 	wantEntrypoint = []string{"/usr/bin/tini", "-g", "--", "/usr/local/bin/latency-entrypoint"}
 	// imageFiles are what the entry point runs; LATENCY_RYLL names the last.
 	imageFiles = []string{"/usr/local/bin/latency-entrypoint", "/usr/local/bin/latency.test",
-		"/usr/local/bin/test2json", "/usr/local/bin/gotestsum", "/usr/local/bin/ryll"}
+		"/usr/local/bin/latency-run", "/usr/local/bin/test2json", "/usr/local/bin/gotestsum", "/usr/local/bin/ryll"}
 )
 
 // problems collects what a check finds; err joins them, nil if none.
@@ -400,6 +401,8 @@ func TestDockerfileChecksCatchMistakes(t *testing.T) {
 		{name: "entry point not executable", edit: replace("COPY --chmod=0755 deploy/", "COPY --chmod=0644 deploy/"), want: "latency-entrypoint is not executable"},
 		{name: "COPY of a missing file", edit: replace("deploy/entrypoint.sh /usr", "deploy/entrypoint /usr"), want: "COPY deploy/entrypoint: not in the repository"},
 		{name: "image lacks a tool", edit: replace("/out/gotestsum /usr", "/usr"), want: "runtime: the image lacks /usr/local/bin/gotestsum"},
+		{name: "image lacks latency-run", edit: replace("/out/latency-run /out/test2json", "/out/test2json"), want: "smoke: the image lacks /usr/local/bin/latency-run"},
+		{name: "latency-run never built", edit: replace("&& go build -trimpath -o /out/latency-run ./cmd/latency-run \\\n", ""), want: "copies /out/latency-run from stage go, which never writes it"},
 		{name: "fakeryll never built", edit: replace("&& go build -trimpath -o /out/fakeryll ./fakeryll \\\n", ""), want: "smoke copies /out/fakeryll from stage go, which never writes it"},
 		{name: "smoke needs Rust", edit: replace("COPY --from=go /out/fakeryll", "COPY --from=ryll /out/ryll"), want: "smoke copies from the ryll stage"},
 		{name: "runs as root", edit: replace("USER latency", "USER root"), want: "smoke: runs as root"},
@@ -419,8 +422,9 @@ func TestDockerfileChecksCatchMistakes(t *testing.T) {
 	}
 }
 
-// stubTool stands in for gotestsum: it records its arguments and the
-// LATENCY_RESULTS_DIR it was given, and exits with STUB_EXIT.
+// stubTool stands in for latency-run (the first tool the entry point
+// runs): it records its arguments and the LATENCY_RESULTS_DIR it was
+// given, and exits with STUB_EXIT.
 const stubTool = `#!/bin/sh
 printf '%s\n' "$@" > "$STUB_DIR/args"
 printf '%s\n' "$LATENCY_RESULTS_DIR" > "$STUB_DIR/results_dir"
@@ -428,7 +432,7 @@ exit "${STUB_EXIT:-0}"
 `
 
 // TestEntrypoint runs deploy/entrypoint.sh with stub tools: it hands its
-// arguments to the loadtest under gotestsum and test2json, passes the
+// arguments to the loadtest under latency-run, gotestsum and test2json, passes the
 // result on as its exit status, and refuses, with status 2, to start
 // without the test binary or a writable results directory.
 func TestEntrypoint(t *testing.T) {
@@ -439,13 +443,13 @@ func TestEntrypoint(t *testing.T) {
 	type result struct {
 		code               int
 		stderr, resultsDir string
-		args               []string // gotestsum's; nil if it never ran
+		args               []string // latency-run's; nil if it never ran
 		testBinary         string
 	}
 	run := func(t *testing.T, env ...string) result {
 		t.Helper()
 		stubs := t.TempDir()
-		for _, name := range []string{"gotestsum", "test2json", "latency.test"} {
+		for _, name := range []string{"latency-run", "gotestsum", "test2json", "latency.test"} {
 			require.NoError(t, os.WriteFile(filepath.Join(stubs, name), []byte(stubTool), 0o755))
 		}
 		res := result{testBinary: filepath.Join(stubs, "latency.test")}
@@ -474,7 +478,7 @@ func TestEntrypoint(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "nested", "results")
 		res := run(t, "LATENCY_RESULTS_DIR="+dir)
 		require.Equal(t, 0, res.code, res.stderr)
-		assert.Equal(t, []string{"--junitfile", dir + "/junit.xml", "--format", "testname", "--raw-command", "--",
+		assert.Equal(t, []string{"--", "gotestsum", "--junitfile", dir + "/junit.xml", "--format", "standard-verbose", "--raw-command", "--",
 			"test2json", "-t", "-p", "latency", res.testBinary, "-test.v=test2json", "-test.timeout=40m",
 			"-test.run", "^TestLatency$/with space"}, res.args)
 		assert.Equal(t, dir, res.resultsDir, "the loadtest is told where junit.xml goes")
@@ -487,7 +491,7 @@ func TestEntrypoint(t *testing.T) {
 		res := run(t, "LATENCY_RESULTS_DIR="+t.TempDir(), "LATENCY_TEST_BINARY=/nonexistent/latency.test")
 		assert.Equal(t, 2, res.code)
 		assert.Contains(t, res.stderr, "/nonexistent/latency.test is missing")
-		assert.Nil(t, res.args, "gotestsum must not run")
+		assert.Nil(t, res.args, "nothing must run")
 	})
 	t.Run("results directory is a file", func(t *testing.T) {
 		file := filepath.Join(t.TempDir(), "results")
@@ -495,6 +499,6 @@ func TestEntrypoint(t *testing.T) {
 		res := run(t, "LATENCY_RESULTS_DIR="+file)
 		assert.Equal(t, 2, res.code)
 		assert.Contains(t, res.stderr, "is not a directory writable by uid")
-		assert.Nil(t, res.args, "gotestsum must not run")
+		assert.Nil(t, res.args, "nothing must run")
 	})
 }

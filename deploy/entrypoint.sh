@@ -2,11 +2,14 @@
 # Entry point of the kerbside-latency image.
 #
 # Runs the compiled loadtest under gotestsum, the way `go test` would run
-# it, with no Go toolchain in the image:
+# it, with no Go toolchain in the image, all under latency-run, so that a
+# stop signal reaches the loadtest alone and gotestsum lives on to write
+# junit.xml (cmd/latency-run):
 #
-#   gotestsum --junitfile $LATENCY_RESULTS_DIR/junit.xml --format testname \
-#     --raw-command -- test2json -t -p latency /usr/local/bin/latency.test \
-#     -test.v=test2json -test.timeout=$LATENCY_TEST_TIMEOUT [arguments]
+#   latency-run -- gotestsum --junitfile $LATENCY_RESULTS_DIR/junit.xml \
+#     --format standard-verbose --raw-command -- test2json -t -p latency \
+#     /usr/local/bin/latency.test -test.v=test2json \
+#     -test.timeout=$LATENCY_TEST_TIMEOUT [arguments]
 #
 # Arguments given to `docker run IMAGE ...` go to the test binary, after
 # the defaults, so they win (e.g. -test.run '^TestLatency$' or
@@ -35,7 +38,7 @@ test_timeout=${LATENCY_TEST_TIMEOUT:-40m}
 [ -n "$results_dir" ] || fail "LATENCY_RESULTS_DIR is empty"
 [ -n "$test_timeout" ] || fail "LATENCY_TEST_TIMEOUT is empty"
 [ -x "$test_binary" ] || fail "the loadtest binary $test_binary is missing or not executable"
-for tool in gotestsum test2json; do
+for tool in latency-run gotestsum test2json; do
 	command -v "$tool" > /dev/null 2>&1 || fail "$tool is not on PATH ($PATH)"
 done
 
@@ -56,9 +59,9 @@ if [ -z "${GOVERSION:-}" ] && [ -r /usr/local/share/kerbside-latency/go-version 
 	export GOVERSION
 fi
 
-exec gotestsum \
+exec latency-run -- gotestsum \
 	--junitfile "$results_dir/junit.xml" \
-	--format testname \
+	--format standard-verbose \
 	--raw-command -- \
 	test2json -t -p latency "$test_binary" \
 	-test.v=test2json \

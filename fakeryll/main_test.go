@@ -25,6 +25,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/shakenfist/kerbside-latency/fakeryll/sim"
+	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
 
 // bin is the fakeryll binary built once for these tests.
@@ -38,7 +39,7 @@ var (
 const wait = 20 * time.Second
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "frbin")
+	dir, err := tmpdir.Make("frbin") // owned: a killed run's is swept by the next
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "temp dir:", err)
 		os.Exit(1)

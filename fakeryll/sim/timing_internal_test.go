@@ -204,7 +204,7 @@ func TestRepaintSpreadAndTail(t *testing.T) {
 	}, func(f *fakeSession) {
 		f.subscribeDraws()
 		time.Sleep(time.Second)
-		sent := time.Now().Sub(f.start)
+		sent := time.Since(f.start)
 		f.ok("send_key", keyDown())
 		got := f.draws(5)
 		want := []time.Duration{20, 21, 22, 23 + 40, 24 + 40}
@@ -312,7 +312,7 @@ func TestKeysBeforeInputsChannelAreBuffered(t *testing.T) {
 			assert.Equal(t, sent[i], r.ArrivalUS, "the truth keeps when the request came")
 		}
 		// Once up, keys go straight through.
-		now := time.Now().Sub(f.start)
+		now := time.Since(f.start)
 		f.ok("send_key", keyDown())
 		assert.Equal(t, f.at(now+20*time.Millisecond), f.draws(1)[0].wallclockUS())
 	})

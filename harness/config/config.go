@@ -93,6 +93,9 @@ type Config struct {
 	// builds fakeryll from this module instead.
 	Ryll        string
 	RyllVerbose bool
+	// Transcript asks for a transcript of the control socket
+	// (LATENCY_TRANSCRIPT), secrets redacted, for troubleshooting.
+	Transcript bool
 
 	ResultsDir string
 	RunID      string
@@ -191,6 +194,7 @@ var Vars = []Var{
 	{"LATENCY_QEMU", DefaultQemu, "qemu: the QEMU binary"},
 	{"LATENCY_RYLL_SOCKET", "", "the control socket of a ryll that is already running: attach to it (its console is whatever it shows); no console is provisioned and no ryll is started or stopped"},
 	{"LATENCY_RYLL_VERBOSE", "0", "1 passes -v to ryll (debug logging into ryll-<run>.log)"},
+	{"LATENCY_TRANSCRIPT", "0", "1 writes every control-socket line sent and received, secrets redacted, to latency-<run>-transcript.ndjson"},
 	{"LATENCY_RESULTS_DIR", "results", "where the CSV, sidecar, ryll log and junit.xml go"},
 	{"LATENCY_RUN_ID", "UTC time + random suffix", "names the run's files and server"},
 	{"LATENCY_METRIC", measure.KeypressToScreen.Short(), "keypress (key to the first draw), repaint (key to the last draw of the repaint) or ping (PING interval from latency events); both keypress figures are always measured"},
@@ -256,6 +260,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		Console:      getenv("LATENCY_CONSOLE"),
 		Ryll:         getenv("LATENCY_RYLL"),
 		RyllVerbose:  p.boolean("LATENCY_RYLL_VERBOSE"),
+		Transcript:   p.boolean("LATENCY_TRANSCRIPT"),
 		ResultsDir:   p.str("LATENCY_RESULTS_DIR", "results"),
 		RunID:        getenv("LATENCY_RUN_ID"),
 		Metric:       p.metric("LATENCY_METRIC", defaults.Metric),

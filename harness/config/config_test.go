@@ -40,6 +40,7 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, "public1", c.Cloud.Network)
 	assert.Equal(t, 10*time.Minute, c.Cloud.BootTimeout)
 	assert.False(t, c.Cloud.KeepServer)
+	assert.False(t, c.Transcript)
 	assert.Equal(t, 1, c.Consoles)
 	assert.Equal(t, 4, c.Parallel)
 	assert.NoError(t, runid.Validate(c.RunID))
@@ -53,7 +54,7 @@ func TestValues(t *testing.T) {
 		"LATENCY_METRIC": "ping", "LATENCY_SAMPLES": "5",
 		"LATENCY_CADENCE": "0.5", "LATENCY_KEY_HOLD": "20ms", "LATENCY_CADENCE_JITTER": "0",
 		"LATENCY_SCANCODE": "0xE04B", "LATENCY_RUN_ID": "ci-42", "LATENCY_IMAGE_URL": "none",
-		"LATENCY_KEEP_SERVER": "1",
+		"LATENCY_KEEP_SERVER": "1", "LATENCY_TRANSCRIPT": "1",
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, ProviderFile, c.Provider)
@@ -66,6 +67,7 @@ func TestValues(t *testing.T) {
 	assert.Equal(t, DefaultPingMax, c.SanityMax)
 	assert.Empty(t, c.Cloud.ImageURL)
 	assert.True(t, c.Cloud.KeepServer)
+	assert.True(t, c.Transcript)
 }
 
 func TestEveryProblemReportedAtOnce(t *testing.T) {
@@ -78,11 +80,13 @@ func TestEveryProblemReportedAtOnce(t *testing.T) {
 		"LATENCY_RUN_ID":       "../etc",
 		"LATENCY_KEEP_SERVER":  "perhaps",
 		"LATENCY_BOOT_TIMEOUT": "-1s",
+		"LATENCY_TRANSCRIPT":   "yes please",
 	}))
 	require.Error(t, err)
 	for _, want := range []string{
 		"LATENCY_PROVIDER", "LATENCY_METRIC", "LATENCY_SAMPLES", "LATENCY_CADENCE",
 		"LATENCY_SCANCODE", "LATENCY_RUN_ID", "LATENCY_KEEP_SERVER", "LATENCY_BOOT_TIMEOUT",
+		"LATENCY_TRANSCRIPT",
 	} {
 		assert.Contains(t, err.Error(), want)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/secret"
+	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
 
 // fetchTimeout bounds the GET of a console URL.
@@ -62,7 +63,7 @@ func (c *Console) fetchVV(ctx context.Context, hc *http.Client) error {
 		c.Secrets = append(c.Secrets, pw)
 	}
 	if c.privateDir == "" {
-		if c.privateDir, err = os.MkdirTemp("", "latency-console-"); err != nil {
+		if c.privateDir, err = tmpdir.Make("latency-console-"); err != nil {
 			return fmt.Errorf("private directory for the console's .vv: %w", err)
 		}
 	}

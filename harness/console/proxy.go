@@ -11,6 +11,7 @@ import (
 
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/spiceproxy"
+	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
 
 // Proxied is the same guest as a, reached through a SPICE proxy of our
@@ -40,7 +41,7 @@ func Proxied(ctx context.Context, a *Console, mode string, logger *slog.Logger) 
 		_ = p.Close()
 		return nil, fmt.Errorf("the SPICE proxy's address: %w", err)
 	}
-	dir, err := os.MkdirTemp("", "latency-console-")
+	dir, err := tmpdir.Make("latency-console-")
 	if err != nil {
 		_ = p.Close()
 		return nil, fmt.Errorf("private directory for the proxied .vv file: %w", err)

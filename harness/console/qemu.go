@@ -11,6 +11,7 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/guest"
 	"github.com/shakenfist/kerbside-latency/harness/qemu"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
+	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
 
 // QemuLogName is QEMU's whole output for a run: qemu-<run>.log.
@@ -42,7 +43,7 @@ func (c *Console) openQemu(ctx context.Context, cfg *config.Config) error {
 	info := vm.Version()
 	c.QemuVersion, c.Accelerator = info.QEMU, info.Accel
 	host, port := vm.SpiceAddr()
-	dir, err := os.MkdirTemp("", "latency-console-")
+	dir, err := tmpdir.Make("latency-console-")
 	if err != nil {
 		return fmt.Errorf("private directory for the guest's .vv file: %w", err)
 	}

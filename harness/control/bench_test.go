@@ -80,12 +80,22 @@ func floodServer(b *testing.B, n int, line string, start <-chan struct{}) (strin
 
 // BenchmarkEventsUnixSocket measures the whole event path: socket read,
 // line split, decode, queue, channel. allocs/op is per event.
-func BenchmarkEventsUnixSocket(b *testing.B) {
+func BenchmarkEventsUnixSocket(b *testing.B) { benchEvents(b, Options{}) }
+
+// BenchmarkEventsUnixSocketTranscript is the same path with a transcript
+// (LATENCY_TRANSCRIPT) written to io.Discard, with two secrets to
+// replace: what troubleshooting costs per event.
+func BenchmarkEventsUnixSocketTranscript(b *testing.B) {
+	benchEvents(b, Options{Transcript: io.Discard, Secrets: []string{"tok-3f9a-SECRET", "vv-password"}})
+}
+
+func benchEvents(b *testing.B, opts Options) {
 	start := make(chan struct{})
 	path, done := floodServer(b, b.N, benchDrawnLine, start)
 	ctx, cancel := benchContext(b)
 	defer cancel()
-	c, err := Dial(ctx, path, Options{EventQueue: b.N + 1})
+	opts.EventQueue = b.N + 1
+	c, err := Dial(ctx, path, opts)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -56,6 +56,16 @@ type Options struct {
 	// MaxLineBytes bounds one line from the server, newline excluded
 	// (DefaultMaxLineBytes if zero).
 	MaxLineBytes int
+	// Transcript, when set, receives every line sent and received and
+	// the connection's end, as TranscriptEntry NDJSON lines, for
+	// troubleshooting (LATENCY_TRANSCRIPT). Secrets and paste text are
+	// replaced. Entries are written one Write each, under one lock, and
+	// none after Close returns; Dial's attempts write one after another.
+	// A write error stops the transcript (logged), never the client. Nil
+	// costs nothing.
+	Transcript io.Writer
+	// Secrets are replaced in the Transcript (a console token, say).
+	Secrets []string
 }
 
 func (o Options) withDefaults() Options {
@@ -114,6 +124,7 @@ type Client struct {
 	err     error                    // why it ended
 
 	hello atomic.Pointer[HelloResult]
+	tr    *transcript // nil unless Options.Transcript
 
 	queue    *eventQueue
 	events   chan Event
@@ -157,6 +168,7 @@ func NewClient(conn net.Conn, opts Options) *Client {
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
 		closing:  make(chan struct{}),
+		tr:       newTranscript(opts.Transcript, opts.Secrets, opts.Logger),
 	}
 	c.wg.Add(2)
 	go c.readLoop()
@@ -266,6 +278,9 @@ func (c *Client) Close() error {
 		c.end(nil)
 	})
 	c.wg.Wait()
+	if c.tr != nil {
+		c.tr.close()
+	}
 	return nil
 }
 
@@ -283,6 +298,9 @@ func (c *Client) end(cause error) {
 		c.pending = nil
 		c.mu.Unlock()
 		_ = c.conn.Close()
+		if c.tr != nil {
+			c.tr.end(time.Now(), cause)
+		}
 		for _, ch := range pending {
 			ch <- response{err: err} // buffer 1, and nobody else sends now
 		}
@@ -318,11 +336,17 @@ func (c *Client) readLoop() {
 			continue
 		}
 		c.lines.Add(1)
+		if c.tr != nil {
+			c.tr.record(TranscriptRecv, now, line)
+		}
 		c.handleLine(&env, line, now)
 	}
 }
 
 func (c *Client) handleOversize(prefix []byte, now time.Time) {
+	if c.tr != nil {
+		c.tr.record(TranscriptRecv, now, prefix)
+	}
 	c.lines.Add(1)
 	c.oversized.Add(1)
 	id, ok := peekID(prefix)
@@ -417,6 +441,12 @@ func (c *Client) pumpEvents() {
 // refusals come back as *ProtocolError with Method set; other errors are
 // wrapped with the method.
 func (c *Client) roundTrip(ctx context.Context, method string, params any) (json.RawMessage, callInfo, error) {
+	return c.call(ctx, method, params, nil)
+}
+
+// call is roundTrip; shown, when not nil, is what the transcript records
+// as the params instead of params (which may hold a secret).
+func (c *Client) call(ctx context.Context, method string, params, shown any) (json.RawMessage, callInfo, error) {
 	var info callInfo
 	if err := ctx.Err(); err != nil {
 		return nil, info, fmt.Errorf("control %s: %w", method, context.Cause(ctx))
@@ -437,7 +467,16 @@ func (c *Client) roundTrip(ctx context.Context, method string, params any) (json
 	c.mu.Unlock()
 	defer c.forget(info.id)
 
-	info.sentAt, err = c.writeLine(ctx, line)
+	var record []byte // the line the transcript shows
+	if c.tr != nil {
+		record = line
+		if shown != nil {
+			if record, err = appendRequest(nil, info.id, method, shown); err != nil {
+				record = []byte("(request not shown: " + err.Error() + ")")
+			}
+		}
+	}
+	info.sentAt, err = c.writeLine(ctx, line, record)
 	if err != nil {
 		return nil, info, fmt.Errorf("control %s: send request: %w", method, err)
 	}
@@ -470,11 +509,17 @@ var aLongTimeAgo = time.Unix(1, 0)
 // returns the wall clock taken just before the Write. A cancelled ctx
 // interrupts a Write blocked on a server that does not read; if part of
 // the line went out the stream is out of step and the connection ends.
-func (c *Client) writeLine(ctx context.Context, line []byte) (time.Time, error) {
+// record, when not nil, goes to the transcript first, so that a response
+// can never appear before its request there, and the transcript's cost
+// falls before sentAt is taken, not inside a measured interval.
+func (c *Client) writeLine(ctx context.Context, line, record []byte) (time.Time, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return time.Time{}, context.Cause(ctx)
+	}
+	if record != nil {
+		c.tr.record(TranscriptSend, time.Now(), record)
 	}
 	var stop func() bool
 	var fired chan struct{}

@@ -10,6 +10,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/shakenfist/kerbside-latency/harness/secret"
 )
 
 // HelloResult is the server's answer to hello. Treat its slices as
@@ -232,7 +234,10 @@ func (c *Client) Paste(ctx context.Context, text string, charDelay time.Duration
 		v := uint32(ms)
 		params.CharDelayMS = &v
 	}
-	_, info, err := c.roundTrip(ctx, "paste", params)
+	// The transcript shows the request's shape, never the text.
+	shown := params
+	shown.Text = secret.Redacted
+	_, info, err := c.call(ctx, "paste", params, shown)
 	if err != nil {
 		return PasteAck{}, err
 	}

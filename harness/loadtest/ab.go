@@ -80,7 +80,7 @@ func SetupAB(ctx context.Context, cfg *config.Config, opts Options) *AB {
 	copts.Getenv = opts.Getenv
 	a, b := ab.Legs[0], ab.Legs[1]
 	if a.Console, err = console.Open(ctx, a.Cfg, copts); err != nil {
-		ab.SetupErr = fmt.Errorf("A leg: %w", err)
+		ab.SetupErr = fmt.Errorf("leg A: %w", err)
 		return ab
 	}
 	a.ownsConsole = true
@@ -92,7 +92,7 @@ func SetupAB(ctx context.Context, cfg *config.Config, opts Options) *AB {
 		b.Console, err = console.Open(ctx, b.Cfg, copts)
 	}
 	if err != nil {
-		ab.SetupErr = fmt.Errorf("B leg: %w", err)
+		ab.SetupErr = fmt.Errorf("leg B: %w", err)
 		return ab
 	}
 	b.ownsConsole = true

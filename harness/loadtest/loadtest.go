@@ -88,6 +88,8 @@ type Session struct {
 	ownsConsole bool
 	teardown    sync.Once
 	tdErr       error
+
+	transcript *transcriptFile // LATENCY_TRANSCRIPT (transcript.go)
 }
 
 // Setup resolves the ryll binary, provisions the console, starts ryll,
@@ -167,6 +169,10 @@ func (r *Session) attach(ctx context.Context, opts Options) error {
 		return err
 	}
 
+	// LATENCY_TRANSCRIPT: every control-socket line, redacted (transcript.go).
+	if r.transcript, err = openTranscript(cfg, opts.AppendRyllLog); err != nil {
+		return err
+	}
 	probe, client := r.readyProbe(proc.SocketPath())
 	if err := proc.WaitReady(ctx, probe, cfg.ReadyTimeout); err != nil {
 		if *client != nil {
@@ -197,6 +203,10 @@ func (r *Session) attachSocket(ctx context.Context) error {
 	}
 	r.Console = &console.Console{Provider: r.Cfg.Provider}
 	r.RyllBinary, r.RyllVersion = "(attached: "+r.Cfg.RyllSocket+")", "unknown (not started by the loadtest)"
+	var err error
+	if r.transcript, err = openTranscript(r.Cfg, false); err != nil {
+		return err
+	}
 	probe, client := r.readyProbe(r.Cfg.RyllSocket)
 	ctx, cancel := context.WithTimeout(ctx, r.Cfg.ReadyTimeout)
 	defer cancel()
@@ -234,7 +244,8 @@ func (r *Session) readyProbe(socket string) (probe func(context.Context) error, 
 			c = nil
 		}
 		if c == nil {
-			dialed, err := control.Dial(ctx, socket, control.Options{ClientName: ClientName, Logger: logger})
+			dialed, err := control.Dial(ctx, socket, control.Options{ClientName: ClientName, Logger: logger,
+				Transcript: r.transcript.writer(), Secrets: r.Console.Secrets})
 			if err != nil {
 				var vm *control.VersionMismatchError
 				if errors.As(err, &vm) {
@@ -363,6 +374,9 @@ func (r *Session) Teardown(ctx context.Context) error {
 		var errs []error
 		if r.Client != nil {
 			r.Client.Close()
+		}
+		if err := r.transcript.close(); err != nil {
+			errs = append(errs, err)
 		}
 		if r.Ryll != nil {
 			if err := r.Ryll.Stop(ctx); err != nil {

@@ -26,12 +26,13 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/shakenfist/kerbside-latency/harness/ryll"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
+	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
 
 var fakeryll string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "loadtest-pkg-")
+	dir, err := tmpdir.Make("loadtest-pkg-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -115,7 +115,7 @@ func keypressRecord(s *results.Sidecar, m *Measurement) {
 // Files names the files a run leaves in the results directory, for the
 // summary.
 type Files struct {
-	CSV, Presses, Sidecar, Plot, Bench, RyllLog, QemuLog string
+	CSV, Presses, Sidecar, Plot, Bench, RyllLog, QemuLog, Transcript string
 }
 
 // WriteResults writes the sidecar, the plot and the benchmark file next
@@ -155,12 +155,15 @@ func (r *Session) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (
 	if r.Console != nil && exists(r.Console.QemuLog) {
 		f.QemuLog = r.Console.QemuLog
 	}
+	if p := filepath.Join(dir, results.TranscriptName(r.Cfg.RunID)); r.Cfg.Transcript && exists(p) {
+		f.Transcript = p
+	}
 	red := secret.NewRedactor(io.Discard, r.Secrets()...)
 	for _, err := range errs {
 		s.Errors = append(s.Errors, red.Scrub(err.Error()))
 	}
 	s.Files = nil
-	for _, p := range []string{f.CSV, f.Presses, f.Sidecar, f.Plot, f.Bench, f.RyllLog, f.QemuLog} {
+	for _, p := range []string{f.CSV, f.Presses, f.Sidecar, f.Plot, f.Bench, f.RyllLog, f.QemuLog, f.Transcript} {
 		if p != "" {
 			s.Files = append(s.Files, filepath.Base(p))
 		}

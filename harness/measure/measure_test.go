@@ -713,3 +713,36 @@ func TestDrainDroppedAtEnd(t *testing.T) {
 	r.drainDropped()
 	assert.Equal(t, 7, r.res.Dropped)
 }
+
+// stuckKeyboard's key down blocks until its context ends, after telling
+// pressed that it was called.
+type stuckKeyboard struct{ pressed chan struct{} }
+
+func (k stuckKeyboard) KeyDown(ctx context.Context) (time.Time, error) {
+	close(k.pressed)
+	<-ctx.Done()
+	return time.Time{}, ctx.Err()
+}
+func (stuckKeyboard) KeyUp(context.Context) error { return nil }
+
+// TestDrawsDuringKeyDownAreCountedAtEnd: draws that arrive while a key
+// down is in flight are held until it answers; when the run ends first
+// (here the draws stop), they must still be counted, not lost.
+func TestDrawsDuringKeyDownAreCountedAtEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		kb := stuckKeyboard{pressed: make(chan struct{})}
+		draws := make(chan Draw, 8)
+		go func() {
+			<-kb.pressed
+			for range 5 {
+				draws <- Draw{Wallclock: time.Unix(0, 0)}
+			}
+			close(draws)
+		}()
+		cfg := fastConfig(3)
+		cfg.Logger = discardLogger()
+		res, err := Run(t.Context(), cfg, Sources{Keyboard: kb, Draws: draws})
+		require.ErrorIs(t, err, ErrSourceClosed)
+		assert.Equal(t, 5, res.UnpairedDraws, "every draw is accounted for")
+	})
+}

@@ -313,21 +313,27 @@ func (r *runner) onKeyboard(ctx context.Context, kr kbResult) *outcome {
 		kr.err = errors.New("keyboard reported no send time")
 	}
 	if kr.err != nil {
-		r.pending = r.pending[:0]
+		r.judgePending()
 		return r.keyError(ctx, "key down", kr.err)
 	}
 	r.keyDown = true
 	r.openPress(kr.sentAt)
 	r.holdAlarm.set(kr.sentAt.Add(r.cfg.Hold))
 	r.deadlineAlarm.set(r.cur.windowEnd.Add(r.cfg.Grace))
-	// Judge the draws that arrived while the request was in flight, in
-	// arrival order. onDraw does not append to pending now.
+	r.judgePending()
+	return nil
+}
+
+// judgePending judges the draws that arrived while a key down was in
+// flight, in arrival order, once its outcome is known (or the run ends
+// without it): each is counted once, never lost. onDraw does not append
+// to pending while this runs, since the key down is no longer pressing.
+func (r *runner) judgePending() {
 	pending := r.pending
 	r.pending = r.pending[:0]
 	for _, d := range pending {
 		r.judge(d)
 	}
-	return nil
 }
 
 // openPress starts judging press r.seq sent at sentAt.
@@ -678,6 +684,7 @@ func (r *runner) finishKeyboard(ctx context.Context, cancel context.CancelFunc) 
 		}
 		if !ok {
 			r.log.Error("key request did not return after cancellation; abandoning it", "wait", 2*keyboardSettle)
+			r.judgePending()
 			return
 		}
 		r.kbBusy = false
@@ -692,6 +699,7 @@ func (r *runner) finishKeyboard(ctx context.Context, cancel context.CancelFunc) 
 			r.keyDown = true
 		}
 	}
+	r.judgePending()
 	if !r.keyDown {
 		return
 	}

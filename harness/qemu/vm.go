@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/secret"
+	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
 
 // ErrReadyTimeout is wrapped by Start when QMP and SPICE did not both
@@ -316,7 +317,9 @@ func freePort() (int, error) {
 // makeDir creates the VM's private directory. It is 0700 because it
 // holds the password file and the QMP socket, which controls the guest.
 func makeDir() (string, error) {
-	dir, err := os.MkdirTemp("", "qemu-")
+	// Owned (tmpdir): a harness killed by SIGKILL takes QEMU with it
+	// (childproc), and the next run sweeps the directory it left.
+	dir, err := tmpdir.Make("qemu-")
 	if err != nil {
 		return "", fmt.Errorf("create QEMU directory: %w", err)
 	}
@@ -324,12 +327,6 @@ func makeDir() (string, error) {
 		_ = os.RemoveAll(dir)
 		return "", fmt.Errorf("QMP socket path in %s is %d bytes, over the %d-byte limit of Unix socket paths: set TMPDIR to a shorter directory",
 			dir, n, maxSocketPath)
-	}
-	// MkdirTemp already uses 0700; say so explicitly, since the
-	// password's safety rests on it.
-	if err := os.Chmod(dir, 0o700); err != nil {
-		_ = os.RemoveAll(dir)
-		return "", fmt.Errorf("restrict QEMU directory %s: %w", dir, err)
 	}
 	return dir, nil
 }

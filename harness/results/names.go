@@ -14,6 +14,7 @@ const (
 	PlotSuffix       = ".png"
 	BenchSuffix      = ".bench.txt"
 	RunSummarySuffix = "-summary.json"
+	TranscriptSuffix = "-transcript.ndjson"
 )
 
 // CSVName is the samples file of a run: latency-<run>.csv.
@@ -32,6 +33,10 @@ func BenchFileName(run string) string { return FilePrefix + run + BenchSuffix }
 // RunSummaryName is the summary of a run of several consoles:
 // latency-<run>-summary.json.
 func RunSummaryName(run string) string { return FilePrefix + run + RunSummarySuffix }
+
+// TranscriptName is the control-socket transcript of a run
+// (LATENCY_TRANSCRIPT): latency-<run>-transcript.ndjson.
+func TranscriptName(run string) string { return FilePrefix + run + TranscriptSuffix }
 
 // RyllLogName is ryll's whole output for a run: ryll-<run>.log.
 func RyllLogName(run string) string { return "ryll-" + run + ".log" }

@@ -299,7 +299,7 @@ func TestRunSummaryNames(t *testing.T) {
 }
 
 func TestFileNamesAreOneFamily(t *testing.T) {
-	for _, name := range []string{CSVName("r"), SidecarName("r"), PlotName("r"), BenchFileName("r"), RunSummaryName("r")} {
+	for _, name := range []string{CSVName("r"), SidecarName("r"), PlotName("r"), BenchFileName("r"), RunSummaryName("r"), TranscriptName("r")} {
 		assert.True(t, strings.HasPrefix(name, FilePrefix), name)
 	}
 	assert.True(t, IsSidecarName(SidecarName("r-c1")))
@@ -308,4 +308,7 @@ func TestFileNamesAreOneFamily(t *testing.T) {
 	assert.False(t, IsRunSummaryName(SidecarName("summary")))
 	assert.False(t, IsSidecarName("latency-.json"))
 	assert.False(t, IsSidecarName(CSVName("r")))
+	assert.Equal(t, "latency-r-transcript.ndjson", TranscriptName("r"))
+	assert.False(t, IsSidecarName(TranscriptName("r")), "a transcript is not a sidecar")
+	assert.False(t, IsRunSummaryName(TranscriptName("r")))
 }

@@ -8,13 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/address"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
+	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
 
 // Spec says how to run one ryll. Exactly one console source (URL, File or
@@ -315,21 +314,16 @@ func childEnv(lookup func(string) (string, bool), extra []string) ([]string, err
 // socketDirPrefix names the private directories in TMPDIR.
 const socketDirPrefix = "ryll-"
 
-// ownerFile, inside a private directory, holds the pid of the harness
-// that made it, so that a later run can tell a directory left by a killed
-// harness from one in use.
-const ownerFile = "owner"
-
 // makeSocketDir creates the private directory for the control socket and
 // returns the socket path. The directory is 0700 so no other user can
-// connect to (and drive) the console through ryll's socket. Directories
-// left behind by harnesses that died (SIGKILL gives no chance to clean
-// up) are removed first.
+// connect to (and drive) the console through ryll's socket. It names
+// this harness as its owner (harness/tmpdir), and directories left by
+// harnesses that died (SIGKILL gives no chance to clean up) are removed
+// first.
 func makeSocketDir() (dir, path string, err error) {
-	sweepStaleSocketDirs(os.TempDir())
-	dir, err = os.MkdirTemp("", socketDirPrefix)
+	dir, err = tmpdir.Make(socketDirPrefix)
 	if err != nil {
-		return "", "", fmt.Errorf("create control socket directory: %w", err)
+		return "", "", fmt.Errorf("control socket directory: %w", err)
 	}
 	path = dir + string(os.PathSeparator) + socketName
 	if len(path) > maxSocketPath {
@@ -337,42 +331,5 @@ func makeSocketDir() (dir, path string, err error) {
 		return "", "", fmt.Errorf("control socket path %q is %d bytes, over the %d-byte limit of Unix socket paths: set TMPDIR to a shorter directory",
 			path, len(path), maxSocketPath)
 	}
-	// MkdirTemp already uses 0700; say so explicitly in case that ever
-	// changes, since the socket's safety rests on it.
-	if err := os.Chmod(dir, 0o700); err != nil {
-		_ = os.RemoveAll(dir)
-		return "", "", fmt.Errorf("restrict control socket directory %s: %w", dir, err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
-		_ = os.RemoveAll(dir)
-		return "", "", fmt.Errorf("mark control socket directory %s: %w", dir, err)
-	}
 	return dir, path, nil
-}
-
-// sweepStaleSocketDirs removes private directories in tmp whose owner
-// harness no longer runs. Directories without an owner file (another
-// program's, or one being made right now) are left alone.
-func sweepStaleSocketDirs(tmp string) {
-	entries, err := os.ReadDir(tmp)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), socketDirPrefix) {
-			continue
-		}
-		dir := filepath.Join(tmp, e.Name())
-		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
-		if err != nil {
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid <= 0 || pid == os.Getpid() {
-			continue
-		}
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			_ = os.RemoveAll(dir)
-		}
-	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shakenfist/kerbside-latency/harness/secret"
+	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
 
 const testToken = "tok-a1b2c3"
@@ -133,30 +134,23 @@ func TestConsoleFileForIPv6(t *testing.T) {
 	assert.Equal(t, "[virt-viewer]\ntype=spice\nhost=::1\nport=5900\ntls-port=5901\n", Spec{Direct: "[::1]:5900:5901"}.consoleFile())
 }
 
+// TestStaleSocketDirsOfDeadHarnessesAreSwept: a new socket directory is
+// made only after those of harnesses that died are removed (the sweep
+// itself is harness/tmpdir's, tested there).
 func TestStaleSocketDirsOfDeadHarnessesAreSwept(t *testing.T) {
-	tmp := t.TempDir()
-	mk := func(name, owner string) string {
-		d := filepath.Join(tmp, name)
-		require.NoError(t, os.Mkdir(d, 0o700))
-		if owner != "" {
-			require.NoError(t, os.WriteFile(filepath.Join(d, ownerFile), []byte(owner), 0o600))
-		}
-		return d
-	}
+	t.Setenv("TMPDIR", t.TempDir())
 	// A pid that is surely dead: a child we started and reaped.
 	cmd := exec.Command("true")
 	require.NoError(t, cmd.Run())
-	dead := strconv.Itoa(cmd.Process.Pid)
+	stale := filepath.Join(os.TempDir(), "ryll-stale")
+	require.NoError(t, os.Mkdir(stale, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(stale, tmpdir.OwnerFile), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600))
 
-	stale := mk("ryll-stale", dead)
-	live := mk("ryll-live", strconv.Itoa(os.Getppid()))
-	mine := mk("ryll-mine", strconv.Itoa(os.Getpid()))
-	noOwner := mk("ryll-noowner", "")
-	other := mk("other-dir", dead)
-
-	sweepStaleSocketDirs(tmp)
+	dir, _, err := makeSocketDir()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	assert.NoDirExists(t, stale, "a dead harness's directory is removed")
-	for _, d := range []string{live, mine, noOwner, other} {
-		assert.DirExists(t, d)
-	}
+	b, err := os.ReadFile(filepath.Join(dir, tmpdir.OwnerFile))
+	require.NoError(t, err)
+	assert.Equal(t, strconv.Itoa(os.Getpid()), string(b), "the new directory names its owner")
 }
