@@ -61,8 +61,8 @@ var (
 	minTokenMV      = microversion{2, 31} // os-console-auth-tokens for SPICE tokens
 	minFlavorDescMV = microversion{2, 55} // a flavor's description
 	minConsoleMV    = microversion{2, 99}
-	minTagsMV    = microversion{2, 52} // tags in the create request
-	minListTagMV = microversion{2, 26} // tags filter and tags in answers
+	minTagsMV       = microversion{2, 52} // tags in the create request
+	minListTagMV    = microversion{2, 26} // tags filter and tags in answers
 )
 
 // Errors callers may want to tell apart with errors.Is.
