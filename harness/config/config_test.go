@@ -180,3 +180,14 @@ func TestMeasurementSettingsReachTheMeasurement(t *testing.T) {
 	assert.Equal(t, def.MaxDuration, d.MaxDuration)
 	assert.Zero(t, d.Quiet, "the measurement derives the quiet gap from the window")
 }
+
+func TestOpenStackConsoleMode(t *testing.T) {
+	c, err := Load(env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, "spice-direct", c.Cloud.Console)
+	c, err = Load(env(map[string]string{"LATENCY_PROVIDER": "openstack", "LATENCY_OPENSTACK_CONSOLE": "direct"}))
+	require.NoError(t, err)
+	assert.Equal(t, "direct", c.Cloud.Console)
+	_, err = Load(env(map[string]string{"LATENCY_OPENSTACK_CONSOLE": "vnc"}))
+	require.ErrorContains(t, err, `LATENCY_OPENSTACK_CONSOLE="vnc"`)
+}
