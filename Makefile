@@ -20,7 +20,14 @@ SHORT_LOADTEST_ENV := LATENCY_PROVIDER=fake LATENCY_SAMPLES=8 \
 	LATENCY_CADENCE=250ms LATENCY_KEY_HOLD=30ms LATENCY_CADENCE_JITTER=40ms \
 	LATENCY_MAX_DURATION=60s LATENCY_RESULTS_DIR=$(RESULTS_DIR)/short
 
-.PHONY: help test unit loadtest-short loadtest lint bench fleet-bench fuzz sweep compare guest clean
+# The real-cloud lane: deploy/devcloud's Zed on 127.0.0.1. Its openrc
+# files and clouds.yaml (passwords) go under the cloud's own state
+# directory, never into the results.
+DEVCLOUD       := deploy/devcloud/devcloud.sh
+DEVCLOUD_STATE ?= /var/tmp/kerbside-devcloud
+DEVCLOUD_DIR   ?= $(DEVCLOUD_STATE)/out
+
+.PHONY: help test unit loadtest-short loadtest lint bench fleet-bench fuzz sweep compare guest clean cloud-up cloud-test cloud-down
 
 help:
 	@echo "make test       unit tests with -race, then a short fake loadtest (what CI runs)"
@@ -32,6 +39,8 @@ help:
 	@echo "make sweep      delete servers left by earlier runs (OpenStack; SWEEP_ARGS='-older-than 2h -dry-run')"
 	@echo "make compare    OLD=results/latency-A.csv NEW=results/latency-B.csv: medians, confidence and p-value"
 	@echo "make guest      rebuild the boot-sector guest harness/guest/guest.img from guest.asm (needs nasm)"
+	@echo "make cloud-test the openstack provider's end-to-end cases against a real Zed on 127.0.0.1 (root, Debian 12: installs and starts it)"
+	@echo "make cloud-down stop the dev cloud and delete its state"
 	@echo "make clean      remove results and build output"
 
 test: unit loadtest-short
@@ -54,6 +63,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags loadtest ./...
+	$(GO) vet -tags cloudtest ./...
 	$(GO) tool staticcheck ./...
 	$(GO) tool staticcheck -tags loadtest ./...
 	$(GO) mod tidy -diff
@@ -82,6 +92,19 @@ compare:
 guest:
 	@command -v nasm >/dev/null || { echo "nasm not installed: apt-get install -y nasm"; exit 1; }
 	nasm -f bin -o harness/guest/guest.img harness/guest/guest.asm
+
+cloud-up:
+	@mkdir -p $(RESULTS_DIR)/cloud
+	DEVCLOUD_STATE=$(DEVCLOUD_STATE) DEVCLOUD_APT_LOG=$(RESULTS_DIR)/cloud/apt.log $(DEVCLOUD) install | tee $(RESULTS_DIR)/cloud/times.env
+	DEVCLOUD_STATE=$(DEVCLOUD_STATE) $(DEVCLOUD) up $(DEVCLOUD_DIR) | tee -a $(RESULTS_DIR)/cloud/times.env
+
+cloud-test: cloud-up
+	DEVCLOUD_DIR=$(DEVCLOUD_DIR) $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/cloud/junit.xml -- \
+		-tags cloudtest -count=1 -timeout 15m -run '^TestCloud' .
+	@DEVCLOUD_STATE=$(DEVCLOUD_STATE) $(DEVCLOUD) status | tail -n 1 | sed 's/^/after the tests: /'
+
+cloud-down:
+	DEVCLOUD_STATE=$(DEVCLOUD_STATE) $(DEVCLOUD) down
 
 clean:
 	rm -rf $(RESULTS_DIR) bin

@@ -54,7 +54,9 @@ type devCloud struct {
 }
 
 // secrets are the passwords of the dev cloud's accounts.
-func (d devCloud) secrets() []string { return []string{d.admin["OS_PASSWORD"], d.member["OS_PASSWORD"]} }
+func (d devCloud) secrets() []string {
+	return []string{d.admin["OS_PASSWORD"], d.member["OS_PASSWORD"]}
+}
 
 var (
 	devCloudOnce sync.Once

@@ -76,6 +76,9 @@ cmd_install() {
 	fi
 	[[ $(id -u) == 0 ]] || die "installing packages needs root: sudo $0 install (missing: $missing)"
 	log "installing: $missing"
+	# A fresh machine has no package lists yet; an old list may name
+	# versions the mirror no longer has.
+	apt-get update -q >"${DEVCLOUD_APT_LOG:-/dev/null}" 2>&1 || die "apt-get update failed (DEVCLOUD_APT_LOG=FILE keeps apt's output)"
 	# policy-rc.d keeps the packages' init scripts from starting the system
 	# MariaDB and RabbitMQ: this cloud runs private instances of both.
 	local policy=/usr/sbin/policy-rc.d made_policy=0
@@ -85,7 +88,7 @@ cmd_install() {
 		made_policy=1
 	fi
 	# shellcheck disable=SC2086 # a word list
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >"${DEVCLOUD_APT_LOG:-/dev/null}" ||
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >>"${DEVCLOUD_APT_LOG:-/dev/null}" 2>&1 ||
 		{
 			((made_policy)) && rm -f "$policy"
 			die "apt-get install failed (run apt-get update first? DEVCLOUD_APT_LOG=FILE keeps apt's output)"
