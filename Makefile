@@ -23,7 +23,7 @@ SHORT_LOADTEST_ENV := LATENCY_PROVIDER=fake LATENCY_SAMPLES=8 \
 # The real-cloud lane: deploy/devcloud's Zed on 127.0.0.1. Its openrc
 # files and clouds.yaml (passwords) go under the cloud's own state
 # directory, never into the results.
-DEVCLOUD       := deploy/devcloud/devcloud.sh
+DEVCLOUD       := bash deploy/devcloud/devcloud.sh
 DEVCLOUD_STATE ?= /var/tmp/kerbside-devcloud
 DEVCLOUD_DIR   ?= $(DEVCLOUD_STATE)/out
 

@@ -102,13 +102,26 @@ cmd_install() {
 
 pidfile() { echo "$STATE/run/$1.pid"; }
 
-alive() {
-	local f pid
+# starttime PID: the process's start time in clock ticks since boot
+# (field 22 of /proc/PID/stat), which a reused pid does not share.
+starttime() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $20 }'; }
+
+# pid_of NAME: the pid of the daemon if the pidfile names a live process
+# that is still the one we started (pid and start time), else nothing.
+# After a reboot or a killed session the pids in a stale pidfile may
+# belong to someone else's processes: those are never signalled.
+pid_of() {
+	local f pid start
 	f=$(pidfile "$1")
 	[[ -s $f ]] || return 1
-	pid=$(<"$f")
-	kill -0 "$pid" 2>/dev/null
+	read -r pid start <"$f" || true
+	[[ -n $pid && -n $start ]] || return 1
+	kill -0 "$pid" 2>/dev/null || return 1
+	[[ $(starttime "$pid") == "$start" ]] || return 1
+	echo "$pid"
 }
+
+alive() { pid_of "$1" >/dev/null; }
 
 # start NAME CMD...: run CMD in its own session, output to log/NAME.log.
 start() {
@@ -118,23 +131,27 @@ start() {
 		return
 	fi
 	setsid "$@" >>"$STATE/log/$name.log" 2>&1 </dev/null &
-	echo $! >"$(pidfile "$name")"
+	local pid=$!
+	echo "$pid $(starttime "$pid")" >"$(pidfile "$name")"
 }
 
-# stop NAME: SIGTERM the session, then SIGKILL after 20 s.
+# stop NAME: SIGTERM the session, then SIGKILL after 10 s.
 stop() {
 	local name=$1 f pid i
 	f=$(pidfile "$name")
 	[[ -s $f ]] || return 0
-	pid=$(<"$f")
+	if ! pid=$(pid_of "$name"); then
+		rm -f "$f" # stale: the process is gone (or the pid is someone else's now)
+		return 0
+	fi
 	if kill -0 "$pid" 2>/dev/null; then
 		kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < 200; i++)); do
+		for ((i = 0; i < 100; i++)); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
 		if kill -0 "$pid" 2>/dev/null; then
-			log "$name (pid $pid) ignored SIGTERM for 20 s; killing it"
+			log "$name (pid $pid) ignored SIGTERM for 10 s; killing it"
 			kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
 		fi
 	fi
@@ -625,9 +642,7 @@ EOF
 rss_mib() {
 	local s f pid pids=()
 	for s in "${SERVICES[@]}"; do
-		f=$(pidfile "$s")
-		[[ -s $f ]] || continue
-		pid=$(<"$f")
+		pid=$(pid_of "$s") || continue
 		# the session: the daemon and its workers
 		pids+=($(ps -o pid= -s "$pid" 2>/dev/null || true))
 	done
@@ -642,11 +657,10 @@ rss_mib() {
 }
 
 cmd_status() {
-	local s f
+	local s pid
 	for s in "${SERVICES[@]}"; do
-		f=$(pidfile "$s")
-		if alive "$s"; then
-			printf '%-15s running (pid %s)\n' "$s" "$(<"$f")"
+		if pid=$(pid_of "$s"); then
+			printf '%-15s running (pid %s)\n' "$s" "$pid"
 		else
 			printf '%-15s stopped\n' "$s"
 		fi
