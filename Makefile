@@ -31,7 +31,14 @@ REAL_LOADTEST_ENV := LATENCY_PROVIDER=qemu LATENCY_SAMPLES=20 \
 	LATENCY_CADENCE=300ms LATENCY_KEY_HOLD=30ms LATENCY_CADENCE_JITTER=100ms \
 	LATENCY_MAX_DURATION=120s LATENCY_EXPECT_P50=0.003-0.08 LATENCY_RESULTS_DIR=$(RESULTS_DIR)/real
 
-.PHONY: help test unit loadtest-bin loadtest-short loadtest-real loadtest lint bench fleet-bench fuzz sweep compare guest clean
+# The real-cloud lane: deploy/devcloud's Zed on 127.0.0.1. Its openrc
+# files and clouds.yaml (passwords) go under the cloud's own state
+# directory, never into the results.
+DEVCLOUD       := bash deploy/devcloud/devcloud.sh
+DEVCLOUD_STATE ?= /var/tmp/kerbside-devcloud
+DEVCLOUD_DIR   ?= $(DEVCLOUD_STATE)/out
+
+.PHONY: help test unit loadtest-bin loadtest-short loadtest-real loadtest lint bench fleet-bench fuzz sweep compare guest clean cloud-up cloud-test cloud-down
 
 help:
 	@echo "make test       unit tests with -race, a short fake loadtest and, where QEMU is installed, a short real one (what CI runs)"
@@ -43,6 +50,8 @@ help:
 	@echo "make sweep      delete servers left by earlier runs (OpenStack; SWEEP_ARGS='-older-than 2h -dry-run')"
 	@echo "make compare    OLD=results/latency-A.csv NEW=results/latency-B.csv: medians, confidence and p-value"
 	@echo "make guest      rebuild the boot-sector guest harness/guest/guest.img from guest.asm (needs nasm)"
+	@echo "make cloud-test the openstack provider's end-to-end cases against a real Zed on 127.0.0.1 (root, Debian 12: installs and starts it)"
+	@echo "make cloud-down stop the dev cloud and delete its state"
 	@echo "make clean      remove results and build output"
 
 test: unit loadtest-short loadtest-real
@@ -89,6 +98,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags loadtest ./...
+	$(GO) vet -tags cloudtest ./...
 	$(GO) tool staticcheck ./...
 	$(GO) tool staticcheck -tags loadtest ./...
 	$(GO) mod tidy -diff
@@ -126,6 +136,19 @@ compare:
 guest:
 	@command -v nasm >/dev/null || { echo "nasm not installed: apt-get install -y nasm"; exit 1; }
 	nasm -f bin -o harness/guest/guest.img harness/guest/guest.asm
+
+cloud-up:
+	@mkdir -p $(RESULTS_DIR)/cloud
+	DEVCLOUD_STATE=$(DEVCLOUD_STATE) DEVCLOUD_APT_LOG=$(RESULTS_DIR)/cloud/apt.log $(DEVCLOUD) install | tee $(RESULTS_DIR)/cloud/times.env
+	DEVCLOUD_STATE=$(DEVCLOUD_STATE) $(DEVCLOUD) up $(DEVCLOUD_DIR) | tee -a $(RESULTS_DIR)/cloud/times.env
+
+cloud-test: cloud-up
+	DEVCLOUD_DIR=$(DEVCLOUD_DIR) $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/cloud/junit.xml -- \
+		-tags cloudtest -count=1 -timeout 15m -run '^TestCloud' .
+	@DEVCLOUD_STATE=$(DEVCLOUD_STATE) $(DEVCLOUD) status | tail -n 1 | sed 's/^/after the tests: /'
+
+cloud-down:
+	DEVCLOUD_STATE=$(DEVCLOUD_STATE) $(DEVCLOUD) down
 
 clean:
 	rm -rf $(RESULTS_DIR) bin

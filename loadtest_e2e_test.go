@@ -760,3 +760,37 @@ func TestE2ETranscript(t *testing.T) {
 		assert.False(t, bytes.Contains(b, []byte(s)), "the transcript contains a secret (starts %.4q)", s)
 	}
 }
+
+// TestE2EDirectLegOnFakeCloud runs the openstack provider with
+// LATENCY_OPENSTACK_CONSOLE=direct against a fake Zed-like cloud (no
+// spice-direct): the server's console token is resolved and ryll is
+// handed the hypervisor's address with --direct; without admin rights the
+// run stops before anything is created.
+func TestE2EDirectLegOnFakeCloud(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	t.Run("admin", func(t *testing.T) {
+		t.Parallel()
+		fc, env := openStackOnFakeCloud(t, fr)
+		require.NoError(t, fc.SetMaxMicroversion("2.93"))
+		env["LATENCY_OPENSTACK_CONSOLE"] = "direct"
+		o := runLoadtest(t, env)
+		require.Equal(t, 0, o.exitCode)
+		assert.Len(t, o.csv(t), 4)
+		assert.Contains(t, o.output, `console_type=spice-html5`)
+		assert.Regexp(t, `msg="started ryll".*--direct 127\.0\.0\.1:5900`, o.output)
+		assert.Equal(t, 0, fc.ServersAlive(), "the server was deleted")
+		assertNoRyllLeft(t, o.output)
+	})
+	t.Run("member", func(t *testing.T) {
+		t.Parallel()
+		fc, env := openStackOnFakeCloud(t, fr)
+		fc.NotAdmin()
+		env["LATENCY_OPENSTACK_CONSOLE"] = "direct"
+		o := runLoadtest(t, env)
+		assert.NotEqual(t, 0, o.exitCode)
+		assert.Contains(t, o.output, "the direct leg needs an admin account")
+		assert.Empty(t, fc.Servers(), "nothing was booted")
+		assert.NotContains(t, o.output, "started ryll")
+	})
+}

@@ -94,7 +94,7 @@ func (c *Cloud) markCleaned(r *run) {
 // deleteAndWait deletes a server and polls until Nova answers 404, within
 // ctx. name is for messages; log should already name the server.
 func (c *Cloud) deleteAndWait(ctx context.Context, id, name string, log *slog.Logger) error {
-	err := servers.Delete(ctx, c.compute, id).ExtractErr()
+	err := servers.Delete(ctx, c.at(baseMV), id).ExtractErr()
 	switch {
 	case gophercloud.ResponseCodeIs(err, http.StatusNotFound):
 		log.Info("server already gone", "server_id", id)
@@ -110,7 +110,7 @@ func (c *Cloud) waitGone(ctx context.Context, id, name string, log *slog.Logger)
 	start := time.Now()
 	status, task := "", ""
 	for {
-		s, err := servers.Get(ctx, c.compute, id).Extract()
+		s, err := servers.Get(ctx, c.at(baseMV), id).Extract()
 		switch {
 		case gophercloud.ResponseCodeIs(err, http.StatusNotFound):
 			log.Info("server deleted", "server_id", id, "took", time.Since(start).Round(time.Millisecond))

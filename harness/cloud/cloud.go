@@ -144,9 +144,11 @@ func Connect(ctx context.Context, env func(string) string, opts ...Option) (*Clo
 		return nil, err
 	}
 	if mv, err := utils.GetSupportedMicroversions(ctx, c.compute); err != nil {
-		c.log.Warn("could not read the compute API's microversion range; will try 2.99 and read the errors",
+		// Each call is then sent at the lowest microversion it needs (see
+		// at): a server create that works at 2.52 must not fail because
+		// 2.99 was asked of a cloud that lacks it.
+		c.log.Warn("could not read the compute API's microversion range; each call will ask for the microversion it needs and the errors will be read",
 			"error", err)
-		c.compute.Microversion = ConsoleMicroversion
 	} else {
 		c.maxMicroversion = microversion{mv.MaxMajor, mv.MaxMinor}
 		c.compute.Microversion = c.maxMicroversion.capAt(microversion{2, 99}).String()
@@ -297,6 +299,28 @@ func summarize(err error) string {
 		return fmt.Sprintf("HTTP %d", code.Actual)
 	}
 	return secret.StripURLError(err).Error()
+}
+
+// at returns the compute client for a call that needs microversion need.
+// When the cloud's range is known, that is the negotiated microversion
+// (the cloud's maximum, at most 2.99; callers check need against it).
+// When discovery failed, it is need itself, so that no call is sent at a
+// microversion higher than it needs and refused for it.
+func (c *Cloud) at(need microversion) *gophercloud.ServiceClient {
+	if c.maxMicroversion.known() {
+		return c.compute
+	}
+	cc := *c.compute
+	cc.Microversion = need.String()
+	return &cc
+}
+
+// effective is the microversion a call made through at(need) is sent at.
+func (c *Cloud) effective(need microversion) microversion {
+	if c.maxMicroversion.known() {
+		return c.maxMicroversion.capAt(minConsoleMV)
+	}
+	return need
 }
 
 // microversion is a compute API microversion; the zero value is unknown.

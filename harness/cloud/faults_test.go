@@ -206,6 +206,8 @@ func TestCloudWithoutSpiceDirect(t *testing.T) {
 		assert.ErrorIs(t, err, cloud.ErrMicroversion)
 		assert.Contains(t, err.Error(), "spice-direct consoles need compute microversion 2.99")
 		assert.Contains(t, err.Error(), "maximum is 2.95")
+		assert.Contains(t, err.Error(), "Version 2.99 is not supported by the API. Minimum is 2.1 and maximum is 2.95.", "Nova's own refusal")
+		assert.Contains(t, err.Error(), "LATENCY_OPENSTACK_CONSOLE=direct")
 		assert.Zero(t, countCalls(e.fc, http.MethodPost, fakecloud.ComputePrefix), "nothing is created on a cloud that cannot give a console")
 		assert.Zero(t, countCalls(e.fc, http.MethodPost, fakecloud.ImagePrefix))
 		require.NoError(t, e.cleanup(t))

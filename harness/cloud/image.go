@@ -2,10 +2,14 @@ package cloud
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,19 +75,12 @@ func (c *Cloud) uploadImage(ctx context.Context, ic *gophercloud.ServiceClient, 
 	defer cancel()
 	src := secret.RedactURL(cfg.ImageURL)
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.ImageURL, nil)
+	body, size, err := c.openImage(ctx, cfg.ImageURL)
 	if err != nil {
-		return "", fmt.Errorf("download image from %s: %w", src, secret.StripURLError(err))
+		return "", fmt.Errorf("download image from %s: %w", src, err)
 	}
-	resp, err := c.download.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("download image from %s: %w", src, secret.StripURLError(err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("download image from %s: HTTP %d", src, resp.StatusCode)
-	}
-	log.Info("image missing; uploading it", "image", cfg.Image, "source", src, "size_bytes", resp.ContentLength)
+	defer body.Close()
+	log.Info("image missing; uploading it", "image", cfg.Image, "source", src, "size_bytes", size)
 
 	im, err := images.Create(ctx, ic, images.CreateOpts{
 		Name: cfg.Image, DiskFormat: "qcow2", ContainerFormat: "bare", Properties: imageProperties,
@@ -102,13 +99,13 @@ func (c *Cloud) uploadImage(ctx context.Context, ic *gophercloud.ServiceClient, 
 		}
 	}()
 
-	pr := &progressReader{r: resp.Body, total: resp.ContentLength, log: log, imageID: im.ID, start: time.Now()}
+	pr := &progressReader{r: body, total: size, log: log, imageID: im.ID, start: time.Now()}
 	if err := imagedata.Upload(ctx, ic, im.ID, pr).ExtractErr(); err != nil {
 		return "", fmt.Errorf("upload image %s (%s) after %d bytes: %w", cfg.Image, im.ID, pr.n.Load(), err)
 	}
 	sent := pr.n.Load()
-	if resp.ContentLength >= 0 && sent != resp.ContentLength {
-		return "", fmt.Errorf("upload image %s (%s): the download ended after %d of %d bytes", cfg.Image, im.ID, sent, resp.ContentLength)
+	if size >= 0 && sent != size {
+		return "", fmt.Errorf("upload image %s (%s): the download ended after %d of %d bytes", cfg.Image, im.ID, sent, size)
 	}
 	pr.report(true)
 
@@ -133,6 +130,55 @@ func (c *Cloud) uploadImage(ctx context.Context, ic *gophercloud.ServiceClient, 
 			return "", fmt.Errorf("wait for image %s (%s) to be active (last status %s): %w", cfg.Image, im.ID, got.Status, ctx.Err())
 		}
 	}
+}
+
+// openImage opens the image at rawURL for reading: an http(s) URL is
+// fetched, a file:// URL (an air-gapped cloud's local copy) is opened.
+// size is -1 when the server does not say.
+func (c *Cloud) openImage(ctx context.Context, rawURL string) (body io.ReadCloser, size int64, err error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, 0, secret.StripURLError(err)
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, 0, fmt.Errorf("file URL with host %q: want file:///absolute/path (the file must be on this machine)", u.Host)
+		}
+		if u.Path == "" || !filepath.IsAbs(u.Path) {
+			return nil, 0, errors.New("file URL without an absolute path: want file:///absolute/path")
+		}
+		f, err := os.Open(u.Path)
+		if err != nil {
+			return nil, 0, err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		if !st.Mode().IsRegular() {
+			f.Close()
+			return nil, 0, fmt.Errorf("%s is not a regular file", u.Path)
+		}
+		return f, st.Size(), nil
+	case "http", "https":
+	default:
+		return nil, 0, fmt.Errorf("unsupported URL scheme %q: want https://, http:// or file:///", u.Scheme)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, 0, secret.StripURLError(err)
+	}
+	resp, err := c.download.Do(req)
+	if err != nil {
+		return nil, 0, secret.StripURLError(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, 0, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return resp.Body, resp.ContentLength, nil
 }
 
 // progressReader counts bytes on their way to Glance and logs progress at

@@ -56,9 +56,13 @@ const (
 )
 
 var (
-	minConsoleMV = microversion{2, 99}
-	minTagsMV    = microversion{2, 52} // tags in the create request
-	minListTagMV = microversion{2, 26} // tags filter and tags in answers
+	baseMV          = microversion{2, 1}
+	minRemoteMV     = microversion{2, 6}  // POST /servers/{id}/remote-consoles
+	minTokenMV      = microversion{2, 31} // os-console-auth-tokens for SPICE tokens
+	minFlavorDescMV = microversion{2, 55} // a flavor's description
+	minConsoleMV    = microversion{2, 99}
+	minTagsMV       = microversion{2, 52} // tags in the create request
+	minListTagMV    = microversion{2, 26} // tags filter and tags in answers
 )
 
 // Errors callers may want to tell apart with errors.Is.
@@ -95,6 +99,8 @@ type Config struct {
 	ImageTimeout time.Duration
 	// KeepServer makes Cleanup leave the server running, and say so.
 	KeepServer bool
+	// Console is the console to hand back (ConsoleSpiceDirect when empty).
+	Console ConsoleMode
 	// RunID names the run: the server is ServerNamePrefix+RunID. Letters,
 	// digits, '.', '_' and '-', at most 63; generated when empty.
 	RunID string
@@ -102,7 +108,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Console is a provisioned server and its spice-direct console.
+// Console is a provisioned server and its console: URL for a spice-direct
+// console, Direct for the direct leg (Config.Console).
 type Console struct {
 	// ServerID and ServerName identify the booted server.
 	ServerID   string
@@ -112,6 +119,12 @@ type Console struct {
 	// URL is the Kerbside URL that serves the .vv file. It is a credential:
 	// hand URL.Reveal() to ryll only; log URL (it prints redacted).
 	URL secret.URL
+	// Direct is the hypervisor's SPICE address, host:port or
+	// host:port:tls_port, for ryll's --direct (ConsoleDirect only).
+	Direct string
+	// ConsoleType is the Nova console type opened: "spice-direct", or
+	// "spice-html5" for the direct leg on a cloud older than 2025.1.
+	ConsoleType string
 }
 
 // run is the state Cleanup needs about the one server a Cloud makes.
@@ -165,6 +178,12 @@ func (cfg *Config) applyDefaults(fallback *slog.Logger) error {
 	if cfg.Logger == nil {
 		cfg.Logger = fallback
 	}
+	if cfg.Console == "" {
+		cfg.Console = ConsoleSpiceDirect
+	}
+	if cfg.Console != ConsoleSpiceDirect && cfg.Console != ConsoleDirect {
+		return fmt.Errorf("invalid config: console mode %q (want %q or %q)", cfg.Console, ConsoleSpiceDirect, ConsoleDirect)
+	}
 	return nil
 }
 
@@ -173,7 +192,11 @@ func (cfg *Config) applyDefaults(fallback *slog.Logger) error {
 func NewRunID(now time.Time) string { return runid.New(now) }
 
 // Provision makes sure the image, flavor and network exist, boots a
-// server, waits for it to be ACTIVE and opens a spice-direct console.
+// server, waits for it to be ACTIVE and opens its console: a spice-direct
+// console, or with ConsoleDirect the hypervisor's address behind a console
+// token. Before anything is created it checks that the cloud can give that
+// console (see preflight), so a cloud too old or an account without the
+// rights fails at once, having made nothing.
 //
 // Whatever Provision returns, the caller must run Cleanup, with a context
 // that outlives the one given here (a cancelled Provision still leaves a
@@ -206,11 +229,11 @@ func (c *Cloud) Provision(ctx context.Context, cfg Config) (*Console, error) {
 	r := c.run
 	c.mu.Unlock()
 
-	if c.maxMicroversion.known() && !c.maxMicroversion.atLeast(minConsoleMV) {
-		return nil, fmt.Errorf("provision %s: %w: spice-direct consoles need compute microversion %s (Nova 2025.1 or later), this cloud's maximum is %s",
-			name, ErrMicroversion, ConsoleMicroversion, c.maxMicroversion)
+	if err := c.preflight(ctx, cfg.Console, log); err != nil {
+		return nil, fmt.Errorf("provision %s: %w", name, err)
 	}
-	log.Info("provisioning", "image", cfg.Image, "flavor", cfg.Flavor, "network", cfg.Network, "boot_timeout", cfg.BootTimeout)
+	log.Info("provisioning", "image", cfg.Image, "flavor", cfg.Flavor, "network", cfg.Network, "boot_timeout", cfg.BootTimeout,
+		"console", string(cfg.Console))
 
 	imageID, err := c.ensureImage(ctx, cfg, log)
 	if err != nil {
@@ -231,23 +254,37 @@ func (c *Cloud) Provision(ctx context.Context, cfg Config) (*Console, error) {
 	if err := c.waitActive(ctx, serverID, name, cfg.BootTimeout, log); err != nil {
 		return nil, fmt.Errorf("provision %s: %w", name, err)
 	}
-	u, err := c.spiceDirect(ctx, serverID, log)
+	con := &Console{ServerID: serverID, ServerName: name, RunID: cfg.RunID}
+	if cfg.Console == ConsoleDirect {
+		con.Direct, con.ConsoleType, err = c.directConsole(ctx, serverID, log)
+	} else {
+		con.URL, err = c.spiceDirect(ctx, serverID, log)
+		con.ConsoleType = "spice-direct"
+	}
 	if err != nil {
 		return nil, fmt.Errorf("provision %s: %w", name, err)
 	}
-	return &Console{ServerID: serverID, ServerName: name, RunID: cfg.RunID, URL: u}, nil
+	return con, nil
+}
+
+// mvName is a client's microversion for messages ("" is Nova's 2.1).
+func mvName(v string) string {
+	if v == "" {
+		return "2.1"
+	}
+	return v
 }
 
 // computeErr wraps err from a compute call, naming a microversion refusal
 // (406, or 400/404 mentioning the version) as ErrMicroversion.
-func (c *Cloud) computeErr(what string, err error) error {
+func computeErr(sc *gophercloud.ServiceClient, what string, err error) error {
 	var code gophercloud.ErrUnexpectedResponseCode
 	if errors.As(err, &code) {
 		body := strings.ToLower(string(code.Body))
 		mentions := strings.Contains(body, "version") || strings.Contains(body, "spice-direct")
 		if code.Actual == http.StatusNotAcceptable || (mentions && (code.Actual == http.StatusBadRequest || code.Actual == http.StatusNotFound)) {
 			return fmt.Errorf("%s: %w: the cloud refused compute microversion %s (HTTP %d: %s)",
-				what, ErrMicroversion, c.compute.Microversion, code.Actual, strings.TrimSpace(string(code.Body)))
+				what, ErrMicroversion, mvName(sc.Microversion), code.Actual, strings.TrimSpace(string(code.Body)))
 		}
 	}
 	return fmt.Errorf("%s: %w", what, err)
@@ -257,9 +294,10 @@ func (c *Cloud) computeErr(what string, err error) error {
 // match), creating it with the loadtest shape when missing.
 func (c *Cloud) ensureFlavor(ctx context.Context, name string, log *slog.Logger) (string, error) {
 	find := func() (*flavors.Flavor, error) {
-		pages, err := flavors.ListDetail(c.compute, flavors.ListOpts{}).AllPages(ctx)
+		lc := c.at(baseMV)
+		pages, err := flavors.ListDetail(lc, flavors.ListOpts{}).AllPages(ctx)
 		if err != nil {
-			return nil, c.computeErr("list flavors", err)
+			return nil, computeErr(lc, "list flavors", err)
 		}
 		all, err := flavors.ExtractFlavors(pages)
 		if err != nil {
@@ -293,10 +331,12 @@ func (c *Cloud) ensureFlavor(ctx context.Context, name string, log *slog.Logger)
 	}
 	log.Info("flavor missing; creating it", "flavor", name, "ram_mb", flavorRAM, "disk_gb", flavorDisk, "vcpus", flavorVCPUs)
 	disk := flavorDisk
-	created, err := flavors.Create(ctx, c.compute, flavors.CreateOpts{
-		Name: name, RAM: flavorRAM, VCPUs: flavorVCPUs, Disk: &disk,
-		Description: "kerbside latency loadtest guest",
-	}).Extract()
+	fc := c.at(minFlavorDescMV)
+	opts := flavors.CreateOpts{Name: name, RAM: flavorRAM, VCPUs: flavorVCPUs, Disk: &disk}
+	if c.effective(minFlavorDescMV).atLeast(minFlavorDescMV) {
+		opts.Description = "kerbside latency loadtest guest" // a field since 2.55
+	}
+	created, err := flavors.Create(ctx, fc, opts).Extract()
 	switch {
 	case gophercloud.ResponseCodeIs(err, http.StatusForbidden):
 		return "", forbidden(err)
@@ -305,16 +345,16 @@ func (c *Cloud) ensureFlavor(ctx context.Context, name string, log *slog.Logger)
 		if f, ferr := find(); ferr == nil && f != nil {
 			return f.ID, nil
 		}
-		return "", c.computeErr("create flavor "+name, err)
+		return "", computeErr(fc, "create flavor "+name, err)
 	case err != nil:
-		return "", c.computeErr("create flavor "+name, err)
+		return "", computeErr(fc, "create flavor "+name, err)
 	}
-	_, err = flavors.CreateExtraSpecs(ctx, c.compute, created.ID, flavors.ExtraSpecsOpts{flavorVideoSpec: flavorVideoRAM}).Extract()
+	_, err = flavors.CreateExtraSpecs(ctx, c.at(baseMV), created.ID, flavors.ExtraSpecsOpts{flavorVideoSpec: flavorVideoRAM}).Extract()
 	if gophercloud.ResponseCodeIs(err, http.StatusForbidden) {
 		return "", forbidden(err)
 	}
 	if err != nil {
-		return "", c.computeErr(fmt.Sprintf("set extra specs on flavor %s (%s)", name, created.ID), err)
+		return "", computeErr(c.at(baseMV), fmt.Sprintf("set extra specs on flavor %s (%s)", name, created.ID), err)
 	}
 	log.Info("flavor created", "flavor", name, "flavor_id", created.ID)
 	return created.ID, nil
@@ -358,6 +398,7 @@ func (c *Cloud) createServer(ctx context.Context, r *run, imageID, flavorID, net
 	if c.maxMicroversion.known() && !c.maxMicroversion.atLeast(minTagsMV) {
 		return "", fmt.Errorf("create server: %w: tagging at create needs %s, this cloud's maximum is %s", ErrMicroversion, "2.52", c.maxMicroversion)
 	}
+	sc := c.at(minTagsMV)
 	opts := servers.CreateOpts{
 		Name: r.name, ImageRef: imageID, FlavorRef: flavorID,
 		Networks: []servers.Network{{UUID: networkID}},
@@ -372,7 +413,7 @@ func (c *Cloud) createServer(ctx context.Context, r *run, imageID, flavorID, net
 		c.mu.Lock()
 		r.createSent = true
 		c.mu.Unlock()
-		srv, err := servers.Create(ctx, c.compute, opts, nil).Extract()
+		srv, err := servers.Create(ctx, sc, opts, nil).Extract()
 		if err == nil {
 			c.mu.Lock()
 			r.addServer(srv.ID)
@@ -395,9 +436,9 @@ func (c *Cloud) createServer(ctx context.Context, r *run, imageID, flavorID, net
 		}
 		if ferr != nil || !transient(err) || attempt >= createAttempts {
 			if ferr != nil {
-				return "", fmt.Errorf("create server %s: %w (and looking for it afterwards failed: %v)", r.name, c.computeErr("create", err), ferr)
+				return "", fmt.Errorf("create server %s: %w (and looking for it afterwards failed: %v)", r.name, createErr(sc, "create", err), ferr)
 			}
-			return "", c.computeErr("create server "+r.name, err)
+			return "", createErr(sc, "create server "+r.name, err)
 		}
 		r.log.Warn("server create failed and no server was made; trying again", "attempt", attempt, "error", summarize(err))
 		if !sleep(ctx, c.backoffFor(uint(attempt))) {
@@ -414,9 +455,10 @@ func (c *Cloud) findRunServers(ctx context.Context, r *run) ([]string, error) {
 	if c.maxMicroversion.known() && !c.maxMicroversion.atLeast(minListTagMV) {
 		return nil, fmt.Errorf("list servers: %w: the tags filter needs 2.26, this cloud's maximum is %s", ErrMicroversion, c.maxMicroversion)
 	}
-	pages, err := servers.List(c.compute, servers.ListOpts{Tags: Tag}).AllPages(ctx)
+	lc := c.at(minListTagMV)
+	pages, err := servers.List(lc, servers.ListOpts{Tags: Tag}).AllPages(ctx)
 	if err != nil {
-		return nil, c.computeErr("list servers of run "+r.id, err)
+		return nil, computeErr(lc, "list servers of run "+r.id, err)
 	}
 	all, err := servers.ExtractServers(pages)
 	if err != nil {
@@ -446,14 +488,14 @@ func (c *Cloud) waitActive(ctx context.Context, id, name string, timeout time.Du
 	var lastLog time.Time
 	lastStatus, lastTask := "", ""
 	for {
-		s, err := servers.Get(wctx, c.compute, id).Extract()
+		s, err := servers.Get(wctx, c.at(baseMV), id).Extract()
 		switch {
 		case err != nil && wctx.Err() != nil:
 			// handled below with the cause
 		case gophercloud.ResponseCodeIs(err, http.StatusNotFound):
 			return fmt.Errorf("%w: server %s (%s) disappeared while booting", ErrBootFailed, name, id)
 		case err != nil:
-			return c.computeErr(fmt.Sprintf("poll server %s (%s)", name, id), err)
+			return computeErr(c.at(baseMV), fmt.Sprintf("poll server %s (%s)", name, id), err)
 		case s.Status == "ACTIVE":
 			log.Info("server active", "server_id", id, "boot_time", time.Since(start).Round(time.Millisecond))
 			return nil
@@ -493,7 +535,7 @@ func (c *Cloud) spiceDirect(ctx context.Context, id string, log *slog.Logger) (s
 		Type:     remoteconsoles.ConsoleType("spice-direct"),
 	}).Extract()
 	if err != nil {
-		return secret.URL{}, c.computeErr("open spice-direct console on server "+id, err)
+		return secret.URL{}, computeErr(&cc, "open spice-direct console on server "+id, err)
 	}
 	if rc == nil || rc.Type != "spice-direct" || rc.Protocol != "spice" {
 		return secret.URL{}, fmt.Errorf("open spice-direct console on server %s: unexpected answer (protocol %q, type %q)",

@@ -46,9 +46,10 @@ func (c *Cloud) Sweep(ctx context.Context, opts SweepOptions) ([]string, error) 
 	}
 	c.mu.Unlock()
 
-	pages, err := servers.List(c.compute, servers.ListOpts{Tags: Tag}).AllPages(ctx)
+	lc := c.at(minListTagMV)
+	pages, err := servers.List(lc, servers.ListOpts{Tags: Tag}).AllPages(ctx)
 	if err != nil {
-		return nil, c.computeErr("sweep: list servers tagged "+Tag, err)
+		return nil, computeErr(lc, "sweep: list servers tagged "+Tag, err)
 	}
 	all, err := servers.ExtractServers(pages)
 	if err != nil {
@@ -87,7 +88,7 @@ func (c *Cloud) Sweep(ctx context.Context, opts SweepOptions) ([]string, error) 
 	var errs []error
 	var pending []victim
 	for _, v := range chosen {
-		err := servers.Delete(ctx, c.compute, v.id).ExtractErr()
+		err := servers.Delete(ctx, c.at(baseMV), v.id).ExtractErr()
 		switch {
 		case gophercloud.ResponseCodeIs(err, http.StatusNotFound):
 			c.log.Info("server already gone", "server_id", v.id, "server", v.name)

@@ -176,6 +176,9 @@ type Cloud struct {
 	Network     string
 	BootTimeout time.Duration
 	KeepServer  bool
+	// Console is LATENCY_OPENSTACK_CONSOLE: spice-direct (Kerbside's
+	// console) or direct (the hypervisor's address, for admins).
+	Console string
 }
 
 // Var documents one environment variable.
@@ -226,6 +229,7 @@ var Vars = []Var{
 	{"LATENCY_NETWORK", "public1", "openstack: network name"},
 	{"LATENCY_BOOT_TIMEOUT", "10m", "openstack: how long the server has to become ACTIVE"},
 	{"LATENCY_KEEP_SERVER", "0", "openstack: 1 keeps the server after the run"},
+	{"LATENCY_OPENSTACK_CONSOLE", "spice-direct", "openstack: `spice-direct` measures through Kerbside (Nova 2025.1+); `direct` measures the server's direct leg, the hypervisor's address behind a console token (admin only; spice-html5 on older clouds)"},
 }
 
 // defaults are the measurement's own defaults: the loadtest's defaults
@@ -283,6 +287,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			Network:     p.str("LATENCY_NETWORK", "public1"),
 			BootTimeout: p.duration("LATENCY_BOOT_TIMEOUT", 10*time.Minute, true),
 			KeepServer:  p.boolean("LATENCY_KEEP_SERVER"),
+			Console:     p.str("LATENCY_OPENSTACK_CONSOLE", "spice-direct"),
 		},
 	}
 	c.RyllSocket = strings.TrimSpace(getenv("LATENCY_RYLL_SOCKET"))
@@ -299,6 +304,9 @@ func Load(getenv func(string) string) (*Config, error) {
 		c.Provider = ProviderAttached
 	case c.Provider == ProviderAuto:
 		c.Provider, c.AutoReason = resolveAuto(getenv, c.Qemu)
+	}
+	if c.Cloud.Console != "spice-direct" && c.Cloud.Console != "direct" {
+		p.failf("LATENCY_OPENSTACK_CONSOLE=%q: want spice-direct (through Kerbside) or direct (the hypervisor's address; admin only)", c.Cloud.Console)
 	}
 	c.Requested = c.Provider
 	c.Window = p.duration("LATENCY_WINDOW", min(c.Cadence, measure.DefaultMaxWindow), true)

@@ -269,3 +269,14 @@ func TestABProblems(t *testing.T) {
 		})
 	}
 }
+
+func TestOpenStackConsoleMode(t *testing.T) {
+	c, err := Load(env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, "spice-direct", c.Cloud.Console)
+	c, err = Load(env(map[string]string{"LATENCY_PROVIDER": "openstack", "LATENCY_OPENSTACK_CONSOLE": "direct"}))
+	require.NoError(t, err)
+	assert.Equal(t, "direct", c.Cloud.Console)
+	_, err = Load(env(map[string]string{"LATENCY_OPENSTACK_CONSOLE": "vnc"}))
+	require.ErrorContains(t, err, `LATENCY_OPENSTACK_CONSOLE="vnc"`)
+}

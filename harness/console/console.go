@@ -152,6 +152,7 @@ func (c *Console) provision(ctx context.Context, cfg *config.Config, getenv func
 		Network:       cfg.Cloud.Network,
 		BootTimeout:   cfg.Cloud.BootTimeout,
 		KeepServer:    cfg.Cloud.KeepServer,
+		Console:       cloud.ConsoleMode(cfg.Cloud.Console),
 		RunID:         cfg.RunID,
 		Logger:        c.logger,
 	}
@@ -159,7 +160,7 @@ func (c *Console) provision(ctx context.Context, cfg *config.Config, getenv func
 	if err != nil {
 		return fmt.Errorf("provision a console: %w", err)
 	}
-	c.URL = con.URL
+	c.URL, c.Direct = con.URL, con.Direct
 	c.ServerID, c.ServerName = con.ServerID, con.ServerName
 	c.Secrets = append(c.Secrets, urlSecrets(con.URL)...)
 	return nil
@@ -257,6 +258,8 @@ func (c *Console) Describe() string {
 		return fmt.Sprintf("%s %s:%d (QEMU %s, %s, pid %d)", c.Provider, host, port, c.QemuVersion, c.Accelerator, c.vm.Pid())
 	case c.File != "":
 		return string(c.Provider) + " " + c.File
+	case c.ServerName != "":
+		return string(c.Provider) + " direct " + c.Direct + " (server " + c.ServerName + " " + c.ServerID + ")"
 	default:
 		return string(c.Provider) + " " + c.Direct
 	}
