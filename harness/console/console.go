@@ -127,9 +127,11 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Console, erro
 			c.closeQuietly()
 			return nil, err
 		}
-		if err := c.fetchVV(ctx, opts.HTTPClient); err != nil {
-			c.closeQuietly()
-			return nil, err
+		if !c.URL.IsZero() { // a spice-direct console URL; the direct leg has an address
+			if err := c.fetchVV(ctx, opts.HTTPClient); err != nil {
+				c.closeQuietly()
+				return nil, err
+			}
 		}
 	default:
 		return nil, fmt.Errorf("unknown provider %q", cfg.Provider)
