@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -396,4 +397,14 @@ func TestAttachToARunningRyll(t *testing.T) {
 	require.NoError(t, r.Teardown(t.Context()))
 	assert.NoError(t, cmd.Process.Signal(syscall.Signal(0)), "the attached ryll still runs after the run")
 	assert.Equal(t, "attached", r.Sidecar(m, time.Now()).Provider)
+}
+
+func TestSidecarOfARunInterruptedDuringSetupSaysInterrupted(t *testing.T) {
+	f := fakeConfig(t, map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "127.0.0.1:5900"})
+	r := &Session{Cfg: f.cfg, Start: time.Now()}
+	s := r.Sidecar(nil, time.Now(), fmt.Errorf("provision a console: %w", context.Canceled))
+	assert.Equal(t, "interrupted", s.StopReason)
+	s = r.Sidecar(nil, time.Now(), errors.New("boot failed"))
+	assert.Equal(t, "error", s.StopReason)
+	assert.NotEmpty(t, s.Errors, "an error stop names its error")
 }

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -74,6 +75,16 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		}
 		if m.Malformed > 0 {
 			runErrs = append(runErrs, fmt.Errorf("ryll sent %d lines that were not protocol messages (skipped)", m.Malformed))
+		}
+	}
+	if m == nil {
+		// Nothing was measured: a run stopped by SIGINT/SIGTERM (its
+		// context cancelled) during setup was interrupted, not broken.
+		for _, err := range runErrs {
+			if errors.Is(err, context.Canceled) {
+				s.StopReason = string(measure.StopInterrupted)
+				break
+			}
 		}
 	}
 	s.Summary = stats.Summarize(values)
