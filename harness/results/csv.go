@@ -53,21 +53,33 @@ type CSVWriter struct {
 // overwritten or appended to: a clash of run ids must not destroy or mix
 // earlier results.
 func CreateCSV(dir, run string) (*CSVWriter, error) {
+	f, path, err := createNew(dir, run, CSVName(run), "latency CSV")
+	if err != nil {
+		return nil, err
+	}
+	return &CSVWriter{f: f, path: path, buf: make([]byte, 0, 32)}, nil
+}
+
+// createNew creates dir (and parents) if needed and the new file name in
+// it, for appending a run's records as they come. An existing file is an
+// error rather than being overwritten or appended to: a clash of run ids
+// must not destroy or mix earlier results.
+func createNew(dir, run, name, what string) (*os.File, string, error) {
 	if err := ValidateRunID(run); err != nil {
-		return nil, fmt.Errorf("create latency CSV: %w", err)
+		return nil, "", fmt.Errorf("create %s: %w", what, err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create results directory %s: %w", dir, err)
+		return nil, "", fmt.Errorf("create results directory %s: %w", dir, err)
 	}
-	path := filepath.Join(dir, CSVName(run))
+	path := filepath.Join(dir, name)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("create latency CSV %s: file already exists (pick another run id)", path)
+			return nil, "", fmt.Errorf("create %s %s: file already exists (pick another run id)", what, path)
 		}
-		return nil, fmt.Errorf("create latency CSV: %w", err)
+		return nil, "", fmt.Errorf("create %s: %w", what, err)
 	}
-	return &CSVWriter{f: f, path: path, buf: make([]byte, 0, 32)}, nil
+	return f, path, nil
 }
 
 // Path returns the file's path.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -69,19 +68,9 @@ type PressesWriter struct {
 // CreatePresses creates latency-<run>-presses.csv in dir with its header.
 // An existing file is an error, as for the CSV.
 func CreatePresses(dir, run string) (*PressesWriter, error) {
-	if err := ValidateRunID(run); err != nil {
-		return nil, fmt.Errorf("create presses CSV: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create results directory %s: %w", dir, err)
-	}
-	path := filepath.Join(dir, PressesName(run))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, path, err := createNew(dir, run, PressesName(run), "presses CSV")
 	if err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("create presses CSV %s: file already exists (pick another run id)", path)
-		}
-		return nil, fmt.Errorf("create presses CSV: %w", err)
+		return nil, err
 	}
 	w := &PressesWriter{f: f, path: path}
 	if err := w.writeRecord(PressesHeader); err != nil {
