@@ -212,9 +212,10 @@ func seriesFrom(m *Measurement, start time.Time) results.Series {
 	if start.IsZero() && len(res.Samples) > 0 {
 		start = res.Samples[0].At
 	}
-	// One console's series is just "samples"; a run of several labels
-	// each with its console (c<i>).
-	ser := results.Series{Label: "samples"}
+	// c0 names the console in the benchmark file (so that runs line up
+	// with earlier ones for benchstat); the plot's legend leaves a single
+	// console's label out.
+	ser := results.Series{Label: "c0"}
 	for _, smp := range res.Samples {
 		ser.Samples = append(ser.Samples, results.Point{At: max(smp.At.Sub(start), 0), Value: smp.Value})
 	}

@@ -248,6 +248,15 @@ func withLabels(series []Series) []Series {
 	return out
 }
 
+// legendLabel names a series in the legend: a run of one console needs
+// no console label ("c0" means nothing to a reader), several do.
+func legendLabel(s Series, n int, counts string) string {
+	if n == 1 {
+		return counts
+	}
+	return s.Label + " (" + counts + ")"
+}
+
 func seriesColor(i int) color.Color { return seriesColors[i%len(seriesColors)] }
 
 // seriesGlyphs tell apart series that share a colour: the palette has six
@@ -308,9 +317,9 @@ func (f *Figure) buildTimeline(title string, series []Series) (*plot.Plot, error
 			points.Shape = seriesGlyph(i)
 			points.Radius = vg.Points(2)
 			p.Add(line, points)
-			lg.Add(fmt.Sprintf("%s (%d samples, %d misses)", s.Label, len(s.Samples), s.MissCount()), line, points)
+			lg.Add(legendLabel(s, len(series), fmt.Sprintf("%d samples, %d misses", len(s.Samples), s.MissCount())), line, points)
 		} else {
-			lg.Add(fmt.Sprintf("%s (no samples, %d misses)", s.Label, s.MissCount()))
+			lg.Add(legendLabel(s, len(series), fmt.Sprintf("no samples, %d misses", s.MissCount())))
 		}
 		totalMisses += s.MissCount()
 		placeable := s.Misses

@@ -230,3 +230,8 @@ func TestSeriesBeyondThePaletteDifferInShape(t *testing.T) {
 	assert.NotEqual(t, seriesGlyph(0), seriesGlyph(n), "so the shape changes")
 	assert.Equal(t, seriesGlyph(0), seriesGlyph(n-1))
 }
+
+func TestLegendNamesConsolesOnlyWhenThereAreSeveral(t *testing.T) {
+	assert.Equal(t, "3 samples, 0 misses", legendLabel(Series{Label: "c0"}, 1, "3 samples, 0 misses"))
+	assert.Equal(t, "c1 (3 samples, 0 misses)", legendLabel(Series{Label: "c1"}, 2, "3 samples, 0 misses"))
+}
