@@ -794,3 +794,43 @@ func TestE2EDirectLegOnFakeCloud(t *testing.T) {
 		assert.NotContains(t, o.output, "started ryll")
 	})
 }
+
+// TestE2EOneServerBothWays is the A/B an operator runs to ask what
+// Kerbside adds: one booted server, A its direct leg (the hypervisor's
+// address through Nova's console tokens), B its spice-direct console
+// through Kerbside, with a fresh one-time console for every B block.
+func TestE2EOneServerBothWays(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	fc, env := openStackOnFakeCloud(t, fr)
+	env["LATENCY_OPENSTACK_CONSOLE"] = "direct"
+	env["LATENCY_B_PROVIDER"] = "openstack"
+	env["LATENCY_SAMPLES"] = "6"
+	env["LATENCY_AB_BLOCK"] = "3"
+	env["FAKERYLL_DISPLAY_REFRESH"] = "0"
+	env["FAKERYLL_DRAW_JITTER"] = "0"
+	o := runLoadtest(t, env)
+	require.Equal(t, 0, o.exitCode)
+	ab, err := results.ReadAB(filepath.Join(o.dir, results.ABName(o.runID)))
+	require.NoError(t, err)
+	assert.Equal(t, 6, ab.A.Samples)
+	assert.Equal(t, 6, ab.B.Samples)
+	assert.Equal(t, 2, ab.B.Blocks)
+	boots, consoles := 0, 0
+	for _, c := range fc.CallsTo("POST", "/compute/v2.1/servers") {
+		switch {
+		case c.Path == "/compute/v2.1/servers":
+			boots++
+		case strings.HasSuffix(c.Path, "/remote-consoles"):
+			consoles++
+		}
+	}
+	assert.Equal(t, 1, boots, "one server for both legs")
+	assert.Equal(t, 3, consoles, "the direct leg's console, and a fresh Kerbside console for each of B's 2 blocks")
+	assert.Regexp(t, `msg="started ryll".*--direct 127\.0\.0\.1:5900`, o.output, "A: the hypervisor's address")
+	assert.Regexp(t, `msg="started ryll" leg=B.*--file `, o.output, "B: a fetched Kerbside .vv")
+	assert.Equal(t, 0, fc.ServersAlive(), "the server was deleted")
+	for _, s := range append(fc.Secrets(), fc.ConsoleTokens()...) {
+		assert.NotContains(t, o.output, s)
+	}
+}

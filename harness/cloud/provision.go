@@ -556,3 +556,11 @@ func safeField(rc *remoteconsoles.RemoteConsole, f func(*remoteconsoles.RemoteCo
 	}
 	return f(rc)
 }
+
+// SpiceDirect asks Nova for a new spice-direct console for a server this
+// run booted. The B leg of an A/B reaches the same server through
+// Kerbside this way, with a fresh console for every block: a Kerbside
+// .vv carries a one-time password, so a block cannot reuse the last one's.
+func (c *Cloud) SpiceDirect(ctx context.Context, serverID string) (secret.URL, error) {
+	return c.spiceDirect(ctx, serverID, c.log)
+}

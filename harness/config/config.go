@@ -147,6 +147,10 @@ type AB struct {
 	// BProxy puts our own SPICE proxy in front of the qemu guest for the
 	// B leg ("nodelay", "nagle", "delay:DUR"); empty for none.
 	BProxy string
+	// SameServer: the B leg is the A leg's own server through its
+	// spice-direct console (Kerbside), A being that server's direct leg
+	// (LATENCY_OPENSTACK_CONSOLE=direct): one server, both ways.
+	SameServer bool
 	// Block is how many presses a leg measures before the other's turn.
 	Block int
 	// MaxAdded is the most B may add to a median before the run fails
@@ -165,6 +169,10 @@ func (c *Config) Leg(b bool) *Config {
 	}
 	out.RunID = c.RunID + "-b"
 	out.Provider, out.Requested, out.Console = c.AB.BProvider, c.AB.BProvider, c.AB.BConsole
+	if c.AB.SameServer {
+		out.Provider, out.Requested, out.Console = c.Provider, c.Requested, ""
+		out.Cloud.Console = "spice-direct"
+	}
 	return &out
 }
 
@@ -446,8 +454,18 @@ func loadAB(p *parser, getenv func(string) string, c *Config) {
 			p.failf("LATENCY_B_PROXY makes the B leg itself: leave LATENCY_B_PROVIDER and LATENCY_B_CONSOLE unset")
 		}
 		ab.BProvider = ProviderQemu
+	case (ab.BProvider == ProviderOpenStack || ab.BProvider == ProviderFake) && (c.Provider == ProviderOpenStack || c.Provider == ProviderFake):
+		// One server, both ways: A its direct leg, B its spice-direct
+		// console through Kerbside.
+		if bc != "" {
+			p.failf("LATENCY_B_PROVIDER=%s reaches the A leg's own server: leave LATENCY_B_CONSOLE unset", ab.BProvider)
+		}
+		if c.Cloud.Console != "direct" {
+			p.failf("LATENCY_B_PROVIDER=%s measures the server through Kerbside against its direct leg: set LATENCY_OPENSTACK_CONSOLE=direct for the A leg", ab.BProvider)
+		}
+		ab.SameServer = true
 	case ab.BProvider == ProviderQemu || ab.BProvider == ProviderFake || ab.BProvider == ProviderOpenStack:
-		p.failf("LATENCY_B_PROVIDER=%s would boot another guest; the B leg must reach the same guest as A: use url, file or direct (or LATENCY_B_PROXY with qemu)", ab.BProvider)
+		p.failf("LATENCY_B_PROVIDER=%s would boot another guest; the B leg must reach the same guest as A: use url, file or direct (or LATENCY_B_PROXY with qemu, or openstack with an openstack A leg)", ab.BProvider)
 	default:
 		switch ab.BProvider {
 		case ProviderURL:

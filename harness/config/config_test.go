@@ -280,3 +280,18 @@ func TestOpenStackConsoleMode(t *testing.T) {
 	_, err = Load(env(map[string]string{"LATENCY_OPENSTACK_CONSOLE": "vnc"}))
 	require.ErrorContains(t, err, `LATENCY_OPENSTACK_CONSOLE="vnc"`)
 }
+
+func TestABOnOneServerBothWays(t *testing.T) {
+	c, err := Load(env(map[string]string{"LATENCY_PROVIDER": "openstack", "LATENCY_OPENSTACK_CONSOLE": "direct", "LATENCY_B_PROVIDER": "openstack"}))
+	require.NoError(t, err)
+	require.NotNil(t, c.AB)
+	assert.True(t, c.AB.SameServer)
+	b := c.Leg(true)
+	assert.Equal(t, ProviderOpenStack, b.Provider)
+	assert.Equal(t, "spice-direct", b.Cloud.Console, "B reaches the server through Kerbside")
+	assert.Equal(t, "direct", c.Leg(false).Cloud.Console)
+
+	_, err = Load(env(map[string]string{"LATENCY_PROVIDER": "openstack", "LATENCY_B_PROVIDER": "openstack"}))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "set LATENCY_OPENSTACK_CONSOLE=direct for the A leg")
+}

@@ -49,8 +49,11 @@ type Console struct {
 	vm    *qemu.VM
 	// proxy and shared are set for a console that reaches another
 	// console's guest through a SPICE proxy of ours (Proxied).
-	proxy      *spiceproxy.Proxy
-	shared     *qemu.VM
+	proxy  *spiceproxy.Proxy
+	shared *qemu.VM
+	// same is the console whose server this one reaches another way
+	// (SameServer).
+	same       *Console
 	privateDir string
 	logger     *slog.Logger
 }

@@ -86,9 +86,12 @@ func SetupAB(ctx context.Context, cfg *config.Config, opts Options) *AB {
 	a.ownsConsole = true
 	a.Console.Secrets = append(a.Console.Secrets, opts.Secrets...)
 	copts.Logger = logger.With("leg", "B")
-	if cfg.AB.BProxy != "" {
+	switch {
+	case cfg.AB.BProxy != "":
 		b.Console, err = console.Proxied(ctx, a.Console, cfg.AB.BProxy, copts.Logger)
-	} else {
+	case cfg.AB.SameServer:
+		b.Console, err = console.SameServer(ctx, a.Console, copts)
+	default:
 		b.Console, err = console.Open(ctx, b.Cfg, copts)
 	}
 	if err != nil {
@@ -202,6 +205,14 @@ func (ab *AB) block(ctx context.Context, l *Leg, need int, keys *int) (measure.R
 	opts.AppendRyllLog = len(l.Blocks) > 0
 	if opts.LegEnv != nil {
 		opts.RyllEnv = append(append([]string(nil), opts.RyllEnv...), opts.LegEnv(l.Name)...)
+	}
+	if len(l.Blocks) > 0 {
+		// A one-time console (Kerbside's) is asked for again per block.
+		copts := ab.opts.Console
+		copts.Logger = opts.Logger
+		if err := l.Console.Refresh(ctx, copts); err != nil {
+			return measure.Result{}, err
+		}
 	}
 	sess, err := ab.attach(ctx, l, opts)
 	defer func() {
