@@ -18,6 +18,7 @@ import (
 
 	"github.com/shakenfist/kerbside-latency/fixtures/fakecloud"
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
+	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
@@ -107,27 +108,47 @@ func BenchmarkFleet(b *testing.B) {
 }
 
 func fleetRun(b *testing.B, n int) (errs []float64, cpu, childCPU time.Duration, heapBytes float64) {
-	b.StopTimer()
-	childBase := rusage(syscall.RUSAGE_CHILDREN)
 	dir := b.TempDir()
 	fx := fakeConfig(b, map[string]string{
 		"LATENCY_CONSOLES": fmt.Sprint(n), "LATENCY_PARALLEL": "10", "LATENCY_SAMPLES": "10",
 		"LATENCY_CADENCE": "500ms", "LATENCY_CADENCE_JITTER": "100ms", "LATENCY_KEY_HOLD": "20ms",
 		"LATENCY_RUN_ID": "bench", "LATENCY_READY_TIMEOUT": "60s",
 	})
-	cfg := fx.cfg
 	opts := fx.opts
 	opts.MemberEnv = func(i int) []string {
 		return []string{"FAKERYLL_DRAW_DELAY=25ms", "FAKERYLL_DRAW_JITTER=0", "FAKERYLL_DISPLAY_REFRESH=0",
 			"FAKERYLL_TRUTH_FILE=" + filepath.Join(dir, fmt.Sprintf("truth-%d.csv", i))}
 	}
+	cpu, childCPU, heapBytes = measureFleet(b, fx.cfg, opts, 2*time.Minute, func(f *Fleet) {
+		for i, m := range f.Members {
+			mm, err := m.Measured()
+			require.NoError(b, err)
+			measured, err := results.ReadCSV(mm.CSVPath)
+			require.NoError(b, err)
+			modelled := modelledFirstDraws(b, filepath.Join(dir, fmt.Sprintf("truth-%d.csv", i)))
+			require.Len(b, modelled, len(measured))
+			for j := range measured {
+				errs = append(errs, measured[j]-modelled[j])
+			}
+		}
+	})
+	return errs, cpu, childCPU, heapBytes
+}
+
+// measureFleet sets up a fleet, measures every console at once with the
+// benchmark timer running, lets collect read what it needs while the
+// consoles are still up, and tears the fleet down. It returns the
+// harness's CPU and heap growth during the measurement, and the
+// children's CPU over their whole life (RUSAGE_CHILDREN counts a child
+// once it is waited for, so it is known only after Teardown).
+func measureFleet(b *testing.B, cfg *config.Config, opts Options, teardown time.Duration, collect func(*Fleet)) (cpu, childCPU time.Duration, heapBytes float64) {
+	b.StopTimer()
+	childBase := rusage(syscall.RUSAGE_CHILDREN)
 	f := SetupFleet(context.Background(), cfg, opts)
 	defer func() {
-		ctx, cancel := cloud.CleanupContext(context.Background(), 2*time.Minute)
+		ctx, cancel := cloud.CleanupContext(context.Background(), teardown)
 		defer cancel()
 		require.NoError(b, f.Teardown(ctx))
-		// RUSAGE_CHILDREN counts children once they are waited for,
-		// so fakeryll's CPU (its whole life) is known after Teardown.
 		childCPU = rusage(syscall.RUSAGE_CHILDREN) - childBase
 	}()
 	for _, m := range f.Members {
@@ -138,28 +159,13 @@ func fleetRun(b *testing.B, n int) (errs []float64, cpu, childCPU time.Duration,
 	runtime.ReadMemStats(&before)
 	cpuBefore := rusage(syscall.RUSAGE_SELF)
 	b.StartTimer()
-	var wg sync.WaitGroup
-	outs := make([]*Measurement, len(f.Members))
-	measureErrs := make([]error, len(f.Members))
-	for i, m := range f.Members {
-		wg.Go(func() { outs[i], measureErrs[i] = m.Measure(context.Background()) })
-	}
-	wg.Wait()
+	f.MeasureAll(context.Background())
 	b.StopTimer()
 	cpu = rusage(syscall.RUSAGE_SELF) - cpuBefore
 	runtime.ReadMemStats(&after)
 	heapBytes = max(float64(after.HeapAlloc)-float64(before.HeapAlloc), 0)
-	for i := range f.Members {
-		require.NoError(b, measureErrs[i])
-		measured, err := results.ReadCSV(outs[i].CSVPath)
-		require.NoError(b, err)
-		modelled := modelledFirstDraws(b, filepath.Join(dir, fmt.Sprintf("truth-%d.csv", i)))
-		require.Len(b, modelled, len(measured))
-		for j := range measured {
-			errs = append(errs, measured[j]-modelled[j])
-		}
-	}
-	return errs, cpu, childCPU, heapBytes
+	collect(f)
+	return cpu, childCPU, heapBytes
 }
 
 func rusage(who int) time.Duration {
@@ -207,45 +213,25 @@ func BenchmarkRealFleet(b *testing.B) {
 }
 
 func realFleetRun(b *testing.B, n int) (firsts []float64, cpu, childCPU time.Duration, heapBytes, rssBytes float64) {
-	b.StopTimer()
-	childBase := rusage(syscall.RUSAGE_CHILDREN)
 	fx := fakeConfig(b, map[string]string{
 		"LATENCY_PROVIDER": "qemu", "LATENCY_CONSOLES": fmt.Sprint(n), "LATENCY_PARALLEL": "5", "LATENCY_SAMPLES": "10",
 		"LATENCY_CADENCE": "500ms", "LATENCY_CADENCE_JITTER": "100ms", "LATENCY_KEY_HOLD": "30ms",
 		"LATENCY_RUN_ID": "realbench", "LATENCY_READY_TIMEOUT": "120s", "LATENCY_MAX_DURATION": "5m",
 	})
-	opts := fx.with("FAKERYLL_SESSION=spice")
-	f := SetupFleet(context.Background(), fx.cfg, opts)
-	defer func() {
-		ctx, cancel := cloud.CleanupContext(context.Background(), 3*time.Minute)
-		defer cancel()
-		require.NoError(b, f.Teardown(ctx))
-		childCPU = rusage(syscall.RUSAGE_CHILDREN) - childBase
-	}()
-	for _, m := range f.Members {
-		require.NoError(b, m.SetupErr)
-	}
-	runtime.GC()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	cpuBefore := rusage(syscall.RUSAGE_SELF)
-	b.StartTimer()
-	f.MeasureAll(context.Background())
-	b.StopTimer()
-	cpu = rusage(syscall.RUSAGE_SELF) - cpuBefore
-	runtime.ReadMemStats(&after)
-	heapBytes = max(float64(after.HeapAlloc)-float64(before.HeapAlloc), 0)
-	for _, m := range f.Members {
-		mm, err := m.Measured()
-		require.NoError(b, err, m.Label)
-		for _, p := range mm.Result.Presses {
-			if p.Answered {
-				firsts = append(firsts, p.FirstDraw.Seconds())
+	cpu, childCPU, heapBytes = measureFleet(b, fx.cfg, fx.with("FAKERYLL_SESSION=spice"), 3*time.Minute, func(f *Fleet) {
+		for _, m := range f.Members {
+			mm, err := m.Measured()
+			require.NoError(b, err, m.Label)
+			for _, p := range mm.Result.Presses {
+				if p.Answered {
+					firsts = append(firsts, p.FirstDraw.Seconds())
+				}
 			}
+			// Resident memory while the consoles still run.
+			rssBytes += float64(rssOf(m.Session.Ryll.Pid()))
+			rssBytes += float64(rssOf(m.Session.Console.Pid()))
 		}
-		rssBytes += float64(rssOf(m.Session.Ryll.Pid()))
-		rssBytes += float64(rssOf(m.Session.Console.Pid()))
-	}
+	})
 	return firsts, cpu, childCPU, heapBytes, rssBytes
 }
 
