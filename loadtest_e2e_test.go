@@ -622,35 +622,47 @@ func TestE2EConsolesAreMeasuredAtOnce(t *testing.T) {
 // TestE2ENoCloudProviders runs the loadtest on a .vv file and on a direct
 // address: no cloud is involved, and for the file the .vv password must
 // not reach any output even with ryll's debug logging.
-func TestE2ENoCloudProviders(t *testing.T) {
+// TestE2ESimulatorNeverServesARealConsole: fakeryll's simulator ignores
+// the console, so with a real provider it must never run. Given as
+// LATENCY_RYLL, fakeryll speaks real SPICE to the console (and fails
+// when nothing listens there); asked for the simulator, the run is
+// refused before anything starts. The real lane measures the direct and
+// file providers against a real guest (TestRealLaneNoCloudProviders).
+func TestE2ESimulatorNeverServesARealConsole(t *testing.T) {
 	t.Parallel()
 	_, fr := binaries(t)
 	vv, err := filepath.Abs(filepath.Join("testdata", "console.vv"))
 	require.NoError(t, err)
 	for _, tc := range []struct{ name, provider, console string }{
+		{"direct", "direct", "127.0.0.1:1"},
 		{"file", "file", vv},
-		{"direct", "direct", "127.0.0.1:5900"},
-		// ryll's --direct cannot take an IPv6 literal; the loadtest hands
-		// it a .vv file instead.
-		{"direct-ipv6", "direct", "[::1]:5900"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			env := fastEnv(fr)
 			env["LATENCY_PROVIDER"] = tc.provider
 			env["LATENCY_CONSOLE"] = tc.console
-			env["LATENCY_RYLL_VERBOSE"] = "1"
+			env["LATENCY_READY_TIMEOUT"] = "5s"
 			o := runLoadtest(t, env)
-			require.Equal(t, 0, o.exitCode)
-			assert.Equal(t, tc.provider, o.sidecar(t).Provider)
-			assert.Len(t, o.csv(t), 4)
+			assert.NotEqual(t, 0, o.exitCode, "nothing listens at the console: the run cannot pass")
+			assert.Contains(t, o.output, "real SPICE session")
+			assert.NotContains(t, o.output, "simulated ryll")
 			assert.NotContains(t, o.output, "fake cloud started")
-			log, err := os.ReadFile(filepath.Join(o.dir, results.RyllLogName(o.runID)))
-			require.NoError(t, err)
-			assert.NotContains(t, string(log)+o.output, "vv-password-for-tests")
+			assert.NotContains(t, o.output, "vv-password-for-tests")
 			assertNoRyllLeft(t, o.output)
 		})
 	}
+	t.Run("simulator asked for", func(t *testing.T) {
+		t.Parallel()
+		env := fastEnv(fr)
+		env["LATENCY_PROVIDER"] = "direct"
+		env["LATENCY_CONSOLE"] = "127.0.0.1:1"
+		env["FAKERYLL_SESSION"] = "sim"
+		o := runLoadtest(t, env)
+		assert.NotEqual(t, 0, o.exitCode)
+		assert.Contains(t, o.output, "serves LATENCY_PROVIDER=fake only")
+		assert.NotContains(t, o.output, "started ryll", "refused before anything starts")
+	})
 }
 
 // TestE2EABCatchesAStallOnlyInTheRepaint runs the A/B on the fake lane:
@@ -833,4 +845,26 @@ func TestE2EOneServerBothWays(t *testing.T) {
 	for _, s := range append(fc.Secrets(), fc.ConsoleTokens()...) {
 		assert.NotContains(t, o.output, s)
 	}
+}
+
+// TestE2ECompiledLoadtestRunsFromAnyDirectory: the compiled loadtest
+// holds the loadtest and nothing else (no test that needs the checkout),
+// so run from an empty directory with the fake provider and a fakeryll
+// it passes, and exits 0.
+func TestE2ECompiledLoadtestRunsFromAnyDirectory(t *testing.T) {
+	t.Parallel()
+	bin, fr := binaries(t)
+	results, empty := t.TempDir(), t.TempDir()
+	cmd := exec.Command(bin, "-test.v", "-test.timeout", "5m")
+	cmd.Dir = empty
+	cmd.Env = childEnv(fastEnv(fr), "LATENCY_RESULTS_DIR="+results)
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	code := wait(t, cmd, 3*time.Minute)
+	assert.Equal(t, 0, code, "%s", out.String())
+	assert.Contains(t, out.String(), "--- PASS: TestLatency")
+	entries, err := os.ReadDir(empty)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "the run writes only into LATENCY_RESULTS_DIR")
 }

@@ -9,6 +9,9 @@ package latency
 
 import (
 	"bytes"
+	"context"
+	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,6 +129,38 @@ func TestRealLaneWrongPasswordFailsFast(t *testing.T) {
 	log, _ := os.ReadFile(filepath.Join(o.dir, results.RyllLogName(o.runID)))
 	assert.NotContains(t, o.output+string(log), wrong)
 	assert.NotContains(t, o.output+string(log), vm.Password().Reveal())
+}
+
+// TestRealLaneNoCloudProviders measures a guest of the test's own
+// through the direct and file providers: the console address and the
+// .vv reach the SPICE client as given, and real samples come back.
+func TestRealLaneNoCloudProviders(t *testing.T) {
+	_, env := realLane(t)
+	dir := t.TempDir()
+	vm, err := qemu.Start(t.Context(), qemu.Spec{Image: guest.Image, LogPath: filepath.Join(dir, "qemu.log")})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = vm.Stop(context.Background()) })
+	host, port := vm.SpiceAddr()
+	vv := filepath.Join(dir, "c.vv")
+	require.NoError(t, os.WriteFile(vv, []byte("[virt-viewer]\ntype=spice\nhost="+host+"\nport="+strconv.Itoa(port)+"\n"), 0o600))
+	for _, tc := range []struct{ provider, console string }{
+		{"direct", net.JoinHostPort(host, strconv.Itoa(port))},
+		{"file", vv},
+	} {
+		t.Run(tc.provider, func(t *testing.T) {
+			e := maps.Clone(env)
+			e["LATENCY_PROVIDER"] = tc.provider
+			e["LATENCY_CONSOLE"] = tc.console
+			e["LATENCY_SAMPLES"] = "8"
+			o := runLoadtest(t, e)
+			require.Equal(t, 0, o.exitCode, "%s", o.output)
+			s := o.sidecar(t)
+			assert.Equal(t, tc.provider, s.Provider)
+			assert.Equal(t, results.LaneReal, s.Lane)
+			assert.Len(t, o.csv(t), 8)
+			assertNoRyllLeft(t, o.output)
+		})
+	}
 }
 
 // TestRealLaneQemuKilledMidRun: QEMU dying mid-run ends the run at once,

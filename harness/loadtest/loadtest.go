@@ -64,6 +64,9 @@ type Options struct {
 	Console console.Options
 	// RyllGrace tunes the stop ladder (defaults when zero).
 	RyllGrace ryll.Grace
+	// Lane says what runs in ryll's place, for the records (ryll when
+	// empty).
+	Lane Lane
 }
 
 // Session is one console measured through one ryll: what Setup made.
@@ -83,6 +86,8 @@ type Session struct {
 	RyllVersion string
 	RyllLog     string
 	Start       time.Time
+	// Lane says where the numbers come from (Options.Lane).
+	Lane Lane
 
 	logger      *slog.Logger
 	ownsConsole bool
@@ -105,7 +110,7 @@ func Setup(ctx context.Context, cfg *config.Config, opts Options) (*Session, err
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	r := &Session{Cfg: cfg, logger: logger, Start: time.Now()}
+	r := &Session{Cfg: cfg, logger: logger, Start: time.Now(), Lane: opts.Lane.orDefault()}
 	if cfg.RyllSocket != "" {
 		return r, r.attachSocket(ctx)
 	}
@@ -145,7 +150,7 @@ func Attach(ctx context.Context, cfg *config.Config, con *console.Console, pf Ch
 		logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Session{Cfg: cfg, logger: logger, Start: time.Now(), Console: con,
-		RyllBinary: pf.RyllBinary, RyllVersion: pf.RyllVersion}
+		RyllBinary: pf.RyllBinary, RyllVersion: pf.RyllVersion, Lane: opts.Lane.orDefault()}
 	return r, r.attach(ctx, opts)
 }
 

@@ -38,6 +38,8 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		ProtocolVersionAnswered:  r.Hello.ProtocolVersion,
 		ServerName:               r.Hello.ServerName,
 		Provider:                 string(cfg.Requested),
+		Lane:                     r.Lane.Name(),
+		Client:                   r.Lane.Client,
 		RyllBinary:               r.RyllBinary,
 		RyllVersion:              secret.NewRedactor(io.Discard, r.Secrets()...).Scrub(r.RyllVersion),
 		StartTime:                r.Start,
@@ -184,6 +186,9 @@ func (r *Session) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (
 		f.Sidecar = ""
 	}
 	if w != nil {
+		if abs, err := filepath.Abs(dir); err == nil {
+			s.ResultsDir = abs
+		}
 		if err := results.WriteSummary(w, s); err != nil {
 			errs = append(errs, err)
 		}

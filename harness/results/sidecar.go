@@ -32,6 +32,12 @@ const (
 	StopBackground     = "background"
 )
 
+// Lanes recorded in Sidecar.Lane: the values of loadtest.Lane.Name.
+const (
+	LaneReal      = "real"
+	LaneSimulated = "simulated"
+)
+
 // Sanity verdicts.
 const (
 	VerdictPass = "pass"
@@ -91,7 +97,17 @@ type Sidecar struct {
 	CloudServerName string `json:"cloud_server_name,omitempty"`
 	CloudServerID   string `json:"cloud_server_id,omitempty"`
 	// Provider says where the console came from (e.g. "openstack", "direct").
-	Provider    string `json:"provider"`
+	Provider string `json:"provider"`
+	// Lane is "real" when the numbers come from a real SPICE session and
+	// "simulated" when they come from fakeryll's simulator; Client names
+	// what ran in ryll's place. Readers that combine runs refuse to mix
+	// the lanes.
+	Lane   string `json:"lane,omitempty"`
+	Client string `json:"client,omitempty"`
+	// ResultsDir is where the files are, as an absolute path, for the
+	// summary printed to a person; the file does not hold it (it is
+	// written there).
+	ResultsDir  string `json:"-"`
 	RyllBinary  string `json:"ryll_binary"`
 	RyllVersion string `json:"ryll_version"`
 

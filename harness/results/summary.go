@@ -19,6 +19,9 @@ func WriteSummary(w io.Writer, s Sidecar) error {
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 
 	row("run", s.RunID)
+	if lane := laneLine(s); lane != "" {
+		row("lane", lane)
+	}
 	row("metric", s.Metric+" ("+s.Unit+")")
 	row("samples", fmt.Sprintf("%d/%d", s.SamplesCollected, s.SamplesRequested))
 	if s.Presses > 0 {
@@ -73,8 +76,27 @@ func WriteSummary(w io.Writer, s Sidecar) error {
 		files = strings.Join(s.Files, ", ")
 	}
 	row("files", files)
+	if s.ResultsDir != "" {
+		row("results in", s.ResultsDir)
+	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write summary of run %q: %w", s.RunID, err)
 	}
 	return nil
+}
+
+// laneLine says in words where the numbers came from: a simulated run
+// says so in capitals, so its table is never mistaken for a real one.
+func laneLine(s Sidecar) string {
+	if s.Lane == "" {
+		return ""
+	}
+	client := s.Client
+	if client == "" {
+		client = "ryll"
+	}
+	if s.Lane == LaneSimulated {
+		return fmt.Sprintf("SIMULATED: %s, no SPICE session (provider %s); these numbers say nothing about a console", client, s.Provider)
+	}
+	return fmt.Sprintf("%s SPICE session, %s (provider %s)", s.Lane, client, s.Provider)
 }

@@ -1,0 +1,251 @@
+// Package suite is the loadtest as a program: what a run does from the
+// configuration to the results, in the shape of a go test suite.
+//
+// latency_test.go is only a door onto it: its TestMain calls Main, which
+// loads the configuration, asks the composition root to wire whatever
+// stands in for the far side, provisions the consoles, starts ryll and
+// runs the tests; its TestLatency calls TestLatency, whose subtests
+// measure and judge. Whatever happens (failure, panic, timeout, SIGINT,
+// SIGTERM, a launcher that dies), Main's one exit path then writes the
+// results, stops ryll and deletes the servers before the process exits.
+//
+// This package never decides what is fake: the composition root hands it
+// a Wire function, and the product code below it meets whatever that
+// function put in place.
+package suite
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/shakenfist/kerbside-latency/harness/cloud"
+	"github.com/shakenfist/kerbside-latency/harness/config"
+	"github.com/shakenfist/kerbside-latency/harness/loadtest"
+)
+
+// M is the part of *testing.M that Main needs.
+type M interface{ Run() int }
+
+// Wiring is what the composition root put in place for one run.
+type Wiring struct {
+	// Config is the configuration the product runs: cfg, or a copy that
+	// points at a stand-in (a fake cloud, fakeryll).
+	Config *config.Config
+	// Lane says what speaks SPICE in ryll's place and whether its
+	// numbers come from a real SPICE session (the records say it).
+	Lane loadtest.Lane
+	// Close stops the stand-ins once the run has cleaned up; nil when
+	// there are none.
+	Close func() error
+}
+
+// Wire lets the composition root stand things in for the far side of a
+// run. It is called once, after the configuration is valid and before
+// anything is provisioned; it may add to opts (ryll's environment,
+// credentials, cloud options) and returns the wiring. An error means
+// nothing was set up and nothing is left running.
+type Wire func(ctx context.Context, cfg *config.Config, opts *loadtest.Options) (Wiring, error)
+
+// setupSlack is what a run may spend outside the configured timeouts:
+// authenticating, uploading an image, starting ryll, writing results.
+const setupSlack = 5 * time.Minute
+
+// state is what Main set up for TestLatency: go test runs both in one
+// process, and the consoles and ryll are provisioned once per run.
+type state struct {
+	cfg      *config.Config
+	lane     loadtest.Lane
+	fleet    *loadtest.Fleet
+	ab       *loadtest.AB // set instead of fleet for an A/B run
+	setupErr error        // nothing was set up: the test says why, once
+	// ctx ends on SIGINT, SIGTERM, or shortly before go test's own
+	// -timeout (which would kill the binary without any cleanup).
+	ctx context.Context
+}
+
+var run state
+
+// Main is TestMain's body: it sets the run up, runs the tests with
+// m.Run, and on its one exit path writes the results and cleans up. It
+// returns the process's exit code.
+func Main(m M, wire Wire) (code int) {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	// A CI runner that cancels kills the reader of our output (gotestsum,
+	// go test) too: a write to the dead pipe must fail, not kill the run
+	// before it has written its results and deleted its server.
+	signal.Ignore(syscall.SIGPIPE)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if !selected() {
+		// -list, or a -run/-skip that leaves TestLatency out: nothing to
+		// provision.
+		return m.Run()
+	}
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	if d := testTimeout(); d > 0 {
+		margin := min(max(d/5, 30*time.Second), 5*time.Minute)
+		var cancelT context.CancelFunc
+		ctx, cancelT = context.WithTimeoutCause(ctx, d-margin,
+			fmt.Errorf("stopping %s before go test's -timeout=%s so that cleanup can run; raise TIMEOUT (make) or -timeout", margin, d))
+		defer cancelT()
+	}
+	interrupted, stopSignals := watchSignals(logger, cancel)
+	defer stopSignals()
+	defer announcePID(logger)()
+	run.ctx = ctx
+
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		run.setupErr = fmt.Errorf("invalid configuration; nothing was set up:\n%w", err)
+		return m.Run()
+	}
+	run.cfg = cfg
+	if testTimeout() == 0 {
+		// A compiled binary run without -test.timeout has no bound at all;
+		// give it one from its own settings, so a wedged step cannot hang
+		// a CI job for ever.
+		bound := cfg.Cloud.BootTimeout + cfg.ReadyTimeout + cfg.MaxDuration + setupSlack
+		var cancelB context.CancelFunc
+		ctx, cancelB = context.WithTimeoutCause(ctx, bound, fmt.Errorf(
+			"the run exceeded its bound of %s (LATENCY_BOOT_TIMEOUT + LATENCY_READY_TIMEOUT + LATENCY_MAX_DURATION + %s); pass -test.timeout to set another", bound, setupSlack))
+		defer cancelB()
+		run.ctx = ctx
+	}
+	if cfg.AutoReason != "" {
+		logger.Info(cfg.AutoReason)
+	}
+
+	opts := loadtest.Options{Logger: logger}
+	w, err := wire(ctx, cfg, &opts)
+	if err != nil {
+		run.setupErr = fmt.Errorf("%s; nothing was set up:\n%w", setupFailure(ctx, "stand-ins"), err)
+		return m.Run()
+	}
+	cfg, run.cfg, run.lane = w.Config, w.Config, w.Lane
+	opts.Lane = w.Lane
+	logger.Info("loadtest starting", "run", cfg.RunID, "lane", w.Lane.Name(), "provider", cfg.Requested,
+		"client", w.Lane.Client, "metric", cfg.Metric, "samples", cfg.Samples, "cadence", cfg.Cadence,
+		"results", absPath(cfg.ResultsDir))
+
+	defer func() {
+		tctx, tcancel := cloud.CleanupContext(context.Background(), cloud.DefaultCleanupTimeout+time.Minute)
+		defer tcancel()
+		p := recover()
+		if p != nil {
+			logger.Error("panic: writing results and cleaning up before re-panicking", "panic", p)
+		}
+		// The one exit path for results: every console's files are
+		// written here, once, whatever the tests reached.
+		if _, err := run.fleet.WriteResults(os.Stdout); err != nil {
+			logger.Error("writing results failed", "err", err)
+			code = max(code, 1)
+		}
+		if _, err := run.ab.WriteResults(os.Stdout); err != nil {
+			logger.Error("writing results failed", "err", err)
+			code = max(code, 1)
+		}
+		if err := errors.Join(run.fleet.Teardown(tctx), run.ab.Teardown(tctx)); err != nil {
+			logger.Error("cleanup failed: run `make sweep` to delete what this run left", "run", cfg.RunID, "err", err)
+			code = max(code, 1)
+		}
+		if w.Close != nil {
+			if err := w.Close(); err != nil {
+				logger.Error("stand-ins", "err", err)
+				code = max(code, 1)
+			}
+		}
+		if p != nil {
+			panic(p)
+		}
+		select {
+		case sig := <-interrupted:
+			logger.Error("run interrupted", "signal", sig.String())
+			code = max(code, 1)
+		default:
+		}
+	}()
+
+	if cfg.AB != nil {
+		run.ab = loadtest.SetupAB(ctx, cfg, opts)
+		return m.Run()
+	}
+	run.fleet = loadtest.SetupFleet(ctx, cfg, opts)
+	return m.Run()
+}
+
+// setupFailure names a failed setup step, or says that the run was
+// interrupted during it (a signal cancels ctx, and a step cut short by
+// it fails with a confusing "signal: killed").
+func setupFailure(ctx context.Context, step string) string {
+	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+		return fmt.Sprintf("interrupted during %s (%v)", step, cause)
+	}
+	return step + " failed"
+}
+
+// watchSignals cancels the run on the first SIGINT or SIGTERM and says
+// that cleanup is still running on the next ones. The returned channel
+// receives the first signal; the func stops watching.
+func watchSignals(logger *slog.Logger, cancel context.CancelCauseFunc) (<-chan os.Signal, func()) {
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	interrupted := make(chan os.Signal, 1)
+	go func() {
+		first := true
+		for sig := range signals {
+			if first {
+				first = false
+				interrupted <- sig
+				logger.Warn("signal received: stopping the run, writing what was collected and cleaning up", "signal", sig.String())
+				cancel(fmt.Errorf("received %s", sig))
+				continue
+			}
+			logger.Warn("signal received again: cleanup is still running (SIGKILL abandons it; then run make sweep)", "signal", sig.String())
+		}
+	}()
+	return interrupted, func() { signal.Stop(signals) }
+}
+
+// absPath is dir as a path a user can cd to from anywhere.
+func absPath(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
+}
+
+// announcePID writes this process's pid to LATENCY_PID_FILE when it is
+// set (cmd/latency-run sets it), now that SIGINT and SIGTERM are handled,
+// so that latency-run can stop the loadtest itself rather than its whole
+// command line (which would take gotestsum, and junit.xml, with it). The
+// returned func removes the file.
+func announcePID(logger *slog.Logger) func() {
+	path := os.Getenv("LATENCY_PID_FILE")
+	if path == "" {
+		return func() {}
+	}
+	// Written whole and renamed, so a reader never sees half a pid.
+	tmp := path + ".tmp"
+	err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())), 0o600)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		logger.Warn("could not write LATENCY_PID_FILE: a stop through latency-run will signal the whole command instead", "path", path, "err", err)
+		return func() {}
+	}
+	return func() { _ = os.Remove(path) }
+}
