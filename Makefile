@@ -41,16 +41,19 @@ DEVCLOUD_DIR   ?= $(DEVCLOUD_STATE)/out
 .PHONY: help test unit loadtest-bin loadtest-short loadtest-real loadtest lint bench fleet-bench fuzz sweep compare guest clean cloud-up cloud-test cloud-down
 
 help:
-	@echo "make test       unit tests with -race, a short fake loadtest and, where QEMU is installed, a short real one (what CI runs)"
-	@echo "make loadtest   the loadtest (fake chain unless LATENCY_PROVIDER says otherwise); results in $(RESULTS_DIR)/"
-	@echo "make lint       gofmt, go vet (with and without -tags loadtest), staticcheck, go mod tidy check"
-	@echo "make bench      benchmarks (control client, pairing, accuracy); output in $(RESULTS_DIR)/go-bench.txt; BENCHTIME, BENCHCOUNT, BENCHPKGS"
-	@echo "make fleet-bench harness CPU, memory and measurement error per console at N = 1, 10, 50"
+	@echo "make test       what CI runs: unit tests with -race, a short simulated loadtest and, where QEMU is installed,"
+	@echo "                a short real-SPICE loadtest and the real lane's end-to-end cases"
+	@echo "make loadtest   the loadtest; the default lane (LATENCY_PROVIDER=auto) is a real SPICE session to a local"
+	@echo "                QEMU guest where qemu-system-x86_64 is installed, else the simulated fake chain; results in $(RESULTS_DIR)/"
+	@echo "make lint       gofmt, go vet (with and without -tags loadtest and cloudtest), staticcheck, go mod tidy check"
+	@echo "make bench      benchmarks (control client, pairing, accuracy; with QEMU, BenchmarkRealFleet boots up to 25 QEMUs);"
+	@echo "                output in $(RESULTS_DIR)/go-bench.txt; BENCHTIME, BENCHCOUNT, BENCHPKGS"
+	@echo "make fleet-bench harness CPU, memory and measurement error per simulated console at N = 1, 10, 50"
 	@echo "make fuzz       the fuzz targets (control-socket lines, SPICE messages and link replies), FUZZTIME=$(FUZZTIME) each"
 	@echo "make sweep      delete servers left by earlier runs (OpenStack; SWEEP_ARGS='-older-than 2h -dry-run')"
 	@echo "make compare    OLD=results/latency-A.csv NEW=results/latency-B.csv: medians, confidence and p-value"
 	@echo "make guest      rebuild the boot-sector guest harness/guest/guest.img from guest.asm (needs nasm)"
-	@echo "make cloud-test the openstack provider's end-to-end cases against a real Zed on 127.0.0.1 (root, Debian 12: installs and starts it)"
+	@echo "make cloud-test the openstack provider's end-to-end cases against a real OpenStack on this machine (root, Debian: installs and starts it)"
 	@echo "make cloud-down stop the dev cloud and delete its state"
 	@echo "make clean      remove results and build output"
 
@@ -65,13 +68,15 @@ unit:
 # process group (a CI cancel) and passes a stop on to the loadtest alone,
 # so that the results, junit.xml included, are written whatever stops the
 # run: Ctrl-C, a group SIGTERM, a kill of make alone.
-LATENCY_RUN = bin/latency-run -- $(GOTESTSUM) --format standard-verbose --junitfile $(1) --raw-command -- \
+LATENCY_RUN = bin/latency-run -- $(GOTESTSUM) --format standard-verbose --hide-summary=output --junitfile $(1) --raw-command -- \
 	$(GO) tool test2json -t -p latency bin/latency.test -test.v=test2json -test.timeout $(2) -test.run '^TestLatency$$'
 
 loadtest-bin:
 	@mkdir -p bin
-	$(GO) build -o bin/latency-run ./cmd/latency-run
-	$(GO) test -c -tags loadtest -o bin/latency.test .
+	@echo "building the loadtest, latency-run and gotestsum (seconds; up to a minute or two on a cold build cache)"
+	@$(GO) build -o bin/latency-run ./cmd/latency-run
+	@$(GO) test -c -tags loadtest -o bin/latency.test .
+	@$(GOTESTSUM) --version >/dev/null
 
 loadtest-short: loadtest-bin
 	@mkdir -p $(RESULTS_DIR)/short

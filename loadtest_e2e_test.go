@@ -388,7 +388,14 @@ func TestE2ESampleOutOfRange(t *testing.T) {
 	o := runLoadtest(t, env)
 	assert.NotEqual(t, 0, o.exitCode)
 	assert.Regexp(t, `--- FAIL: TestLatency/Sanity`, o.output)
-	assert.Regexp(t, `sample 0 \(CSV line 1\) = 0\.06\d+ s is outside \[0\.001, 0\.05\] s`, o.output)
+	// The modelled 60 ms is a floor (a busy host only adds): the sample
+	// is above the 50 ms bound whatever the scheduler did.
+	m := regexp.MustCompile(`sample 0 \(CSV line 1\) = (\d+\.\d+) s is outside \[0\.001, 0\.05\] s`).FindStringSubmatch(o.output)
+	if assert.NotNil(t, m, "the out-of-range sample is named with its value and the bounds") {
+		v, err := strconv.ParseFloat(m[1], 64)
+		require.NoError(t, err)
+		assert.Greater(t, v, 0.05)
+	}
 	assert.NotRegexp(t, `--- FAIL: TestLatency/Measure`, o.output, "the measurement itself succeeded")
 	s := o.sidecar(t)
 	assert.Equal(t, "fail", s.Sanity.Verdict)
@@ -720,7 +727,9 @@ func TestE2EABCatchesAStallOnlyInTheRepaint(t *testing.T) {
 			assert.Equal(t, "fail", ab.Verdict)
 			assert.True(t, repaint.Fails, repaint.Verdict)
 			assert.True(t, repaint.Significant)
-			assert.InDelta(t, 0.040, repaint.DifferenceS, 0.015, "B adds the stall to the repaint")
+			// A relation, not a value: B adds at least half the modelled
+			// 40 ms stall (a busy host delays both legs alike).
+			assert.Greater(t, repaint.DifferenceS, 0.020, "B adds the stall to the repaint")
 			assert.Contains(t, o.output, "keypress_to_repaint: B adds")
 		})
 	}
