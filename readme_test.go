@@ -4,6 +4,8 @@ package latency
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -42,5 +44,37 @@ func TestREADMEDocumentsEveryVariable(t *testing.T) {
 	}
 	for _, cmd := range []string{"make loadtest", "make test"} {
 		assert.Contains(t, string(b), cmd)
+	}
+}
+
+// TestREADMEMapsEveryPackage keeps the package map in step with the
+// module: every package `go list ./...` finds has a row, and every row
+// that names a directory names one that exists.
+func TestREADMEMapsEveryPackage(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("needs the go command: install Go")
+	}
+	b, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	rows := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([^`]+)` \\|").FindAllStringSubmatch(string(b), -1) {
+		rows[strings.TrimSuffix(m[1], "/")] = true
+	}
+	out, err := exec.CommandContext(t.Context(), "go", "list", "-f", "{{.Dir}}", "./...").Output()
+	require.NoError(t, err)
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	for _, dir := range strings.Fields(string(out)) {
+		rel, err := filepath.Rel(wd, dir)
+		require.NoError(t, err)
+		if rel == "." {
+			continue // the root package is the loadtest's door, mapped by file
+		}
+		assert.True(t, rows[rel], "README.md's package map has no row for %s", rel)
+	}
+	for row := range rows {
+		if strings.HasSuffix(row, ".go") {
+			assert.FileExists(t, row, "README.md's package map names a file that does not exist")
+		}
 	}
 }
