@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	latency-merge [-o OUT.json] [-run ID] [-plot OUT.png] [-bench OUT.bench.txt] PATH...
+//	latency-merge [-o OUT.json] [-run ID] [-plot OUT.png] [-bench OUT.bench.txt] [-mix-lanes] PATH...
 //
 // Each PATH is a results directory, a sidecar file (or its CSV, whose
 // sidecar is read), or a glob pattern such as 'results/*/' or
@@ -27,7 +27,8 @@
 //
 // Exit status: 0 when every console passed, 1 when any failed (each is
 // named with its reasons; its samples still count in the pooled figures),
-// 2 on input it cannot merge: no sidecars, mixed metrics, an unreadable
+// 2 on input it cannot merge: no sidecars, mixed metrics, simulated runs
+// mixed with real ones (unless -mix-lanes), an unreadable
 // sidecar or CSV, the same run id twice (a pod merged twice), a bad flag,
 // or an output it could not write.
 package main
@@ -86,6 +87,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	runID := fl.String("run", "", "run id of the merged summary (default: the run id prefix all inputs share, or \"merged\")")
 	plotPath := fl.String("plot", "", "also draw every console in one plot at this path (.png or .svg)")
 	benchPath := fl.String("bench", "", "also write a benchstat file with one console per input at this path")
+	mixLanes := fl.Bool("mix-lanes", false, "pool simulated runs (fakeryll's simulator) with real SPICE runs; refused without it")
 	fl.Usage = func() {
 		fmt.Fprintln(stderr, "usage: latency-merge [-o OUT.json] [-run ID] [-plot OUT.png] [-bench OUT.bench.txt] PATH...")
 		fmt.Fprintln(stderr, "PATH: a results directory, a latency-<run>.json sidecar, or a quoted glob such as 'results/*/'.")
@@ -124,6 +126,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := checkInputs(inputs); err != nil {
 		return bad("%v", err)
+	}
+	if err := checkLanes(inputs); err != nil && !*mixLanes {
+		return bad("%v (pass -mix-lanes to pool them anyway)", err)
 	}
 	slices.SortFunc(inputs, func(a, b input) int {
 		return cmp.Or(naturalCompare(a.sidecar.RunID, b.sidecar.RunID), strings.Compare(a.sidecar.RunID, b.sidecar.RunID))
@@ -436,6 +441,24 @@ func checkInputs(inputs []input) error {
 		return fmt.Errorf("inputs measure different metrics, which cannot be pooled: %s", strings.Join(parts, "; "))
 	}
 	return nil
+}
+
+// checkLanes refuses to pool simulated numbers with real ones: a
+// simulator's samples say nothing about a console.
+func checkLanes(inputs []input) error {
+	byLane := map[string][]string{}
+	for _, in := range inputs {
+		lane := results.LaneOf(in.sidecar)
+		byLane[lane] = append(byLane[lane], in.sidecarPath)
+	}
+	if len(byLane) < 2 {
+		return nil
+	}
+	var parts []string
+	for _, l := range slices.Sorted(maps.Keys(byLane)) {
+		parts = append(parts, fmt.Sprintf("%s (%s)", l, strings.Join(byLane[l], ", ")))
+	}
+	return fmt.Errorf("inputs mix simulated and real SPICE runs: %s", strings.Join(parts, "; "))
 }
 
 // splitRunIDs finds the '-'-separated prefix every run id shares and

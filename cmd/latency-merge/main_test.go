@@ -30,6 +30,7 @@ type console struct {
 	misses    int
 	noCSV     bool
 	csvFile   string
+	provider  string // "openstack" when empty
 }
 
 func ok(run string, samples ...float64) console {
@@ -61,9 +62,13 @@ func writeConsole(tb testing.TB, dir string, c console) string {
 	if len(c.errs) > 0 {
 		stop = results.StopError
 	}
+	provider := c.provider
+	if provider == "" {
+		provider = "openstack"
+	}
 	path := filepath.Join(dir, results.SidecarName(c.run))
 	require.NoError(tb, results.WriteSidecar(path, results.Sidecar{
-		RunID: c.run, Metric: c.metric, CSVFile: csvFile, Provider: "openstack",
+		RunID: c.run, Metric: c.metric, CSVFile: csvFile, Provider: provider,
 		SamplesRequested: len(c.samples), SamplesCollected: collected, Misses: c.misses, StopReason: stop,
 		Summary: stats.Summarize(c.samples), Sanity: results.NewSanity(c.samples, 0.001, 0.5), Errors: c.errs,
 	}))
@@ -406,6 +411,23 @@ func TestMergeBadInput(t *testing.T) {
 		assert.Equal(t, exitBadInput, code)
 		assert.Contains(t, errOut, "is not a latency-<run>.json sidecar")
 	})
+}
+
+// TestMergeRefusesToMixLanes: a simulated run (provider fake, or a
+// sidecar that says so) is not pooled with real SPICE runs unless
+// -mix-lanes says to.
+func TestMergeRefusesToMixLanes(t *testing.T) {
+	dir := t.TempDir()
+	writeConsole(t, dir, ok("l-p0", 0.02))
+	sim := ok("l-p1", 0.03)
+	sim.provider = "fake"
+	writeConsole(t, dir, sim)
+	code, _, stderr, _ := runCmd(t, dir)
+	assert.Equal(t, exitBadInput, code)
+	assert.Contains(t, stderr, "mix simulated and real SPICE runs")
+	assert.Contains(t, stderr, "-mix-lanes")
+	code, _, stderr, _ = runCmd(t, "-mix-lanes", dir)
+	assert.Equal(t, exitOK, code, stderr)
 }
 
 func TestMergeHelp(t *testing.T) {

@@ -38,6 +38,20 @@ const (
 	LaneSimulated = "simulated"
 )
 
+// LaneOf is the lane of a run's sidecar. Sidecars written before the
+// lane was recorded say so only through the provider: "fake" was always
+// the simulator.
+func LaneOf(s Sidecar) string {
+	switch {
+	case s.Lane != "":
+		return s.Lane
+	case s.Provider == "fake":
+		return LaneSimulated
+	default:
+		return LaneReal
+	}
+}
+
 // Sanity verdicts.
 const (
 	VerdictPass = "pass"
