@@ -63,9 +63,9 @@ func WriteSummary(w io.Writer, s Sidecar) error {
 	}
 	row("sanity", verdict)
 	if len(s.Errors) > 0 {
-		// One line, whatever the messages hold, so the table stays aligned.
-		flat := strings.NewReplacer("\n", " ", "\t", " ", "\r", " ").Replace(strings.Join(s.Errors, "; "))
-		row("errors", flat)
+		// The failing test says each error in full; the table names them
+		// in one short line, so it stays aligned and says nothing twice.
+		row("errors", errorsLine(s.Errors)+" (in full above and in "+SidecarName(s.RunID)+")")
 	}
 	csv := s.CSVFile
 	if csv == "" {
@@ -99,4 +99,20 @@ func laneLine(s Sidecar) string {
 		return fmt.Sprintf("SIMULATED: %s, no SPICE session (provider %s); these numbers say nothing about a console", client, s.Provider)
 	}
 	return fmt.Sprintf("%s SPICE session, %s (provider %s)", s.Lane, client, s.Provider)
+}
+
+// errorsLine is each error on one line, cut to a length a table row can
+// hold.
+func errorsLine(errs []string) string {
+	const most = 160
+	flat := strings.NewReplacer("\n", " ", "\t", " ", "\r", " ")
+	parts := make([]string, 0, len(errs))
+	for _, e := range errs {
+		one := strings.Join(strings.Fields(flat.Replace(e)), " ")
+		if r := []rune(one); len(r) > most {
+			one = string(r[:most]) + "…"
+		}
+		parts = append(parts, one)
+	}
+	return strings.Join(parts, "; ")
 }
