@@ -77,20 +77,26 @@ var run state
 // Main is TestMain's body: it sets the run up, runs the tests with
 // m.Run, and on its one exit path writes the results and cleans up. It
 // returns the process's exit code.
-func Main(m M, wire Wire) (code int) {
+func Main(m M, wire Wire) int {
 	if !flag.Parsed() {
 		flag.Parse()
 	}
+	// -list, or a -run/-skip that leaves TestLatency out: nothing to
+	// provision.
+	if !selected() {
+		return m.Run()
+	}
+	return runMain(m, wire)
+}
+
+// runMain is Main once TestLatency is selected.
+func runMain(m M, wire Wire) (code int) {
 	// A CI runner that cancels kills the reader of our output (gotestsum,
 	// go test) too: a write to the dead pipe must fail, not kill the run
 	// before it has written its results and deleted its server.
 	signal.Ignore(syscall.SIGPIPE)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if !selected() {
-		// -list, or a -run/-skip that leaves TestLatency out: nothing to
-		// provision.
-		return m.Run()
-	}
+	run = state{}
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -215,7 +221,9 @@ func watchSignals(logger *slog.Logger, cancel context.CancelCauseFunc) (<-chan o
 			logger.Warn("signal received again: cleanup is still running (SIGKILL abandons it; then run make sweep)", "signal", sig.String())
 		}
 	}()
-	return interrupted, func() { signal.Stop(signals) }
+	// After Stop the signal package sends no more, so closing ends the
+	// goroutine.
+	return interrupted, func() { signal.Stop(signals); close(signals) }
 }
 
 // absPath is dir as a path a user can cd to from anywhere.
