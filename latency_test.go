@@ -109,7 +109,7 @@ func mainRun(m *testing.M) (code int) {
 	runCtx = ctx
 
 	var err error
-	cfg, err = config.Load(os.Getenv)
+	cfg, err = config.Load(os.Environ())
 	if err != nil {
 		setupErr = err
 		logger.Error("configuration", "err", err)
@@ -119,15 +119,15 @@ func mainRun(m *testing.M) (code int) {
 		// A compiled binary run without -test.timeout has no bound at all;
 		// give it one from its own settings, so a wedged step cannot hang
 		// a CI job for ever.
-		bound := cfg.Cloud.BootTimeout + cfg.ReadyTimeout + cfg.MaxDuration + setupSlack
+		bound := cfg.Cloud.BootTimeout + cfg.ReadyTimeout + cfg.Measure.MaxDuration + setupSlack
 		var cancelB context.CancelFunc
 		ctx, cancelB = context.WithTimeoutCause(ctx, bound, fmt.Errorf(
 			"the run exceeded its bound of %s (LATENCY_BOOT_TIMEOUT + LATENCY_READY_TIMEOUT + LATENCY_MAX_DURATION + %s); pass -test.timeout to set another", bound, setupSlack))
 		defer cancelB()
 		runCtx = ctx
 	}
-	logger.Info("loadtest starting", "run", cfg.RunID, "provider", cfg.Provider, "metric", cfg.Metric,
-		"samples", cfg.Samples, "cadence", cfg.Cadence, "results", cfg.ResultsDir)
+	logger.Info("loadtest starting", "run", cfg.RunID, "provider", cfg.Provider, "metric", cfg.Measure.Metric,
+		"samples", cfg.Measure.Samples, "cadence", cfg.Measure.Cadence, "results", cfg.ResultsDir)
 
 	// The fakes are wired here and nowhere else. FAKERYLL_* knobs reach
 	// ryll whatever the provider: fakeryll reads them, ryll ignores them.
@@ -331,9 +331,9 @@ func testConsole(t *testing.T, mb *loadtest.Member) {
 				len(res.Samples), len(res.Misses), res.UnpairedDraws, res.Dropped, res.StopReason, m.CSVPath)
 		}
 		require.NoError(t, err, "the run ended early; what was collected is kept")
-		assert.Len(t, m.Result.Samples, cfg.Samples,
+		assert.Len(t, m.Result.Samples, cfg.Measure.Samples,
 			"collected %d of %d samples before LATENCY_MAX_DURATION=%s (%d misses): raise LATENCY_MAX_DURATION, or look at the misses",
-			len(m.Result.Samples), cfg.Samples, cfg.MaxDuration, len(m.Result.Misses))
+			len(m.Result.Samples), cfg.Measure.Samples, cfg.Measure.MaxDuration, len(m.Result.Misses))
 	})
 
 	var values []float64
@@ -392,7 +392,7 @@ func testAB(t *testing.T, ab *loadtest.AB) {
 			res := m.Result
 			t.Logf("%s: %s; %d samples in %d blocks, %d misses, %d suspect", l.Name, l.Console.Describe(), len(res.Samples), len(l.Blocks), len(res.Misses), res.Suspects)
 			require.NoError(t, l.Err)
-			assert.GreaterOrEqual(t, len(res.Samples), ab.Cfg.Samples, "samples of the %s leg", l.Name)
+			assert.GreaterOrEqual(t, len(res.Samples), ab.Cfg.Measure.Samples, "samples of the %s leg", l.Name)
 			s := results.NewSanity(res.Values(), ab.Cfg.SanityMin, ab.Cfg.SanityMax)
 			for _, o := range s.OutOfRange {
 				t.Errorf("%s leg sample %d = %.6f s is outside [%g, %g] s", l.Name, o.Index, o.Value, ab.Cfg.SanityMin, ab.Cfg.SanityMax)

@@ -73,3 +73,17 @@ func FuzzParseDirect(f *testing.F) {
 		assert.Equal(t, d, back)
 	})
 }
+
+func TestValidateAgreesWithParse(t *testing.T) {
+	for _, s := range []string{"127.0.0.1:5900", "hv1:5900:5901", "[::1]:5900", "[fe80::1]:1:2"} {
+		d, err := ParseDirect(s)
+		require.NoError(t, err, s)
+		assert.NoError(t, d.Validate(), "what ParseDirect gives is valid: %s", s)
+		assert.False(t, d.IsZero())
+	}
+	for _, d := range []Direct{{}, {Host: "h"}, {Port: 1}, {Host: "[::1]", Port: 1}, {Host: "a b", Port: 1}, {Host: "x:y", Port: 1}} {
+		assert.Error(t, d.Validate(), "%#v", d)
+	}
+	assert.True(t, Direct{}.IsZero())
+	assert.Empty(t, Direct{}.String())
+}

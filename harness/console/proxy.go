@@ -16,15 +16,12 @@ import (
 
 // Proxied is the same guest as a, reached through a SPICE proxy of our
 // own (harness/spiceproxy) in the given mode: the B leg of an A/B run
-// with LATENCY_B_PROXY. It shares a's guest (and its key counter) and
-// never stops it: Close stops only the proxy.
-func Proxied(ctx context.Context, a *Console, mode string, logger *slog.Logger) (*Console, error) {
+// with LATENCY_B_PROXY (parsed once, by the configuration). It shares
+// a's guest (and its key counter) and never stops it: Close stops only
+// the proxy.
+func Proxied(ctx context.Context, a *Console, m spiceproxy.Mode, logger *slog.Logger) (*Console, error) {
 	if a.vm == nil {
-		return nil, fmt.Errorf("LATENCY_B_PROXY=%s needs the qemu provider's guest", mode)
-	}
-	m, err := spiceproxy.Parse(mode)
-	if err != nil {
-		return nil, fmt.Errorf("LATENCY_B_PROXY: %w", err)
+		return nil, fmt.Errorf("LATENCY_B_PROXY=%s needs the qemu provider's guest", m)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -32,7 +29,7 @@ func Proxied(ctx context.Context, a *Console, mode string, logger *slog.Logger) 
 	host, port := a.vm.SpiceAddr()
 	p, err := spiceproxy.Start(ctx, spiceproxy.Config{Target: net.JoinHostPort(host, strconv.Itoa(port)), Mode: m, Logger: logger})
 	if err != nil {
-		return nil, fmt.Errorf("start the SPICE proxy (LATENCY_B_PROXY=%s): %w", mode, err)
+		return nil, fmt.Errorf("start the SPICE proxy (LATENCY_B_PROXY=%s): %w", m, err)
 	}
 	c := &Console{Provider: config.ProviderQemu, logger: logger, proxy: p, shared: a.vm,
 		QemuVersion: a.QemuVersion, Accelerator: a.Accelerator, Secrets: append([]string(nil), a.Secrets...)}

@@ -27,12 +27,12 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		MetricDefinition:         r.Metric().Definition(),
 		Unit:                     "s",
 		CSVFile:                  results.CSVName(cfg.RunID),
-		SamplesRequested:         cfg.Samples,
-		CadenceS:                 cfg.Cadence.Seconds(),
-		JitterS:                  cfg.Jitter.Seconds(),
-		HoldS:                    cfg.KeyHold.Seconds(),
-		WindowS:                  cfg.Window.Seconds(),
-		MaxDurationS:             cfg.MaxDuration.Seconds(),
+		SamplesRequested:         cfg.Measure.Samples,
+		CadenceS:                 cfg.Measure.Cadence.Seconds(),
+		JitterS:                  cfg.Measure.Jitter.Seconds(),
+		HoldS:                    cfg.Measure.Hold.Seconds(),
+		WindowS:                  cfg.Measure.Window.Seconds(),
+		MaxDurationS:             cfg.Measure.MaxDuration.Seconds(),
 		Scancode:                 fmt.Sprintf("0x%02X", cfg.Scancode),
 		ProtocolVersionRequested: control.ProtocolVersion,
 		ProtocolVersionAnswered:  r.Hello.ProtocolVersion,
@@ -48,7 +48,7 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		s.QemuVersion, s.Accelerator = r.Console.QemuVersion, r.Console.Accelerator
 		s.CloudServerName, s.CloudServerID = r.Console.ServerName, r.Console.ServerID
 	}
-	if !cfg.Metric.Keypress() {
+	if !cfg.Measure.Metric.Keypress() {
 		s.Scancode = ""
 		s.HoldS, s.JitterS, s.WindowS = 0, 0, 0
 	}
@@ -63,7 +63,7 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		s.KeyErrors = res.KeyErrors
 		s.JitterSeed = res.Config.Seed
 		s.StopReason = string(res.StopReason)
-		if cfg.Metric.Keypress() {
+		if cfg.Measure.Metric.Keypress() {
 			keypressRecord(&s, m)
 		}
 		if m.KeysCounted {
