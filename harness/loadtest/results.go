@@ -27,12 +27,6 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		MetricDefinition:         r.Metric().Definition(),
 		Unit:                     "s",
 		CSVFile:                  results.CSVName(cfg.RunID),
-		SamplesRequested:         cfg.Measure.Samples,
-		CadenceS:                 cfg.Measure.Cadence.Seconds(),
-		JitterS:                  cfg.Measure.Jitter.Seconds(),
-		HoldS:                    cfg.Measure.Hold.Seconds(),
-		WindowS:                  cfg.Measure.Window.Seconds(),
-		MaxDurationS:             cfg.Measure.MaxDuration.Seconds(),
 		Scancode:                 fmt.Sprintf("0x%02X", cfg.Scancode),
 		ProtocolVersionRequested: control.ProtocolVersion,
 		ProtocolVersionAnswered:  r.Hello.ProtocolVersion,
@@ -50,8 +44,8 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 	}
 	if !cfg.Measure.Metric.Keypress() {
 		s.Scancode = ""
-		s.HoldS, s.JitterS, s.WindowS = 0, 0, 0
 	}
+	st := settings(cfg.Measure)
 	var values []float64
 	if m != nil {
 		res := m.Result
@@ -61,7 +55,7 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		s.UnpairedDraws = res.UnpairedDraws
 		s.DroppedEvents = res.Dropped
 		s.KeyErrors = res.KeyErrors
-		s.JitterSeed = res.Config.Seed
+		st.Seed = res.Config.Seed
 		s.StopReason = string(res.StopReason)
 		if cfg.Measure.Metric.Keypress() {
 			keypressRecord(&s, m)
@@ -87,6 +81,7 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 			}
 		}
 	}
+	s.SetSettings(st)
 	s.Summary = stats.Summarize(values)
 	s.Sanity = results.NewSanity(values, cfg.SanityMin, cfg.SanityMax)
 	red := secret.NewRedactor(io.Discard, r.Secrets()...)
@@ -98,11 +93,21 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 	return s
 }
 
+// settings are what the sidecar records of the run's one measurement
+// configuration.
+func settings(mc measure.Config) results.Settings {
+	return results.Settings{
+		Keypress: mc.Metric.Keypress(), Samples: mc.Samples,
+		Cadence: mc.Cadence, Jitter: mc.Jitter, Hold: mc.Hold, Window: mc.Window, MaxDuration: mc.MaxDuration,
+		Quiet: mc.Quiet, Settle: mc.Settle, MaxMisses: mc.MaxMisses, MaxContamination: mc.MaxContamination,
+	}
+}
+
 // keypressRecord fills the sidecar's record of a keypress run: both
-// figures, the presses and their verdicts, the background and the rules.
+// figures, the presses and their verdicts, the background (the rules
+// are among the settings).
 func keypressRecord(s *results.Sidecar, m *Measurement) {
 	res := m.Result
-	c := res.Config
 	first, repaint := res.FirstDraw, res.Repaint
 	s.FirstDraw, s.Repaint = &first, &repaint
 	s.Presses = len(res.Presses)
@@ -111,8 +116,6 @@ func keypressRecord(s *results.Sidecar, m *Measurement) {
 	s.LateDraws = res.LateDraws
 	s.QuietDelayed = res.QuietDelayed
 	s.QuietWaitS = res.QuietWait.Seconds()
-	s.QuietS, s.SettleS = c.Quiet.Seconds(), c.Settle.Seconds()
-	s.MaxMisses, s.MaxContamination = c.MaxMisses, c.MaxContamination
 	b := res.Background
 	s.Background = &results.Background{
 		Draws: b.Draws, ObservedS: b.Observed.Seconds(), RatePerS: b.Rate,
