@@ -109,7 +109,10 @@ func mainRun(m *testing.M) (code int) {
 	runCtx = ctx
 
 	var err error
-	cfg, err = config.Load(os.Environ())
+	// One judgement of the whole environment, before anything is set up:
+	// the LATENCY_* settings, and the fakes' FAKERYLL_* knobs, which only
+	// this root may know.
+	cfg, err = config.Load(os.Environ(), fakechain.CheckKnobs)
 	if err != nil {
 		setupErr = err
 		logger.Error("configuration", "err", err)
