@@ -104,6 +104,22 @@ func (d Direct) Validate() error {
 	return nil
 }
 
+// FromTCPAddr is the address a listener or a connection reports (a
+// *net.TCPAddr), typed without printing and parsing it again.
+func FromTCPAddr(a net.Addr) (Direct, error) {
+	t, ok := a.(*net.TCPAddr)
+	if !ok || t == nil {
+		return Direct{}, fmt.Errorf("%v is not a TCP address", a)
+	}
+	if t.Port <= 0 || t.Port > 65535 {
+		return Direct{}, fmt.Errorf("%v: port %d is not a port from 1 to 65535", a, t.Port)
+	}
+	if t.IP == nil {
+		return Direct{}, fmt.Errorf("%v: no IP address", a)
+	}
+	return Direct{Host: t.IP.String(), Port: uint16(t.Port)}, nil
+}
+
 // IsZero reports whether d is no address (the zero Direct).
 func (d Direct) IsZero() bool { return d == Direct{} }
 

@@ -1,6 +1,7 @@
 package address
 
 import (
+	"net"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -86,4 +87,18 @@ func TestValidateAgreesWithParse(t *testing.T) {
 	}
 	assert.True(t, Direct{}.IsZero())
 	assert.Empty(t, Direct{}.String())
+}
+
+func TestFromTCPAddr(t *testing.T) {
+	d, err := FromTCPAddr(&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 5930})
+	require.NoError(t, err)
+	assert.Equal(t, Direct{Host: "127.0.0.1", Port: 5930}, d)
+	d, err = FromTCPAddr(&net.TCPAddr{IP: net.ParseIP("::1"), Port: 5930})
+	require.NoError(t, err)
+	assert.Equal(t, "[::1]:5930", d.String(), "as ParseDirect reads it back")
+	assert.NoError(t, d.Validate())
+	_, err = FromTCPAddr(&net.UnixAddr{Name: "/tmp/s", Net: "unix"})
+	assert.Error(t, err)
+	_, err = FromTCPAddr(&net.TCPAddr{IP: net.ParseIP("127.0.0.1")})
+	assert.Error(t, err, "no port")
 }

@@ -500,6 +500,14 @@ func loadAB(p *parser, c *Config) {
 		p.failf("the A/B takes LATENCY_SAMPLES=%d per leg, at least %s for both legs, more than LATENCY_MAX_DURATION=%s: raise it or take fewer samples",
 			mc.Samples, 2*time.Duration(mc.Samples)*mc.MinPressInterval(), mc.MaxDuration)
 	}
+	loadBLeg(p, c, bp, bc, bx)
+}
+
+// loadBLeg decides what the B leg is: our proxy in front of the qemu
+// guest, the A leg's own server through Kerbside, or a console the user
+// names; it must reach the same guest as A.
+func loadBLeg(p *parser, c *Config, bp, bc, bx string) {
+	ab := c.AB
 	switch {
 	case bx != "":
 		if c.Provider != ProviderQemu {
