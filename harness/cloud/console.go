@@ -136,7 +136,7 @@ func (c *Cloud) consoleToken(ctx context.Context, token string, has299 bool) (*c
 
 // directConsole opens a console on the server (spice-direct where the
 // cloud has it, spice-html5 otherwise), resolves its token and returns
-// the hypervisor's SPICE address in ryll's --direct form, and the console
+// the hypervisor's SPICE address (typed, checked once), and the console
 // type it opened. When the compute range is unknown, spice-direct is tried
 // first and a microversion refusal falls back to spice-html5.
 func (c *Cloud) directConsole(ctx context.Context, id string, log *slog.Logger) (address.Direct, string, error) {
