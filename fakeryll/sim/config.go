@@ -390,6 +390,17 @@ var knobs = []Knob{
 		}},
 }
 
+// Check reports whether s is a value k accepts, as LoadConfig would
+// judge it, so that a launcher can refuse a bad knob before it starts
+// anything.
+func (k Knob) Check(s string) error {
+	if k.set == nil {
+		return nil
+	}
+	c := DefaultConfig()
+	return k.set(&c, s)
+}
+
 // Knobs lists every simulation knob with its default, in a stable order.
 func Knobs() []Knob { return append([]Knob(nil), knobs...) }
 

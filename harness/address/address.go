@@ -86,6 +86,43 @@ func parsePort(s string) (uint16, error) {
 	return uint16(n), nil
 }
 
+// Validate checks a Direct built from parts (Nova's answer, a listener's
+// address) as ParseDirect checks a string, so that every Direct that
+// travels through the loadtest is one ParseDirect would give: a host (an
+// IPv6 one unbracketed, as ParseDirect stores it) and a plain port.
+func (d Direct) Validate() error {
+	switch {
+	case d.Host == "":
+		return errors.New("empty host")
+	case strings.ContainsAny(d.Host, "[]/ \t\n"):
+		return fmt.Errorf("host %q: not a name or an IP address", d.Host)
+	case d.IsIPv6() && net.ParseIP(d.Host) == nil:
+		return fmt.Errorf("host %q: has a colon but is not an IPv6 address", d.Host)
+	case d.Port == 0:
+		return fmt.Errorf("%s: no port", d.Host)
+	}
+	return nil
+}
+
+// FromTCPAddr is the address a listener or a connection reports (a
+// *net.TCPAddr), typed without printing and parsing it again.
+func FromTCPAddr(a net.Addr) (Direct, error) {
+	t, ok := a.(*net.TCPAddr)
+	if !ok || t == nil {
+		return Direct{}, fmt.Errorf("%v is not a TCP address", a)
+	}
+	if t.Port <= 0 || t.Port > 65535 {
+		return Direct{}, fmt.Errorf("%v: port %d is not a port from 1 to 65535", a, t.Port)
+	}
+	if t.IP == nil {
+		return Direct{}, fmt.Errorf("%v: no IP address", a)
+	}
+	return Direct{Host: t.IP.String(), Port: uint16(t.Port)}, nil
+}
+
+// IsZero reports whether d is no address (the zero Direct).
+func (d Direct) IsZero() bool { return d == Direct{} }
+
 // IsIPv6 reports whether the host is an IPv6 literal.
 func (d Direct) IsIPv6() bool { return strings.Contains(d.Host, ":") }
 
@@ -102,8 +139,12 @@ func (d Direct) TLSHostPort() string {
 	return net.JoinHostPort(d.Host, strconv.Itoa(int(d.TLSPort)))
 }
 
-// String is the address as ParseDirect reads it back.
+// String is the address as ParseDirect reads it back ("" for the zero
+// Direct).
 func (d Direct) String() string {
+	if d.IsZero() {
+		return ""
+	}
 	s := d.HostPort()
 	if d.TLSPort != 0 {
 		s += ":" + strconv.Itoa(int(d.TLSPort))

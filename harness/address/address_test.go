@@ -1,6 +1,7 @@
 package address
 
 import (
+	"net"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -72,4 +73,32 @@ func FuzzParseDirect(f *testing.F) {
 		require.NoError(t, err, "String of %q = %q must parse", s, d.String())
 		assert.Equal(t, d, back)
 	})
+}
+
+func TestValidateAgreesWithParse(t *testing.T) {
+	for _, s := range []string{"127.0.0.1:5900", "hv1:5900:5901", "[::1]:5900", "[fe80::1]:1:2"} {
+		d, err := ParseDirect(s)
+		require.NoError(t, err, s)
+		assert.NoError(t, d.Validate(), "what ParseDirect gives is valid: %s", s)
+		assert.False(t, d.IsZero())
+	}
+	for _, d := range []Direct{{}, {Host: "h"}, {Port: 1}, {Host: "[::1]", Port: 1}, {Host: "a b", Port: 1}, {Host: "x:y", Port: 1}} {
+		assert.Error(t, d.Validate(), "%#v", d)
+	}
+	assert.True(t, Direct{}.IsZero())
+	assert.Empty(t, Direct{}.String())
+}
+
+func TestFromTCPAddr(t *testing.T) {
+	d, err := FromTCPAddr(&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 5930})
+	require.NoError(t, err)
+	assert.Equal(t, Direct{Host: "127.0.0.1", Port: 5930}, d)
+	d, err = FromTCPAddr(&net.TCPAddr{IP: net.ParseIP("::1"), Port: 5930})
+	require.NoError(t, err)
+	assert.Equal(t, "[::1]:5930", d.String(), "as ParseDirect reads it back")
+	assert.NoError(t, d.Validate())
+	_, err = FromTCPAddr(&net.UnixAddr{Name: "/tmp/s", Net: "unix"})
+	assert.Error(t, err)
+	_, err = FromTCPAddr(&net.TCPAddr{IP: net.ParseIP("127.0.0.1")})
+	assert.Error(t, err, "no port")
 }

@@ -136,10 +136,10 @@ func (c *Cloud) consoleToken(ctx context.Context, token string, has299 bool) (*c
 
 // directConsole opens a console on the server (spice-direct where the
 // cloud has it, spice-html5 otherwise), resolves its token and returns
-// the hypervisor's SPICE address in ryll's --direct form, and the console
+// the hypervisor's SPICE address (typed, checked once), and the console
 // type it opened. When the compute range is unknown, spice-direct is tried
 // first and a microversion refusal falls back to spice-html5.
-func (c *Cloud) directConsole(ctx context.Context, id string, log *slog.Logger) (string, string, error) {
+func (c *Cloud) directConsole(ctx context.Context, id string, log *slog.Logger) (address.Direct, string, error) {
 	type try struct {
 		typ string
 		mv  microversion
@@ -168,28 +168,28 @@ func (c *Cloud) directConsole(ctx context.Context, id string, log *slog.Logger) 
 		}
 		err = computeErr(&cc, fmt.Sprintf("open a %s console on server %s", typ, id), err)
 		if !errors.Is(err, ErrMicroversion) {
-			return "", "", err
+			return address.Direct{}, "", err
 		}
 		log.Info("console type refused for its microversion; trying the next", "console_type", typ, "error", summarize(err))
 	}
 	if err != nil {
-		return "", "", err
+		return address.Direct{}, "", err
 	}
 	if rc == nil || rc.Protocol != "spice" || rc.Type != typ {
-		return "", "", fmt.Errorf("open a %s console on server %s: unexpected answer (protocol %q, type %q)", typ, id,
+		return address.Direct{}, "", fmt.Errorf("open a %s console on server %s: unexpected answer (protocol %q, type %q)", typ, id,
 			safeField(rc, func(r *remoteconsoles.RemoteConsole) string { return r.Protocol }),
 			safeField(rc, func(r *remoteconsoles.RemoteConsole) string { return r.Type }))
 	}
 	token, err := consoleURLToken(rc.URL)
 	if err != nil {
-		return "", "", fmt.Errorf("open a %s console on server %s: %w", typ, id, err)
+		return address.Direct{}, "", fmt.Errorf("open a %s console on server %s: %w", typ, id, err)
 	}
 	conn, err := c.consoleToken(ctx, token, typ == "spice-direct")
 	if err != nil {
-		return "", "", fmt.Errorf("server %s: %w", id, err)
+		return address.Direct{}, "", fmt.Errorf("server %s: %w", id, err)
 	}
 	if conn.InstanceUUID != "" && conn.InstanceUUID != id {
-		return "", "", fmt.Errorf("server %s: its console token resolves to another server (%s)", id, conn.InstanceUUID)
+		return address.Direct{}, "", fmt.Errorf("server %s: its console token resolves to another server (%s)", id, conn.InstanceUUID)
 	}
 	d := address.Direct{Host: conn.Host}
 	if conn.Port != nil && *conn.Port > 0 && *conn.Port < 65536 {
@@ -199,14 +199,15 @@ func (c *Cloud) directConsole(ctx context.Context, id string, log *slog.Logger) 
 		d.TLSPort = uint16(*conn.TLSPort)
 	}
 	if d.Host == "" || d.Port == 0 {
-		return "", "", fmt.Errorf("server %s: the console token resolves to no usable address (host %q, port %v)", id, conn.Host, derefInt(conn.Port))
+		return address.Direct{}, "", fmt.Errorf("server %s: the console token resolves to no usable address (host %q, port %v)", id, conn.Host, derefInt(conn.Port))
 	}
-	// The one parser checks what Nova gave before ryll sees it.
-	if _, err := address.ParseDirect(d.String()); err != nil {
-		return "", "", fmt.Errorf("server %s: the console token resolves to %w", id, err)
+	// The address's one validator checks what Nova gave before ryll
+	// sees it.
+	if err := d.Validate(); err != nil {
+		return address.Direct{}, "", fmt.Errorf("server %s: the console token resolves to %s: %w", id, d, err)
 	}
 	log.Info("console ready", "server_id", id, "console_type", typ, "direct", d.String())
-	return d.String(), typ, nil
+	return d, typ, nil
 }
 
 func derefInt(p *int) any {

@@ -56,7 +56,7 @@ func TestDirectLeg(t *testing.T) {
 			e := setup(t, fakecloud.Options{MaxMicroversion: tc.maxMV})
 			con, err := e.c.Provision(t.Context(), directConfig(e, "direct"))
 			require.NoError(t, err)
-			assert.Equal(t, tc.wantDir, con.Direct)
+			assert.Equal(t, tc.wantDir, con.Direct.String())
 			assert.Equal(t, tc.wantType, con.ConsoleType)
 			assert.True(t, con.URL.IsZero(), "the direct leg hands back no Kerbside URL")
 			lookups := e.fc.CallsTo(http.MethodGet, fakecloud.ComputePrefix+"/os-console-auth-tokens/")

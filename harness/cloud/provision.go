@@ -16,6 +16,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 
+	"github.com/shakenfist/kerbside-latency/harness/address"
 	"github.com/shakenfist/kerbside-latency/harness/runid"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 )
@@ -119,9 +120,9 @@ type Console struct {
 	// URL is the Kerbside URL that serves the .vv file. It is a credential:
 	// hand URL.Reveal() to ryll only; log URL (it prints redacted).
 	URL secret.URL
-	// Direct is the hypervisor's SPICE address, host:port or
-	// host:port:tls_port, for ryll's --direct (ConsoleDirect only).
-	Direct string
+	// Direct is the hypervisor's SPICE address, for ryll's --direct
+	// (ConsoleDirect only).
+	Direct address.Direct
 	// ConsoleType is the Nova console type opened: "spice-direct", or
 	// "spice-html5" for the direct leg on a cloud older than 2025.1.
 	ConsoleType string

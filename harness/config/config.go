@@ -3,23 +3,25 @@
 // The loadtest is driven by `go test`, which cannot share custom flags
 // across packages, so every setting is an environment variable
 // (LATENCY_*, plus the standard OS_* / OS_CLOUD read by the cloud
-// package). Load validates everything at once and reports every problem
-// in one error, before anything is provisioned: a run that fails after
-// ten minutes of booting because of a typo in a duration wastes a cloud
-// and a person's time.
+// package). Load judges everything at once and reports every problem in
+// one error, before anything is provisioned: a run that fails after ten
+// minutes of booting because of a typo in a duration wastes a cloud and a
+// person's time. That includes the measurement's own rules (measure
+// exports them, and Load applies them), and names nobody knows: a
+// misspelt sample count must not run sixty samples without a word.
 package config
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/address"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/runid"
+	"github.com/shakenfist/kerbside-latency/harness/secret"
 	"github.com/shakenfist/kerbside-latency/harness/spiceproxy"
 )
 
@@ -83,10 +85,9 @@ type Config struct {
 	// it differs from Provider only when the composition root translated
 	// the fake provider to the openstack provider against a fake cloud.
 	Requested Provider
-	// Console is the target for the url, file and direct providers.
-	// For url it may carry a token: it is handled as a secret by the
-	// caller and never printed by this package.
-	Console string
+	// Console is the target of the url, file and direct providers,
+	// parsed once (LATENCY_CONSOLE); zero for the others.
+	Console Target
 
 	// Ryll is the ryll binary (looked up in PATH when it has no slash).
 	// Empty means "ryll"; with the fake provider the composition root
@@ -99,26 +100,17 @@ type Config struct {
 
 	ResultsDir string
 	RunID      string
-	Samples    int
-	Cadence    time.Duration
-	KeyHold    time.Duration
-	Jitter     time.Duration
-	Window     time.Duration
-	// Quiet, Settle, MaxMisses and MaxContamination are the measurement's
-	// rules against taking another press's draw (harness/measure); zero
-	// Quiet means the measurement derives it from the window.
-	Quiet            time.Duration
-	Settle           time.Duration
-	MaxMisses        int
-	MaxContamination float64
-	MaxDuration      time.Duration
-	ReadyTimeout     time.Duration
-	Scancode         uint16
 
-	// Metric is what one sample measures, in the measurement's own
-	// vocabulary (LATENCY_METRIC takes its short names: keypress, repaint,
-	// ping).
-	Metric measure.Metric
+	// Measure is the measurement's settings (metric, samples, cadence,
+	// window, quiet gap, settle, limits), every zero field defaulted and
+	// judged by the measurement's own rules, once, here: the one value
+	// the loadtest measures with and records. The loadtest adds only its
+	// callbacks and logger.
+	Measure measure.Config
+
+	ReadyTimeout time.Duration
+	Scancode     uint16
+
 	// ExpectP50 bounds the median when set (ExpectP50Set): a guard for a
 	// lane whose latency is known, such as the real SPICE lane in CI.
 	ExpectP50Min, ExpectP50Max float64
@@ -138,15 +130,33 @@ type Config struct {
 	AB *AB
 }
 
+// Target is a console the user names (LATENCY_CONSOLE,
+// LATENCY_B_CONSOLE), parsed once by Load into what the rest of the
+// loadtest hands ryll: exactly one field is set for the url, file and
+// direct providers, none for the others.
+type Target struct {
+	// URL answers with a .vv file (url). It carries a token, so it is a
+	// secret.URL: printing it shows only its scheme and host.
+	URL secret.URL
+	// File is a local .vv file (file).
+	File string
+	// Direct is a SPICE server's address (direct).
+	Direct address.Direct
+}
+
+// IsZero reports whether t names no console.
+func (t Target) IsZero() bool { return t.URL.IsZero() && t.File == "" && t.Direct.IsZero() }
+
 // AB is the configuration of an A/B run.
 type AB struct {
 	// BProvider and BConsole are the B leg's source, of the same forms as
 	// Provider and Console.
 	BProvider Provider
-	BConsole  string
+	BConsole  Target
 	// BProxy puts our own SPICE proxy in front of the qemu guest for the
-	// B leg ("nodelay", "nagle", "delay:DUR"); empty for none.
-	BProxy string
+	// B leg (LATENCY_B_PROXY: nodelay, nagle, delay:DUR), parsed once;
+	// the zero Mode for none.
+	BProxy spiceproxy.Mode
 	// SameServer: the B leg is the A leg's own server through its
 	// spice-direct console (Kerbside), A being that server's direct leg
 	// (LATENCY_OPENSTACK_CONSOLE=direct): one server, both ways.
@@ -157,6 +167,9 @@ type AB struct {
 	// (when the difference is significant).
 	MaxAdded time.Duration
 }
+
+// Proxied reports whether the B leg goes through our own SPICE proxy.
+func (ab *AB) Proxied() bool { return ab.BProxy != spiceproxy.Mode{} }
 
 // Leg returns the configuration of one leg of an A/B run: b selects the
 // B leg (its provider and console, and run id <run>-b; A gets <run>-a).
@@ -170,7 +183,7 @@ func (c *Config) Leg(b bool) *Config {
 	out.RunID = c.RunID + "-b"
 	out.Provider, out.Requested, out.Console = c.AB.BProvider, c.AB.BProvider, c.AB.BConsole
 	if c.AB.SameServer {
-		out.Provider, out.Requested, out.Console = c.Provider, c.Requested, ""
+		out.Provider, out.Requested, out.Console = c.Provider, c.Requested, Target{}
 		out.Cloud.Console = "spice-direct"
 	}
 	return &out
@@ -189,116 +202,82 @@ type Cloud struct {
 	Console string
 }
 
-// Var documents one environment variable.
-type Var struct {
-	Name    string
-	Default string
-	Help    string
-}
+// DefaultImageURL is where the test guest image is published.
+const DefaultImageURL = "https://images.shakenfist.com/testimages/uefi-latency-guest.qcow2"
 
-// Vars lists every LATENCY_* variable with its default, in the order the
-// README's table shows them. A test keeps the README in step with it.
-var Vars = []Var{
-	{"LATENCY_PROVIDER", "auto", "where the console comes from: qemu (a local guest, real SPICE), fake (simulated), openstack, url, file or direct; auto is qemu where " + DefaultQemu + " is installed, else fake"},
-	{"LATENCY_CONSOLE", "", "the target for url (a .vv URL), file (a .vv path) and direct (host:port[:tls_port], [ipv6]:port)"},
-	{"LATENCY_RYLL", "ryll (fake: fakeryll, built automatically; qemu: ryll if installed, else fakeryll's real SPICE client)", "the ryll binary"},
-	{"LATENCY_QEMU", DefaultQemu, "qemu: the QEMU binary"},
-	{"LATENCY_RYLL_SOCKET", "", "the control socket of a ryll that is already running: attach to it (its console is whatever it shows); no console is provisioned and no ryll is started or stopped"},
-	{"LATENCY_RYLL_VERBOSE", "0", "1 passes -v to ryll (debug logging into ryll-<run>.log)"},
-	{"LATENCY_TRANSCRIPT", "0", "1 writes every control-socket line sent and received, secrets redacted, to latency-<run>-transcript.ndjson"},
-	{"LATENCY_RESULTS_DIR", "results", "where the CSV, sidecar, ryll log and junit.xml go"},
-	{"LATENCY_RUN_ID", "UTC time + random suffix", "names the run's files and server"},
-	{"LATENCY_METRIC", measure.KeypressToScreen.Short(), "keypress (key to the first draw), repaint (key to the last draw of the repaint) or ping (PING interval from latency events); both keypress figures are always measured"},
-	{"LATENCY_SAMPLES", fmt.Sprint(defaults.Samples), "samples to collect"},
-	{"LATENCY_CADENCE", human(defaults.Cadence), "time from one key press to the next (before jitter); the measurement may wait longer for a quiet gap"},
-	{"LATENCY_CADENCE_JITTER", human(defaults.Jitter), "random extra delay in [0, jitter) added to each gap, so presses do not phase-lock with the guest's display refresh"},
-	{"LATENCY_KEY_HOLD", human(defaults.Hold), "time between key down and key up"},
-	{"LATENCY_WINDOW", "min(cadence, " + human(measure.DefaultMaxWindow) + ")", "how long after a key press its first draw may come; none in the window is a miss (late if a draw comes after it)"},
-	{"LATENCY_QUIET", "the window, at least 300ms, at most " + human(measure.DefaultQuiet), "no draw at all for this long, after the previous window, before the next press: a late draw can never be taken for a later press"},
-	{"LATENCY_SETTLE", human(measure.DefaultSettle), "a repaint ends when no draw has come for this long (the repaint metric's last draw)"},
-	{"LATENCY_MAX_MISSES", fmt.Sprint(measure.DefaultMaxMisses), "misses in a row that stop the run early (no draw follows a key)"},
-	{"LATENCY_MAX_CONTAMINATION", fmt.Sprint(measure.DefaultMaxContamination), "largest estimated share of samples that may come from draws no key caused; above it the run fails"},
-	{"LATENCY_MAX_DURATION", human(defaults.MaxDuration), "the run stops after this long even if samples are missing"},
-	{"LATENCY_READY_TIMEOUT", "60s", "how long ryll has to answer hello and show a surface"},
-	{"LATENCY_SCANCODE", "0x39", "the key pressed (AT set-1 make code; 0x39 is space)"},
-	{"LATENCY_SANITY_MIN", "keypress, repaint: 0.001, ping: 0", "smallest sane sample, seconds"},
-	{"LATENCY_SANITY_MAX", "keypress, repaint: 0.5, ping: 20", "largest sane sample, seconds"},
-	{"LATENCY_EXPECT_P50", "", "min-max in seconds (e.g. 0.005-0.05): the Sanity check also fails when the median is outside it"},
-	{"LATENCY_CONSOLES", "1", "consoles measured at once in one run (see Many consoles)"},
-	{"LATENCY_PARALLEL", "4", "consoles provisioned and started at the same time"},
-	{"LATENCY_B_PROVIDER", "", "A/B: where the B leg's console comes from (same forms as LATENCY_PROVIDER; default the A leg's provider). Setting any LATENCY_B_* runs the A/B"},
-	{"LATENCY_B_CONSOLE", "", "A/B: the B leg's target, of the same forms as LATENCY_CONSOLE (e.g. a Kerbside .vv URL for the server whose hypervisor port A measures)"},
-	{"LATENCY_B_PROXY", "", "A/B with qemu: the B leg goes through a SPICE proxy of our own in front of the same guest: nodelay, nagle (one write per message, no TCP_NODELAY) or delay:DUR"},
-	{"LATENCY_AB_BLOCK", "10", "A/B: presses per block; the legs alternate ABAB... in blocks (ryll reconnected per block) until each has LATENCY_SAMPLES samples"},
-	{"LATENCY_AB_MAX_ADDED", "10ms", "A/B: the run fails when B adds more than this to the median of either keypress figure and the difference is significant"},
-	{"LATENCY_IMAGE", "uefi-latency-guest", "openstack: Glance image name"},
-	{"LATENCY_IMAGE_URL", DefaultImageURL, "openstack: where to fetch the image when it is missing (`none`: never upload)"},
-	{"LATENCY_FLAVOR", "vdi-tiny", "openstack: flavor name (created if missing and allowed)"},
-	{"LATENCY_NETWORK", "public1", "openstack: network name"},
-	{"LATENCY_BOOT_TIMEOUT", "10m", "openstack: how long the server has to become ACTIVE"},
-	{"LATENCY_KEEP_SERVER", "0", "openstack: 1 keeps the server after the run"},
-	{"LATENCY_OPENSTACK_CONSOLE", "spice-direct", "openstack: `spice-direct` measures through Kerbside (Nova 2025.1+); `direct` measures the server's direct leg, the hypervisor's address behind a console token (admin only; spice-html5 on older clouds)"},
-}
-
-// defaults are the measurement's own defaults: the loadtest's defaults
-// are derived from them, not typed again.
-var defaults = measure.DefaultConfig(measure.KeypressToScreen)
-
-// human prints a duration the way people write one (2s, 200ms, 10m).
-func human(d time.Duration) string {
-	s := d.String()
-	for _, z := range []string{"m0s", "h0m"} {
-		if strings.HasSuffix(s, z) {
-			s = strings.TrimSuffix(s, z[1:])
-		}
-	}
-	return s
-}
+// DefaultQemu is the QEMU the qemu provider runs, looked up in PATH.
+const DefaultQemu = "qemu-system-x86_64"
 
 // maxConsoles bounds one run: each console is a ryll process and a
 // server.
 const maxConsoles = 500
 
-// DefaultImageURL is where the test guest image is published.
-const DefaultImageURL = "https://images.shakenfist.com/testimages/uefi-latency-guest.qcow2"
+// maxRunID leaves room, within runid.MaxLen, for the console and pod
+// suffixes (-p<k>-c<i>) a configured run id may still get.
+const maxRunID = 48
 
-// Load reads the configuration through getenv (os.Getenv in production,
-// a map in tests) and validates it. The error lists every problem.
-func Load(getenv func(string) string) (*Config, error) {
-	p := &parser{getenv: getenv}
-	c := &Config{
-		Provider:     Provider(p.str("LATENCY_PROVIDER", string(ProviderAuto))),
-		Qemu:         p.str("LATENCY_QEMU", DefaultQemu),
-		Console:      getenv("LATENCY_CONSOLE"),
-		Ryll:         getenv("LATENCY_RYLL"),
-		RyllVerbose:  p.boolean("LATENCY_RYLL_VERBOSE"),
-		Transcript:   p.boolean("LATENCY_TRANSCRIPT"),
-		ResultsDir:   p.str("LATENCY_RESULTS_DIR", "results"),
-		RunID:        getenv("LATENCY_RUN_ID"),
-		Metric:       p.metric("LATENCY_METRIC", defaults.Metric),
-		Samples:      p.positiveInt("LATENCY_SAMPLES", defaults.Samples),
-		Cadence:      p.duration("LATENCY_CADENCE", defaults.Cadence, true),
-		Jitter:       p.duration("LATENCY_CADENCE_JITTER", defaults.Jitter, false),
-		KeyHold:      p.duration("LATENCY_KEY_HOLD", defaults.Hold, true),
-		MaxDuration:  p.duration("LATENCY_MAX_DURATION", defaults.MaxDuration, true),
-		Quiet:        p.duration("LATENCY_QUIET", 0, true),
-		Settle:       p.duration("LATENCY_SETTLE", defaults.Settle, true),
-		MaxMisses:    p.positiveInt("LATENCY_MAX_MISSES", defaults.MaxMisses),
-		ReadyTimeout: p.duration("LATENCY_READY_TIMEOUT", 60*time.Second, true),
-		Scancode:     p.scancode("LATENCY_SCANCODE", 0x39),
-		Consoles:     p.positiveInt("LATENCY_CONSOLES", 1),
-		Parallel:     p.positiveInt("LATENCY_PARALLEL", 4),
-		Cloud: Cloud{
-			Image:       p.str("LATENCY_IMAGE", "uefi-latency-guest"),
-			ImageURL:    p.strAllowEmpty("LATENCY_IMAGE_URL", DefaultImageURL),
-			Flavor:      p.str("LATENCY_FLAVOR", "vdi-tiny"),
-			Network:     p.str("LATENCY_NETWORK", "public1"),
-			BootTimeout: p.duration("LATENCY_BOOT_TIMEOUT", 10*time.Minute, true),
-			KeepServer:  p.boolean("LATENCY_KEEP_SERVER"),
-			Console:     p.str("LATENCY_OPENSTACK_CONSOLE", "spice-direct"),
-		},
+// Rule is a further check of the environment that Load runs with its
+// own, so that its problems are reported in the same one message: the
+// composition root passes the fakes' (fixtures/fakechain checks the
+// FAKERYLL_* names, which this package may not know). Each string is
+// one problem, written as Load writes its own (Unknown for a name).
+type Rule func(environ []string) []string
+
+// Load reads the configuration from environ (os.Environ() in
+// production; KEY=VALUE entries, the first of a name winning as with
+// os.Getenv) and judges it, with rules, before anything is provisioned.
+// The error lists every problem.
+func Load(environ []string, rules ...Rule) (*Config, error) {
+	p := newParser(environ)
+	c := &Config{}
+	loadRun(p, c)
+	loadSource(p, c)
+	loadMeasure(p, c)
+	loadSanity(p, c)
+	loadConsoles(p, c)
+	c.Cloud = loadCloud(p)
+	loadAB(p, c)
+	p.unknownNames(environ)
+	for _, rule := range rules {
+		p.errs = append(p.errs, rule(environ)...)
 	}
-	c.RyllSocket = strings.TrimSpace(getenv("LATENCY_RYLL_SOCKET"))
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// loadRun reads what names and records the run and how ryll is run.
+func loadRun(p *parser, c *Config) {
+	c.Ryll = p.raw("LATENCY_RYLL")
+	c.RyllVerbose = p.boolean("LATENCY_RYLL_VERBOSE")
+	c.Transcript = p.boolean("LATENCY_TRANSCRIPT")
+	c.ResultsDir = p.str("LATENCY_RESULTS_DIR", "results")
+	c.ReadyTimeout = p.duration("LATENCY_READY_TIMEOUT", 60*time.Second, true)
+	c.Scancode = p.scancode("LATENCY_SCANCODE", 0x39)
+	c.RunID = p.raw("LATENCY_RUN_ID")
+	if c.RunID == "" {
+		c.RunID = runid.New(time.Now())
+	} else if err := runid.ValidateLen(c.RunID, maxRunID); err != nil {
+		p.failf("LATENCY_RUN_ID: %v (it names files and servers, and leaves room for -c<i> and -p<k>)", err)
+	}
+	if c.Ryll != "" && strings.ContainsRune(c.Ryll, os.PathSeparator) {
+		if st, err := os.Stat(c.Ryll); err != nil {
+			p.failf("LATENCY_RYLL=%q: %v", c.Ryll, err)
+		} else if st.IsDir() || st.Mode()&0o111 == 0 {
+			p.failf("LATENCY_RYLL=%q is not an executable file", c.Ryll)
+		}
+	}
+}
+
+// loadSource reads where the console comes from: the provider (auto
+// resolved), a running ryll to attach to, or the console the url, file
+// and direct providers name.
+func loadSource(p *parser, c *Config) {
+	c.Provider = Provider(p.str("LATENCY_PROVIDER", string(ProviderAuto)))
+	c.Qemu = p.str("LATENCY_QEMU", DefaultQemu)
+	console := p.raw("LATENCY_CONSOLE")
+	c.RyllSocket = strings.TrimSpace(p.raw("LATENCY_RYLL_SOCKET"))
 	switch {
 	case c.RyllSocket != "":
 		if c.Provider != ProviderAuto {
@@ -311,140 +290,224 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 		c.Provider = ProviderAttached
 	case c.Provider == ProviderAuto:
-		c.Provider, c.AutoReason = resolveAuto(getenv, c.Qemu)
-	}
-	if c.Cloud.Console != "spice-direct" && c.Cloud.Console != "direct" {
-		p.failf("LATENCY_OPENSTACK_CONSOLE=%q: want spice-direct (through Kerbside) or direct (the hypervisor's address; admin only)", c.Cloud.Console)
+		c.Provider, c.AutoReason = resolveAuto(p.raw("PATH"), c.Qemu)
 	}
 	c.Requested = c.Provider
-	c.Window = p.duration("LATENCY_WINDOW", min(c.Cadence, measure.DefaultMaxWindow), true)
-	c.MaxContamination = p.float("LATENCY_MAX_CONTAMINATION", defaults.MaxContamination)
-	if c.MaxContamination <= 0 || c.MaxContamination > 1 {
-		p.failf("LATENCY_MAX_CONTAMINATION=%g: want a share in (0, 1], e.g. 0.01 for 1%%", c.MaxContamination)
-	}
-	if c.RunID == "" {
-		c.RunID = runid.New(time.Now())
-	} else if err := runid.ValidateLen(c.RunID, maxRunID); err != nil {
-		p.failf("LATENCY_RUN_ID: %v (it names files and servers, and leaves room for -c<i> and -p<k>)", err)
-	}
-
-	switch {
-	case c.Metric.Keypress():
-		c.SanityMin = p.float("LATENCY_SANITY_MIN", DefaultKeypressMin)
-		c.SanityMax = p.float("LATENCY_SANITY_MAX", DefaultKeypressMax)
-	case c.Metric == measure.PingInterval:
-		c.SanityMin = p.float("LATENCY_SANITY_MIN", DefaultPingMin)
-		c.SanityMax = p.float("LATENCY_SANITY_MAX", DefaultPingMax)
-	}
-	if v := strings.TrimSpace(getenv("LATENCY_EXPECT_P50")); v != "" {
-		lo, hi, ok := strings.Cut(v, "-")
-		a, err1 := strconv.ParseFloat(strings.TrimSpace(lo), 64)
-		b, err2 := strconv.ParseFloat(strings.TrimSpace(hi), 64)
-		if !ok || err1 != nil || err2 != nil || a < 0 || a >= b {
-			p.failf("LATENCY_EXPECT_P50=%q: want min-max in seconds with 0 <= min < max, e.g. 0.005-0.05", v)
-		} else {
-			c.ExpectP50Min, c.ExpectP50Max, c.ExpectP50Set = a, b, true
-		}
-	}
-	if c.SanityMin < 0 || c.SanityMin >= c.SanityMax {
-		p.failf("LATENCY_SANITY_MIN=%g, LATENCY_SANITY_MAX=%g: want 0 <= min < max (seconds)", c.SanityMin, c.SanityMax)
-	}
-
 	switch c.Provider {
 	case ProviderAttached:
-		if c.Console != "" {
+		if console != "" {
 			p.failf("LATENCY_CONSOLE is set but LATENCY_RYLL_SOCKET attaches to a running ryll: unset one of them")
 		}
 	case ProviderFake, ProviderOpenStack, ProviderQemu:
-		if c.Console != "" {
+		if console != "" {
 			p.failf("LATENCY_CONSOLE is set but LATENCY_PROVIDER=%s does not use it: unset it, or set LATENCY_PROVIDER to url, file or direct", c.Provider)
 		}
-	case ProviderURL:
-		if !strings.HasPrefix(c.Console, "http://") && !strings.HasPrefix(c.Console, "https://") {
-			p.failf("LATENCY_PROVIDER=url needs LATENCY_CONSOLE=http(s)://... (a URL that answers with a .vv file; value not shown)")
-		}
-	case ProviderFile:
-		if c.Console == "" {
-			p.failf("LATENCY_PROVIDER=file needs LATENCY_CONSOLE=/path/to/console.vv")
-		} else if st, err := os.Stat(c.Console); err != nil {
-			p.failf("LATENCY_CONSOLE=%q: %v", c.Console, err)
-		} else if st.IsDir() {
-			p.failf("LATENCY_CONSOLE=%q is a directory: want a .vv file", c.Console)
-		}
-	case ProviderDirect:
-		if _, err := address.ParseDirect(c.Console); err != nil {
-			p.failf("LATENCY_PROVIDER=direct needs LATENCY_CONSOLE=host:port or host:port:tls_port: %v", err)
-		}
+	case ProviderURL, ProviderFile, ProviderDirect:
+		c.Console = p.target("LATENCY_PROVIDER", "LATENCY_CONSOLE", c.Provider, console)
 	default:
 		p.failf("LATENCY_PROVIDER=%q: want auto, qemu, fake, openstack, url, file or direct", c.Provider)
 	}
+}
 
-	if c.Cadence > 0 && c.KeyHold >= c.Cadence {
-		p.failf("LATENCY_KEY_HOLD=%s must be shorter than LATENCY_CADENCE=%s", c.KeyHold, c.Cadence)
-	}
-	if c.Metric.Keypress() && c.Cadence > 0 && c.Window > 0 && c.Samples > 0 {
-		mc := c.Measure()
-		if c.Quiet != 0 && c.Quiet <= c.Settle {
-			p.failf("LATENCY_QUIET=%s must be longer than LATENCY_SETTLE=%s: the quiet gap must outlast the gaps inside a repaint", c.Quiet, c.Settle)
+// target parses the console a url, file or direct provider names.
+// provVar and consVar are the variables to name in a problem; a URL's
+// value is never quoted (it carries a token).
+func (p *parser) target(provVar, consVar string, prov Provider, s string) Target {
+	switch prov {
+	case ProviderURL:
+		if !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") {
+			p.failf("%s=url needs %s=http(s)://... (a URL that answers with a .vv file; value not shown)", provVar, consVar)
+			return Target{}
 		}
-		// Presses are at least this far apart, so this many samples cannot
-		// be collected in time even with no miss.
-		least := time.Duration(c.Samples) * mc.MinPressInterval()
-		if least > c.MaxDuration {
-			p.failf("LATENCY_SAMPLES=%d needs at least %s (each press waits max(LATENCY_CADENCE=%s, LATENCY_WINDOW+quiet gap=%s)), more than LATENCY_MAX_DURATION=%s: raise LATENCY_MAX_DURATION to at least %s, or take fewer samples",
-				c.Samples, least, c.Cadence, mc.WithDefaults().Window+mc.WithDefaults().Quiet, c.MaxDuration,
-				(least + time.Duration(c.Samples)*c.Jitter/2 + c.ReadyTimeout).Round(time.Second))
+		u, err := secret.ParseURL(s)
+		if err != nil {
+			p.failf("%s: %v", consVar, err)
+			return Target{}
+		}
+		return Target{URL: u}
+	case ProviderFile:
+		if s == "" {
+			p.failf("%s=file needs %s=/path/to/console.vv", provVar, consVar)
+		} else if st, err := os.Stat(s); err != nil {
+			p.failf("%s=%q: %v", consVar, s, err)
+		} else if st.IsDir() {
+			p.failf("%s=%q is a directory: want a .vv file", consVar, s)
+		}
+		return Target{File: s}
+	default: // ProviderDirect
+		d, err := address.ParseDirect(s)
+		if err != nil {
+			p.failf("%s=direct needs %s=host:port or host:port:tls_port: %v", provVar, consVar, err)
+		}
+		return Target{Direct: d}
+	}
+}
+
+// measureVars names, for each measurement setting, the variable that
+// sets it. The fields missing here are derived by the measurement from
+// these (grace, late wait, baseline, max quiet wait): a test checks that
+// every field is one or the other.
+var measureVars = map[measure.Field]string{
+	measure.FieldMetric:           "LATENCY_METRIC",
+	measure.FieldSamples:          "LATENCY_SAMPLES",
+	measure.FieldMaxDuration:      "LATENCY_MAX_DURATION",
+	measure.FieldCadence:          "LATENCY_CADENCE",
+	measure.FieldJitter:           "LATENCY_CADENCE_JITTER",
+	measure.FieldHold:             "LATENCY_KEY_HOLD",
+	measure.FieldWindow:           "LATENCY_WINDOW",
+	measure.FieldQuiet:            "LATENCY_QUIET",
+	measure.FieldSettle:           "LATENCY_SETTLE",
+	measure.FieldMaxMisses:        "LATENCY_MAX_MISSES",
+	measure.FieldMaxContamination: "LATENCY_MAX_CONTAMINATION",
+}
+
+// loadMeasure reads the measurement's settings into one measure.Config,
+// lets the measurement fill what the user left unset (the window from
+// the cadence, the quiet gap from the window: its defaults, not typed
+// again here), and judges the result by the measurement's own rules.
+func loadMeasure(p *parser, c *Config) {
+	mc := measure.DefaultConfig(p.metric("LATENCY_METRIC", defaults.Metric))
+	// The window and the quiet gap are derived from the cadence unless
+	// set: leave them to the measurement.
+	mc.Window = 0
+	p.setInt(&mc.Samples, "LATENCY_SAMPLES")
+	p.setDuration(&mc.Cadence, "LATENCY_CADENCE", true)
+	p.setDuration(&mc.Jitter, "LATENCY_CADENCE_JITTER", false)
+	p.setDuration(&mc.Hold, "LATENCY_KEY_HOLD", true)
+	p.setDuration(&mc.Window, "LATENCY_WINDOW", true)
+	p.setDuration(&mc.Quiet, "LATENCY_QUIET", true)
+	p.setDuration(&mc.Settle, "LATENCY_SETTLE", true)
+	p.setDuration(&mc.MaxDuration, "LATENCY_MAX_DURATION", true)
+	p.setInt(&mc.MaxMisses, "LATENCY_MAX_MISSES")
+	p.setShare(&mc.MaxContamination, "LATENCY_MAX_CONTAMINATION")
+	mc = mc.WithDefaults()
+	c.Measure = mc
+	problems := mc.Problems()
+	for _, pr := range problems {
+		p.measureProblem(pr)
+	}
+	if len(problems) > 0 || !mc.Metric.Keypress() {
+		return
+	}
+	// Presses are at least this far apart, so this many samples cannot
+	// be collected in time even with no miss.
+	least := time.Duration(mc.Samples) * mc.MinPressInterval()
+	if least > mc.MaxDuration {
+		p.failf("LATENCY_SAMPLES=%d needs at least %s (each press waits max(LATENCY_CADENCE=%s, LATENCY_WINDOW+quiet gap=%s)), more than LATENCY_MAX_DURATION=%s: raise LATENCY_MAX_DURATION to at least %s, or take fewer samples",
+			mc.Samples, least, mc.Cadence, mc.Window+mc.Quiet, mc.MaxDuration,
+			(least + time.Duration(mc.Samples)*mc.Jitter/2 + c.ReadyTimeout).Round(time.Second))
+	}
+}
+
+// measureProblem reports a measurement rule the settings break, naming
+// the variables involved (with the value each has, and whether the user
+// set it). A problem about a variable that did not even parse is left
+// out: it would judge the default standing in for it.
+func (p *parser) measureProblem(pr measure.Problem) {
+	var names []string
+	for _, f := range pr.Fields {
+		name, ok := measureVars[f]
+		if !ok {
+			names = append(names, "(derived "+string(f)+")")
+			continue
+		}
+		if p.bad[name] {
+			return
+		}
+		if v, set := p.lookup(name); set {
+			names = append(names, fmt.Sprintf("%s=%s", name, strings.TrimSpace(v)))
+		} else {
+			names = append(names, name+" (unset: its default)")
 		}
 	}
+	p.failf("%s: %s", strings.Join(names, ", "), pr.Msg)
+}
+
+// loadSanity reads the range every sample must lie in and the expected
+// median.
+func loadSanity(p *parser, c *Config) {
+	lo, hi := DefaultKeypressMin, DefaultKeypressMax
+	if c.Measure.Metric == measure.PingInterval {
+		lo, hi = DefaultPingMin, DefaultPingMax
+	}
+	c.SanityMin = p.float("LATENCY_SANITY_MIN", lo)
+	c.SanityMax = p.float("LATENCY_SANITY_MAX", hi)
+	if c.SanityMin < 0 || c.SanityMin >= c.SanityMax {
+		p.failf("LATENCY_SANITY_MIN=%g, LATENCY_SANITY_MAX=%g: want 0 <= min < max (seconds)", c.SanityMin, c.SanityMax)
+	}
+	c.ExpectP50Min, c.ExpectP50Max, c.ExpectP50Set = p.floatRange("LATENCY_EXPECT_P50")
+}
+
+// loadConsoles reads how many consoles one run measures, and how many
+// are started at once.
+func loadConsoles(p *parser, c *Config) {
+	c.Consoles = p.positiveInt("LATENCY_CONSOLES", 1)
+	c.Parallel = p.positiveInt("LATENCY_PARALLEL", 4)
 	if c.Consoles > 1 && c.Provider != ProviderOpenStack && c.Provider != ProviderFake && c.Provider != ProviderQemu {
 		p.failf("LATENCY_CONSOLES=%d with LATENCY_PROVIDER=%s: that provider names one console, and a SPICE server serves one client; use openstack or fake for several", c.Consoles, c.Provider)
 	}
 	if c.Consoles > maxConsoles {
 		p.failf("LATENCY_CONSOLES=%d: at most %d in one run; spread larger loads over several machines (README, Many consoles)", c.Consoles, maxConsoles)
 	}
-	if c.Ryll != "" && strings.ContainsRune(c.Ryll, os.PathSeparator) {
-		if st, err := os.Stat(c.Ryll); err != nil {
-			p.failf("LATENCY_RYLL=%q: %v", c.Ryll, err)
-		} else if st.IsDir() || st.Mode()&0o111 == 0 {
-			p.failf("LATENCY_RYLL=%q is not an executable file", c.Ryll)
-		}
+}
+
+// loadCloud reads the openstack provider's settings.
+func loadCloud(p *parser) Cloud {
+	cl := Cloud{
+		Image:       p.str("LATENCY_IMAGE", "uefi-latency-guest"),
+		ImageURL:    p.strAllowEmpty("LATENCY_IMAGE_URL", DefaultImageURL),
+		Flavor:      p.str("LATENCY_FLAVOR", "vdi-tiny"),
+		Network:     p.str("LATENCY_NETWORK", "public1"),
+		BootTimeout: p.duration("LATENCY_BOOT_TIMEOUT", 10*time.Minute, true),
+		KeepServer:  p.boolean("LATENCY_KEEP_SERVER"),
+		Console:     p.str("LATENCY_OPENSTACK_CONSOLE", "spice-direct"),
 	}
-	loadAB(p, getenv, c)
-	if err := p.err(); err != nil {
-		return nil, err
+	if cl.Console != "spice-direct" && cl.Console != "direct" {
+		p.failf("LATENCY_OPENSTACK_CONSOLE=%q: want spice-direct (through Kerbside) or direct (the hypervisor's address; admin only)", cl.Console)
 	}
-	return c, nil
+	return cl
 }
 
 // loadAB reads the LATENCY_B_* and LATENCY_AB_* settings: any B setting
 // turns the A/B on.
-func loadAB(p *parser, getenv func(string) string, c *Config) {
-	bp, bc, bx := strings.TrimSpace(getenv("LATENCY_B_PROVIDER")), getenv("LATENCY_B_CONSOLE"), strings.TrimSpace(getenv("LATENCY_B_PROXY"))
+func loadAB(p *parser, c *Config) {
+	bp, bc, bx := strings.TrimSpace(p.raw("LATENCY_B_PROVIDER")), p.raw("LATENCY_B_CONSOLE"), strings.TrimSpace(p.raw("LATENCY_B_PROXY"))
 	block := p.positiveInt("LATENCY_AB_BLOCK", 10)
 	maxAdded := p.duration("LATENCY_AB_MAX_ADDED", 10*time.Millisecond, true)
 	if bp == "" && bc == "" && bx == "" {
 		return
 	}
-	ab := &AB{BProvider: Provider(bp), BConsole: bc, BProxy: bx, Block: block, MaxAdded: maxAdded}
+	ab := &AB{BProvider: Provider(bp), Block: block, MaxAdded: maxAdded}
 	if ab.BProvider == "" {
 		ab.BProvider = c.Provider
 	}
 	c.AB = ab
-	if !c.Metric.Keypress() {
-		p.failf("the A/B (LATENCY_B_*) compares keypress figures: LATENCY_METRIC=%s cannot be compared that way", c.Metric.Short())
+	mc := c.Measure
+	if !mc.Metric.Keypress() {
+		p.failf("the A/B (LATENCY_B_*) compares keypress figures: LATENCY_METRIC=%s cannot be compared that way", mc.Metric.Short())
 	}
 	if c.Consoles > 1 {
 		p.failf("the A/B (LATENCY_B_*) measures one guest two ways: LATENCY_CONSOLES=%d is not supported with it", c.Consoles)
 	}
 	if bx != "" {
-		if _, err := spiceproxy.Parse(bx); err != nil {
+		m, err := spiceproxy.Parse(bx)
+		if err != nil {
 			p.failf("LATENCY_B_PROXY: %v", err)
 		}
+		ab.BProxy = m
 	}
-	if c.Metric.Keypress() && c.Cadence > 0 && c.Samples > 0 && 2*time.Duration(c.Samples)*c.Measure().MinPressInterval() > c.MaxDuration {
+	if mc.Metric.Keypress() && len(mc.Problems()) == 0 && 2*time.Duration(mc.Samples)*mc.MinPressInterval() > mc.MaxDuration {
 		p.failf("the A/B takes LATENCY_SAMPLES=%d per leg, at least %s for both legs, more than LATENCY_MAX_DURATION=%s: raise it or take fewer samples",
-			c.Samples, 2*time.Duration(c.Samples)*c.Measure().MinPressInterval(), c.MaxDuration)
+			mc.Samples, 2*time.Duration(mc.Samples)*mc.MinPressInterval(), mc.MaxDuration)
 	}
+	loadBLeg(p, c, bp, bc, bx)
+}
+
+// loadBLeg decides what the B leg is: our proxy in front of the qemu
+// guest, the A leg's own server through Kerbside, or a console the user
+// names; it must reach the same guest as A.
+func loadBLeg(p *parser, c *Config, bp, bc, bx string) {
+	ab := c.AB
 	switch {
 	case bx != "":
 		if c.Provider != ProviderQemu {
@@ -466,36 +529,19 @@ func loadAB(p *parser, getenv func(string) string, c *Config) {
 		ab.SameServer = true
 	case ab.BProvider == ProviderQemu || ab.BProvider == ProviderFake || ab.BProvider == ProviderOpenStack:
 		p.failf("LATENCY_B_PROVIDER=%s would boot another guest; the B leg must reach the same guest as A: use url, file or direct (or LATENCY_B_PROXY with qemu, or openstack with an openstack A leg)", ab.BProvider)
+	case ab.BProvider == ProviderURL || ab.BProvider == ProviderFile || ab.BProvider == ProviderDirect:
+		ab.BConsole = p.target("LATENCY_B_PROVIDER", "LATENCY_B_CONSOLE", ab.BProvider, bc)
 	default:
-		switch ab.BProvider {
-		case ProviderURL:
-			if !strings.HasPrefix(bc, "http://") && !strings.HasPrefix(bc, "https://") {
-				p.failf("LATENCY_B_PROVIDER=url needs LATENCY_B_CONSOLE=http(s)://... (value not shown)")
-			}
-		case ProviderFile:
-			if bc == "" {
-				p.failf("LATENCY_B_PROVIDER=file needs LATENCY_B_CONSOLE=/path/to/console.vv")
-			} else if st, err := os.Stat(bc); err != nil || st.IsDir() {
-				p.failf("LATENCY_B_CONSOLE=%q: want a readable .vv file", bc)
-			}
-		case ProviderDirect:
-			if _, err := address.ParseDirect(bc); err != nil {
-				p.failf("LATENCY_B_PROVIDER=direct needs LATENCY_B_CONSOLE=host:port or host:port:tls_port: %v", err)
-			}
-		default:
-			p.failf("LATENCY_B_PROVIDER=%q: want url, file or direct", ab.BProvider)
-		}
+		p.failf("LATENCY_B_PROVIDER=%q: want url, file or direct", ab.BProvider)
 	}
 }
 
-// DefaultQemu is the QEMU the qemu provider runs, looked up in PATH.
-const DefaultQemu = "qemu-system-x86_64"
-
 // resolveAuto picks the provider a newcomer should meet: the real SPICE
-// lane when QEMU is installed (looked up in the PATH getenv gives, so a
-// test's environment decides), the fake chain otherwise, and says why.
-func resolveAuto(getenv func(string) string, qemu string) (Provider, string) {
-	if bin, ok := lookPath(qemu, getenv("PATH")); ok {
+// lane when QEMU is installed (looked up in path, the environment's
+// PATH, so a test's environment decides), the fake chain otherwise, and
+// says why.
+func resolveAuto(path, qemu string) (Provider, string) {
+	if bin, ok := lookPath(qemu, path); ok {
 		return ProviderQemu, fmt.Sprintf("LATENCY_PROVIDER is not set and QEMU is installed (%s): measuring a real SPICE session with a local guest; set LATENCY_PROVIDER=fake for the simulator", bin)
 	}
 	return ProviderFake, fmt.Sprintf("LATENCY_PROVIDER is not set and %s is not installed: running the fake chain (simulated SPICE); apt-get install -y qemu-system-x86 for the real lane", qemu)
@@ -519,24 +565,3 @@ func lookPath(name, path string) (string, bool) {
 	}
 	return "", false
 }
-
-// Measure is the measurement's configuration for these settings (no
-// callbacks, logger or sources: the loadtest adds those).
-func (c *Config) Measure() measure.Config {
-	mc := measure.DefaultConfig(c.Metric)
-	mc.Samples = c.Samples
-	mc.MaxDuration = c.MaxDuration
-	mc.Cadence = c.Cadence
-	mc.Jitter = c.Jitter
-	mc.Hold = c.KeyHold
-	mc.Window = c.Window
-	mc.Quiet = c.Quiet
-	mc.Settle = c.Settle
-	mc.MaxMisses = c.MaxMisses
-	mc.MaxContamination = c.MaxContamination
-	return mc
-}
-
-// maxRunID leaves room, within runid.MaxLen, for the console and pod
-// suffixes (-p<k>-c<i>) a configured run id may still get.
-const maxRunID = 48

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,21 +17,28 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/runid"
 )
 
-func env(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
+// env is m as an environment (KEY=VALUE entries), in a stable order.
+func env(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, k+"="+m[k])
+	}
+	return out
 }
 
 func TestDefaults(t *testing.T) {
 	c, err := Load(env(nil))
 	require.NoError(t, err)
 	assert.Equal(t, ProviderFake, c.Provider)
-	assert.Equal(t, measure.KeypressToScreen, c.Metric)
-	assert.Equal(t, 60, c.Samples)
-	assert.Equal(t, 2*time.Second, c.Cadence)
-	assert.Equal(t, 100*time.Millisecond, c.KeyHold)
-	assert.Equal(t, 200*time.Millisecond, c.Jitter)
-	assert.Equal(t, time.Second, c.Window, "min(cadence, 1s)")
-	assert.Equal(t, 600*time.Second, c.MaxDuration)
+	m := c.Measure
+	assert.Equal(t, measure.KeypressToScreen, m.Metric)
+	assert.Equal(t, 60, m.Samples)
+	assert.Equal(t, 2*time.Second, m.Cadence)
+	assert.Equal(t, 100*time.Millisecond, m.Hold)
+	assert.Equal(t, 200*time.Millisecond, m.Jitter)
+	assert.Equal(t, time.Second, m.Window, "min(cadence, 1s)")
+	assert.Equal(t, time.Second, m.Quiet, "the window, at most 1s")
+	assert.Equal(t, 600*time.Second, m.MaxDuration)
 	assert.Equal(t, 60*time.Second, c.ReadyTimeout)
 	assert.Equal(t, uint16(0x39), c.Scancode)
 	assert.Equal(t, "results", c.ResultsDir)
@@ -58,10 +68,10 @@ func TestValues(t *testing.T) {
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, ProviderFile, c.Provider)
-	assert.Equal(t, measure.PingInterval, c.Metric)
-	assert.Equal(t, 500*time.Millisecond, c.Cadence)
-	assert.Equal(t, 500*time.Millisecond, c.Window)
-	assert.Equal(t, time.Duration(0), c.Jitter)
+	assert.Equal(t, measure.PingInterval, c.Measure.Metric)
+	assert.Equal(t, 500*time.Millisecond, c.Measure.Cadence)
+	assert.Equal(t, 500*time.Millisecond, c.Measure.Window)
+	assert.Equal(t, time.Duration(0), c.Measure.Jitter)
 	assert.Equal(t, uint16(0xE04B), c.Scancode)
 	assert.Equal(t, "ci-42", c.RunID)
 	assert.Equal(t, DefaultPingMax, c.SanityMax)
@@ -108,7 +118,7 @@ func TestProblems(t *testing.T) {
 		{"direct bad tls port", map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:5900:x"}, "tls port"},
 		{"console with fake", map[string]string{"LATENCY_CONSOLE": "h:1"}, "does not use it"},
 		{"hold >= cadence", map[string]string{"LATENCY_CADENCE": "100ms", "LATENCY_KEY_HOLD": "100ms"}, "LATENCY_KEY_HOLD"},
-		{"quiet not above settle", map[string]string{"LATENCY_QUIET": "100ms", "LATENCY_SETTLE": "150ms"}, "LATENCY_QUIET=100ms must be longer than LATENCY_SETTLE"},
+		{"quiet not above settle", map[string]string{"LATENCY_QUIET": "100ms", "LATENCY_SETTLE": "150ms"}, "LATENCY_SETTLE=150ms, LATENCY_QUIET=100ms: settle is 150ms, want more than 0 and less than the quiet gap 100ms"},
 		{"expect p50 inverted", map[string]string{"LATENCY_EXPECT_P50": "0.05-0.005"}, "LATENCY_EXPECT_P50"},
 		{"expect p50 not a range", map[string]string{"LATENCY_EXPECT_P50": "fast"}, "want min-max"},
 		{"unknown metric", map[string]string{"LATENCY_METRIC": "fps"}, "want keypress, repaint, ping"},
@@ -145,16 +155,26 @@ func TestDirectForms(t *testing.T) {
 	for _, v := range []string{"127.0.0.1:5900", "hv1:5900:5901", "[::1]:5900"} {
 		c, err := Load(env(map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": v}))
 		require.NoError(t, err, v)
-		assert.Equal(t, v, c.Console)
+		assert.Equal(t, v, c.Console.Direct.String(), "parsed once, into the typed address that travels")
 	}
 }
 
 func TestVarsCoverEveryVariableLoadReads(t *testing.T) {
-	seen := map[string]bool{}
-	_, _ = Load(func(k string) string { seen[k] = true; return "" })
+	p := newParser(nil)
+	c := &Config{}
+	loadRun(p, c)
+	loadSource(p, c)
+	loadMeasure(p, c)
+	loadSanity(p, c)
+	loadConsoles(p, c)
+	c.Cloud = loadCloud(p)
+	loadAB(p, c)
+	seen := p.read
 	documented := map[string]bool{}
 	for _, v := range Vars {
-		documented[v.Name] = true
+		if v.By == "" {
+			documented[v.Name] = true
+		}
 	}
 	for k := range seen {
 		if k == "PATH" { // where auto looks for QEMU: the system's, not ours to document
@@ -171,8 +191,7 @@ func TestMeasurementSettingsReachTheMeasurement(t *testing.T) {
 	c, err := Load(env(map[string]string{"LATENCY_METRIC": "repaint", "LATENCY_QUIET": "400ms", "LATENCY_SETTLE": "80ms",
 		"LATENCY_MAX_MISSES": "3", "LATENCY_MAX_CONTAMINATION": "0.05", "LATENCY_WINDOW": "700ms"}))
 	require.NoError(t, err)
-	assert.Equal(t, measure.KeypressToRepaint, c.Metric)
-	mc := c.Measure()
+	mc := c.Measure
 	assert.Equal(t, measure.KeypressToRepaint, mc.Metric)
 	assert.Equal(t, 400*time.Millisecond, mc.Quiet)
 	assert.Equal(t, 80*time.Millisecond, mc.Settle)
@@ -183,11 +202,14 @@ func TestMeasurementSettingsReachTheMeasurement(t *testing.T) {
 
 	d, err := Load(env(nil))
 	require.NoError(t, err)
-	def := measure.DefaultConfig(measure.KeypressToScreen)
-	assert.Equal(t, def.Cadence, d.Cadence, "the defaults are the measurement's")
-	assert.Equal(t, def.Settle, d.Settle)
-	assert.Equal(t, def.MaxDuration, d.MaxDuration)
-	assert.Zero(t, d.Quiet, "the measurement derives the quiet gap from the window")
+	def := measure.DefaultConfig(measure.KeypressToScreen).WithDefaults()
+	assert.Equal(t, def, d.Measure, "the defaults are the measurement's, filled in once")
+
+	f, err := Load(env(map[string]string{"LATENCY_CADENCE": "500ms"}))
+	require.NoError(t, err)
+	assert.Equal(t, 500*time.Millisecond, f.Measure.Window, "the measurement derives the window from the cadence")
+	assert.Equal(t, 500*time.Millisecond, f.Measure.Quiet, "and the quiet gap from the window")
+	assert.Equal(t, f.Measure, f.Measure.WithDefaults(), "nothing is left for Run to default")
 }
 
 func TestAutoProviderPicksTheRealLaneWhereQemuIsInstalled(t *testing.T) {
@@ -233,7 +255,8 @@ func TestABSettings(t *testing.T) {
 	assert.Equal(t, c.RunID+"-b", b.RunID)
 	assert.Equal(t, ProviderDirect, a.Provider)
 	assert.Equal(t, ProviderURL, b.Provider)
-	assert.Equal(t, "https://kerbside.example/c?token=t0k3n", b.Console)
+	assert.Equal(t, "https://kerbside.example/c?token=t0k3n", b.Console.URL.Reveal())
+	assert.NotContains(t, fmt.Sprintf("%v %+v", b.Console, b.Console), "t0k3n", "the token never prints")
 	assert.Nil(t, a.AB)
 
 	c, err = Load(env(map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "hv1:5900", "LATENCY_B_CONSOLE": "hv1:5901"}))

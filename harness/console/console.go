@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 
+	"github.com/shakenfist/kerbside-latency/harness/address"
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/qemu"
@@ -30,7 +31,9 @@ type Console struct {
 	Provider config.Provider
 	URL      secret.URL
 	File     string
-	Direct   string
+	// Direct is a SPICE server's address, parsed once (by the
+	// configuration, or from Nova's answer for the direct leg).
+	Direct address.Direct
 	// ServerID and ServerName are set when a server was booted.
 	ServerID   string
 	ServerName string
@@ -83,10 +86,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Console, erro
 	c := &Console{Provider: cfg.Provider, logger: logger}
 	switch cfg.Provider {
 	case config.ProviderURL:
-		u, err := secret.ParseURL(cfg.Console)
-		if err != nil {
-			return nil, fmt.Errorf("LATENCY_CONSOLE: %w", err)
-		}
+		u := cfg.Console.URL
 		c.URL = u
 		c.Secrets = urlSecrets(u)
 		logger.Info("console from a .vv URL", "url", u)
@@ -95,19 +95,19 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Console, erro
 			return nil, err
 		}
 	case config.ProviderFile:
-		pw, err := vvPassword(cfg.Console)
+		pw, err := vvPassword(cfg.Console.File)
 		if err != nil {
 			return nil, fmt.Errorf("LATENCY_CONSOLE .vv file: %w", err)
 		}
-		c.File = cfg.Console
+		c.File = cfg.Console.File
 		if pw != "" {
 			// ryll may echo it at debug level; scrub it from its log.
 			c.Secrets = append(c.Secrets, pw)
 		}
-		logger.Info("console from a .vv file", "file", cfg.Console)
+		logger.Info("console from a .vv file", "file", cfg.Console.File)
 	case config.ProviderDirect:
-		c.Direct = cfg.Console
-		logger.Info("console direct", "address", cfg.Console)
+		c.Direct = cfg.Console.Direct
+		logger.Info("console direct", "address", c.Direct.String())
 	case config.ProviderQemu:
 		if err := c.openQemu(ctx, cfg); err != nil {
 			c.closeQuietly()
@@ -235,12 +235,12 @@ func (c *Console) closeQuietly() {
 // RyllSource is what ryll is given: exactly one of a .vv file (also for
 // a fetched console URL, whose token must stay off the command line), a
 // URL, or a direct address.
-func (c *Console) RyllSource() (u secret.URL, file, direct string) {
+func (c *Console) RyllSource() (u secret.URL, file string, direct address.Direct) {
 	switch {
 	case c.File != "":
-		return secret.URL{}, c.File, ""
+		return secret.URL{}, c.File, address.Direct{}
 	case !c.URL.IsZero():
-		return c.URL, "", ""
+		return c.URL, "", address.Direct{}
 	default:
 		return secret.URL{}, "", c.Direct
 	}
@@ -264,8 +264,8 @@ func (c *Console) Describe() string {
 	case c.File != "":
 		return string(c.Provider) + " " + c.File
 	case c.ServerName != "":
-		return string(c.Provider) + " direct " + c.Direct + " (server " + c.ServerName + " " + c.ServerID + ")"
+		return string(c.Provider) + " direct " + c.Direct.String() + " (server " + c.ServerName + " " + c.ServerID + ")"
 	default:
-		return string(c.Provider) + " " + c.Direct
+		return string(c.Provider) + " " + c.Direct.String()
 	}
 }

@@ -23,7 +23,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func load(t *testing.T, env map[string]string) *config.Config {
 	t.Helper()
-	cfg, err := config.Load(func(k string) string { return env[k] })
+	environ := make([]string, 0, len(env))
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	cfg, err := config.Load(environ)
 	require.NoError(t, err)
 	return cfg
 }
@@ -64,7 +68,7 @@ func TestNoCloudProviders(t *testing.T) {
 				assert.Equal(t, []string{"s3cr3t-vv"}, c.Secrets, "the .vv password is scrubbed from ryll's log")
 			}, 1},
 		{map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "hv1:5900"},
-			func(t *testing.T, c *Console) { assert.Equal(t, "hv1:5900", c.Direct) }, 0},
+			func(t *testing.T, c *Console) { assert.Equal(t, "hv1:5900", c.Direct.String()) }, 0},
 	} {
 		t.Run(tc.env["LATENCY_PROVIDER"], func(t *testing.T) {
 			c, err := Open(t.Context(), load(t, tc.env), Options{})

@@ -4,11 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 
+	"github.com/shakenfist/kerbside-latency/harness/address"
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/spiceproxy"
 	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
@@ -16,27 +15,24 @@ import (
 
 // Proxied is the same guest as a, reached through a SPICE proxy of our
 // own (harness/spiceproxy) in the given mode: the B leg of an A/B run
-// with LATENCY_B_PROXY. It shares a's guest (and its key counter) and
-// never stops it: Close stops only the proxy.
-func Proxied(ctx context.Context, a *Console, mode string, logger *slog.Logger) (*Console, error) {
+// with LATENCY_B_PROXY (parsed once, by the configuration). It shares
+// a's guest (and its key counter) and never stops it: Close stops only
+// the proxy.
+func Proxied(ctx context.Context, a *Console, m spiceproxy.Mode, logger *slog.Logger) (*Console, error) {
 	if a.vm == nil {
-		return nil, fmt.Errorf("LATENCY_B_PROXY=%s needs the qemu provider's guest", mode)
-	}
-	m, err := spiceproxy.Parse(mode)
-	if err != nil {
-		return nil, fmt.Errorf("LATENCY_B_PROXY: %w", err)
+		return nil, fmt.Errorf("LATENCY_B_PROXY=%s needs the qemu provider's guest", m)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	host, port := a.vm.SpiceAddr()
-	p, err := spiceproxy.Start(ctx, spiceproxy.Config{Target: net.JoinHostPort(host, strconv.Itoa(port)), Mode: m, Logger: logger})
+	target := guestAddr(a.vm)
+	p, err := spiceproxy.Start(ctx, spiceproxy.Config{Target: target.String(), Mode: m, Logger: logger})
 	if err != nil {
-		return nil, fmt.Errorf("start the SPICE proxy (LATENCY_B_PROXY=%s): %w", mode, err)
+		return nil, fmt.Errorf("start the SPICE proxy (LATENCY_B_PROXY=%s): %w", m, err)
 	}
 	c := &Console{Provider: config.ProviderQemu, logger: logger, proxy: p, shared: a.vm,
 		QemuVersion: a.QemuVersion, Accelerator: a.Accelerator, Secrets: append([]string(nil), a.Secrets...)}
-	pHost, pPort, err := net.SplitHostPort(p.Addr().String())
+	listen, err := address.FromTCPAddr(p.Addr())
 	if err != nil {
 		_ = p.Close()
 		return nil, fmt.Errorf("the SPICE proxy's address: %w", err)
@@ -48,11 +44,10 @@ func Proxied(ctx context.Context, a *Console, mode string, logger *slog.Logger) 
 	}
 	c.privateDir = dir
 	c.File = filepath.Join(dir, "console.vv")
-	n, _ := strconv.Atoi(pPort)
-	if err := os.WriteFile(c.File, []byte(vvFile(pHost, n, a.vm.Password())), 0o600); err != nil {
+	if err := os.WriteFile(c.File, []byte(vvFile(listen, a.vm.Password())), 0o600); err != nil {
 		_ = c.Close(ctx)
 		return nil, fmt.Errorf("write the proxied .vv file: %w", err)
 	}
-	logger.Info("SPICE proxy in front of the guest", "mode", m.String(), "listen", p.Addr().String(), "target", net.JoinHostPort(host, strconv.Itoa(port)))
+	logger.Info("SPICE proxy in front of the guest", "mode", m.String(), "listen", listen.String(), "target", target.String())
 	return c, nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/shakenfist/kerbside-latency/harness/address"
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/guest"
 	"github.com/shakenfist/kerbside-latency/harness/qemu"
@@ -42,17 +43,17 @@ func (c *Console) openQemu(ctx context.Context, cfg *config.Config) error {
 	}
 	info := vm.Version()
 	c.QemuVersion, c.Accelerator = info.QEMU, info.Accel
-	host, port := vm.SpiceAddr()
+	spice := guestAddr(vm)
 	dir, err := tmpdir.Make("latency-console-")
 	if err != nil {
 		return fmt.Errorf("private directory for the guest's .vv file: %w", err)
 	}
 	c.privateDir = dir
 	c.File = filepath.Join(dir, "console.vv")
-	if err := os.WriteFile(c.File, []byte(vvFile(host, port, pw)), 0o600); err != nil {
+	if err := os.WriteFile(c.File, []byte(vvFile(spice, pw)), 0o600); err != nil {
 		return fmt.Errorf("write the guest's .vv file: %w", err)
 	}
-	c.logger.Info("guest booted in QEMU", "qemu", info.QEMU, "accel", info.Accel, "spice", fmt.Sprintf("%s:%d", host, port),
+	c.logger.Info("guest booted in QEMU", "qemu", info.QEMU, "accel", info.Accel, "spice", spice.String(),
 		"pid", vm.Pid(), "log", c.QemuLog)
 	return nil
 }
@@ -100,9 +101,15 @@ func ppmSize(b []byte) (w, h int, err error) {
 }
 
 // vvFile is a virt-viewer file for a plain SPICE port with a password.
-func vvFile(host string, port int, pw secret.String) string {
+func vvFile(d address.Direct, pw secret.String) string {
 	return fmt.Sprintf("[virt-viewer]\ntype=spice\nhost=%s\nport=%d\npassword=%s\ndelete-this-file=1\ntitle=kerbside-latency guest\n",
-		host, port, pw.Reveal())
+		d.Host, d.Port, pw.Reveal())
+}
+
+// guestAddr is where the guest's SPICE server listens, typed once.
+func guestAddr(vm *qemu.VM) address.Direct {
+	host, port := vm.SpiceAddr()
+	return address.Direct{Host: host, Port: uint16(port)}
 }
 
 // Exited fires when the console's own process ends (QEMU for the qemu

@@ -87,7 +87,7 @@ func SetupAB(ctx context.Context, cfg *config.Config, opts Options) *AB {
 	a.Console.Secrets = append(a.Console.Secrets, opts.Secrets...)
 	copts.Logger = logger.With("leg", "B")
 	switch {
-	case cfg.AB.BProxy != "":
+	case cfg.AB.Proxied():
 		b.Console, err = console.Proxied(ctx, a.Console, cfg.AB.BProxy, copts.Logger)
 	case cfg.AB.SameServer:
 		b.Console, err = console.SameServer(ctx, a.Console, copts)
@@ -106,7 +106,7 @@ func SetupAB(ctx context.Context, cfg *config.Config, opts Options) *AB {
 			return ab
 		}
 	}
-	logger.Info("A/B", "A", a.Console.Describe(), "B", b.Console.Describe(), "block", cfg.AB.Block, "samples_per_leg", cfg.Samples)
+	logger.Info("A/B", "A", a.Console.Describe(), "B", b.Console.Describe(), "block", cfg.AB.Block, "samples_per_leg", cfg.Measure.Samples)
 	return ab
 }
 
@@ -131,22 +131,22 @@ func (ab *AB) Run(ctx context.Context) error {
 	if ab.SetupErr != nil {
 		return ab.SetupErr
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, ab.Cfg.MaxDuration,
-		fmt.Errorf("the A/B reached LATENCY_MAX_DURATION=%s short of samples", ab.Cfg.MaxDuration))
+	ctx, cancel := context.WithTimeoutCause(ctx, ab.Cfg.Measure.MaxDuration,
+		fmt.Errorf("the A/B reached LATENCY_MAX_DURATION=%s short of samples", ab.Cfg.Measure.MaxDuration))
 	defer cancel()
 	keys := 0 // key presses the guest received, both legs: one guest
 	var runErr error
 	for turn := 0; runErr == nil && !ab.done(); turn++ {
 		l := ab.Legs[turn%2]
 		got := samplesOf(l)
-		if got >= ab.Cfg.Samples {
+		if got >= ab.Cfg.Measure.Samples {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			runErr = context.Cause(ctx)
 			break
 		}
-		need := min(ab.Cfg.AB.Block, ab.Cfg.Samples-got)
+		need := min(ab.Cfg.AB.Block, ab.Cfg.Measure.Samples-got)
 		res, err := ab.block(ctx, l, need, &keys)
 		l.Blocks = append(l.Blocks, res)
 		if err != nil {
@@ -182,7 +182,7 @@ func (ab *AB) Run(ctx context.Context) error {
 
 func (ab *AB) done() bool {
 	for _, l := range ab.Legs {
-		if samplesOf(l) < ab.Cfg.Samples {
+		if samplesOf(l) < ab.Cfg.Measure.Samples {
 			return false
 		}
 	}

@@ -79,7 +79,7 @@ func SetupFleet(ctx context.Context, cfg *config.Config, opts Options) *Fleet {
 	var refused error
 	var wg sync.WaitGroup
 	for i := range n {
-		m := &Member{Index: i, Label: fmt.Sprintf("c%d", i), StartOffset: time.Duration(i) * cfg.Cadence / time.Duration(n)}
+		m := &Member{Index: i, Label: fmt.Sprintf("c%d", i), StartOffset: time.Duration(i) * cfg.Measure.Cadence / time.Duration(n)}
 		f.Members[i] = m
 		if pfErr != nil {
 			m.SetupErr = pfErr

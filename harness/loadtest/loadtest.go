@@ -331,11 +331,11 @@ func resolveRyll(name string) (string, error) {
 }
 
 // Metric is what the session measures.
-func (r *Session) Metric() measure.Metric { return r.Cfg.Metric }
+func (r *Session) Metric() measure.Metric { return r.Cfg.Measure.Metric }
 
 // requiredEvents are the events the metric cannot do without.
 func (r *Session) requiredEvents() []string {
-	if !r.Cfg.Metric.Keypress() {
+	if !r.Cfg.Measure.Metric.Keypress() {
 		return []string{control.EventLatency}
 	}
 	return []string{control.EventSurfaceDrawn}
@@ -352,15 +352,15 @@ func (r *Session) checkHandshake() error {
 	if v.Major != 1 {
 		return fmt.Errorf("server speaks protocol %s; this loadtest speaks %s", r.Hello.ProtocolVersion, control.ProtocolVersion)
 	}
-	if r.Cfg.Metric.Keypress() && !r.Hello.SupportsMethod("send_key") {
-		return fmt.Errorf("ryll (protocol %s) does not offer send_key, which LATENCY_METRIC=%s needs to press keys", r.Hello.ProtocolVersion, r.Cfg.Metric.Short())
+	if r.Cfg.Measure.Metric.Keypress() && !r.Hello.SupportsMethod("send_key") {
+		return fmt.Errorf("ryll (protocol %s) does not offer send_key, which LATENCY_METRIC=%s needs to press keys", r.Hello.ProtocolVersion, r.Cfg.Measure.Metric.Short())
 	}
 	for _, ev := range r.requiredEvents() {
 		if !r.Hello.SupportsEvent(ev) {
 			if ev == control.EventSurfaceDrawn {
 				return fmt.Errorf("ryll speaks control protocol %s, which has no %s event (added in 1.1), so keypress-to-screen latency cannot be measured: upgrade ryll, or set LATENCY_METRIC=ping to measure the PING interval instead", r.Hello.ProtocolVersion, ev)
 			}
-			return fmt.Errorf("ryll (protocol %s) does not offer the %s event that LATENCY_METRIC=%s needs", r.Hello.ProtocolVersion, ev, r.Cfg.Metric.Short())
+			return fmt.Errorf("ryll (protocol %s) does not offer the %s event that LATENCY_METRIC=%s needs", r.Hello.ProtocolVersion, ev, r.Cfg.Measure.Metric.Short())
 		}
 	}
 	if r.Cfg.Scancode > 0xff && !v.AtLeast(1, 2) {

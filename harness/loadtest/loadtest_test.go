@@ -73,7 +73,11 @@ func fakeConfig(t testing.TB, env map[string]string) fake {
 	for k, v := range env {
 		base[k] = v
 	}
-	cfg, err := config.Load(func(k string) string { return base[k] })
+	environ := make([]string, 0, len(base))
+	for k, v := range base {
+		environ = append(environ, k+"="+v)
+	}
+	cfg, err := config.Load(environ)
 	require.NoError(t, err)
 	if cfg.Provider != config.ProviderFake {
 		return fake{cfg: cfg}

@@ -54,7 +54,7 @@ func (r *Session) Measure(ctx context.Context) (*Measurement, error) {
 		return nil, fmt.Errorf("create the CSV: %w", err)
 	}
 	sink := &Sink{CSV: csv}
-	if r.Cfg.Metric.Keypress() {
+	if r.Cfg.Measure.Metric.Keypress() {
 		if sink.Presses, err = results.CreatePresses(r.Cfg.ResultsDir, r.Cfg.RunID); err != nil {
 			_ = csv.Close()
 			return nil, fmt.Errorf("create the presses CSV: %w", err)
@@ -123,7 +123,7 @@ func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, er
 	r.Subscribed = subscribed
 	for _, ev := range r.requiredEvents() {
 		if !slices.Contains(subscribed, ev) {
-			return nil, fmt.Errorf("ryll refused the subscription to %s (accepted %v); LATENCY_METRIC=%s cannot be measured", ev, subscribed, r.Cfg.Metric)
+			return nil, fmt.Errorf("ryll refused the subscription to %s (accepted %v); LATENCY_METRIC=%s cannot be measured", ev, subscribed, r.Cfg.Measure.Metric)
 		}
 	}
 
@@ -131,11 +131,11 @@ func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, er
 	if sink.Presses != nil {
 		m.PressesPath = sink.Presses.Path()
 	}
-	if r.Cfg.Metric.Keypress() {
+	if r.Cfg.Measure.Metric.Keypress() {
 		// What the console paints as ryll connects (the whole screen, and
 		// for a booting guest the rest of its boot) is no key's draw and
 		// no background either: wait it out before the measurement looks.
-		n, err := r.settleIn(ctx, r.Cfg.Measure().WithDefaults().Quiet, r.Cfg.ReadyTimeout)
+		n, err := r.settleIn(ctx, r.Cfg.Measure.Quiet, r.Cfg.ReadyTimeout)
 		m.InitialDraws = n
 		if err != nil {
 			return nil, err
@@ -170,7 +170,7 @@ func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, er
 	pumpDone := make(chan struct{})
 	go r.pump(runCtx, draws, pings, dropped, pumpDone)
 
-	cfg := r.Cfg.Measure()
+	cfg := r.Cfg.Measure
 	if sink.Samples > 0 {
 		cfg.Samples = sink.Samples
 	}
@@ -186,14 +186,14 @@ func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, er
 	}
 
 	src := measure.Sources{Draws: draws, Pings: pings, Dropped: dropped}
-	if r.Cfg.Metric.Keypress() {
+	if r.Cfg.Measure.Metric.Keypress() {
 		src.Keyboard = keyboard{c: r.Client, code: r.Cfg.Scancode}
 	}
 	res, runErr := measure.Run(runCtx, cfg, src)
 	cancel(nil)
 	<-pumpDone
 	m.Result = res
-	if r.Console.CountsKeys() && r.Cfg.Metric.Keypress() {
+	if r.Console.CountsKeys() && r.Cfg.Measure.Metric.Keypress() {
 		// Every key sent must have reached the guest: a key lost on the
 		// way is a failure of the console, not a miss of the measurement.
 		m.KeysSent = sink.KeysBase + len(res.Presses)

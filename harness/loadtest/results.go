@@ -27,12 +27,6 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		MetricDefinition:         r.Metric().Definition(),
 		Unit:                     "s",
 		CSVFile:                  results.CSVName(cfg.RunID),
-		SamplesRequested:         cfg.Samples,
-		CadenceS:                 cfg.Cadence.Seconds(),
-		JitterS:                  cfg.Jitter.Seconds(),
-		HoldS:                    cfg.KeyHold.Seconds(),
-		WindowS:                  cfg.Window.Seconds(),
-		MaxDurationS:             cfg.MaxDuration.Seconds(),
 		Scancode:                 fmt.Sprintf("0x%02X", cfg.Scancode),
 		ProtocolVersionRequested: control.ProtocolVersion,
 		ProtocolVersionAnswered:  r.Hello.ProtocolVersion,
@@ -50,10 +44,10 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		s.QemuVersion, s.Accelerator = r.Console.QemuVersion, r.Console.Accelerator
 		s.CloudServerName, s.CloudServerID = r.Console.ServerName, r.Console.ServerID
 	}
-	if !cfg.Metric.Keypress() {
+	if !cfg.Measure.Metric.Keypress() {
 		s.Scancode = ""
-		s.HoldS, s.JitterS, s.WindowS = 0, 0, 0
 	}
+	st := settings(cfg.Measure)
 	var values []float64
 	if m != nil {
 		res := m.Result
@@ -63,9 +57,9 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		s.UnpairedDraws = res.UnpairedDraws
 		s.DroppedEvents = res.Dropped
 		s.KeyErrors = res.KeyErrors
-		s.JitterSeed = res.Config.Seed
+		st.Seed = res.Config.Seed
 		s.StopReason = string(res.StopReason)
-		if cfg.Metric.Keypress() {
+		if cfg.Measure.Metric.Keypress() {
 			keypressRecord(&s, m)
 		}
 		if m.KeysCounted {
@@ -89,6 +83,7 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 			}
 		}
 	}
+	s.SetSettings(st)
 	s.Summary = stats.Summarize(values)
 	s.Sanity = results.NewSanity(values, cfg.SanityMin, cfg.SanityMax)
 	red := secret.NewRedactor(io.Discard, r.Secrets()...)
@@ -100,11 +95,21 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 	return s
 }
 
+// settings are what the sidecar records of the run's one measurement
+// configuration.
+func settings(mc measure.Config) results.Settings {
+	return results.Settings{
+		Keypress: mc.Metric.Keypress(), Samples: mc.Samples,
+		Cadence: mc.Cadence, Jitter: mc.Jitter, Hold: mc.Hold, Window: mc.Window, MaxDuration: mc.MaxDuration,
+		Quiet: mc.Quiet, Settle: mc.Settle, MaxMisses: mc.MaxMisses, MaxContamination: mc.MaxContamination,
+	}
+}
+
 // keypressRecord fills the sidecar's record of a keypress run: both
-// figures, the presses and their verdicts, the background and the rules.
+// figures, the presses and their verdicts, the background (the rules
+// are among the settings).
 func keypressRecord(s *results.Sidecar, m *Measurement) {
 	res := m.Result
-	c := res.Config
 	first, repaint := res.FirstDraw, res.Repaint
 	s.FirstDraw, s.Repaint = &first, &repaint
 	s.Presses = len(res.Presses)
@@ -113,8 +118,6 @@ func keypressRecord(s *results.Sidecar, m *Measurement) {
 	s.LateDraws = res.LateDraws
 	s.QuietDelayed = res.QuietDelayed
 	s.QuietWaitS = res.QuietWait.Seconds()
-	s.QuietS, s.SettleS = c.Quiet.Seconds(), c.Settle.Seconds()
-	s.MaxMisses, s.MaxContamination = c.MaxMisses, c.MaxContamination
 	b := res.Background
 	s.Background = &results.Background{
 		Draws: b.Draws, ObservedS: b.Observed.Seconds(), RatePerS: b.Rate,

@@ -576,7 +576,8 @@ func (r Result) Count(v Verdict) int {
 	return n
 }
 
-// withDefaults fills zero fields.
+// withDefaults fills zero settings (not the Logger, which Run fills: a
+// configuration defaulted once, up front, holds no logger).
 func (c Config) withDefaults() Config {
 	if c.Cadence == 0 {
 		c.Cadence = DefaultCadence
@@ -611,25 +612,140 @@ func (c Config) withDefaults() Config {
 	if c.ProgressInterval == 0 {
 		c.ProgressInterval = DefaultProgressInterval
 	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
 	return c
+}
+
+// Field names a setting of Config that a rule is about, so that a caller
+// that reads the settings from elsewhere (harness/config reads them from
+// LATENCY_* variables) can name its own setting in the message while the
+// rule itself lives here only.
+type Field string
+
+// The fields a Problem can name.
+const (
+	FieldMetric           Field = "Metric"
+	FieldSamples          Field = "Samples"
+	FieldMaxDuration      Field = "MaxDuration"
+	FieldCadence          Field = "Cadence"
+	FieldJitter           Field = "Jitter"
+	FieldHold             Field = "Hold"
+	FieldWindow           Field = "Window"
+	FieldGrace            Field = "Grace"
+	FieldQuiet            Field = "Quiet"
+	FieldLateWait         Field = "LateWait"
+	FieldSettle           Field = "Settle"
+	FieldBaseline         Field = "Baseline"
+	FieldMaxQuietWait     Field = "MaxQuietWait"
+	FieldMaxMisses        Field = "MaxMisses"
+	FieldMaxContamination Field = "MaxContamination"
+	FieldProgressInterval Field = "ProgressInterval"
+)
+
+// AllFields lists every Field, for callers that map them to their own
+// names (a test there checks the map is complete).
+func AllFields() []Field {
+	return []Field{FieldMetric, FieldSamples, FieldMaxDuration, FieldCadence, FieldJitter, FieldHold,
+		FieldWindow, FieldGrace, FieldQuiet, FieldLateWait, FieldSettle, FieldBaseline, FieldMaxQuietWait,
+		FieldMaxMisses, FieldMaxContamination, FieldProgressInterval}
+}
+
+// Problem is one rule of the measurement that a Config breaks. Fields are
+// the settings involved, the one to change first; Msg says what is wrong
+// in the measurement's own words.
+type Problem struct {
+	Fields []Field
+	Msg    string
+}
+
+func (p Problem) Error() string { return p.Msg }
+
+// Problems lists every rule of the measurement that c breaks, its zero
+// fields first filled in as Run fills them (so a derived quiet gap is
+// judged as the run would use it). Empty means Run accepts c (given
+// sources). The configuration calls it before anything is provisioned,
+// so a run is refused once, up front, by the same rules Run applies.
+func (c Config) Problems() []Problem {
+	c = c.withDefaults()
+	var out []Problem
+	bad := func(fields []Field, format string, args ...any) {
+		out = append(out, Problem{Fields: fields, Msg: fmt.Sprintf(format, args...)})
+	}
+	one := func(f Field) []Field { return []Field{f} }
+	if c.Samples < 1 {
+		bad(one(FieldSamples), "samples is %d, want at least 1", c.Samples)
+	}
+	if c.MaxDuration <= 0 {
+		bad(one(FieldMaxDuration), "max duration is %v, want more than 0", c.MaxDuration)
+	}
+	if c.ProgressInterval < 0 {
+		bad(one(FieldProgressInterval), "progress interval is %v, want more than 0", c.ProgressInterval)
+	}
+	switch {
+	case c.Metric.Keypress():
+		if c.Cadence < 0 {
+			bad(one(FieldCadence), "cadence is %v, want more than 0", c.Cadence)
+		}
+		if c.Jitter < 0 {
+			bad(one(FieldJitter), "jitter is %v, want 0 or more", c.Jitter)
+		}
+		if c.Hold < 0 || c.Hold >= c.Cadence {
+			bad([]Field{FieldHold, FieldCadence}, "hold is %v, want more than 0 and less than the cadence %v", c.Hold, c.Cadence)
+		}
+		if c.Window < 0 {
+			bad(one(FieldWindow), "window is %v, want more than 0", c.Window)
+		}
+		if c.Grace < 0 {
+			bad(one(FieldGrace), "grace is %v, want 0 or more", c.Grace)
+		}
+		if c.Settle < 0 || c.Settle >= c.Quiet {
+			bad([]Field{FieldSettle, FieldQuiet}, "settle is %v, want more than 0 and less than the quiet gap %v", c.Settle, c.Quiet)
+		}
+		if c.Quiet < 0 {
+			bad(one(FieldQuiet), "quiet gap is %v, want more than 0", c.Quiet)
+		}
+		if c.LateWait < 0 {
+			bad(one(FieldLateWait), "late wait is %v, want more than 0", c.LateWait)
+		}
+		if c.Baseline < 0 {
+			bad(one(FieldBaseline), "baseline is %v, want more than 0", c.Baseline)
+		}
+		if c.MaxQuietWait < c.Quiet {
+			bad([]Field{FieldMaxQuietWait, FieldQuiet}, "max quiet wait is %v, want at least the quiet gap %v", c.MaxQuietWait, c.Quiet)
+		}
+		if c.MaxMisses < 1 {
+			bad(one(FieldMaxMisses), "max misses is %d, want at least 1", c.MaxMisses)
+		}
+		if !(c.MaxContamination > 0 && c.MaxContamination <= 1) {
+			bad(one(FieldMaxContamination), "max contamination is %v, want more than 0 and at most 1", c.MaxContamination)
+		}
+	case c.Metric == PingInterval:
+	default:
+		bad(one(FieldMetric), "unknown metric %q (want %q, %q or %q)", c.Metric, KeypressToScreen, KeypressToRepaint, PingInterval)
+	}
+	return out
+}
+
+// Validate is Problems as one error (nil when there is none).
+func (c Config) Validate() error {
+	return joinProblems(c.Problems(), nil)
+}
+
+// joinProblems wraps every problem, and the sources' own, in one error.
+func joinProblems(ps []Problem, more []error) error {
+	errs := make([]error, 0, len(ps)+len(more))
+	for _, p := range ps {
+		errs = append(errs, p)
+	}
+	if err := errors.Join(append(errs, more...)...); err != nil {
+		return fmt.Errorf("invalid measurement configuration: %w", err)
+	}
+	return nil
 }
 
 // validate reports every problem with c and src at once.
 func validate(c Config, src Sources) error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.Samples < 1 {
-		bad("samples is %d, want at least 1", c.Samples)
-	}
-	if c.MaxDuration <= 0 {
-		bad("max duration is %v, want more than 0", c.MaxDuration)
-	}
-	if c.ProgressInterval < 0 {
-		bad("progress interval is %v, want more than 0", c.ProgressInterval)
-	}
 	switch {
 	case c.Metric.Keypress():
 		if src.Keyboard == nil {
@@ -638,53 +754,12 @@ func validate(c Config, src Sources) error {
 		if src.Draws == nil {
 			bad("keypress metric needs a draw channel")
 		}
-		if c.Cadence < 0 {
-			bad("cadence is %v, want more than 0", c.Cadence)
-		}
-		if c.Jitter < 0 {
-			bad("jitter is %v, want 0 or more", c.Jitter)
-		}
-		if c.Hold < 0 || c.Hold >= c.Cadence {
-			bad("hold is %v, want more than 0 and less than the cadence %v", c.Hold, c.Cadence)
-		}
-		if c.Window < 0 {
-			bad("window is %v, want more than 0", c.Window)
-		}
-		if c.Grace < 0 {
-			bad("grace is %v, want 0 or more", c.Grace)
-		}
-		if c.Settle < 0 || c.Settle >= c.Quiet {
-			bad("settle is %v, want more than 0 and less than the quiet gap %v", c.Settle, c.Quiet)
-		}
-		if c.Quiet < 0 {
-			bad("quiet gap is %v, want more than 0", c.Quiet)
-		}
-		if c.LateWait < 0 {
-			bad("late wait is %v, want more than 0", c.LateWait)
-		}
-		if c.Baseline < 0 {
-			bad("baseline is %v, want more than 0", c.Baseline)
-		}
-		if c.MaxQuietWait < c.Quiet {
-			bad("max quiet wait is %v, want at least the quiet gap %v", c.MaxQuietWait, c.Quiet)
-		}
-		if c.MaxMisses < 1 {
-			bad("max misses is %d, want at least 1", c.MaxMisses)
-		}
-		if !(c.MaxContamination > 0 && c.MaxContamination <= 1) {
-			bad("max contamination is %v, want more than 0 and at most 1", c.MaxContamination)
-		}
 	case c.Metric == PingInterval:
 		if src.Pings == nil {
 			bad("ping metric needs a latency event channel")
 		}
-	default:
-		bad("unknown metric %q (want %q, %q or %q)", c.Metric, KeypressToScreen, KeypressToRepaint, PingInterval)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid measurement configuration: %w", err)
-	}
-	return nil
+	return joinProblems(c.Problems(), errs)
 }
 
 // validPing reports whether a latency event's value can be a sample.
@@ -692,9 +767,11 @@ func validPing(ms float64) bool {
 	return !math.IsNaN(ms) && !math.IsInf(ms, 0) && ms >= 0
 }
 
-// WithDefaults returns c with every zero field filled in as Run fills it,
-// so that a caller (the configuration, a plausibility check) can see the
-// quiet gap and the other derived values a run will use.
+// WithDefaults returns c with every zero setting filled in as Run fills
+// it, so that a caller (the configuration, which defaults once and hands
+// the loadtest the result) holds the quiet gap and the other derived
+// values the run will use, and records them. Run on such a Config
+// changes nothing.
 func (c Config) WithDefaults() Config { return c.withDefaults() }
 
 // MinPressInterval is the shortest time from one key press to the next

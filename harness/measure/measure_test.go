@@ -3,6 +3,7 @@ package measure
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"strings"
 	"testing"
@@ -238,7 +239,7 @@ func TestQueuedDrawWinsOverPassedDeadline(t *testing.T) {
 			// fixed: the deadline fires while the draw is still queued.
 			draws := make(chan Draw, 4)
 			cfg := fastConfig(5).withDefaults()
-			r := &runner{cfg: cfg, src: Sources{Keyboard: newFakeGuest(), Draws: draws}, log: cfg.Logger, rng: newRand(1), kbDone: make(chan kbResult, 1)}
+			r := &runner{cfg: cfg, src: Sources{Keyboard: newFakeGuest(), Draws: draws}, log: slog.Default(), rng: newRand(1), kbDone: make(chan kbResult, 1)}
 			r.kbCtx = t.Context()
 			r.keyDown = true // so deciding does not start another press
 			sentAt := time.Now().Add(-time.Second)
@@ -769,4 +770,26 @@ func TestDrawsDuringKeyDownAreCountedAtEnd(t *testing.T) {
 		require.ErrorIs(t, err, ErrSourceClosed)
 		assert.Equal(t, 5, res.UnpairedDraws, "every draw is accounted for")
 	})
+}
+
+// TestProblemsAreRunsRules: the exported validation is the one Run
+// applies (a configuration that Problems accepts is not refused by Run
+// for its settings), and each problem names the fields to change.
+func TestProblemsAreRunsRules(t *testing.T) {
+	c := DefaultConfig(KeypressToScreen)
+	c.Cadence, c.Window, c.Settle = 300*time.Millisecond, 0, 350*time.Millisecond
+	ps := c.Problems()
+	require.Len(t, ps, 1)
+	assert.Equal(t, []Field{FieldSettle, FieldQuiet}, ps[0].Fields)
+	assert.Contains(t, ps[0].Msg, "less than the quiet gap 300ms")
+	require.Error(t, c.Validate())
+	_, err := Run(t.Context(), c, Sources{Keyboard: newFakeGuest(), Draws: make(chan Draw)})
+	require.Error(t, err)
+	assert.Equal(t, c.Validate().Error(), err.Error(), "Run refuses with the same rules and words")
+
+	assert.Empty(t, DefaultConfig(KeypressToRepaint).Problems())
+	assert.Empty(t, DefaultConfig(PingInterval).Problems())
+	d := DefaultConfig(KeypressToScreen).WithDefaults()
+	assert.Equal(t, d, d.WithDefaults(), "defaulting a defaulted configuration changes nothing")
+	assert.Nil(t, d.Logger, "a configuration defaulted up front holds no logger")
 }

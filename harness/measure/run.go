@@ -48,6 +48,9 @@ const (
 // return promptly once its context is cancelled.
 func Run(ctx context.Context, cfg Config, src Sources) (Result, error) {
 	cfg = cfg.withDefaults()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	for cfg.Seed == 0 {
 		cfg.Seed = rand.Uint64()
 	}

@@ -52,6 +52,45 @@ func LaneOf(s Sidecar) string {
 	}
 }
 
+// Settings are the measurement settings of a run, as the sidecar
+// records them. The loadtest fills them from its one measurement
+// configuration (config.Config.Measure, defaulted and judged once), so
+// that what the sidecar says is what the run used; results does not
+// import measure (see the stop reasons above).
+type Settings struct {
+	// Keypress is false for the ping metric, which presses no key: its
+	// key settings are then not recorded.
+	Keypress    bool
+	Samples     int
+	Cadence     time.Duration
+	Jitter      time.Duration
+	Hold        time.Duration
+	Window      time.Duration
+	MaxDuration time.Duration
+	Quiet       time.Duration
+	Settle      time.Duration
+	MaxMisses   int
+	// MaxContamination is a share in (0, 1].
+	MaxContamination float64
+	// Seed is the jitter seed the run drew (zero before it measured).
+	Seed uint64
+}
+
+// SetSettings records st, every setting in one place.
+func (s *Sidecar) SetSettings(st Settings) {
+	s.SamplesRequested = st.Samples
+	s.CadenceS = st.Cadence.Seconds()
+	s.MaxDurationS = st.MaxDuration.Seconds()
+	s.JitterSeed = st.Seed
+	s.JitterS, s.HoldS, s.WindowS, s.QuietS, s.SettleS, s.MaxMisses, s.MaxContamination = 0, 0, 0, 0, 0, 0, 0
+	if !st.Keypress {
+		return
+	}
+	s.JitterS, s.HoldS, s.WindowS = st.Jitter.Seconds(), st.Hold.Seconds(), st.Window.Seconds()
+	s.QuietS, s.SettleS = st.Quiet.Seconds(), st.Settle.Seconds()
+	s.MaxMisses, s.MaxContamination = st.MaxMisses, st.MaxContamination
+}
+
 // Sanity verdicts.
 const (
 	VerdictPass = "pass"

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shakenfist/kerbside-latency/harness/address"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 )
 
@@ -34,7 +35,7 @@ func childSpec(t testing.TB, mode string, extraEnv ...string) Spec {
 	require.NoError(t, err)
 	return Spec{
 		Binary:  exe,
-		Direct:  "127.0.0.1:5900",
+		Direct:  address.Direct{Host: "127.0.0.1", Port: 5900},
 		LogPath: filepath.Join(t.TempDir(), "ryll.log"),
 		// GORACE: a -race child otherwise sleeps a second on exit.
 		ExtraEnv: append([]string{childModeVar + "=" + mode, "GORACE=atexit_sleep_ms=0"}, extraEnv...),
@@ -336,7 +337,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	require.NoError(t, err)
 
 	spec := childSpec(t, "secret", childSecretVar+"="+password)
-	spec.Direct = ""
+	spec.Direct = address.Direct{}
 	spec.URL = u
 	spec.Secrets = []string{password}
 	var managerLog bytes.Buffer
@@ -488,7 +489,7 @@ func TestExitErrorMessages(t *testing.T) {
 // BenchmarkRecord measures the per-line cost of draining ryll's output
 // (ANSI stripping, scrubbing, log write, tail).
 func BenchmarkRecord(b *testing.B) {
-	p, err := New(Spec{Binary: "ryll", Direct: "h:1", LogPath: "unused", Secrets: []string{"hunter2", "tok-123"}})
+	p, err := New(Spec{Binary: "ryll", Direct: address.Direct{Host: "h", Port: 1}, LogPath: "unused", Secrets: []string{"hunter2", "tok-123"}})
 	require.NoError(b, err)
 	p.red = secret.NewRedactor(discard{}, p.spec.secrets()...)
 	line := []byte("2026-01-01T00:00:00Z \x1b[32m INFO\x1b[0m ryll::display: surface 0 drawn 1024x768 in 3ms\n")

@@ -29,9 +29,9 @@ type Spec struct {
 	URL secret.URL
 	// File is a local .vv file.
 	File string
-	// Direct is HOST:PORT or HOST:PORT:TLS_PORT: a SPICE server with no
-	// password and no CA.
-	Direct string
+	// Direct is a SPICE server with no password and no CA, parsed once
+	// where the user gave it (harness/address).
+	Direct address.Direct
 
 	// Verbose passes -v so ryll logs at debug level.
 	Verbose bool
@@ -124,9 +124,9 @@ func (s Spec) validate() error {
 	if s.File != "" {
 		sources = append(sources, "File")
 	}
-	if s.Direct != "" {
+	if !s.Direct.IsZero() {
 		sources = append(sources, "Direct")
-		if _, err := address.ParseDirect(s.Direct); err != nil {
+		if err := s.Direct.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("direct console: %w", err))
 		}
 	}
@@ -161,12 +161,9 @@ const directFileName = "direct.vv"
 // or "" when --direct can take the address as it is. ryll splits
 // --direct on every colon, so an IPv6 host goes through a file.
 func (s Spec) consoleFile() string {
-	if s.Direct == "" {
+	d := s.Direct
+	if d.IsZero() {
 		return ""
-	}
-	d, err := address.ParseDirect(s.Direct)
-	if err != nil {
-		return "" // validate refused it already
 	}
 	if _, ok := d.RyllArg(); ok {
 		return ""
@@ -190,9 +187,8 @@ func (s Spec) args(privateDir, socketPath string) []string {
 		a = append(a, "--file", s.File)
 	case s.consoleFile() != "":
 		a = append(a, "--file", filepath.Join(privateDir, directFileName))
-	case s.Direct != "":
-		d, _ := address.ParseDirect(s.Direct)
-		arg, _ := d.RyllArg()
+	case !s.Direct.IsZero():
+		arg, _ := s.Direct.RyllArg()
 		a = append(a, "--direct", arg)
 	}
 	a = append(a, "--control-socket", socketPath)

@@ -11,11 +11,20 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shakenfist/kerbside-latency/harness/address"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
 
 const testToken = "tok-a1b2c3"
+
+// direct is s parsed as the configuration parses it.
+func direct(t testing.TB, s string) address.Direct {
+	t.Helper()
+	d, err := address.ParseDirect(s)
+	require.NoError(t, err)
+	return d
+}
 
 func mustURL(t testing.TB) secret.URL {
 	t.Helper()
@@ -38,11 +47,11 @@ func TestArgsPerSource(t *testing.T) {
 			[]string{"--headless", "--url", "https://kerbside.example:13002/nova?" + secret.Redacted, "--control-socket", sock}},
 		{"file verbose", Spec{File: "/r/console.vv", Verbose: true},
 			[]string{"--headless", "--file", "/r/console.vv", "--control-socket", sock, "-v"}, nil},
-		{"direct", Spec{Direct: "10.0.0.1:5900"},
+		{"direct", Spec{Direct: direct(t, "10.0.0.1:5900")},
 			[]string{"--headless", "--direct", "10.0.0.1:5900", "--control-socket", sock}, nil},
-		{"direct with tls port", Spec{Direct: "10.0.0.1:5900:5901"},
+		{"direct with tls port", Spec{Direct: direct(t, "10.0.0.1:5900:5901")},
 			[]string{"--headless", "--direct", "10.0.0.1:5900:5901", "--control-socket", sock}, nil},
-		{"direct ipv6 goes through a .vv file", Spec{Direct: "[::1]:5900"},
+		{"direct ipv6 goes through a .vv file", Spec{Direct: direct(t, "[::1]:5900")},
 			[]string{"--headless", "--file", "/tmp/ryll-1/direct.vv", "--control-socket", sock}, nil},
 	}
 	for _, tc := range cases {
@@ -58,7 +67,7 @@ func TestArgsPerSource(t *testing.T) {
 }
 
 func TestSpecValidation(t *testing.T) {
-	valid := Spec{Binary: "ryll", Direct: "h:5900", LogPath: "ryll.log"}
+	valid := Spec{Binary: "ryll", Direct: direct(t, "h:5900"), LogPath: "ryll.log"}
 	cases := []struct {
 		name string
 		edit func(*Spec)
@@ -66,13 +75,12 @@ func TestSpecValidation(t *testing.T) {
 	}{
 		{"valid", func(*Spec) {}, nil},
 		{"no binary", func(s *Spec) { s.Binary = "" }, []string{"no ryll binary"}},
-		{"no source", func(s *Spec) { s.Direct = "" }, []string{"no console source"}},
+		{"no source", func(s *Spec) { s.Direct = address.Direct{} }, []string{"no console source"}},
 		{"two sources", func(s *Spec) { s.URL = mustURL(t) }, []string{"2 console sources (URL, Direct)"}},
 		{"three sources", func(s *Spec) { s.URL = mustURL(t); s.File = "x.vv" }, []string{"3 console sources"}},
-		{"direct without port", func(s *Spec) { s.Direct = "host" }, []string{"no port"}},
-		{"direct empty host", func(s *Spec) { s.Direct = ":5900" }, []string{"empty host"}},
-		{"direct bad port", func(s *Spec) { s.Direct = "h:99999" }, []string{`"99999" is not a port`}},
-		{"direct ipv6 without brackets", func(s *Spec) { s.Direct = "::1:5900" }, []string{"in brackets"}},
+		{"direct without port", func(s *Spec) { s.Direct = address.Direct{Host: "host"} }, []string{"no port"}},
+		{"direct empty host", func(s *Spec) { s.Direct = address.Direct{Port: 5900} }, []string{"empty host"}},
+		{"direct host in brackets", func(s *Spec) { s.Direct = address.Direct{Host: "[::1]", Port: 5900} }, []string{"not a name or an IP address"}},
 		{"no log", func(s *Spec) { s.LogPath = "" }, []string{"no LogPath"}},
 		{"openstack env", func(s *Spec) { s.ExtraEnv = []string{"OS_PASSWORD=x"} }, []string{"ExtraEnv OS_PASSWORD refused"}},
 		{"malformed env", func(s *Spec) { s.ExtraEnv = []string{"A=1", "NOEQUALS"} }, []string{"ExtraEnv entry 1 is not NAME=VALUE"}},
@@ -130,8 +138,8 @@ func TestMakeSocketDirIsPrivate(t *testing.T) {
 }
 
 func TestConsoleFileForIPv6(t *testing.T) {
-	assert.Empty(t, Spec{Direct: "h:5900"}.consoleFile(), "ryll's --direct takes it")
-	assert.Equal(t, "[virt-viewer]\ntype=spice\nhost=::1\nport=5900\ntls-port=5901\n", Spec{Direct: "[::1]:5900:5901"}.consoleFile())
+	assert.Empty(t, Spec{Direct: direct(t, "h:5900")}.consoleFile(), "ryll's --direct takes it")
+	assert.Equal(t, "[virt-viewer]\ntype=spice\nhost=::1\nport=5900\ntls-port=5901\n", Spec{Direct: direct(t, "[::1]:5900:5901")}.consoleFile())
 }
 
 // TestStaleSocketDirsOfDeadHarnessesAreSwept: a new socket directory is

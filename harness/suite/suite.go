@@ -76,8 +76,10 @@ var run state
 
 // Main is TestMain's body: it sets the run up, runs the tests with
 // m.Run, and on its one exit path writes the results and cleans up. It
-// returns the process's exit code.
-func Main(m M, wire Wire) int {
+// returns the process's exit code. rules are the composition root's
+// checks of the environment (the fakes' FAKERYLL_* knobs), judged with
+// the configuration, in its one message, before anything is set up.
+func Main(m M, wire Wire, rules ...config.Rule) int {
 	if !flag.Parsed() {
 		flag.Parse()
 	}
@@ -86,11 +88,11 @@ func Main(m M, wire Wire) int {
 	if !selected() {
 		return m.Run()
 	}
-	return runMain(m, wire)
+	return runMain(m, wire, rules...)
 }
 
 // runMain is Main once TestLatency is selected.
-func runMain(m M, wire Wire) (code int) {
+func runMain(m M, wire Wire, rules ...config.Rule) (code int) {
 	// A CI runner that cancels kills the reader of our output (gotestsum,
 	// go test) too: a write to the dead pipe must fail, not kill the run
 	// before it has written its results and deleted its server.
@@ -112,7 +114,7 @@ func runMain(m M, wire Wire) (code int) {
 	defer announcePID(logger)()
 	run.ctx = ctx
 
-	cfg, err := config.Load(os.Getenv)
+	cfg, err := config.Load(os.Environ(), rules...)
 	if err != nil {
 		run.setupErr = fmt.Errorf("invalid configuration; nothing was set up:\n%w", err)
 		return m.Run()
@@ -122,7 +124,7 @@ func runMain(m M, wire Wire) (code int) {
 		// A compiled binary run without -test.timeout has no bound at all;
 		// give it one from its own settings, so a wedged step cannot hang
 		// a CI job for ever.
-		bound := cfg.Cloud.BootTimeout + cfg.ReadyTimeout + cfg.MaxDuration + setupSlack
+		bound := cfg.Cloud.BootTimeout + cfg.ReadyTimeout + cfg.Measure.MaxDuration + setupSlack
 		var cancelB context.CancelFunc
 		ctx, cancelB = context.WithTimeoutCause(ctx, bound, fmt.Errorf(
 			"the run exceeded its bound of %s (LATENCY_BOOT_TIMEOUT + LATENCY_READY_TIMEOUT + LATENCY_MAX_DURATION + %s); pass -test.timeout to set another", bound, setupSlack))
@@ -142,7 +144,7 @@ func runMain(m M, wire Wire) (code int) {
 	cfg, run.cfg, run.lane = w.Config, w.Config, w.Lane
 	opts.Lane = w.Lane
 	logger.Info("loadtest starting", "run", cfg.RunID, "lane", w.Lane.Name(), "provider", cfg.Requested,
-		"client", w.Lane.Client, "metric", cfg.Metric, "samples", cfg.Samples, "cadence", cfg.Cadence,
+		"client", w.Lane.Client, "metric", cfg.Measure.Metric, "samples", cfg.Measure.Samples, "cadence", cfg.Measure.Cadence,
 		"results", absPath(cfg.ResultsDir))
 
 	defer func() {

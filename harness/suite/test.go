@@ -108,9 +108,9 @@ func testConsole(t *testing.T, mb *loadtest.Member) {
 		if err != nil {
 			t.Fatalf("the run ended early (what was collected is kept): %v", err)
 		}
-		if got := len(m.Result.Samples); got != cfg.Samples {
+		if got := len(m.Result.Samples); got != cfg.Measure.Samples {
 			t.Errorf("collected %d of %d samples before LATENCY_MAX_DURATION=%s (%d misses): raise LATENCY_MAX_DURATION, or look at the misses",
-				got, cfg.Samples, cfg.MaxDuration, len(m.Result.Misses))
+				got, cfg.Measure.Samples, cfg.Measure.MaxDuration, len(m.Result.Misses))
 		}
 	})
 
@@ -178,8 +178,8 @@ func testAB(t *testing.T, ab *loadtest.AB) {
 			if l.Err != nil {
 				t.Fatal(l.Err)
 			}
-			if got := len(res.Samples); got < ab.Cfg.Samples {
-				t.Errorf("the %s leg collected %d of %d samples", l.Name, got, ab.Cfg.Samples)
+			if got := len(res.Samples); got < ab.Cfg.Measure.Samples {
+				t.Errorf("the %s leg collected %d of %d samples", l.Name, got, ab.Cfg.Measure.Samples)
 			}
 			s := results.NewSanity(res.Values(), ab.Cfg.SanityMin, ab.Cfg.SanityMax)
 			for _, o := range s.OutOfRange {
