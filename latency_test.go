@@ -28,7 +28,6 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,6 +39,7 @@ import (
 	"github.com/shakenfist/kerbside-latency/fixtures/fakechain"
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
+	"github.com/shakenfist/kerbside-latency/harness/lifeline"
 	"github.com/shakenfist/kerbside-latency/harness/loadtest"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/results"
@@ -105,7 +105,12 @@ func mainRun(m *testing.M) (code int) {
 			logger.Warn("signal received again: cleanup is still running (SIGKILL abandons it; then run make sweep)", "signal", sig.String())
 		}
 	}()
-	defer announcePID(logger)()
+	// LIFECYCLE: tell latency-run our pid, and stop as on SIGTERM when it
+	// is gone, however it died (harness/lifeline); replaces announcePID.
+	lifeline.Attach(logger, os.Getenv, func() {
+		logger.Warn("latency-run, which started this run, is gone: stopping as on SIGTERM")
+		signals <- syscall.SIGTERM
+	})
 	runCtx = ctx
 
 	var err error
@@ -416,28 +421,4 @@ func testAB(t *testing.T, ab *loadtest.AB) {
 		t.Attr("ab_verdict", c.Verdict)
 		assert.Equal(t, "pass", c.Verdict, "%s", strings.Join(c.Reasons, "; "))
 	})
-}
-
-// announcePID writes this process's pid to LATENCY_PID_FILE when it is
-// set (cmd/latency-run sets it), now that SIGINT and SIGTERM are handled,
-// so that latency-run can stop the loadtest itself rather than its whole
-// command line (which would take gotestsum, and junit.xml, with it). The
-// returned func removes the file.
-func announcePID(logger *slog.Logger) func() {
-	path := os.Getenv("LATENCY_PID_FILE")
-	if path == "" {
-		return func() {}
-	}
-	// Written whole and renamed, so a reader never sees half a pid.
-	tmp := path + ".tmp"
-	err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())), 0o600)
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		logger.Warn("could not write LATENCY_PID_FILE: a stop through latency-run will signal the whole command instead", "path", path, "err", err)
-		return func() {}
-	}
-	return func() { _ = os.Remove(path) }
 }
