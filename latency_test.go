@@ -166,13 +166,19 @@ func mainRun(m *testing.M) (code int) {
 		}
 		// The one exit path for results: every console's files are
 		// written here, once, whatever the tests reached.
-		if _, err := fleet.WriteResults(os.Stdout); err != nil {
+		// LIFECYCLE: a closed stdout loses the printed summary, never the
+		// run (loadtest.SummaryWriter).
+		stdout := loadtest.NewSummaryWriter(os.Stdout)
+		if _, err := fleet.WriteResults(stdout); err != nil {
 			logger.Error("writing results failed", "err", err)
 			code = max(code, 1)
 		}
-		if _, err := abRun.WriteResults(os.Stdout); err != nil {
+		if _, err := abRun.WriteResults(stdout); err != nil {
 			logger.Error("writing results failed", "err", err)
 			code = max(code, 1)
+		}
+		if err := stdout.Err(); err != nil {
+			logger.Warn("the summary could not be printed; the results directory holds it all", "err", err)
 		}
 		if err := errors.Join(fleet.Teardown(tctx), abRun.Teardown(tctx)); err != nil {
 			logger.Error("cleanup failed: run `make sweep` to delete what this run left", "run", cfg.RunID, "err", err)

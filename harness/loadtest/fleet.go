@@ -240,6 +240,47 @@ type Written struct {
 	Summary      *SummaryFiles
 	RunSummary   results.RunSummary
 	SummaryError error
+	// PrintError is why the summary could not be printed in full (the
+	// files hold it all): not a failure of the run.
+	PrintError error
+}
+
+// SummaryWriter passes a printed summary on to w until w fails, then
+// drops the rest and reports success: a reader of the terminal output
+// that went away (`| head -1`, a cancelled runner's log) must not fail a
+// run whose files were all written. Err says what failed. Safe for
+// concurrent use.
+type SummaryWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	err error
+}
+
+// NewSummaryWriter wraps w; a w that is a SummaryWriter already is
+// returned as it is.
+func NewSummaryWriter(w io.Writer) *SummaryWriter {
+	if sw, ok := w.(*SummaryWriter); ok {
+		return sw
+	}
+	return &SummaryWriter{w: w}
+}
+
+func (s *SummaryWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		if _, err := s.w.Write(p); err != nil {
+			s.err = fmt.Errorf("print the summary: %w", err)
+		}
+	}
+	return len(p), nil
+}
+
+// Err is the first write error, nil when everything was printed.
+func (s *SummaryWriter) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 // WriteResults writes every member's sidecar, plot and benchmark file
@@ -248,10 +289,19 @@ type Written struct {
 // and benchmark file. It is the run's one exit path for results: call it
 // once, after measuring (or failing to), whatever happened. It writes as
 // much as it can and returns what it wrote with every failure joined.
+//
+// The summary printed to w is for a person watching, not a result: a w
+// that fails (stdout closed, as by `| head -1`) loses the rest of the
+// summary, never the run; Written.PrintError says so.
 func (f *Fleet) WriteResults(w io.Writer) (Written, error) {
 	var out Written
 	if f == nil {
 		return out, nil
+	}
+	var sw *SummaryWriter
+	if w != nil {
+		sw = NewSummaryWriter(w)
+		w = sw
 	}
 	var errs []error
 	for _, m := range f.Members {
@@ -273,6 +323,9 @@ func (f *Fleet) WriteResults(w io.Writer) (Written, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("run summary: %w", err))
 		}
+	}
+	if sw != nil {
+		out.PrintError = sw.Err()
 	}
 	return out, errors.Join(errs...)
 }

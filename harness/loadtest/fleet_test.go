@@ -275,3 +275,31 @@ func TestADeterministicRefusalStopsTheOtherConsoles(t *testing.T) {
 	}
 	assert.Positive(t, stopped)
 }
+
+// failingWriter is a stdout whose reader went away.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, syscall.EPIPE }
+
+// TestAClosedStdoutFailsNoRun: the summary cannot be printed (`| head
+// -1`), the files are written: WriteResults succeeds and says what was
+// not printed. It once failed the run.
+func TestAClosedStdoutFailsNoRun(t *testing.T) {
+	cfg := fakeConfig(t, map[string]string{"LATENCY_RUN_ID": "closed", "LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "127.0.0.1:5900"}).cfg
+	cfg.Consoles = 2 // nothing is set up: two members that never started
+	f := &Fleet{Cfg: cfg}
+	for i := range 2 {
+		f.Members = append(f.Members, &Member{Index: i, Label: fmt.Sprintf("c%d", i),
+			SetupErr: fmt.Errorf("console c%d not started", i), Session: &Session{Cfg: MemberConfig(cfg, i, 2), Start: time.Now()}})
+	}
+	w, err := f.WriteResults(failingWriter{})
+	require.NoError(t, err, "nothing the run had to write failed")
+	require.ErrorIs(t, w.PrintError, syscall.EPIPE)
+	for i := range 2 {
+		assert.FileExists(t, filepath.Join(cfg.ResultsDir, results.SidecarName(fmt.Sprintf("closed-c%d", i))))
+	}
+	assert.FileExists(t, w.Summary.Summary)
+
+	sw := NewSummaryWriter(failingWriter{})
+	assert.Same(t, sw, NewSummaryWriter(sw), "wrapped once")
+}
