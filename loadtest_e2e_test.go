@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -833,4 +835,44 @@ func TestE2EOneServerBothWays(t *testing.T) {
 	for _, s := range append(fc.Secrets(), fc.ConsoleTokens()...) {
 		assert.NotContains(t, o.output, s)
 	}
+}
+
+// TestE2EConsoleURLPathTokenNeverShown: a console URL whose token is in
+// its path (LATENCY_CONSOLE=http://h/p/SECRET once showed …/p/SECRET on
+// the terminal) appears nowhere past its scheme and host: not in the
+// output, not in any file of the run.
+func TestE2EConsoleURLPathTokenNeverShown(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	const token = "path-token-5f0c1d2e9a"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/console/"+token {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprint(w, "[virt-viewer]\ntype=spice\nhost=127.0.0.1\nport=5900\npassword=vv-pw-for-path-test\n")
+	}))
+	t.Cleanup(srv.Close)
+	env := fastEnv(fr)
+	env["LATENCY_PROVIDER"] = "url"
+	env["LATENCY_CONSOLE"] = srv.URL + "/console/" + token
+	env["LATENCY_RYLL_VERBOSE"] = "1"
+	env["LATENCY_TRANSCRIPT"] = "1"
+	o := runLoadtest(t, env)
+	require.Equal(t, 0, o.exitCode)
+	everything := map[string]string{"stdout+stderr": o.output}
+	entries, err := os.ReadDir(o.dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(o.dir, e.Name()))
+		require.NoError(t, err)
+		everything[e.Name()] = string(b)
+	}
+	require.Contains(t, everything, results.RyllLogName(o.runID))
+	for name, text := range everything {
+		assert.NotContains(t, text, token, "%s shows the console URL's path token", name)
+		assert.NotContains(t, text, "/console/", "%s shows the console URL's path", name)
+		assert.NotContains(t, text, "vv-pw-for-path-test", "%s shows the .vv password", name)
+	}
+	assert.Contains(t, o.output, strings.TrimPrefix(srv.URL, "http://")+"/[redacted]", "the URL is shown as scheme and host")
 }
