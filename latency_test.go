@@ -39,6 +39,7 @@ import (
 	"github.com/shakenfist/kerbside-latency/fixtures/fakechain"
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
+	"github.com/shakenfist/kerbside-latency/harness/interrupt"
 	"github.com/shakenfist/kerbside-latency/harness/lifeline"
 	"github.com/shakenfist/kerbside-latency/harness/loadtest"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
@@ -56,6 +57,8 @@ var (
 	// runCtx ends on SIGINT, SIGTERM, or shortly before go test's own
 	// -timeout (which would kill the binary without any cleanup).
 	runCtx context.Context
+	// runStop is the run's phase and interrupt. LIFECYCLE
+	runStop *interrupt.Run
 )
 
 // setupSlack is what a run may spend outside the configured timeouts:
@@ -91,6 +94,10 @@ func mainRun(m *testing.M) (code int) {
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(signals)
+	// LIFECYCLE: the run's phase, so that an interrupt says when it came
+	// (harness/interrupt); the interrupt is the run context's cause.
+	stop := interrupt.New("reading the configuration")
+	runStop = stop
 	interrupted := make(chan os.Signal, 1)
 	go func() {
 		first := true
@@ -98,8 +105,9 @@ func mainRun(m *testing.M) (code int) {
 			if first {
 				first = false
 				interrupted <- sig
-				logger.Warn("signal received: stopping the run, writing what was collected and cleaning up", "signal", sig.String())
-				cancel(fmt.Errorf("received %s", sig))
+				in := stop.Interrupt("received " + sig.String())
+				logger.Warn("signal received: stopping the run, writing what was collected and cleaning up", "signal", sig.String(), "while", in.Phase)
+				cancel(in)
 				continue
 			}
 			logger.Warn("signal received again: cleanup is still running (SIGKILL abandons it; then run make sweep)", "signal", sig.String())
@@ -109,6 +117,7 @@ func mainRun(m *testing.M) (code int) {
 	// is gone, however it died (harness/lifeline); replaces announcePID.
 	lifeline.Attach(logger, os.Getenv, func() {
 		logger.Warn("latency-run, which started this run, is gone: stopping as on SIGTERM")
+		stop.Interrupt("latency-run, which started the run, is gone")
 		signals <- syscall.SIGTERM
 	})
 	runCtx = ctx
@@ -142,21 +151,9 @@ func mainRun(m *testing.M) (code int) {
 	if cfg.AutoReason != "" {
 		logger.Info(cfg.AutoReason)
 	}
+	// LIFECYCLE: the exit path is in place before the stand-ins start, so
+	// that a run stopped while they start still leaves its sidecar.
 	var chain *fakechain.Chain
-	if fakechain.Needed(cfg) {
-		chain, err = fakechain.Start(ctx, cfg, fakechain.Options{Logger: logger})
-		if err != nil {
-			setupErr = err
-			logger.Error("stand-ins", "err", err)
-			return m.Run()
-		}
-		cfg = chain.Apply(cfg)
-		opts.RyllEnv = append(chain.RyllEnv(), opts.RyllEnv...)
-		opts.Getenv = chain.Getenv()
-		opts.Console.CloudOptions = chain.CloudOptions()
-		opts.Secrets = chain.Secrets()
-	}
-
 	defer func() {
 		tctx, tcancel := cloud.CleanupContext(context.Background(), cloud.DefaultCleanupTimeout+time.Minute)
 		defer tcancel()
@@ -164,6 +161,7 @@ func mainRun(m *testing.M) (code int) {
 		if p != nil {
 			logger.Error("panic: writing results and cleaning up before re-panicking", "panic", p)
 		}
+		stop.Enter("writing results and cleaning up") // LIFECYCLE
 		// The one exit path for results: every console's files are
 		// written here, once, whatever the tests reached.
 		// LIFECYCLE: a closed stdout loses the printed summary, never the
@@ -195,12 +193,30 @@ func mainRun(m *testing.M) (code int) {
 		}
 		select {
 		case sig := <-interrupted:
-			logger.Error("run interrupted", "signal", sig.String())
+			in := stop.Err() // LIFECYCLE: when it came
+			logger.Error("run interrupted", "signal", sig.String(), "cause", in.Cause, "while", in.Phase, "after", in.After.Round(time.Millisecond))
 			code = max(code, 1)
 		default:
 		}
 	}()
 
+	if fakechain.Needed(cfg) {
+		stop.Enter("starting the stand-ins (building fakeryll, starting the fake cloud)") // LIFECYCLE
+		chain, err = fakechain.Start(ctx, cfg, fakechain.Options{Logger: logger})
+		if err != nil {
+			setupErr = stop.Explain(err)
+			logger.Error("stand-ins", "err", setupErr)
+			fleet = loadtest.NotStarted(cfg, setupErr) // LIFECYCLE: its sidecar says why nothing ran
+			return m.Run()
+		}
+		cfg = chain.Apply(cfg)
+		opts.RyllEnv = append(chain.RyllEnv(), opts.RyllEnv...)
+		opts.Getenv = chain.Getenv()
+		opts.Console.CloudOptions = chain.CloudOptions()
+		opts.Secrets = chain.Secrets()
+	}
+
+	stop.Enter("setting up the console and ryll") // LIFECYCLE
 	if cfg.AB != nil {
 		abRun = loadtest.SetupAB(ctx, cfg, opts)
 		if abRun.SetupErr != nil {
@@ -264,7 +280,7 @@ func testTimeout() time.Duration {
 }
 
 func TestLatency(t *testing.T) {
-	require.NoError(t, setupErr, "invalid configuration; nothing was set up")
+	require.NoError(t, setupErr, "nothing was set up") // LIFECYCLE: not always the configuration (an interrupt)
 	if abRun != nil {
 		testAB(t, abRun)
 		return
@@ -272,6 +288,7 @@ func TestLatency(t *testing.T) {
 	require.NotNil(t, fleet)
 	// Every console is measured at once, here, whatever go test's
 	// -parallel is; the subtests then judge what each one found.
+	runStop.Enter("measuring") // LIFECYCLE
 	fleet.MeasureAll(runCtx)
 	if len(fleet.Members) == 1 {
 		testConsole(t, fleet.Members[0])
@@ -395,6 +412,7 @@ func testConsole(t *testing.T, mb *loadtest.Member) {
 // judges each leg like a console and B against A.
 func testAB(t *testing.T, ab *loadtest.AB) {
 	require.NoError(t, ab.SetupErr, "A/B setup failed; nothing was measured")
+	runStop.Enter("measuring the A/B") // LIFECYCLE
 	runErr := ab.Run(runCtx)
 	for _, l := range ab.Legs {
 		t.Run(l.Name, func(t *testing.T) {

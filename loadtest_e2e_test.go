@@ -876,3 +876,36 @@ func TestE2EConsoleURLPathTokenNeverShown(t *testing.T) {
 	}
 	assert.Contains(t, o.output, strings.TrimPrefix(srv.URL, "http://")+"/[redacted]", "the URL is shown as scheme and host")
 }
+
+// TestE2EInterruptDuringSetup: Ctrl-C while fakeryll is being built (a
+// `go` that takes its time stands in for the toolchain). It once said
+// "build fakeryll: signal: killed … invalid configuration; nothing was set
+// up"; it says it was interrupted and when, and leaves a sidecar that
+// says so.
+func TestE2EInterruptDuringSetup(t *testing.T) {
+	t.Parallel()
+	binaries(t)
+	slowGo := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(slowGo, "go"), []byte("#!/bin/sh\necho \"slow go: $*\" >&2\nexec sleep 60\n"), 0o755))
+	env := fastEnv("")
+	delete(env, "LATENCY_RYLL") // the fake provider builds fakeryll
+	env["PATH"] = slowGo + ":/usr/bin:/bin"
+	cmd, out, o := startLoadtest(t, env)
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "building fakeryll") }, time.Minute, 20*time.Millisecond,
+		"the run starts building fakeryll; output so far:\n%s", out)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	o.exitCode = wait(t, cmd, time.Minute)
+	o.output = out.String()
+	t.Logf("output:\n%s", o.output)
+	assert.NotEqual(t, 0, o.exitCode)
+	assert.NotContains(t, o.output, "invalid configuration")
+	assert.NotContains(t, o.output, "signal: killed")
+	assert.Contains(t, o.output, "interrupted: received interrupt while starting the stand-ins")
+	assert.Regexp(t, `msg="run interrupted" signal=interrupt cause="received interrupt" while="starting the stand-ins[^"]*" after=`, o.output)
+	s := o.sidecar(t)
+	assert.Equal(t, "interrupted", s.StopReason)
+	assert.Zero(t, s.SamplesCollected)
+	if assert.Len(t, s.Errors, 1) {
+		assert.Contains(t, s.Errors[0], "interrupted: received interrupt while starting the stand-ins")
+	}
+}
