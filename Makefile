@@ -66,14 +66,19 @@ unit:
 # The loadtest is compiled first and run under cmd/latency-run, which
 # keeps gotestsum and test2json out of reach of a signal to the whole
 # process group (a CI cancel) and passes a stop on to the loadtest alone,
-# so that the results, junit.xml included, are written whatever stops the
-# run: Ctrl-C, a group SIGTERM, a kill of make alone.
-LATENCY_RUN = bin/latency-run -- $(GOTESTSUM) --format standard-verbose --hide-summary=output --junitfile $(1) --raw-command -- \
+# so that the results, the JUnit file included, are written whatever
+# stops the run: Ctrl-C, a group SIGTERM or SIGKILL, a kill of make alone.
+# Each run keeps its own JUnit file, junit-<run>.xml next to $(1); $(1)
+# itself is a link to the latest run's.
+LATENCY_RUN = bin/latency-run -junit $(1) -- $(GOTESTSUM) --format standard-verbose --hide-summary=output --junitfile {junit} --raw-command -- \
 	$(GO) tool test2json -t -p latency bin/latency.test -test.v=test2json -test.timeout $(2) -test.run '^TestLatency$$'
 
+# loadtest-bin and loadtest print nothing of their own on stdout (what
+# they say goes to stderr): make dies of SIGPIPE writing to a stdout whose
+# reader went away (`make loadtest | head -1`), and the run with it.
 loadtest-bin:
 	@mkdir -p bin
-	@echo "building the loadtest, latency-run and gotestsum (seconds; up to a minute or two on a cold build cache)"
+	@echo "building bin/latency-run, bin/latency.test (the loadtest) and gotestsum (seconds; a first build takes a minute or two)" >&2
 	@$(GO) build -o bin/latency-run ./cmd/latency-run
 	@$(GO) test -c -tags loadtest -o bin/latency.test .
 	@$(GOTESTSUM) --version >/dev/null
@@ -97,7 +102,7 @@ loadtest-real:
 
 loadtest: loadtest-bin
 	@mkdir -p $(RESULTS_DIR)
-	LATENCY_RESULTS_DIR=$(RESULTS_DIR) $(call LATENCY_RUN,$(RESULTS_DIR)/junit.xml,$(TIMEOUT))
+	@LATENCY_RESULTS_DIR=$(RESULTS_DIR) $(call LATENCY_RUN,$(RESULTS_DIR)/junit.xml,$(TIMEOUT))
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

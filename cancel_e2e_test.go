@@ -57,13 +57,24 @@ type cancelRun struct {
 // and a server is up.
 func startCancelRun(t *testing.T, wrap []string) *cancelRun {
 	t.Helper()
-	bin, fr := binaries(t)
+	_, fr := binaries(t)
 	fc, env := openStackOnFakeCloud(t, fr)
+	r := startLongRun(t, wrap, env)
+	require.Equal(t, 1, fc.ServersAlive(), "a server is up mid-run")
+	r.fc = fc
+	return r
+}
+
+// startLongRun is startCancelRun for any provider's env: a long run
+// under latency-run, returned once it has written 3 samples.
+func startLongRun(t *testing.T, wrap []string, env map[string]string) *cancelRun {
+	t.Helper()
+	bin, _ := binaries(t)
 	env["LATENCY_SAMPLES"] = "400"
 	env["LATENCY_MAX_DURATION"] = "4m" // longer than the run: it ends otherwise
 	env["LATENCY_CADENCE"] = "100ms"
 	env["LATENCY_KEY_HOLD"] = "10ms"
-	r := &cancelRun{fc: fc, dir: t.TempDir(), out: &lockedBuffer{}}
+	r := &cancelRun{dir: t.TempDir(), out: &lockedBuffer{}}
 	r.runID = "e2e-cancel-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(len(t.Name()))
 	r.junit = filepath.Join(r.dir, "junit.xml")
 	argv := append(wrap, latencyRunBinary(t), "--",
@@ -85,7 +96,6 @@ func startCancelRun(t *testing.T, wrap []string) *cancelRun {
 		b, err := os.ReadFile(csvPath)
 		return err == nil && bytes.Count(b, []byte("\n")) >= 3
 	}, 3*time.Minute, 50*time.Millisecond, "the run writes samples; output so far:\n%s", r.out)
-	require.Equal(t, 1, fc.ServersAlive(), "a server is up mid-run")
 	return r
 }
 
@@ -258,4 +268,81 @@ func later(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// launcherGoneBound is how long a run whose launcher was killed outright
+// may take to stop: the issue asks for 2 s. It is a bound on the
+// loadtest's own stop (write what it has, stop fakeryll, delete the
+// server), not on a measured value; before the lifeline, the run went on
+// for 31-124 s.
+const launcherGoneBound = 2 * time.Second
+
+// TestE2EGroupSIGKILL: `setsid make loadtest`, then `kill -KILL -- -PGID`
+// mid-measurement. make (a shell here) and latency-run die without a
+// word; the loadtest, out of the group's reach, hears latency-run's death
+// through its lifeline and stops as on SIGTERM; gotestsum, whose reader
+// is gone, still writes junit.xml. Nothing of the run is alive shortly
+// after, and the CSV and the presses CSV are whole and agree.
+func TestE2EGroupSIGKILL(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	// The fake provider, as `make loadtest` runs where QEMU is not
+	// installed: its cloud lives and dies in the loadtest.
+	r := startLongRun(t, []string{"sh", "-c", `"$@"; echo "shell: exit $?"`, "sh"}, fastEnv(fr))
+	procs := descendants(r.cmd.Process.Pid)
+	require.GreaterOrEqual(t, len(procs), 5, "the shell, latency-run, gotestsum, test2json, the loadtest, fakeryll")
+	t0 := time.Now()
+	require.NoError(t, syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL))
+	_ = r.waitExit(t) // the shell, killed at once
+	alive := func() []int {
+		var out []int
+		for _, p := range procs {
+			if running(p) {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	// Polled with a bound; the time it took is logged.
+	deadline := time.Now().Add(launcherGoneBound)
+	for len(alive()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	left := alive()
+	stopped := time.Since(t0)
+	for _, p := range left {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+		t.Errorf("pid %d still runs %s after the group's SIGKILL: %s", p, launcherGoneBound, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+	}
+	if len(left) > 0 {
+		// Let it finish, so the rest of the test shows what it left.
+		assert.Eventually(t, func() bool { return len(alive()) == 0 }, cancelBound, 20*time.Millisecond)
+	}
+	t.Logf("group SIGKILL -> nothing of the run alive: %s; output (what latency-run passed on before it died):\n%s",
+		stopped.Round(time.Millisecond), r.out)
+
+	csv, err := results.ReadCSV(filepath.Join(r.dir, results.CSVName(r.runID)))
+	require.NoError(t, err, "the CSV is whole")
+	assert.GreaterOrEqual(t, len(csv), 3)
+	presses, err := results.ReadPresses(filepath.Join(r.dir, results.PressesName(r.runID)))
+	require.NoError(t, err, "the presses CSV is whole")
+	var sampled []float64
+	for _, p := range presses {
+		if p.Verdict == results.PressSample {
+			sampled = append(sampled, p.FirstDraw.Seconds())
+		}
+	}
+	require.Len(t, sampled, len(csv), "every sample has its press, and every sampled press its sample")
+	for i := range csv {
+		assert.InDelta(t, csv[i], sampled[i], 1e-6, "sample %d is its press's first draw", i+1)
+	}
+	s, err := results.ReadSidecar(filepath.Join(r.dir, results.SidecarName(r.runID)))
+	if assert.NoError(t, err, "the sidecar was written") {
+		assert.Equal(t, "interrupted", s.StopReason)
+		assert.Equal(t, len(csv), s.SamplesCollected)
+	}
+	b, err := os.ReadFile(r.junit)
+	require.NoError(t, err, "gotestsum wrote junit.xml although its reader was killed")
+	assert.Contains(t, string(b), `name="TestLatency"`)
+	assert.Contains(t, string(b), "<failure", "the interrupted run is reported failed")
 }

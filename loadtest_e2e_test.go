@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,11 +146,20 @@ func childEnv(env map[string]string, extra ...string) []string {
 func openStackOnFakeCloud(t *testing.T, fakeryll string) (*fakecloud.Cloud, map[string]string) {
 	t.Helper()
 	fc := fakecloud.New(t, fakecloud.Options{Images: []string{"uefi-latency-guest"}})
-	env := fastEnv(fakeryll)
+	env := simulated(fastEnv(fakeryll))
 	env["LATENCY_PROVIDER"] = "openstack"
 	env["LATENCY_BOOT_TIMEOUT"] = "1m"
 	maps.Copy(env, fc.Env())
 	return fc, env
+}
+
+// simulated lets fakeryll's simulator serve a real provider in env (a
+// console no SPICE server is behind): for tests of the loadtest's own
+// plumbing. The run is recorded as simulated.
+func simulated(env map[string]string) map[string]string {
+	env["FAKERYLL_SESSION"] = "sim"
+	env["LATENCY_ALLOW_SIMULATOR"] = "1"
+	return env
 }
 
 // startLoadtest starts the loadtest binary with env (see childEnv).
@@ -496,7 +507,7 @@ func TestE2ESIGTERMMidRun(t *testing.T) {
 func TestE2ESIGKILLTakesRyllWithIt(t *testing.T) {
 	t.Parallel()
 	_, fr := binaries(t)
-	env := fastEnv(fr)
+	env := simulated(fastEnv(fr))
 	env["LATENCY_PROVIDER"] = "direct"
 	env["LATENCY_CONSOLE"] = "127.0.0.1:5900"
 	env["LATENCY_SAMPLES"] = "400"
@@ -723,7 +734,7 @@ func TestE2EABCatchesAStallOnlyInTheRepaint(t *testing.T) {
 	}{{"stall", "40ms"}, {"no-stall", ""}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			env := fastEnv(fr)
+			env := simulated(fastEnv(fr))
 			env["LATENCY_PROVIDER"] = "direct"
 			env["LATENCY_CONSOLE"] = "127.0.0.1:5900"
 			env["LATENCY_B_CONSOLE"] = "127.0.0.1:5901"
@@ -913,4 +924,77 @@ func TestE2ECompiledLoadtestRunsFromAnyDirectory(t *testing.T) {
 	entries, err := os.ReadDir(empty)
 	require.NoError(t, err)
 	assert.Empty(t, entries, "the run writes only into LATENCY_RESULTS_DIR")
+}
+
+// TestE2EConsoleURLPathTokenNeverShown: a console URL whose token is in
+// its path (LATENCY_CONSOLE=http://h/p/SECRET once showed …/p/SECRET on
+// the terminal) appears nowhere past its scheme and host: not in the
+// output, not in any file of the run.
+func TestE2EConsoleURLPathTokenNeverShown(t *testing.T) {
+	t.Parallel()
+	_, fr := binaries(t)
+	const token = "path-token-5f0c1d2e9a"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/console/"+token {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprint(w, "[virt-viewer]\ntype=spice\nhost=127.0.0.1\nport=5900\npassword=vv-pw-for-path-test\n")
+	}))
+	t.Cleanup(srv.Close)
+	env := simulated(fastEnv(fr))
+	env["LATENCY_PROVIDER"] = "url"
+	env["LATENCY_CONSOLE"] = srv.URL + "/console/" + token
+	env["LATENCY_RYLL_VERBOSE"] = "1"
+	env["LATENCY_TRANSCRIPT"] = "1"
+	o := runLoadtest(t, env)
+	require.Equal(t, 0, o.exitCode)
+	everything := map[string]string{"stdout+stderr": o.output}
+	entries, err := os.ReadDir(o.dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(o.dir, e.Name()))
+		require.NoError(t, err)
+		everything[e.Name()] = string(b)
+	}
+	require.Contains(t, everything, results.RyllLogName(o.runID))
+	for name, text := range everything {
+		assert.NotContains(t, text, token, "%s shows the console URL's path token", name)
+		assert.NotContains(t, text, "/console/", "%s shows the console URL's path", name)
+		assert.NotContains(t, text, "vv-pw-for-path-test", "%s shows the .vv password", name)
+	}
+	assert.Contains(t, o.output, strings.TrimPrefix(srv.URL, "http://")+"/[redacted]", "the URL is shown as scheme and host")
+}
+
+// TestE2EInterruptDuringSetup: Ctrl-C while fakeryll is being built (a
+// `go` that takes its time stands in for the toolchain). It once said
+// "build fakeryll: signal: killed … invalid configuration; nothing was set
+// up"; it says it was interrupted and when, and leaves a sidecar that
+// says so.
+func TestE2EInterruptDuringSetup(t *testing.T) {
+	t.Parallel()
+	binaries(t)
+	slowGo := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(slowGo, "go"), []byte("#!/bin/sh\necho \"slow go: $*\" >&2\nexec sleep 60\n"), 0o755))
+	env := fastEnv("")
+	delete(env, "LATENCY_RYLL") // the fake provider builds fakeryll
+	env["PATH"] = slowGo + ":/usr/bin:/bin"
+	cmd, out, o := startLoadtest(t, env)
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "building fakeryll") }, time.Minute, 20*time.Millisecond,
+		"the run starts building fakeryll; output so far:\n%s", out)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	o.exitCode = wait(t, cmd, time.Minute)
+	o.output = out.String()
+	t.Logf("output:\n%s", o.output)
+	assert.NotEqual(t, 0, o.exitCode)
+	assert.NotContains(t, o.output, "invalid configuration")
+	assert.NotContains(t, o.output, "signal: killed")
+	assert.Contains(t, o.output, "interrupted: received interrupt while starting the stand-ins")
+	assert.Regexp(t, `msg="run interrupted" cause="received interrupt" while="starting the stand-ins[^"]*" after=`, o.output)
+	s := o.sidecar(t)
+	assert.Equal(t, "interrupted", s.StopReason)
+	assert.Zero(t, s.SamplesCollected)
+	if assert.Len(t, s.Errors, 1) {
+		assert.Contains(t, s.Errors[0], "interrupted: received interrupt while starting the stand-ins")
+	}
 }

@@ -359,7 +359,7 @@ func TestURLSourceKeepsSecrets(t *testing.T) {
 	assert.Equal(t, 0, p.exited(t).ExitCode())
 	log := p.stderr.String()
 	assert.Contains(t, log, "Connecting to 10.9.8.7:0 (TLS: true)")
-	assert.Contains(t, log, "/console?[redacted]", "the URL is logged redacted")
+	assert.Contains(t, log, "/[redacted]", "the URL is logged redacted, past scheme and host")
 	assert.NotContains(t, log, token)
 	assert.NotContains(t, log, password)
 }

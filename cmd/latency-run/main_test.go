@@ -236,3 +236,91 @@ func alive(pid int) bool {
 	rest := strings.TrimSpace(string(b[bytes.LastIndexByte(b, ')')+1:]))
 	return !strings.HasPrefix(rest, "Z")
 }
+
+// TestALateStopSignalsNobody: a stop that comes once the loadtest has
+// exited, while gotestsum and test2json write the report, is not passed
+// on as a SIGINT to them (it once was: "the loadtest has not started").
+func TestALateStopSignalsNobody(t *testing.T) {
+	dir := t.TempDir()
+	marks := filepath.Join(dir, "report")
+	// The loadtest announces itself and exits; the "report writer" then
+	// takes its time, recording any SIGINT it gets.
+	script := `sh -c 'echo $$ > "$LATENCY_PID_FILE.tmp" && mv "$LATENCY_PID_FILE.tmp" "$LATENCY_PID_FILE"'
+trap 'echo INT >> "` + marks + `"' INT
+echo finished-loadtest
+i=0; while [ $i -lt 40 ]; do sleep 0.05; i=$((i+1)); done
+echo written >> "` + marks + `"`
+	cmd, out := start(t, "--", "sh", "-c", script)
+	waitFor(t, "the stand-in loadtest has finished", func() bool { return strings.Contains(out.String(), "finished-loadtest") })
+	require.NoError(t, syscall.Kill(cmd.Process.Pid, syscall.SIGTERM))
+	code := exitOf(t, cmd)
+	assert.Equal(t, 1, code, "a stop request never exits 0: %s", out)
+	assert.Contains(t, out.String(), "has finished; gotestsum and test2json are writing the report, left alone")
+	assert.NotContains(t, out.String(), "has not started")
+	b, err := os.ReadFile(marks)
+	require.NoError(t, err)
+	assert.Equal(t, "written\n", string(b), "the report writer got no signal and finished")
+}
+
+// TestALauncherKilledOutright: SIGKILL to latency-run's whole group (a
+// runner's hard cancel). The command, out of the group's reach, hears it
+// through the lifeline, and its report writer, whose output latency-run
+// can no longer read, writes on without dying of SIGPIPE.
+func TestALauncherKilledOutright(t *testing.T) {
+	dir := t.TempDir()
+	junit, cut := filepath.Join(dir, "junit"), filepath.Join(dir, "cut")
+	script := `echo ready
+cat "$LATENCY_LIFELINE"
+echo cut > "` + cut + `"
+i=0; while [ $i -lt 2000 ]; do echo "report line $i"; i=$((i+1)); done
+echo written > "` + junit + `"`
+	cmd, out := start(t, "--", "sh", "-c", script)
+	waitFor(t, "the command starts", func() bool { return strings.Contains(out.String(), "ready") })
+	require.NoError(t, syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL))
+	assert.Equal(t, 128+9, exitOf(t, cmd))
+	waitFor(t, "the command hears the launcher's death and writes its report", func() bool {
+		b, _ := os.ReadFile(junit)
+		return string(b) == "written\n"
+	})
+	b, err := os.ReadFile(cut)
+	require.NoError(t, err)
+	assert.Equal(t, "cut\n", string(b))
+}
+
+// TestEachRunKeepsItsJUnitFile: with -junit, each run writes its own
+// file, named for its run id, and the stable name is the latest run's.
+func TestEachRunKeepsItsJUnitFile(t *testing.T) {
+	dir := t.TempDir()
+	stable := filepath.Join(dir, "results", "junit.xml")
+	writeRun := `echo "run $LATENCY_RUN_ID" > "$1"`
+	var ids []string
+	for range 2 {
+		cmd, out := start(t, "-junit", stable, "--", "sh", "-c", writeRun, "sh", JUnitArg)
+		require.Equal(t, 0, exitOf(t, cmd), "%s", out)
+		b, err := os.ReadFile(stable)
+		require.NoError(t, err, "the stable name leads to the latest report")
+		id := strings.TrimPrefix(strings.TrimSpace(string(b)), "run ")
+		require.NotEmpty(t, id, "latency-run gave the loadtest a run id")
+		ids = append(ids, id)
+	}
+	require.NotEqual(t, ids[0], ids[1])
+	for _, id := range ids {
+		b, err := os.ReadFile(filepath.Join(dir, "results", "junit-"+id+".xml"))
+		require.NoError(t, err, "run %s kept its own report", id)
+		assert.Equal(t, "run "+id+"\n", string(b))
+	}
+	target, err := os.Readlink(stable)
+	require.NoError(t, err)
+	assert.Equal(t, "junit-"+ids[1]+".xml", target)
+
+	// A run id the user chose names the file, and is passed on untouched.
+	self, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.Command(self, "-junit", stable, "--", "sh", "-c", writeRun, "sh", JUnitArg)
+	cmd.Env = append(os.Environ(), asMain+"=1", "TMPDIR="+t.TempDir(), "LATENCY_RUN_ID=mine-1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	b, err := os.ReadFile(filepath.Join(dir, "results", "junit-mine-1.xml"))
+	require.NoError(t, err)
+	assert.Equal(t, "run mine-1\n", string(b))
+}

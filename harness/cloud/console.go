@@ -235,7 +235,7 @@ func consoleURLToken(raw string) (string, error) {
 			}
 		}
 	}
-	return "", fmt.Errorf("console URL %s carries no token", secret.RedactURL(raw))
+	return "", fmt.Errorf("console URL %s carries no token", secret.RedactConsoleURL(raw))
 }
 
 // createErr is computeErr for a server create, naming a quota refusal

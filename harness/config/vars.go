@@ -69,6 +69,8 @@ var Vars = []Var{
 	{Name: "LATENCY_OPENSTACK_CONSOLE", Default: "spice-direct", Help: "openstack: `spice-direct` measures through Kerbside (Nova 2025.1+); `direct` measures the server's direct leg, the hypervisor's address behind a console token (admin only; spice-html5 on older clouds)"},
 
 	// Read by the tools around the loadtest, not by Load.
+	{Name: "LATENCY_ALLOW_SIMULATOR", By: "the project's own tests", Help: "1 lets fakeryll's simulator stand in for ryll against a real provider (the openstack provider against a fake cloud in a test); the run is recorded as simulated"},
+	{Name: "LATENCY_LIFELINE", By: "latency-run", Help: "set by latency-run for the loadtest it starts: a pipe whose end means latency-run is gone, and the run stops as on SIGTERM"},
 	{Name: "LATENCY_PID_FILE", By: "latency-run", Help: "set by latency-run (make loadtest) for the loadtest it starts, which writes its pid there so that a stop reaches it"},
 	{Name: "LATENCY_TEST_BINARY", Default: "/usr/local/bin/latency.test", By: "the container", Help: "the container's entrypoint: the compiled loadtest it runs"},
 	{Name: "LATENCY_TEST_TIMEOUT", Default: "40m", By: "the container", Help: "the container's entrypoint: the loadtest's -test.timeout"},

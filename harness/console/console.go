@@ -182,14 +182,9 @@ func vvPassword(path string) (string, error) {
 	return vvPasswordOf(b), nil
 }
 
-// urlSecrets is the URL itself; the redactor in harness/ryll also hides
-// its query values on their own.
-func urlSecrets(u secret.URL) []string {
-	if u.IsZero() {
-		return nil
-	}
-	return []string{u.Reveal()}
-}
+// urlSecrets is the URL and its parts that may be its token
+// (secret.URL.Parts).
+func urlSecrets(u secret.URL) []string { return u.Parts() }
 
 // Close deletes what Open provisioned (unless LATENCY_KEEP_SERVER). It is
 // safe to call more than once. Give it a context that outlives the run's

@@ -61,7 +61,7 @@ func TestNoCloudProviders(t *testing.T) {
 				require.NoError(t, err)
 				assert.Contains(t, string(b), "password=one-time-pw")
 				assert.Contains(t, c.Secrets, "one-time-pw", "the .vv password is a secret of the run")
-			}, 2},
+			}, 4}, // the URL, its query, its token (secret.URL.Parts) and the password
 		{map[string]string{"LATENCY_PROVIDER": "file", "LATENCY_CONSOLE": vv},
 			func(t *testing.T, c *Console) {
 				assert.Equal(t, vv, c.File)

@@ -1,16 +1,19 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
+	"github.com/shakenfist/kerbside-latency/harness/interrupt"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 )
 
@@ -39,7 +42,27 @@ type Member struct {
 type Fleet struct {
 	Cfg     *config.Config
 	Members []*Member
+
+	// teardownMember replaces a member's Session.Teardown in tests.
+	teardownMember func(context.Context, *Member) error
 }
+
+// MaxTeardownParallel bounds how many consoles are torn down at once
+// (stopping ryll, QEMU, deleting a server). Teardown runs at least
+// LATENCY_PARALLEL at a time, and up to this many: a run of 500 consoles
+// torn down 4 at a time took 107 s, longer than a stopped run may take
+// (latency-run's grace) before it is killed.
+const MaxTeardownParallel = 64
+
+// PlotConsolesUpTo is the largest run whose consoles each get a plot of
+// their own. A larger run has its pooled plot (every console in one
+// figure); a plot per console cost 40-90 ms each, so 500 consoles spent
+// 44 s writing results.
+const PlotConsolesUpTo = 10
+
+// resultWriters is how many consoles' files are written at once, at
+// least.
+const resultWriters = 16
 
 // MemberConfig is cfg for console i of n: the same settings, its own run
 // id (and so its own server name and files) when n > 1.
@@ -90,7 +113,7 @@ func SetupFleet(ctx context.Context, cfg *config.Config, opts Options) *Fleet {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				m.SetupErr = fmt.Errorf("console %s not started: %w", m.Label, context.Cause(ctx))
+				m.SetupErr = interrupt.Wrap(ctx, fmt.Errorf("console %s not started: %w", m.Label, context.Cause(ctx)))
 				m.Session = &Session{Cfg: MemberConfig(cfg, i, n), Start: time.Now()}
 				return
 			}
@@ -111,6 +134,8 @@ func SetupFleet(ctx context.Context, cfg *config.Config, opts Options) *Fleet {
 				mo.RyllEnv = append(append([]string(nil), opts.RyllEnv...), opts.MemberEnv(i)...)
 			}
 			m.Session, m.SetupErr = Setup(ctx, MemberConfig(cfg, i, n), mo)
+			// A setup the run's interrupt cut short says so first.
+			m.SetupErr = interrupt.Wrap(ctx, m.SetupErr)
 			if m.SetupErr != nil && cloud.IsDeterministic(m.SetupErr) {
 				refusedMu.Lock()
 				if refused == nil {
@@ -124,13 +149,34 @@ func SetupFleet(ctx context.Context, cfg *config.Config, opts Options) *Fleet {
 	return f
 }
 
-// Teardown tears every member down, at most cfg.Parallel at a time, and
-// joins their errors. Safe to call more than once, and on a nil Fleet.
+// NotStarted is the fleet of a run stopped before any console was set
+// up (an interrupt while the stand-ins were built, say): each member
+// holds err, so that WriteResults still leaves a sidecar per console
+// saying why nothing was measured.
+func NotStarted(cfg *config.Config, err error) *Fleet {
+	n := max(cfg.Consoles, 1)
+	f := &Fleet{Cfg: cfg, Members: make([]*Member, n)}
+	for i := range n {
+		f.Members[i] = &Member{Index: i, Label: fmt.Sprintf("c%d", i), SetupErr: err,
+			Session: &Session{Cfg: MemberConfig(cfg, i, n), Start: time.Now()}}
+	}
+	return f
+}
+
+// Teardown tears every member down, MaxTeardownParallel at a time (at
+// least cfg.Parallel), and joins their errors. Once ctx is done, the
+// members still waiting for a turn are torn down at once: each step of a
+// teardown is bounded by ctx, and nothing may be left running. Safe to
+// call more than once, and on a nil Fleet.
 func (f *Fleet) Teardown(ctx context.Context) error {
 	if f == nil {
 		return nil
 	}
-	sem := make(chan struct{}, max(f.Cfg.Parallel, 1))
+	teardown := f.teardownMember
+	if teardown == nil {
+		teardown = func(ctx context.Context, m *Member) error { return m.Session.Teardown(ctx) }
+	}
+	sem := make(chan struct{}, TeardownParallel(f.Cfg.Parallel, len(f.Members)))
 	errs := make([]error, len(f.Members))
 	var wg sync.WaitGroup
 	for i, m := range f.Members {
@@ -138,15 +184,23 @@ func (f *Fleet) Teardown(ctx context.Context) error {
 			continue
 		}
 		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if err := m.Session.Teardown(ctx); err != nil {
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+			}
+			if err := teardown(ctx, m); err != nil {
 				errs[i] = fmt.Errorf("console %s: %w", m.Label, err)
 			}
 		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// TeardownParallel is how many of n consoles are torn down at once.
+func TeardownParallel(parallel, n int) int {
+	return max(parallel, min(n, MaxTeardownParallel), 1)
 }
 
 // Measure waits for the member's start offset, then measures (see
@@ -240,6 +294,47 @@ type Written struct {
 	Summary      *SummaryFiles
 	RunSummary   results.RunSummary
 	SummaryError error
+	// PrintError is why the summary could not be printed in full (the
+	// files hold it all): not a failure of the run.
+	PrintError error
+}
+
+// SummaryWriter passes a printed summary on to w until w fails, then
+// drops the rest and reports success: a reader of the terminal output
+// that went away (`| head -1`, a cancelled runner's log) must not fail a
+// run whose files were all written. Err says what failed. Safe for
+// concurrent use.
+type SummaryWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	err error
+}
+
+// NewSummaryWriter wraps w; a w that is a SummaryWriter already is
+// returned as it is.
+func NewSummaryWriter(w io.Writer) *SummaryWriter {
+	if sw, ok := w.(*SummaryWriter); ok {
+		return sw
+	}
+	return &SummaryWriter{w: w}
+}
+
+func (s *SummaryWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		if _, err := s.w.Write(p); err != nil {
+			s.err = fmt.Errorf("print the summary: %w", err)
+		}
+	}
+	return len(p), nil
+}
+
+// Err is the first write error, nil when everything was printed.
+func (s *SummaryWriter) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 // WriteResults writes every member's sidecar, plot and benchmark file
@@ -248,22 +343,68 @@ type Written struct {
 // and benchmark file. It is the run's one exit path for results: call it
 // once, after measuring (or failing to), whatever happened. It writes as
 // much as it can and returns what it wrote with every failure joined.
+//
+// The summary printed to w is for a person watching, not a result: a w
+// that fails (stdout closed, as by `| head -1`) loses the rest of the
+// summary, never the run; Written.PrintError says so.
 func (f *Fleet) WriteResults(w io.Writer) (Written, error) {
 	var out Written
 	if f == nil {
 		return out, nil
 	}
+	var sw *SummaryWriter
+	if w != nil {
+		sw = NewSummaryWriter(w)
+		w = sw
+	}
 	var errs []error
-	for _, m := range f.Members {
+	// Each console's files are written by one of several workers (more
+	// than the cores: each file is synced to disk, so the writing waits
+	// on the disk more than it computes); what each prints is kept and
+	// printed in console order.
+	plots := len(f.Members) <= PlotConsolesUpTo
+	type written struct {
+		ok    bool
+		cr    ConsoleResults
+		print bytes.Buffer
+	}
+	each := make([]written, len(f.Members))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(max(runtime.GOMAXPROCS(0), resultWriters), len(f.Members)) {
+		wg.Go(func() {
+			for i := range work {
+				m := f.Members[i]
+				mm, runErrs := m.Outcome()
+				cr := ConsoleResults{Label: m.Label, Measurement: mm}
+				cr.Sidecar = m.Session.Sidecar(mm, time.Now(), runErrs...)
+				var pw io.Writer
+				if w != nil {
+					pw = &each[i].print
+				}
+				cr.Files, cr.Sidecar, cr.Err = m.Session.writeResults(pw, mm, cr.Sidecar, plots)
+				each[i].ok, each[i].cr = true, cr
+			}
+		})
+	}
+	for i, m := range f.Members {
 		if m == nil || m.Session == nil || m.Session.Cfg == nil {
 			continue
 		}
-		mm, runErrs := m.Outcome()
-		cr := ConsoleResults{Label: m.Label, Measurement: mm}
-		cr.Sidecar = m.Session.Sidecar(mm, time.Now(), runErrs...)
-		cr.Files, cr.Sidecar, cr.Err = m.Session.WriteResults(w, mm, cr.Sidecar)
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	for i := range each {
+		if !each[i].ok {
+			continue
+		}
+		cr := each[i].cr
+		if w != nil {
+			_, _ = each[i].print.WriteTo(w)
+		}
 		if cr.Err != nil {
-			errs = append(errs, fmt.Errorf("console %s: %w", m.Label, cr.Err))
+			errs = append(errs, fmt.Errorf("console %s: %w", cr.Label, cr.Err))
 		}
 		out.Consoles = append(out.Consoles, cr)
 	}
@@ -273,6 +414,9 @@ func (f *Fleet) WriteResults(w io.Writer) (Written, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("run summary: %w", err))
 		}
+	}
+	if sw != nil {
+		out.PrintError = sw.Err()
 	}
 	return out, errors.Join(errs...)
 }

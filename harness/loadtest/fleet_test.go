@@ -3,14 +3,17 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -274,4 +277,103 @@ func TestADeterministicRefusalStopsTheOtherConsoles(t *testing.T) {
 		}
 	}
 	assert.Positive(t, stopped)
+}
+
+// failingWriter is a stdout whose reader went away.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, syscall.EPIPE }
+
+// TestAClosedStdoutFailsNoRun: the summary cannot be printed (`| head
+// -1`), the files are written: WriteResults succeeds and says what was
+// not printed. It once failed the run.
+func TestAClosedStdoutFailsNoRun(t *testing.T) {
+	cfg := fakeConfig(t, map[string]string{"LATENCY_RUN_ID": "closed", "LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "127.0.0.1:5900"}).cfg
+	cfg.Consoles = 2 // nothing is set up: two members that never started
+	f := &Fleet{Cfg: cfg}
+	for i := range 2 {
+		f.Members = append(f.Members, &Member{Index: i, Label: fmt.Sprintf("c%d", i),
+			SetupErr: fmt.Errorf("console c%d not started", i), Session: &Session{Cfg: MemberConfig(cfg, i, 2), Start: time.Now()}})
+	}
+	w, err := f.WriteResults(failingWriter{})
+	require.NoError(t, err, "nothing the run had to write failed")
+	require.ErrorIs(t, w.PrintError, syscall.EPIPE)
+	for i := range 2 {
+		assert.FileExists(t, filepath.Join(cfg.ResultsDir, results.SidecarName(fmt.Sprintf("closed-c%d", i))))
+	}
+	assert.FileExists(t, w.Summary.Summary)
+
+	sw := NewSummaryWriter(failingWriter{})
+	assert.Same(t, sw, NewSummaryWriter(sw), "wrapped once")
+}
+
+// TestTeardownOfManyConsolesIsParallelAndBounded: 500 consoles, each
+// taking 1 s to tear down (on a fake clock), LATENCY_PARALLEL=4: they go
+// 64 at a time, not 4 (which took 107 s at 500 real consoles), and once
+// the teardown's context is done the rest go at once.
+func TestTeardownOfManyConsolesIsParallelAndBounded(t *testing.T) {
+	const n = 500
+	fleetOf := func(teardown func(context.Context, *Member) error) *Fleet {
+		f := &Fleet{Cfg: &config.Config{Parallel: 4}, teardownMember: teardown}
+		for i := range n {
+			f.Members = append(f.Members, &Member{Index: i, Label: fmt.Sprintf("c%d", i), Session: &Session{}})
+		}
+		return f
+	}
+	synctest.Test(t, func(t *testing.T) {
+		var cur, peak, done atomic.Int32
+		f := fleetOf(func(ctx context.Context, m *Member) error {
+			c := cur.Add(1)
+			for p := peak.Load(); c > p && !peak.CompareAndSwap(p, c); p = peak.Load() {
+			}
+			time.Sleep(time.Second)
+			cur.Add(-1)
+			done.Add(1)
+			return nil
+		})
+		start := time.Now()
+		require.NoError(t, f.Teardown(t.Context()))
+		assert.Equal(t, int32(n), done.Load())
+		assert.Equal(t, int32(MaxTeardownParallel), peak.Load())
+		assert.Equal(t, 8*time.Second, time.Since(start), "ceil(500/64) turns of 1 s")
+	})
+	synctest.Test(t, func(t *testing.T) {
+		var called atomic.Int32
+		f := fleetOf(func(ctx context.Context, m *Member) error {
+			called.Add(1)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+			return nil
+		})
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		start := time.Now()
+		require.NoError(t, f.Teardown(ctx))
+		assert.Equal(t, int32(n), called.Load(), "every console was torn down")
+		assert.Equal(t, 3*time.Second, time.Since(start), "the rest went at once at the deadline")
+	})
+	assert.Equal(t, 4, TeardownParallel(4, 3))
+	assert.Equal(t, 100, TeardownParallel(100, 500), "LATENCY_PARALLEL above the cap is kept")
+	assert.Equal(t, 1, TeardownParallel(0, 0))
+}
+
+// TestALargeRunWritesNoPlotPerConsole: above PlotConsolesUpTo consoles
+// each keeps its CSV, sidecar and benchmark file, and the pooled plot
+// shows them all.
+func TestALargeRunWritesNoPlotPerConsole(t *testing.T) {
+	for _, n := range []int{2, PlotConsolesUpTo + 1} {
+		f := syntheticFleet(t, n, 5)
+		w, err := f.WriteResults(io.Discard)
+		require.NoError(t, err)
+		require.Len(t, w.Consoles, n)
+		for _, c := range w.Consoles {
+			assert.Equal(t, n <= PlotConsolesUpTo, c.Files.Plot != "", "n=%d %s", n, c.Label)
+			assert.NotEmpty(t, c.Files.Bench)
+			assert.FileExists(t, c.Files.Sidecar)
+		}
+		require.NotNil(t, w.Summary)
+		assert.FileExists(t, w.Summary.Plot)
+	}
 }

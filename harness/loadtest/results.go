@@ -32,13 +32,14 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		ProtocolVersionAnswered:  r.Hello.ProtocolVersion,
 		ServerName:               r.Hello.ServerName,
 		Provider:                 string(cfg.Requested),
-		Lane:                     r.Lane.Name(),
-		Client:                   r.Lane.Client,
 		RyllBinary:               r.RyllBinary,
 		RyllVersion:              secret.NewRedactor(io.Discard, r.Secrets()...).Scrub(r.RyllVersion),
 		StartTime:                r.Start,
 		EndTime:                  end,
 		StopReason:               string(measure.StopError),
+	}
+	if r.Lane.Client != "" { // unknown when the run stopped before it was wired
+		s.Lane, s.Client = r.Lane.Name(), r.Lane.Client
 	}
 	if r.Console != nil {
 		s.QemuVersion, s.Accelerator = r.Console.QemuVersion, r.Console.Accelerator
@@ -140,6 +141,12 @@ type Files struct {
 // is the one written: its file list names only files that exist, and
 // every failure to write one is among its errors.
 func (r *Session) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (Files, results.Sidecar, error) {
+	return r.writeResults(w, m, s, true)
+}
+
+// writeResults is WriteResults, with the plot left out when plot is
+// false (a console of a large run: Fleet.WriteResults).
+func (r *Session) writeResults(w io.Writer, m *Measurement, s results.Sidecar, plot bool) (Files, results.Sidecar, error) {
 	dir := r.Cfg.ResultsDir
 	f := Files{
 		CSV:     filepath.Join(dir, results.CSVName(r.Cfg.RunID)),
@@ -151,7 +158,11 @@ func (r *Session) WriteResults(w io.Writer, m *Measurement, s results.Sidecar) (
 		title := fmt.Sprintf("%s, run %s (%s)", s.Metric, r.Cfg.RunID, r.Cfg.Requested)
 		info := results.BenchInfo{RunID: r.Cfg.RunID, Metric: s.Metric, Provider: string(r.Cfg.Requested), Misses: s.Misses}
 		var err error
-		f.Plot, f.Bench, err = results.WritePlotAndBench(filepath.Join(dir, results.PlotName(r.Cfg.RunID)),
+		plotPath := filepath.Join(dir, results.PlotName(r.Cfg.RunID))
+		if !plot {
+			plotPath = ""
+		}
+		f.Plot, f.Bench, err = results.WritePlotAndBench(plotPath,
 			filepath.Join(dir, results.BenchFileName(r.Cfg.RunID)), title, info, r.series(m))
 		if err != nil {
 			errs = append(errs, err)

@@ -467,9 +467,10 @@ type Config struct {
 	// OnMiss, if set, receives each miss once it is known whether it was
 	// late: when the next press is decided, or when the run stops.
 	OnMiss func(Miss)
-	// OnPress, if set, receives each press record when it is complete (at
-	// the same moments as OnMiss), in press order, typically to append it
-	// to the presses CSV.
+	// OnPress, if set, receives each press record when it is complete (a
+	// sample's at its decision, just before OnSample gets the sample;
+	// others at the same moments as OnMiss), in press order, typically to
+	// append it to the presses CSV.
 	OnPress func(Press)
 	// Logger receives progress and warnings; nil means slog.Default().
 	Logger *slog.Logger

@@ -443,6 +443,11 @@ func (r *runner) judge(d Draw) (firstLate bool) {
 			r.res.LateDraws++
 			return false
 		}
+		if p.closed {
+			// Its record is written (a sample): the next press counts it.
+			r.addBackground(d)
+			return false
+		}
 		p.background++
 		r.bgBefore-- // counted for this press, not the next
 		r.addBackground(d)
@@ -510,6 +515,10 @@ func (r *runner) decide(p *pressState) *outcome {
 		return r.tryPress()
 	}
 	p.verdict = VerdictSample
+	// A sample's record is final now (no later draw changes it), and is
+	// written before its sample: a reader of the files, or a run killed
+	// between the two writes, never sees a sample without its press.
+	r.closePress(p)
 	r.streak, r.streakLt = 0, 0
 	first, repaint := p.first.Sub(p.sentAt), p.last.Sub(p.sentAt)
 	value, exposure := first, first

@@ -1,6 +1,7 @@
 package measure
 
 import (
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -158,4 +159,32 @@ func TestMinPressInterval(t *testing.T) {
 	c.Settle = 20 * time.Millisecond
 	assert.Equal(t, 250*time.Millisecond, c.MinPressInterval())
 	assert.Equal(t, 50*time.Millisecond, c.WithDefaults().Quiet)
+}
+
+// TestASampleFollowsItsPress: each sample is handed over only after its
+// press's record, so a run killed between the two writes (or a reader of
+// the files mid-run) never sees a sample without its press. The presses
+// CSV was once a row behind the samples CSV after a SIGKILL.
+func TestASampleFollowsItsPress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newFakeGuest()
+		g.answer = func(n int) []time.Duration {
+			if n == 2 {
+				return nil
+			}
+			return []time.Duration{ms(2), ms(3)}
+		}
+		var order []string
+		cfg := fastConfig(3)
+		cfg.OnPress = func(p Press) { order = append(order, fmt.Sprintf("press %d %s", p.Number, p.Verdict)) }
+		cfg.OnSample = func(s Sample) error { order = append(order, fmt.Sprintf("sample %d", s.Seq)); return nil }
+		_, err := Run(t.Context(), cfg, Sources{Keyboard: g, Draws: g.draws})
+		require.NoError(t, err)
+		assert.Equal(t, []string{
+			"press 1 sample", "sample 1",
+			"press 2 miss", // known to be a miss, not late, once press 3 is decided
+			"press 3 sample", "sample 3",
+			"press 4 sample", "sample 4",
+		}, order)
+	})
 }

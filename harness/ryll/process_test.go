@@ -364,7 +364,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		assert.Contains(t, outputs[name], "ticket "+secret.Redacted, name)
 		assert.Contains(t, outputs[name], "vv password="+secret.Redacted, name)
 	}
-	assert.Contains(t, managerLog.String(), "console.vv?"+secret.Redacted, "args are logged redacted")
+	assert.Contains(t, managerLog.String(), "127.0.0.1:1/"+secret.Redacted+" ", "args are logged redacted, past scheme and host")
 }
 
 func TestChildGetsExplicitEnvironmentArgsAndOwnGroup(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -211,39 +210,12 @@ func (s Spec) redactedArgs(privateDir, socketPath string) []string {
 	return a
 }
 
-// minQuerySecret is the shortest URL query value scrubbed on its own;
-// shorter values ("1", "true") would blank out unrelated log text, and a
-// real token is far longer.
-const minQuerySecret = 6
-
-// secrets is every string to scrub: Secrets, the raw URL, and the URL's
-// credential parts on their own (its query values and any password), in
-// case ryll logs the token without the rest of the URL.
+// secrets is every string to scrub: Secrets, and the URL's parts
+// (secret.URL.Parts: the URL, its path, query and user info whole and its
+// token-sized pieces on their own), in case ryll logs the token without
+// the rest of the URL.
 func (s Spec) secrets() []string {
-	out := slices.Clone(s.Secrets)
-	if s.URL.IsZero() {
-		return out
-	}
-	raw := s.URL.Reveal()
-	out = append(out, raw)
-	u, err := url.Parse(raw)
-	if err != nil {
-		return out // secret.ParseURL accepted it, so this does not happen
-	}
-	if u.RawQuery != "" {
-		out = append(out, u.RawQuery)
-	}
-	for _, vs := range u.Query() {
-		for _, v := range vs {
-			if len(v) >= minQuerySecret {
-				out = append(out, v)
-			}
-		}
-	}
-	if pw, ok := u.User.Password(); ok && pw != "" {
-		out = append(out, pw)
-	}
-	return out
+	return append(slices.Clone(s.Secrets), s.URL.Parts()...)
 }
 
 // inheritedEnv names the parent's variables passed on to ryll: what a

@@ -44,7 +44,7 @@ func TestArgsPerSource(t *testing.T) {
 	}{
 		{"url", Spec{URL: u},
 			[]string{"--headless", "--url", u.Reveal(), "--control-socket", sock},
-			[]string{"--headless", "--url", "https://kerbside.example:13002/nova?" + secret.Redacted, "--control-socket", sock}},
+			[]string{"--headless", "--url", "https://kerbside.example:13002/" + secret.Redacted, "--control-socket", sock}},
 		{"file verbose", Spec{File: "/r/console.vv", Verbose: true},
 			[]string{"--headless", "--file", "/r/console.vv", "--control-socket", sock, "-v"}, nil},
 		{"direct", Spec{Direct: direct(t, "10.0.0.1:5900")},

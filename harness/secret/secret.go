@@ -15,13 +15,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
+	"strings"
 )
 
 // Redacted is what a hidden value prints as.
 const Redacted = "[redacted]"
 
-// URL is a URL that carries a credential (typically ?token=...).
-// Its zero value is an empty URL.
+// URL is a console URL: a URL that carries a credential, in its query
+// (Kerbside's ?token=...), its path (…/console/<token>), or its user
+// info. It shows only its scheme and host. Its zero value is an empty
+// URL.
 type URL struct {
 	raw      string
 	redacted string
@@ -37,13 +41,82 @@ func ParseURL(raw string) (URL, error) {
 	if u.Scheme == "" || u.Host == "" {
 		return URL{}, fmt.Errorf("parse console URL (value hidden): want an absolute http(s) URL with a host")
 	}
-	return URL{raw: raw, redacted: redact(u)}, nil
+	return URL{raw: raw, redacted: redactConsole(u)}, nil
 }
 
-// RedactURL is the one rule for showing a URL that may carry a
-// credential (a console token, a signed download URL, user info): scheme,
-// host and path are kept, anything else is replaced by a marker. A
-// file:// URL keeps its path. A URL that does not parse is never echoed.
+// RedactConsoleURL is the rule for showing a console URL, or any URL
+// whose path may be a credential: the scheme and host, and a marker when
+// anything else (path, query, user info, fragment) was left out. A URL
+// that does not parse is never echoed. URL.Redacted follows the same
+// rule.
+func RedactConsoleURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return "(unparsable URL)"
+	}
+	return redactConsole(u)
+}
+
+func redactConsole(u *url.URL) string {
+	s := (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
+	if (u.Path != "" && u.Path != "/") || u.RawPath != "" || u.Opaque != "" || u.RawQuery != "" || u.ForceQuery ||
+		u.User != nil || u.Fragment != "" {
+		s += "/" + Redacted
+	}
+	return s
+}
+
+// minPart is the shortest part of a URL (a query value, a path segment)
+// scrubbed on its own: shorter ones ("1", "nova") would blank unrelated
+// text, and a real token is far longer.
+const minPart = 6
+
+// Parts lists every string of the URL to scrub from output the harness
+// does not write itself (ryll's log, an error from a library): the URL
+// whole; and its path, query, user info, fragment, query values, path
+// segments and password, each of at least minPart bytes, in case the
+// token is printed without the rest.
+func (u URL) Parts() []string {
+	if u.raw == "" {
+		return nil
+	}
+	out := []string{u.raw}
+	p, err := url.Parse(u.raw)
+	if err != nil {
+		return out // ParseURL accepted it, so this does not happen
+	}
+	add := func(v string) {
+		if len(v) >= minPart && !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	add(p.EscapedPath())
+	add(p.Path)
+	add(p.RawQuery)
+	add(p.Fragment)
+	for _, seg := range strings.Split(p.Path, "/") {
+		add(seg)
+	}
+	for _, vs := range p.Query() {
+		for _, v := range vs {
+			add(v)
+		}
+	}
+	if p.User != nil {
+		add(p.User.String())
+		if pw, ok := p.User.Password(); ok {
+			add(pw)
+		}
+	}
+	return out
+}
+
+// RedactURL is the rule for showing an API endpoint or a download URL,
+// whose path names a resource (/identity/v3, /servers/<id>): scheme,
+// host and path are kept, a query, user info or fragment is replaced by
+// a marker. A file:// URL keeps its path. A URL that does not parse is
+// never echoed. A console URL's path may be its token: show console
+// URLs with RedactConsoleURL (or as a URL).
 func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || (u.Host == "" && u.Path == "") {
@@ -81,8 +154,8 @@ func (u URL) Reveal() string { return u.raw }
 // IsZero reports whether u holds no URL.
 func (u URL) IsZero() bool { return u.raw == "" }
 
-// Redacted returns scheme://host/path, with a marker when a query was
-// removed. It is safe to log.
+// Redacted returns scheme://host, with a marker when anything more was
+// left out (RedactConsoleURL). It is safe to log.
 func (u URL) Redacted() string { return u.redacted }
 
 // String returns the redacted form.

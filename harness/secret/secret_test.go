@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -20,7 +21,7 @@ func TestURLNeverPrintsToken(t *testing.T) {
 	u, err := ParseURL("https://kerbside.example:13002/nova?token=" + token)
 	require.NoError(t, err)
 	assert.Equal(t, "https://kerbside.example:13002/nova?token="+token, u.Reveal())
-	assert.Equal(t, "https://kerbside.example:13002/nova?"+Redacted, u.Redacted())
+	assert.Equal(t, "https://kerbside.example:13002/"+Redacted, u.Redacted())
 
 	var logBuf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logBuf, nil)).Info("console", "url", u)
@@ -43,10 +44,15 @@ func TestParseURLErrorsDoNotEchoInput(t *testing.T) {
 	}
 }
 
-func TestURLWithoutQueryHasNoMarker(t *testing.T) {
-	u, err := ParseURL("http://127.0.0.1:8080/console.vv")
+// TestURLOfSchemeAndHostHasNoMarker: nothing was left out, so nothing
+// is marked; a path alone is left out (it may be the token).
+func TestURLOfSchemeAndHostHasNoMarker(t *testing.T) {
+	u, err := ParseURL("http://127.0.0.1:8080")
 	require.NoError(t, err)
-	assert.Equal(t, "http://127.0.0.1:8080/console.vv", u.String())
+	assert.Equal(t, "http://127.0.0.1:8080", u.String())
+	u, err = ParseURL("http://127.0.0.1:8080/console.vv")
+	require.NoError(t, err)
+	assert.Equal(t, "http://127.0.0.1:8080/"+Redacted, u.String())
 }
 
 func TestString(t *testing.T) {
@@ -112,4 +118,55 @@ func TestStripURLErrorKeepsTheCauseNotTheURL(t *testing.T) {
 	assert.NotContains(t, got.Error(), "tok-secret")
 	plain := errors.New("plain")
 	assert.Equal(t, plain, StripURLError(plain))
+}
+
+// TestAConsoleURLShowsOnlySchemeAndHost: a token in the path (it was
+// printed: LATENCY_CONSOLE=http://h/p/SECRET showed …/p/SECRET), the
+// query, the user info or the fragment never shows.
+func TestAConsoleURLShowsOnlySchemeAndHost(t *testing.T) {
+	for raw, want := range map[string]string{
+		"http://h/p/SECRET-tok":          "http://h/" + Redacted,
+		"https://h:13002/nova?token=abc": "https://h:13002/" + Redacted,
+		"https://user:pw@h":              "https://h/" + Redacted,
+		"https://h#frag":                 "https://h/" + Redacted,
+		"https://h?":                     "https://h/" + Redacted,
+		"https://h/":                     "https://h",
+		"https://h":                      "https://h",
+		"http://[::1]:80/x":              "http://[::1]:80/" + Redacted,
+		"%zz":                            "(unparsable URL)",
+		"/just/a/path":                   "(unparsable URL)",
+	} {
+		assert.Equal(t, want, RedactConsoleURL(raw), raw)
+		if u, err := ParseURL(raw); err == nil {
+			assert.Equal(t, want, u.Redacted(), raw)
+			var logBuf bytes.Buffer
+			slog.New(slog.NewTextHandler(&logBuf, nil)).Info("console", "url", u)
+			js, err := json.Marshal(u)
+			require.NoError(t, err)
+			for name, out := range map[string]string{"%v": fmt.Sprint(u), "%#v": fmt.Sprintf("%#v", u), "slog": logBuf.String(), "json": string(js)} {
+				for _, part := range []string{"SECRET-tok", "token=abc", "pw", "frag", "/x"} {
+					assert.NotContains(t, out, part, "%s of %s", name, raw)
+				}
+			}
+		}
+	}
+}
+
+// TestPartsCoverTheTokenWherePrinted: the parts a redactor must hide
+// include a path token on its own, and leave short words alone.
+func TestPartsCoverTheTokenWherePrinted(t *testing.T) {
+	u, err := ParseURL("https://u:s3cr3t-pw@h:1/nova/p/SECRET-tok?token=tok-123456&x=1#frag")
+	require.NoError(t, err)
+	parts := u.Parts()
+	for _, want := range []string{u.Reveal(), "/nova/p/SECRET-tok", "SECRET-tok", "token=tok-123456&x=1", "tok-123456", "s3cr3t-pw"} {
+		assert.Contains(t, parts, want)
+	}
+	for _, short := range []string{"nova", "p", "1", "x", "frag"} {
+		assert.NotContains(t, parts, short, "too short to scrub on its own")
+	}
+	r := NewRedactor(io.Discard, parts...)
+	for _, leak := range []string{"GET /nova/p/SECRET-tok HTTP/1.1", "token SECRET-tok", "fetch " + u.Reveal()} {
+		assert.NotContains(t, r.Scrub(leak), "SECRET-tok", leak)
+	}
+	assert.Empty(t, URL{}.Parts())
 }

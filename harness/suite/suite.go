@@ -23,12 +23,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
+	"github.com/shakenfist/kerbside-latency/harness/interrupt"
+	"github.com/shakenfist/kerbside-latency/harness/lifeline"
 	"github.com/shakenfist/kerbside-latency/harness/loadtest"
 )
 
@@ -64,6 +66,7 @@ const setupSlack = 5 * time.Minute
 type state struct {
 	cfg      *config.Config
 	lane     loadtest.Lane
+	stop     *interrupt.Run // the run's phase and interrupt
 	fleet    *loadtest.Fleet
 	ab       *loadtest.AB // set instead of fleet for an A/B run
 	setupErr error        // nothing was set up: the test says why, once
@@ -109,9 +112,15 @@ func runMain(m M, wire Wire, rules ...config.Rule) (code int) {
 			fmt.Errorf("stopping %s before go test's -timeout=%s so that cleanup can run; raise TIMEOUT (make) or -timeout", margin, d))
 		defer cancelT()
 	}
-	interrupted, stopSignals := watchSignals(logger, cancel)
-	defer stopSignals()
-	defer announcePID(logger)()
+	// The run's phase, so that an interrupt says when it came; the
+	// interrupt is the run context's cause.
+	stop := interrupt.New("reading the configuration")
+	run.stop = stop
+	st := &stopper{stop: stop, cancel: cancel, logger: logger}
+	defer watchSignals(st)()
+	// Tell latency-run our pid, and stop as on SIGTERM when it is gone,
+	// however it died (a SIGKILL to the whole group included).
+	lifeline.Attach(logger, os.Getenv, func() { st.interrupt("latency-run, which started the run, is gone") })
 	run.ctx = ctx
 
 	cfg, err := config.Load(os.Environ(), rules...)
@@ -135,18 +144,9 @@ func runMain(m M, wire Wire, rules ...config.Rule) (code int) {
 		logger.Info(cfg.AutoReason)
 	}
 
-	opts := loadtest.Options{Logger: logger}
-	w, err := wire(ctx, cfg, &opts)
-	if err != nil {
-		run.setupErr = fmt.Errorf("%s; nothing was set up:\n%w", setupFailure(ctx, "stand-ins"), err)
-		return m.Run()
-	}
-	cfg, run.cfg, run.lane = w.Config, w.Config, w.Lane
-	opts.Lane = w.Lane
-	logger.Info("loadtest starting", "run", cfg.RunID, "lane", w.Lane.Name(), "provider", cfg.Requested,
-		"client", w.Lane.Client, "metric", cfg.Measure.Metric, "samples", cfg.Measure.Samples, "cadence", cfg.Measure.Cadence,
-		"results", absPath(cfg.ResultsDir))
-
+	// The exit path is in place before the stand-ins start, so that a run
+	// stopped while they start still leaves its sidecar.
+	var w Wiring
 	defer func() {
 		tctx, tcancel := cloud.CleanupContext(context.Background(), cloud.DefaultCleanupTimeout+time.Minute)
 		defer tcancel()
@@ -154,15 +154,21 @@ func runMain(m M, wire Wire, rules ...config.Rule) (code int) {
 		if p != nil {
 			logger.Error("panic: writing results and cleaning up before re-panicking", "panic", p)
 		}
+		stop.Enter("writing results and cleaning up")
 		// The one exit path for results: every console's files are
-		// written here, once, whatever the tests reached.
-		if _, err := run.fleet.WriteResults(os.Stdout); err != nil {
+		// written here, once, whatever the tests reached. A closed stdout
+		// loses the printed summary, never the run.
+		stdout := loadtest.NewSummaryWriter(os.Stdout)
+		if _, err := run.fleet.WriteResults(stdout); err != nil {
 			logger.Error("writing results failed", "err", err)
 			code = max(code, 1)
 		}
-		if _, err := run.ab.WriteResults(os.Stdout); err != nil {
+		if _, err := run.ab.WriteResults(stdout); err != nil {
 			logger.Error("writing results failed", "err", err)
 			code = max(code, 1)
+		}
+		if err := stdout.Err(); err != nil {
+			logger.Warn("the summary could not be printed; the results directory holds it all", "err", err)
 		}
 		if err := errors.Join(run.fleet.Teardown(tctx), run.ab.Teardown(tctx)); err != nil {
 			logger.Error("cleanup failed: run `make sweep` to delete what this run left", "run", cfg.RunID, "err", err)
@@ -177,14 +183,28 @@ func runMain(m M, wire Wire, rules ...config.Rule) (code int) {
 		if p != nil {
 			panic(p)
 		}
-		select {
-		case sig := <-interrupted:
-			logger.Error("run interrupted", "signal", sig.String())
+		if in := stop.Err(); in != nil {
+			logger.Error("run interrupted", "cause", in.Cause, "while", in.Phase, "after", in.After.Round(time.Millisecond))
 			code = max(code, 1)
-		default:
 		}
 	}()
 
+	stop.Enter("starting the stand-ins")
+	opts := loadtest.Options{Logger: logger}
+	w, err = wire(ctx, cfg, &opts)
+	if err != nil {
+		err = stop.Explain(err)
+		run.setupErr = fmt.Errorf("the stand-ins did not start; nothing was set up:\n%w", err)
+		run.fleet = loadtest.NotStarted(cfg, err) // its sidecar says why nothing ran
+		return m.Run()
+	}
+	cfg, run.cfg, run.lane = w.Config, w.Config, w.Lane
+	opts.Lane = w.Lane
+	logger.Info("loadtest starting", "run", cfg.RunID, "lane", w.Lane.Name(), "provider", cfg.Requested,
+		"client", w.Lane.Client, "metric", cfg.Measure.Metric, "samples", cfg.Measure.Samples, "cadence", cfg.Measure.Cadence,
+		"results", absPath(cfg.ResultsDir))
+
+	stop.Enter("setting up the console and ryll")
 	if cfg.AB != nil {
 		run.ab = loadtest.SetupAB(ctx, cfg, opts)
 		return m.Run()
@@ -193,39 +213,43 @@ func runMain(m M, wire Wire, rules ...config.Rule) (code int) {
 	return m.Run()
 }
 
-// setupFailure names a failed setup step, or says that the run was
-// interrupted during it (a signal cancels ctx, and a step cut short by
-// it fails with a confusing "signal: killed").
-func setupFailure(ctx context.Context, step string) string {
-	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
-		return fmt.Sprintf("interrupted during %s (%v)", step, cause)
-	}
-	return step + " failed"
+// stopper stops the run once, on the first of a signal or the loss of
+// the launcher, and says that cleanup is still running on the next ones.
+type stopper struct {
+	stop   *interrupt.Run
+	cancel context.CancelCauseFunc
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	stopped bool
 }
 
-// watchSignals cancels the run on the first SIGINT or SIGTERM and says
-// that cleanup is still running on the next ones. The returned channel
-// receives the first signal; the func stops watching.
-func watchSignals(logger *slog.Logger, cancel context.CancelCauseFunc) (<-chan os.Signal, func()) {
+func (s *stopper) interrupt(cause string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		s.logger.Warn("signal received again: cleanup is still running (a SIGKILL abandons it; make sweep then deletes any cloud server it left)", "cause", cause)
+		return
+	}
+	s.stopped = true
+	in := s.stop.Interrupt(cause)
+	s.logger.Warn("stopping the run, writing what was collected and cleaning up", "cause", cause, "while", in.Phase)
+	s.cancel(in)
+}
+
+// watchSignals hands SIGINT and SIGTERM to st until the returned func
+// is called.
+func watchSignals(st *stopper) func() {
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-	interrupted := make(chan os.Signal, 1)
 	go func() {
-		first := true
 		for sig := range signals {
-			if first {
-				first = false
-				interrupted <- sig
-				logger.Warn("signal received: stopping the run, writing what was collected and cleaning up", "signal", sig.String())
-				cancel(fmt.Errorf("received %s", sig))
-				continue
-			}
-			logger.Warn("signal received again: cleanup is still running (SIGKILL abandons it; then run make sweep)", "signal", sig.String())
+			st.interrupt("received " + sig.String())
 		}
 	}()
 	// After Stop the signal package sends no more, so closing ends the
 	// goroutine.
-	return interrupted, func() { signal.Stop(signals); close(signals) }
+	return func() { signal.Stop(signals); close(signals) }
 }
 
 // absPath is dir as a path a user can cd to from anywhere.
@@ -234,28 +258,4 @@ func absPath(dir string) string {
 		return abs
 	}
 	return dir
-}
-
-// announcePID writes this process's pid to LATENCY_PID_FILE when it is
-// set (cmd/latency-run sets it), now that SIGINT and SIGTERM are handled,
-// so that latency-run can stop the loadtest itself rather than its whole
-// command line (which would take gotestsum, and junit.xml, with it). The
-// returned func removes the file.
-func announcePID(logger *slog.Logger) func() {
-	path := os.Getenv("LATENCY_PID_FILE")
-	if path == "" {
-		return func() {}
-	}
-	// Written whole and renamed, so a reader never sees half a pid.
-	tmp := path + ".tmp"
-	err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())), 0o600)
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		logger.Warn("could not write LATENCY_PID_FILE: a stop through latency-run will signal the whole command instead", "path", path, "err", err)
-		return func() {}
-	}
-	return func() { _ = os.Remove(path) }
 }

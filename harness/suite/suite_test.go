@@ -3,7 +3,6 @@ package suite
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -56,19 +55,14 @@ func TestAWiringFailureIsSaidOnce(t *testing.T) {
 		return Wiring{}, errors.New("no toolchain")
 	})
 	require.Error(t, m.seen.setupErr)
-	assert.Contains(t, m.seen.setupErr.Error(), "stand-ins failed; nothing was set up")
+	assert.Contains(t, m.seen.setupErr.Error(), "the stand-ins did not start; nothing was set up")
 	assert.Contains(t, m.seen.setupErr.Error(), "no toolchain")
-	assert.Nil(t, m.seen.fleet)
+	require.NotNil(t, m.seen.fleet, "a fleet that never started, so that its sidecar says why")
+	for _, mb := range m.seen.fleet.Members {
+		assert.ErrorContains(t, mb.SetupErr, "no toolchain")
+		assert.Nil(t, mb.Session.Console, "nothing was provisioned")
+	}
 	assert.Nil(t, m.seen.ab)
-}
-
-// TestSetupFailureNamesAnInterrupt: a step cut short by a signal is
-// "interrupted during" it, with the signal, not a failure of its own.
-func TestSetupFailureNamesAnInterrupt(t *testing.T) {
-	assert.Equal(t, "stand-ins failed", setupFailure(t.Context(), "stand-ins"))
-	ctx, cancel := context.WithCancelCause(t.Context())
-	cancel(fmt.Errorf("received %s", "terminated"))
-	assert.Equal(t, "interrupted during stand-ins (received terminated)", setupFailure(ctx, "stand-ins"))
 }
 
 func TestAbsPath(t *testing.T) {

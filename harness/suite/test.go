@@ -29,6 +29,7 @@ func TestLatency(t *testing.T) {
 		return
 	}
 	fleet := run.fleet
+	run.stop.Enter("measuring")
 	// Every console is measured at once, here, whatever go test's
 	// -parallel is; the subtests then judge what each one found.
 	fleet.MeasureAll(run.ctx)
@@ -82,7 +83,7 @@ func attrFigures(t *testing.T, samples, misses, dropped int, s stats.Summary) {
 // written by Main's exit path.
 func testConsole(t *testing.T, mb *loadtest.Member) {
 	if mb.SetupErr != nil {
-		t.Fatalf("%s; nothing was measured:\n%v", setupFailure(run.ctx, "setup (console, ryll)"), mb.SetupErr)
+		t.Fatalf("setup (console, ryll) did not finish; nothing was measured:\n%v", run.stop.Explain(mb.SetupErr))
 	}
 	sess := mb.Session
 	cfg := sess.Cfg
@@ -164,8 +165,9 @@ func testConsole(t *testing.T, mb *loadtest.Member) {
 // judges each leg like a console and B against A.
 func testAB(t *testing.T, ab *loadtest.AB) {
 	if ab.SetupErr != nil {
-		t.Fatalf("%s; nothing was measured:\n%v", setupFailure(run.ctx, "A/B setup"), ab.SetupErr)
+		t.Fatalf("the A/B setup did not finish; nothing was measured:\n%v", run.stop.Explain(ab.SetupErr))
 	}
+	run.stop.Enter("measuring the A/B")
 	runErr := ab.Run(run.ctx)
 	for _, l := range ab.Legs {
 		t.Run(l.Name, func(t *testing.T) {
