@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -42,6 +43,8 @@ func TestMain(m *testing.M) {
 //	secret  print the --url value, its token and RYLL_TEST_SECRET, exit 0
 //	dump    print its arguments, environment and process group, exit 0
 //	hang    print a line, never create the socket
+//	spawn   start a "hang" grandchild in a session of its own that
+//	        inherits the output, print "holder PID", then serve
 //
 // A watchdog ends every child after a minute so a crashed test run does
 // not leave stand-ins behind.
@@ -78,6 +81,17 @@ func runChild(mode string, args []string) int {
 	case "hang":
 		fmt.Println("waiting for spice")
 		select {}
+	case "spawn":
+		h := exec.Command(os.Args[0])
+		h.Env = append(os.Environ(), childModeVar+"=hang")
+		h.Stdout, h.Stderr = os.Stdout, os.Stderr
+		h.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := h.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, "spawn:", err)
+			return 1
+		}
+		fmt.Printf("holder %d\n", h.Process.Pid)
+		return childServe(argValue(args, "--control-socket"))
 	}
 	fmt.Fprintf(os.Stderr, "test child: unknown mode %q\n", mode)
 	return 98

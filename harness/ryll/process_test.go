@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -485,24 +486,6 @@ func TestExitErrorMessages(t *testing.T) {
 	}
 }
 
-// BenchmarkRecord measures the per-line cost of draining ryll's output
-// (ANSI stripping, scrubbing, log write, tail).
-func BenchmarkRecord(b *testing.B) {
-	p, err := New(Spec{Binary: "ryll", Direct: "h:1", LogPath: "unused", Secrets: []string{"hunter2", "tok-123"}})
-	require.NoError(b, err)
-	p.red = secret.NewRedactor(discard{}, p.spec.secrets()...)
-	line := []byte("2026-01-01T00:00:00Z \x1b[32m INFO\x1b[0m ryll::display: surface 0 drawn 1024x768 in 3ms\n")
-	b.ReportAllocs()
-	b.SetBytes(int64(len(line)))
-	for b.Loop() {
-		p.record(line)
-	}
-}
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
 func TestWaitReadyStopsAtAPermanentError(t *testing.T) {
 	spec := childSpec(t, "hang")
 	p, err := Start(t.Context(), spec)
@@ -518,4 +501,58 @@ func TestWaitReadyStopsAtAPermanentError(t *testing.T) {
 	assert.True(t, IsPermanent(err))
 	assert.Equal(t, 1, probes, "no retry after a permanent error")
 	assert.NotErrorIs(t, err, ErrReadyTimeout)
+}
+
+// TestStopWhenADescendantHoldsThePipe: ryll is gone, but a process it
+// started in a session of its own (out of reach of the group kill) keeps
+// its output open. Stop must not call that "still running after
+// SIGKILL" (it once did, and advised make sweep, which deletes cloud
+// servers), and must not wait on the pipe for ever.
+func TestStopWhenADescendantHoldsThePipe(t *testing.T) {
+	spec := childSpec(t, "spawn", childIgnoreVar+"=INT,TERM")
+	spec.Grace = Grace{Interrupt: time.Hour, Terminate: time.Hour, Kill: 100 * time.Millisecond}
+	var managerLog syncBuffer
+	spec.Logger = slog.New(slog.NewTextHandler(&managerLog, nil))
+	p, err := Start(t.Context(), spec)
+	require.NoError(t, err)
+	require.NoError(t, p.WaitReady(t.Context(), probeFor(p), bound))
+	var holder int
+	for _, l := range p.Tail() {
+		if _, err := fmt.Sscanf(l, "holder %d", &holder); err == nil {
+			break
+		}
+	}
+	require.NotZero(t, holder, "the child names its grandchild: %q", p.Tail())
+	t.Cleanup(func() { _ = syscall.Kill(holder, syscall.SIGKILL) })
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // straight to SIGKILL, whose wait is shorter than the drain's
+	err = p.Stop(ctx)
+
+	require.NoError(t, err)
+	var ee *ExitError
+	require.ErrorAs(t, p.ExitErr(), &ee, "Stop returns once the exit is known")
+	assert.Equal(t, "SIGKILL", ee.Signal)
+	assert.NotContains(t, managerLog.String(), "still running")
+	assert.NotContains(t, managerLog.String(), "sweep")
+	_, err = os.Stat(filepath.Dir(p.SocketPath()))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// syncBuffer is a bytes.Buffer safe for the manager's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
