@@ -1,7 +1,6 @@
 package childproc
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shakenfist/kerbside-latency/harness/childproc/childtest"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 )
 
@@ -24,35 +24,37 @@ import (
 // test fails instead of hanging. It is a guard, not an assertion on speed.
 const bound = 30 * time.Second
 
-// syncBuffer is a bytes.Buffer safe for the supervisor's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// logSink records the supervisor's own messages in a file (an *os.File
+// is safe for its goroutines); String reads them back.
+type logSink struct{ path string }
+
+func newLogSink(t testing.TB) *logSink {
+	return &logSink{path: filepath.Join(t.TempDir(), "supervisor.log")}
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
+func (l *logSink) logger(t testing.TB) *slog.Logger {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = f.Close() })
+	return slog.New(slog.NewTextHandler(f, nil))
 }
 
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+func (l *logSink) String() string {
+	b, _ := os.ReadFile(l.path)
+	return string(b)
 }
 
 // testSpec supervises a test child; its graces are long, so only a child
 // that really ignores a step escalates.
-func testSpec(t testing.TB, logs *syncBuffer) Spec {
+func testSpec(t testing.TB, logs *logSink) Spec {
 	t.Helper()
-	var h slog.Handler = slog.NewTextHandler(t.Output(), nil)
+	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
 	if logs != nil {
-		h = slog.NewTextHandler(logs, nil)
+		logger = logs.logger(t)
 	}
 	return Spec{
 		Words:  Words{Name: "testchild", Ready: "it said ready"},
-		Logger: slog.New(h),
+		Logger: logger,
 		Ladder: Ladder{
 			Rungs: []Rung{{Signal: syscall.SIGINT, Grace: bound}, {Signal: syscall.SIGTERM, Grace: bound}},
 			Kill:  bound,
@@ -65,8 +67,7 @@ func command(t testing.TB, mode string, args ...string) Command {
 	t.Helper()
 	exe, err := os.Executable()
 	require.NoError(t, err)
-	// GORACE: a -race child otherwise sleeps a second on exit.
-	return Command{Path: exe, Args: args, Env: []string{childModeVar + "=" + mode, "GORACE=atexit_sleep_ms=0"}}
+	return Command{Path: exe, Args: args, Env: childtest.Env(mode)}
 }
 
 // start starts a child and registers a bounded Stop.
@@ -117,17 +118,6 @@ func holderPid(t testing.TB, c *Child) int {
 	pid, err := strconv.Atoi(strings.TrimPrefix(waitLine(t, c, "holder "), "holder "))
 	require.NoError(t, err)
 	return pid
-}
-
-// running reports whether pid is a live process (not a zombie).
-func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return syscall.Kill(pid, 0) == nil // no /proc: the best we can do
-	}
-	// The state follows the command name in parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
 
 // killAtCleanup makes sure a grandchild that left our process group
@@ -400,7 +390,7 @@ func TestGroupKillTakesDescendants(t *testing.T) {
 
 			require.NoError(t, c.Stop(t.Context()))
 
-			assert.Eventually(t, func() bool { return !running(holder) }, bound, 10*time.Millisecond,
+			assert.Eventually(t, func() bool { return !childtest.Running(holder) }, bound, 10*time.Millisecond,
 				"the helper in the child's group was killed")
 			assert.Empty(t, c.ExitError().HeldBy, "the output closed with the group")
 		})
@@ -415,8 +405,8 @@ func TestGroupKillTakesDescendants(t *testing.T) {
 // running 2s after SIGKILL" of a process that had exited).
 func TestADescendantHoldingThePipeIsNotTheChildRunning(t *testing.T) {
 	t.Run("child exits by itself", func(t *testing.T) {
-		var logs syncBuffer
-		spec := testSpec(t, &logs)
+		logs := newLogSink(t)
+		spec := testSpec(t, logs)
 		spec.DrainGrace = 300 * time.Millisecond
 		c := start(t, spec, command(t, "spawn-exit", "session"))
 		holder := holderPid(t, c)
@@ -427,14 +417,14 @@ func TestADescendantHoldingThePipeIsNotTheChildRunning(t *testing.T) {
 		assert.Equal(t, 0, ee.Status)
 		assert.Equal(t, []int{holder}, ee.HeldBy)
 		assert.Contains(t, ee.Error(), fmt.Sprintf("pids [%d] still held its output open", holder))
-		assert.True(t, running(holder), "the holder left our reach; only the test kills it")
+		assert.True(t, childtest.Running(holder), "the holder left our reach; only the test kills it")
 		require.NoError(t, c.Stop(t.Context()))
 		assert.Contains(t, logs.String(), "exited, but a process it started still holds its output open")
 		assert.NotContains(t, logs.String(), "still running")
 	})
 	t.Run("stopped by SIGKILL", func(t *testing.T) {
-		var logs syncBuffer
-		spec := testSpec(t, &logs)
+		logs := newLogSink(t)
+		spec := testSpec(t, logs)
 		spec.DrainGrace = time.Second
 		spec.Ladder = Ladder{Kill: 100 * time.Millisecond} // shorter than DrainGrace
 		cmd := command(t, "spawn", "session")
@@ -476,7 +466,7 @@ func TestRun(t *testing.T) {
 		_, err = fmt.Sscanf(out, "holder %d", &holder)
 		require.NoError(t, err, "output: %q", out)
 		killAtCleanup(t, holder)
-		assert.Eventually(t, func() bool { return !running(holder) }, bound, 10*time.Millisecond)
+		assert.Eventually(t, func() bool { return !childtest.Running(holder) }, bound, 10*time.Millisecond)
 	})
 	t.Run("missing binary", func(t *testing.T) {
 		_, err := Run(t.Context(), spec, Command{Path: filepath.Join(t.TempDir(), "nope")})

@@ -74,3 +74,14 @@ func (h *headSink) String() string {
 	defer h.mu.Unlock()
 	return h.b.String()
 }
+
+// FirstLine returns the first non-empty line of s, trimmed, or def: what
+// a `--version` run is usually asked for.
+func FirstLine(s, def string) string {
+	for line := range strings.Lines(s) {
+		if t := strings.TrimSpace(line); t != "" {
+			return t
+		}
+	}
+	return def
+}

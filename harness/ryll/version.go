@@ -34,20 +34,10 @@ func Version(ctx context.Context, binary string, extraEnv ...string) (string, er
 		childproc.Command{Path: binary, Args: []string{"--version"}, Env: env})
 	text := strings.TrimSpace(out)
 	if runErr != nil {
-		return "", fmt.Errorf("run %s --version: %w: %s", binary, runErr, firstLine(text, "no output"))
+		return "", fmt.Errorf("run %s --version: %w: %s", binary, runErr, childproc.FirstLine(text, "no output"))
 	}
 	if text == "" {
 		return "", fmt.Errorf("run %s --version: printed nothing", binary)
 	}
-	return firstLine(text, ""), nil
-}
-
-// firstLine returns the first non-empty line of s, or def.
-func firstLine(s, def string) string {
-	for line := range strings.Lines(s) {
-		if t := strings.TrimSpace(line); t != "" {
-			return t
-		}
-	}
-	return def
+	return childproc.FirstLine(text, ""), nil
 }
