@@ -130,6 +130,7 @@ type Child struct {
 	phase   Phase
 	cmd     *exec.Cmd
 	pid     int
+	out     *os.File // the read end of the output pipe; the watcher closes it
 	exitErr *ExitError
 
 	reaped chan struct{} // closed once the process was waited for (releases StartTied's thread)
@@ -212,7 +213,7 @@ func (c *Child) Start(ctx context.Context, cmd Command) error {
 	// sees EOF.
 	_ = w.Close()
 	c.mu.Lock()
-	c.cmd, c.pid = ec, ec.Process.Pid
+	c.cmd, c.pid, c.out = ec, ec.Process.Pid, r
 	c.mu.Unlock()
 
 	drained := make(chan struct{})
@@ -381,6 +382,7 @@ func (c *Child) climb(ctx context.Context) error {
 	}
 
 	var errs []error
+	wasRunning := !c.gone()
 	for i, r := range c.spec.Ladder.Rungs {
 		if c.gone() || ctx.Err() != nil {
 			break
@@ -400,7 +402,7 @@ func (c *Child) climb(ctx context.Context) error {
 		case <-timer.C:
 		}
 		timer.Stop()
-	} else if err := c.killLeftovers(); err != nil {
+	} else if err := c.killLeftovers(wasRunning); err != nil {
 		errs = append(errs, err)
 	}
 	if !c.gone() {
@@ -449,15 +451,37 @@ func (c *Child) rung(ctx context.Context, i int, r Rung) error {
 
 // killLeftovers sends SIGKILL to what is left of the child's process
 // group once the child itself is gone: helpers it started stay in its
-// group and may hold its output open. A group id cannot be reused while
-// any member lives, and the check just before the kill makes an empty
-// group's id (which could be reused) a no-op.
-func (c *Child) killLeftovers() error {
+// group and may hold its output open. A group id is free for reuse once
+// its last member is gone, so the group is only killed when it is surely
+// still the child's: the child was reaped just now (during this Stop),
+// or a process holding the child's output open is still in the group.
+func (c *Child) killLeftovers(justReaped bool) error {
+	if !justReaped && !c.groupPinned() {
+		return nil
+	}
 	if err := syscall.Kill(-c.pid, 0); err != nil {
 		return nil // no one left (ESRCH), or not ours to signal (EPERM)
 	}
 	c.log.Warn(c.spec.Name+" exited, but processes of its group are still running; sending them SIGKILL", "pgid", c.pid)
 	return c.signal(syscall.SIGKILL, true)
+}
+
+// groupPinned reports whether a process that holds the child's output
+// open is in the child's process group: it keeps the group id from being
+// reused.
+func (c *Child) groupPinned() bool {
+	var holders []int
+	if ee := c.ExitError(); ee != nil {
+		holders = ee.HeldBy // reading was given up on; they may live on
+	} else {
+		holders = pipeHolders(c.out) // still reading: who keeps it open?
+	}
+	for _, pid := range holders {
+		if pgid, err := syscall.Getpgid(pid); err == nil && pgid == c.pid {
+			return true
+		}
+	}
+	return false
 }
 
 // signal sends sig to the child, or with group to its whole process

@@ -395,6 +395,34 @@ func TestGroupKillTakesDescendants(t *testing.T) {
 			assert.Empty(t, c.ExitError().HeldBy, "the output closed with the group")
 		})
 	}
+	// The child went by itself before Stop; its helper, still in its
+	// group, holds the output open, so the group is surely still its own.
+	for _, drain := range []struct {
+		name  string
+		grace time.Duration
+	}{{"while its output is read", bound}, {"after reading was given up", 100 * time.Millisecond}} {
+		t.Run("child exited before Stop, "+drain.name, func(t *testing.T) {
+			spec := testSpec(t, nil)
+			spec.DrainGrace = drain.grace
+			c := start(t, spec, command(t, "spawn-exit", "group"))
+			holder := holderPid(t, c)
+			killAtCleanup(t, holder)
+			require.Eventually(t, func() bool { return !childtest.Running(c.Pid()) }, bound, 5*time.Millisecond,
+				"the child exits by itself")
+			givenUp := drain.grace < bound
+			if givenUp {
+				assert.Equal(t, []int{holder}, waitDone(t, c).HeldBy)
+			}
+
+			require.NoError(t, c.Stop(t.Context()))
+
+			assert.Eventually(t, func() bool { return !childtest.Running(holder) }, bound, 10*time.Millisecond,
+				"the helper in the child's group was killed")
+			if !givenUp {
+				assert.Empty(t, c.ExitError().HeldBy, "the output closed when the group was killed, not by giving up")
+			}
+		})
+	}
 }
 
 // TestADescendantHoldingThePipeIsNotTheChildRunning: the child is gone
