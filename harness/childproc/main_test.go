@@ -15,6 +15,10 @@ import (
 // childIgnoreVar lists signals ("INT", "TERM") a serving child ignores.
 const childIgnoreVar = "CHILDPROC_TEST_IGNORE"
 
+// childPidFileVar names a file where "spawn" writes its holder's pid,
+// for a test that cannot read the child's output while it runs.
+const childPidFileVar = "CHILDPROC_TEST_PIDFILE"
+
 // TestMain makes this test binary the children the tests supervise:
 //
 //	lines N S   print N numbered lines (colour on stdout, plain on
@@ -41,9 +45,14 @@ func TestMain(m *testing.M) {
 		},
 		"serve": func([]string) int { return serve() },
 		"spawn": func(args []string) int {
-			if _, err := childtest.SpawnHolder(args[0] == "session"); err != nil {
+			holder, err := childtest.SpawnHolder(args[0] == "session")
+			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 1
+			}
+			if f := os.Getenv(childPidFileVar); f != "" {
+				_ = os.WriteFile(f+".tmp", []byte(strconv.Itoa(holder)), 0o600)
+				_ = os.Rename(f+".tmp", f)
 			}
 			return serve()
 		},

@@ -489,7 +489,8 @@ func TestWaitReadyStopsAtAPermanentError(t *testing.T) {
 // servers), and must not wait on the pipe for ever.
 func TestStopWhenADescendantHoldsThePipe(t *testing.T) {
 	spec := childSpec(t, "spawn", childIgnoreVar+"=INT,TERM")
-	spec.Grace = Grace{Interrupt: time.Hour, Terminate: time.Hour, Kill: 100 * time.Millisecond}
+	// The wait after SIGKILL is shorter than the drain's (2s).
+	spec.Grace = Grace{Interrupt: time.Hour, Terminate: time.Hour, Kill: time.Second}
 	p, err := Start(t.Context(), spec)
 	require.NoError(t, err)
 	require.NoError(t, p.WaitReady(t.Context(), probeFor(p), bound))
