@@ -365,6 +365,14 @@ func (c *Child) Stop(ctx context.Context) error {
 	return c.stop.Do(ctx, "stop "+c.spec.Name, func() error { return c.climb(ctx) })
 }
 
+// Kill is Stop without the gentle rungs: SIGKILL to the process group at
+// once, for the rollback of a start that failed after the child ran.
+func (c *Child) Kill() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return c.Stop(ctx)
+}
+
 // climb runs the ladder.
 func (c *Child) climb(ctx context.Context) error {
 	// Wait for a Start in progress, then look at what it left.

@@ -334,6 +334,16 @@ func TestStopWithEndedContext(t *testing.T) {
 	}
 }
 
+// TestKill: the rollback of a failed start skips every gentle rung.
+func TestKill(t *testing.T) {
+	spec := testSpec(t, nil)
+	spec.Ladder.Rungs = []Rung{{Signal: syscall.SIGINT, Grace: time.Hour}}
+	c := start(t, spec, command(t, "serve"))
+	waitLine(t, c, "ready")
+	require.NoError(t, c.Kill())
+	assert.Equal(t, "SIGKILL", c.ExitError().Signal, "a child that handles SIGINT was not sent it")
+}
+
 func TestStopTwiceAndConcurrently(t *testing.T) {
 	c := start(t, testSpec(t, nil), command(t, "serve"))
 	waitLine(t, c, "ready")

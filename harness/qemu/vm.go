@@ -114,7 +114,7 @@ func start(ctx context.Context, spec Spec, pickPort func() (int, error)) (_ *VM,
 			_ = q.Close()
 		}
 		if p != nil {
-			_ = p.Stop(ended())
+			_ = p.Kill()
 		}
 		if dir != "" {
 			_ = os.RemoveAll(dir)
@@ -217,14 +217,6 @@ func (vm *VM) quit(ctx context.Context) error {
 		return err
 	}
 	return nil
-}
-
-// ended is a context that has ended: a Stop given it skips the gentle
-// rungs and sends SIGKILL at once (the rollback of a failed start).
-func ended() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
 }
 
 // waitReady waits until QMP answers and the SPICE port accepts, QEMU

@@ -162,9 +162,7 @@ func (p *Process) Start(ctx context.Context) (err error) {
 	if err := p.publish(res); err != nil {
 		// Stop was called while we were starting; it is waiting for us
 		// and will find nothing to stop, so the child is ours to kill.
-		ended, cancel := context.WithCancel(context.Background())
-		cancel()
-		_ = p.child.Stop(ended)
+		_ = p.child.Kill()
 		return err
 	}
 	p.log.Info("started ryll", "pid", p.child.Pid(), "args", p.spec.redactedArgs(res.sockDir, res.sockPath),
