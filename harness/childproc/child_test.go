@@ -247,7 +247,7 @@ func TestStopLadder(t *testing.T) {
 			spec := testSpec(t, nil)
 			spec.Ladder.Rungs = tc.rungs
 			cmd := command(t, "serve")
-			cmd.Env = append(cmd.Env, childIgnoreVar+"="+tc.ignore)
+			cmd.Env = append(cmd.Env, childtest.Ignore(tc.ignore))
 			c := start(t, spec, cmd)
 			waitLine(t, c, "ready")
 
@@ -321,7 +321,7 @@ func TestStopWithEndedContext(t *testing.T) {
 			spec := testSpec(t, nil)
 			spec.Ladder.Rungs = []Rung{{Signal: syscall.SIGINT, Grace: time.Hour}, {Signal: syscall.SIGTERM, Grace: time.Hour}}
 			cmd := command(t, "serve")
-			cmd.Env = append(cmd.Env, childIgnoreVar+"=INT,TERM")
+			cmd.Env = append(cmd.Env, childtest.Ignore("INT,TERM"))
 			c := start(t, spec, cmd)
 			waitLine(t, c, "ready")
 			ctx, cancel := tc.ctx(t.Context())
@@ -391,7 +391,7 @@ func TestGroupKillTakesDescendants(t *testing.T) {
 			spec.DrainGrace = bound // were the helper left alive, it would hold the output this long
 			spec.Ladder.Rungs = []Rung{{Signal: syscall.SIGINT, Grace: 100 * time.Millisecond}}
 			cmd := command(t, "spawn", "group")
-			cmd.Env = append(cmd.Env, childIgnoreVar+"="+tc.ignore)
+			cmd.Env = append(cmd.Env, childtest.Ignore(tc.ignore))
 			c := start(t, spec, cmd)
 			holder := holderPid(t, c)
 			killAtCleanup(t, holder)
@@ -466,7 +466,7 @@ func TestADescendantHoldingThePipeIsNotTheChildRunning(t *testing.T) {
 		spec.DrainGrace = 3 * time.Second
 		spec.Ladder = Ladder{Kill: 2 * time.Second} // shorter than DrainGrace
 		cmd := command(t, "spawn", "session")
-		cmd.Env = append(cmd.Env, childIgnoreVar+"=INT,TERM")
+		cmd.Env = append(cmd.Env, childtest.Ignore("INT,TERM"))
 		c := start(t, spec, cmd)
 		holder := holderPid(t, c)
 		killAtCleanup(t, holder)

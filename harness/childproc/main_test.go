@@ -3,17 +3,12 @@ package childproc
 import (
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/shakenfist/kerbside-latency/harness/childproc/childtest"
 )
-
-// childIgnoreVar lists signals ("INT", "TERM") a serving child ignores.
-const childIgnoreVar = "CHILDPROC_TEST_IGNORE"
 
 // childPidFileVar names a file where "spawn" writes its holder's pid,
 // for a test that cannot read the child's output while it runs.
@@ -24,7 +19,8 @@ const childPidFileVar = "CHILDPROC_TEST_PIDFILE"
 //	lines N S   print N numbered lines (colour on stdout, plain on
 //	            stderr), then exit S
 //	serve       print "ready", then wait: SIGINT, SIGTERM and SIGUSR1
-//	            each make it say so and exit 0 (unless ignored)
+//	            each make it say so and exit 0 (unless ignored:
+//	            childtest.Ignore)
 //	spawn W     start a holder grandchild (childtest.SpawnHolder; W is
 //	            "group" to keep it in the child's group, "session" for a
 //	            session of its own), then serve
@@ -67,19 +63,7 @@ func TestMain(m *testing.M) {
 }
 
 func serve() int {
-	ignored := map[string]bool{}
-	for _, name := range strings.Split(os.Getenv(childIgnoreVar), ",") {
-		ignored[name] = true
-	}
-	sigs := make(chan os.Signal, 1)
-	for name, sig := range map[string]os.Signal{"INT": syscall.SIGINT, "TERM": syscall.SIGTERM} {
-		if ignored[name] {
-			signal.Ignore(sig)
-		} else {
-			signal.Notify(sigs, sig)
-		}
-	}
-	signal.Notify(sigs, syscall.SIGUSR1)
+	sigs := childtest.Signals(syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
 	// Signals are set up before "ready", so a test that saw it knows they
 	// are in force.
 	fmt.Println("ready")

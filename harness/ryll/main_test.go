@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,9 +12,6 @@ import (
 
 	"github.com/shakenfist/kerbside-latency/harness/childproc/childtest"
 )
-
-// childIgnoreVar lists signals ("INT", "TERM") the "serve" child ignores.
-const childIgnoreVar = "RYLL_TEST_IGNORE"
 
 // childSecretVar is a secret the "secret" child prints.
 const childSecretVar = "RYLL_TEST_SECRET"
@@ -26,7 +22,7 @@ const childSecretVar = "RYLL_TEST_SECRET"
 //
 //	serve   create the control socket and answer "hello" with "ok" and
 //	        "exit N" by exiting N; on SIGINT unlink the socket and exit 0
-//	        (like ryll); RYLL_TEST_IGNORE=INT[,TERM] ignores those signals
+//	        (like ryll); childtest.Ignore("INT[,TERM]") ignores those
 //	exit0   print a SPICE failure and exit 0, as ryll does
 //	secret  print the --url value, its token and RYLL_TEST_SECRET, exit 0
 //	dump    print its arguments, environment and process group, exit 0
@@ -75,20 +71,7 @@ func TestMain(m *testing.M) {
 }
 
 func childServe(sock string) int {
-	ignored := map[string]bool{}
-	for _, name := range strings.Split(os.Getenv(childIgnoreVar), ",") {
-		switch name {
-		case "INT":
-			signal.Ignore(syscall.SIGINT)
-		case "TERM":
-			signal.Ignore(syscall.SIGTERM)
-		}
-		ignored[name] = true
-	}
-	sigs := make(chan os.Signal, 1)
-	if !ignored["INT"] {
-		signal.Notify(sigs, syscall.SIGINT)
-	}
+	sigs := childtest.Signals(syscall.SIGINT) // SIGTERM kills it, as it does ryll
 	// Signals are set up before the socket exists, so a test that saw the
 	// socket answer knows they are in force.
 	ln, err := net.Listen("unix", sock)

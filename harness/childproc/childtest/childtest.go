@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +20,10 @@ import (
 
 // ModeVar names the variable that makes a test binary run as a child.
 const ModeVar = "CHILDTEST_MODE"
+
+// IgnoreVar lists the signals ("INT", "TERM") a child ignores (see
+// Signals).
+const IgnoreVar = "CHILDTEST_IGNORE"
 
 // holdMode is the built-in mode of SpawnHolder's grandchild.
 const holdMode = "childtest-hold"
@@ -80,6 +85,35 @@ func SpawnHolder(session bool) (int, error) {
 	}
 	fmt.Printf("holder %d\n", h.Process.Pid)
 	return h.Process.Pid, nil
+}
+
+// Ignore is the environment entry that makes a child ignore the signals
+// named in names ("INT,TERM"), to test a stop ladder's escalation.
+func Ignore(names string) string { return IgnoreVar + "=" + names }
+
+// Signals, called in a child, ignores the signals IgnoreVar names and
+// delivers the others of notify on the returned channel (a signal
+// neither ignored nor in notify keeps its default action).
+func Signals(notify ...os.Signal) <-chan os.Signal {
+	ignored := map[os.Signal]bool{}
+	for _, name := range strings.Split(os.Getenv(IgnoreVar), ",") {
+		switch name {
+		case "INT":
+			ignored[syscall.SIGINT] = true
+		case "TERM":
+			ignored[syscall.SIGTERM] = true
+		}
+	}
+	for sig := range ignored {
+		signal.Ignore(sig)
+	}
+	ch := make(chan os.Signal, 1)
+	for _, sig := range notify {
+		if !ignored[sig] {
+			signal.Notify(ch, sig)
+		}
+	}
+	return ch
 }
 
 func hold() {
