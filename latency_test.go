@@ -170,10 +170,7 @@ func mainRun(m *testing.M) (code int) {
 			code = max(code, 1)
 		}
 		if err := errors.Join(fleet.Teardown(tctx), abRun.Teardown(tctx)); err != nil {
-			// No blanket "make sweep": it deletes cloud servers, and a cloud
-			// cleanup error already says when it is the remedy; a local
-			// process that would not die says how to end it.
-			logger.Error("cleanup failed", "run", cfg.RunID, "err", err)
+			logger.Error("cleanup failed: run `make sweep` to delete what this run left", "run", cfg.RunID, "err", err)
 			code = max(code, 1)
 		}
 		if chain != nil {

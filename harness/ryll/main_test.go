@@ -13,6 +13,9 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/childproc/childtest"
 )
 
+// childModeVar selects the stand-in's mode (childtest.Main).
+const childModeVar = childtest.ModeVar
+
 // childSecretVar is a secret the "secret" child prints.
 const childSecretVar = "RYLL_TEST_SECRET"
 

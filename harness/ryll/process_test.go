@@ -35,10 +35,11 @@ func childSpec(t testing.TB, mode string, extraEnv ...string) Spec {
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	return Spec{
-		Binary:   exe,
-		Direct:   "127.0.0.1:5900",
-		LogPath:  filepath.Join(t.TempDir(), "ryll.log"),
-		ExtraEnv: append(childtest.Env(mode), extraEnv...),
+		Binary:  exe,
+		Direct:  "127.0.0.1:5900",
+		LogPath: filepath.Join(t.TempDir(), "ryll.log"),
+		// GORACE: a -race child otherwise sleeps a second on exit.
+		ExtraEnv: append([]string{childModeVar + "=" + mode, "GORACE=atexit_sleep_ms=0"}, extraEnv...),
 		Logger:   slog.New(slog.NewTextHandler(t.Output(), nil)),
 		Grace:    Grace{Interrupt: bound, Terminate: bound, Kill: bound},
 	}
