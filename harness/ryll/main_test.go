@@ -16,6 +16,10 @@ import (
 // childModeVar selects the stand-in's mode (childtest.Main).
 const childModeVar = childtest.ModeVar
 
+// childIgnoreVar lists signals ("INT", "TERM") the "serve" child ignores
+// (childtest.Signals).
+const childIgnoreVar = childtest.IgnoreVar
+
 // childSecretVar is a secret the "secret" child prints.
 const childSecretVar = "RYLL_TEST_SECRET"
 

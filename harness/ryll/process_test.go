@@ -19,7 +19,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/shakenfist/kerbside-latency/harness/childproc/childtest"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 )
 
@@ -255,7 +254,7 @@ func TestStopLadder(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			spec := childSpec(t, "serve", childtest.Ignore(tc.ignore))
+			spec := childSpec(t, "serve", childIgnoreVar+"="+tc.ignore)
 			spec.Grace = tc.grace
 			p := startChild(t, spec)
 			// Ready means the child's signal handling is in force.
@@ -278,7 +277,7 @@ func TestStopLadder(t *testing.T) {
 }
 
 func TestStopWithEndedContextGoesStraightToSIGKILL(t *testing.T) {
-	spec := childSpec(t, "serve", childtest.Ignore("INT,TERM"))
+	spec := childSpec(t, "serve", childIgnoreVar+"=INT,TERM")
 	spec.Grace = Grace{Interrupt: time.Hour, Terminate: time.Hour, Kill: bound}
 	p := startChild(t, spec)
 	require.NoError(t, p.WaitReady(t.Context(), probeFor(p), bound))
@@ -489,7 +488,7 @@ func TestWaitReadyStopsAtAPermanentError(t *testing.T) {
 // SIGKILL" (it once did, and advised make sweep, which deletes cloud
 // servers), and must not wait on the pipe for ever.
 func TestStopWhenADescendantHoldsThePipe(t *testing.T) {
-	spec := childSpec(t, "spawn", childtest.Ignore("INT,TERM"))
+	spec := childSpec(t, "spawn", childIgnoreVar+"=INT,TERM")
 	// The wait after SIGKILL is shorter than the drain's (2s).
 	spec.Grace = Grace{Interrupt: time.Hour, Terminate: time.Hour, Kill: time.Second}
 	p, err := Start(t.Context(), spec)
