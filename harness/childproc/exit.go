@@ -3,7 +3,6 @@ package childproc
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -36,14 +35,98 @@ func (p Phase) String() string {
 	return fmt.Sprintf("Phase(%d)", int(p))
 }
 
+// Words are how messages about a child name it and its life, so one
+// supervisor speaks of ryll and of QEMU each in its own terms.
+type Words struct {
+	// Name names the child: "ryll", "QEMU".
+	Name string
+	// Ready is what readiness means for it, completing "exited before
+	// ...": "the control socket was ready". Empty means "it was ready".
+	Ready string
+	// ZeroNote, when set, is added to the message of an exit with status
+	// 0 that was not asked for, for a child whose status 0 does not mean
+	// success ("ryll exits 0 when its SPICE session fails").
+	ZeroNote string
+}
+
+// ExitError describes how a child ended. Every exit is one, even status
+// 0, so a caller watching Done always learns the status and the child's
+// last words. Callers that asked for the exit (Stop) can tell by Phase ==
+// PhaseStopping.
+type ExitError struct {
+	// Pid is the child's process id.
+	Pid int
+	// Status is the exit status, or -1 if a signal ended the process.
+	Status int
+	// Signal names the signal that ended the process ("SIGKILL"), or is
+	// empty if it exited by itself.
+	Signal string
+	// Tail is the child's last output lines, as its Sink returned them
+	// (scrubbed of secrets).
+	Tail []string
+	// Phase is where in the child's life the exit happened.
+	Phase Phase
+	// HeldBy lists the processes that still held the child's output open
+	// DrainGrace after it exited (descendants that outlived it), when
+	// reading stopped there. Empty when the output closed with the child.
+	HeldBy []int
+
+	words Words
+}
+
+// Error reads like "ryll exited mid-run (status 0): ..." followed by the
+// child's last output lines, which is usually where the cause is.
+func (e *ExitError) Error() string { return e.Message(e.words) }
+
+// Message is Error in the given words, for an owner whose own ExitError
+// type is built from this one.
+func (e *ExitError) Message(w Words) string {
+	name := w.Name
+	if name == "" {
+		name = "child"
+	}
+	how := fmt.Sprintf("(status %d)", e.Status)
+	if e.Signal != "" {
+		how = "(signal " + e.Signal + ")"
+	}
+	var b strings.Builder
+	switch e.Phase {
+	case PhaseStarting:
+		ready := w.Ready
+		if ready == "" {
+			ready = "it was ready"
+		}
+		fmt.Fprintf(&b, "%s exited %s before %s", name, how, ready)
+	case PhaseRunning:
+		fmt.Fprintf(&b, "%s exited mid-run %s", name, how)
+	default:
+		fmt.Fprintf(&b, "%s exited on Stop %s", name, how)
+	}
+	if w.ZeroNote != "" && e.Signal == "" && e.Status == 0 && e.Phase != PhaseStopping {
+		fmt.Fprintf(&b, " (%s)", w.ZeroNote)
+	}
+	if len(e.HeldBy) > 0 {
+		fmt.Fprintf(&b, " (after it exited, pids %v still held its output open)", e.HeldBy)
+	}
+	b.WriteString(": ")
+	b.WriteString(formatTail(name, e.Pid, e.Tail))
+	return b.String()
+}
+
 // FormatTail renders a child's last output lines for an error message,
 // one per indented line so a JUnit report stays readable; who names the
 // child when it printed nothing.
-func FormatTail(who string, lines []string) string {
-	if len(lines) == 0 {
-		return "no output from " + who
+func FormatTail(who string, lines []string) string { return formatTail(who, 0, lines) }
+
+func formatTail(who string, pid int, lines []string) string {
+	of := ""
+	if pid > 0 {
+		of = fmt.Sprintf(" (pid %d)", pid)
 	}
-	return fmt.Sprintf("last %d lines of output:\n\t%s", len(lines), strings.Join(lines, "\n\t"))
+	if len(lines) == 0 {
+		return "no output from " + who + of
+	}
+	return fmt.Sprintf("last %d lines of output%s:\n\t%s", len(lines), of, strings.Join(lines, "\n\t"))
 }
 
 // SignalName is "SIGKILL" and the like.
@@ -52,40 +135,4 @@ func SignalName(s syscall.Signal) string {
 		return name
 	}
 	return fmt.Sprintf("signal %d", int(s))
-}
-
-// Tail keeps the last lines added to it. Safe for concurrent use (a
-// child's stdout and stderr may be drained by separate goroutines).
-type Tail struct {
-	mu    sync.Mutex
-	lines []string // a ring of cap n once full
-	next  int      // where the next line goes once full
-	n     int
-}
-
-// NewTail keeps the last n lines.
-func NewTail(n int) *Tail { return &Tail{n: n} }
-
-// Add keeps line, forgetting the oldest once n are kept.
-func (r *Tail) Add(line string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.n <= 0 {
-		return
-	}
-	if len(r.lines) < r.n {
-		r.lines = append(r.lines, line)
-		return
-	}
-	r.lines[r.next] = line
-	r.next = (r.next + 1) % r.n
-}
-
-// Snapshot is the kept lines, oldest first.
-func (r *Tail) Snapshot() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]string, 0, len(r.lines))
-	out = append(out, r.lines[r.next:]...)
-	return append(out, r.lines[:r.next]...)
 }

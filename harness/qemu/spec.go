@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shakenfist/kerbside-latency/harness/childproc"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 )
 
@@ -85,7 +86,7 @@ const (
 	// shared cores queue behind each other.
 	DefaultReadyTimeout = 30 * time.Second
 	// DefaultTailLines is enough for QEMU's error and its warnings.
-	DefaultTailLines = 40
+	DefaultTailLines = childproc.DefaultTailLines
 	// DefaultMemoryMiB is enough for SeaBIOS and a boot-sector guest;
 	// untouched guest RAM costs the host nothing.
 	DefaultMemoryMiB = 32

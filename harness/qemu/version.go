@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/shakenfist/kerbside-latency/harness/childproc"
 )
 
 // DefaultBinary is the QEMU looked up in PATH when Spec.Binary is empty.
@@ -51,34 +52,10 @@ func Version(ctx context.Context, binary string) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, VersionTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, path, "--version")
-	cmd.Env = childEnv()
-	cmd.WaitDelay = time.Second // a grandchild holding the pipe cannot hang us
-	pipe, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", fmt.Errorf("run %s --version: %w", path, err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("run %s --version: %w", path, err)
-	}
-	// Keep the first 64 KiB; read and drop the rest, so a binary that
-	// floods its output neither eats our memory nor blocks on the pipe.
-	out, _ := io.ReadAll(io.LimitReader(pipe, 64<<10))
-	_, _ = io.Copy(io.Discard, pipe)
-	runErr := cmd.Wait()
-	text := strings.TrimSpace(string(out))
-	first := "no output"
-	for line := range strings.Lines(text) {
-		if t := strings.TrimSpace(line); t != "" {
-			first = t
-			break
-		}
-	}
+	out, runErr := childproc.Run(ctx, childproc.Spec{Words: words},
+		childproc.Command{Path: path, Args: []string{"--version"}, Env: childEnv()})
+	first := childproc.FirstLine(out, "no output")
 	if runErr != nil {
-		if ctx.Err() != nil {
-			runErr = fmt.Errorf("%w (%w)", runErr, ctx.Err())
-		}
 		return "", fmt.Errorf("run %s --version: %w: %s", path, runErr, first)
 	}
 	if !strings.HasPrefix(first, versionPrefix) {

@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/shakenfist/kerbside-latency/harness/childproc"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
@@ -55,26 +55,22 @@ type Info struct {
 }
 
 // VM is one running QEMU guest with a SPICE server on a loopback port.
-// It owns the process, a private 0700 directory (image copy, password
-// file, QMP socket) and a QMP connection. Stop must always be called
-// (typically from t.Cleanup) and removes all of it.
+// It owns a private 0700 directory (image copy, password file, QMP
+// socket), a QMP connection and the log; the process itself is owned by
+// a childproc.Child. Stop must always be called (typically from
+// t.Cleanup) and removes all of it.
 type VM struct {
 	spec Spec
 	log  *slog.Logger
 	dir  string
 	port int
-	p    *proc
+	p    *childproc.Child
 	qmp  *QMP
-	sink *logSink
+	sink *childproc.Log
 	info Info
 
-	screens atomic.Uint64
-
-	mu         sync.Mutex
-	phase      Phase
-	stopCalled bool
-	stopDone   chan struct{}
-	stopErr    error
+	screens  atomic.Uint64
+	stopOnce childproc.Once
 }
 
 // Start boots a guest as spec describes and returns once QMP answers and
@@ -100,14 +96,14 @@ func start(ctx context.Context, spec Spec, pickPort func() (int, error)) (_ *VM,
 	if err != nil {
 		return nil, err
 	}
-	vm := &VM{spec: spec, log: spec.Logger.With("component", "qemu", "name", spec.Name), stopDone: make(chan struct{})}
+	vm := &VM{spec: spec, log: spec.Logger.With("component", "qemu", "name", spec.Name)}
 
 	// Everything below is released by this deferred function if Start
 	// fails, in reverse order of acquisition.
 	var (
-		sink *logSink
+		sink *childproc.Log
 		dir  string
-		p    *proc
+		p    *childproc.Child
 		q    *QMP
 	)
 	defer func() {
@@ -118,19 +114,20 @@ func start(ctx context.Context, spec Spec, pickPort func() (int, error)) (_ *VM,
 			_ = q.Close()
 		}
 		if p != nil {
-			p.kill(spec.Grace.Kill)
+			_ = p.Kill()
 		}
 		if dir != "" {
 			_ = os.RemoveAll(dir)
 		}
 		if sink != nil {
-			_ = sink.close()
+			_ = sink.Close()
 		}
 	}()
 
-	if sink, err = openLog(spec.LogPath, spec.Password.Reveal()); err != nil {
-		return nil, err
+	if sink, err = childproc.OpenLog(spec.LogPath, false, spec.Password.Reveal()); err != nil {
+		return nil, fmt.Errorf("open QEMU log: %w", err)
 	}
+	vm.sink = sink
 	if dir, err = makeDir(); err != nil {
 		return nil, err
 	}
@@ -149,16 +146,16 @@ func start(ctx context.Context, spec Spec, pickPort func() (int, error)) (_ *VM,
 			return nil, err
 		}
 		args := spec.args(dir, port)
-		sink.line(fmt.Sprintf("--- kerbside-latency: boot attempt %d, SPICE port %d ---", attempt, port))
-		if p, err = launch(path, args, dir, sink, spec.TailLines, vm.log, vm.phaseNow); err != nil {
+		sink.Line(fmt.Sprintf("--- kerbside-latency: boot attempt %d, SPICE port %d ---", attempt, port))
+		if p, err = vm.launch(ctx, path, args, dir); err != nil {
 			return nil, err
 		}
-		vm.log.Info("started QEMU", "pid", p.pid, "attempt", attempt, "spice_port", port, "dir", dir, "args", args)
+		vm.log.Info("started QEMU", "pid", p.Pid(), "attempt", attempt, "spice_port", port, "dir", dir, "args", args)
 		start := time.Now()
 		q, err = vm.waitReady(ctx, p, dir, port)
 		if err == nil {
 			vm.port = port
-			vm.log.Info("QEMU ready", "pid", p.pid, "after", time.Since(start).Round(time.Millisecond))
+			vm.log.Info("QEMU ready", "pid", p.Pid(), "after", time.Since(start).Round(time.Millisecond))
 			break
 		}
 		var ee *ExitError
@@ -175,31 +172,64 @@ func start(ctx context.Context, spec Spec, pickPort func() (int, error)) (_ *VM,
 	if vm.info, err = queryInfo(qctx, q); err != nil {
 		return nil, fmt.Errorf("ask QEMU what it is: %w", err)
 	}
-	vm.dir, vm.p, vm.qmp, vm.sink = dir, p, q, sink
-	vm.mu.Lock()
-	vm.phase = PhaseRunning
-	vm.mu.Unlock()
+	vm.dir, vm.p, vm.qmp = dir, p, q
+	p.MarkReady()
 	return vm, nil
 }
 
-// phaseNow is where the VM is in its life, for a process that exits.
-func (vm *VM) phaseNow() Phase {
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	return vm.phase
+// launch starts one QEMU process under a supervisor whose stop ladder is
+// QMP quit (QEMU's own orderly shutdown), SIGTERM, then SIGKILL to its
+// process group.
+func (vm *VM) launch(ctx context.Context, path string, args []string, dir string) (*childproc.Child, error) {
+	g := vm.spec.Grace
+	c := childproc.New(childproc.Spec{
+		Words:     words,
+		Logger:    vm.log,
+		TailLines: vm.spec.TailLines,
+		Ladder: childproc.Ladder{
+			Rungs: []childproc.Rung{
+				{Name: "QMP quit", Ask: vm.quit, Grace: g.Quit},
+				{Signal: syscall.SIGTERM, Grace: g.Terminate},
+			},
+			Kill: g.Kill,
+		},
+	})
+	err := c.Start(ctx, childproc.Command{Path: path, Args: args, Env: childEnv(), Dir: dir, Output: vm.sink})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// quit asks QEMU to shut down in order. A QMP connection not yet made,
+// or already broken, cannot carry quit: the error moves the ladder on to
+// SIGTERM at once instead of waiting out the quit grace.
+func (vm *VM) quit(ctx context.Context) error {
+	q := vm.qmp
+	if q == nil {
+		return errors.New("no QMP connection")
+	}
+	if err := q.Err(); err != nil {
+		return fmt.Errorf("QMP connection broken: %w", err)
+	}
+	// QEMU answers quit and then closes the connection; either is fine.
+	if err := q.Execute(ctx, "quit", nil, nil); err != nil && !errors.Is(err, ErrQMPClosed) {
+		return err
+	}
+	return nil
 }
 
 // waitReady waits until QMP answers and the SPICE port accepts, QEMU
 // exits, Spec.ReadyTimeout passes or ctx ends, whichever comes first.
 // It probes with a short backoff: there is no signal to wait for, and
 // both sockets appear within tens of milliseconds of the start.
-func (vm *VM) waitReady(parent context.Context, p *proc, dir string, port int) (_ *QMP, err error) {
+func (vm *VM) waitReady(parent context.Context, p *childproc.Child, dir string, port int) (_ *QMP, err error) {
 	ctx, cancel := context.WithTimeoutCause(parent, vm.spec.ReadyTimeout, ErrReadyTimeout)
 	defer cancel()
 	// A probe in flight when QEMU exits is cut short at once.
 	go func() {
 		select {
-		case <-p.exited:
+		case <-p.Done():
 			cancel()
 		case <-ctx.Done():
 		}
@@ -255,15 +285,15 @@ func (vm *VM) waitReady(parent context.Context, p *proc, dir string, port int) (
 		select {
 		case <-retry.C:
 			continue
-		case <-p.exited:
+		case <-p.Done():
 		case <-ctx.Done():
 		}
-		if p.gone() {
-			return nil, p.exitErr
+		if ee := exitErr(p); ee != nil {
+			return nil, ee
 		}
 		if errors.Is(context.Cause(ctx), ErrReadyTimeout) {
 			return nil, fmt.Errorf("%w within %s (%d probes, last: %v): %s",
-				ErrReadyTimeout, vm.spec.ReadyTimeout, attempts, lastErr, formatTail(p.tail.Snapshot()))
+				ErrReadyTimeout, vm.spec.ReadyTimeout, attempts, lastErr, childproc.FormatTail("QEMU", p.Tail()))
 		}
 		return nil, fmt.Errorf("wait for QMP and SPICE: %w", context.Cause(ctx))
 	}
@@ -355,19 +385,19 @@ func (vm *VM) Version() Info { return vm.info }
 
 // Pid is QEMU's process id (and process group id), for CPU and memory
 // readings.
-func (vm *VM) Pid() int { return vm.p.pid }
+func (vm *VM) Pid() int { return vm.p.Pid() }
 
 // Exited is closed once QEMU has exited, for any reason, and its output
 // has been drained. The loadtest selects on it so a run fails the moment
 // the guest goes away.
-func (vm *VM) Exited() <-chan struct{} { return vm.p.exited }
+func (vm *VM) Exited() <-chan struct{} { return vm.p.Done() }
 
 // ExitErr is nil while QEMU runs and an *ExitError once it has exited.
 func (vm *VM) ExitErr() error {
-	if !vm.p.gone() {
-		return nil
+	if ee := exitErr(vm.p); ee != nil {
+		return ee
 	}
-	return vm.p.exitErr
+	return nil
 }
 
 // Execute runs a QMP command (see QMP.Execute). Once QEMU has exited the
@@ -408,76 +438,22 @@ func (vm *VM) Screendump(ctx context.Context) ([]byte, error) {
 // result. That QEMU needed a signal is not an error; it shows in ExitErr
 // and the log.
 func (vm *VM) Stop(ctx context.Context) error {
-	vm.mu.Lock()
-	if vm.stopCalled {
-		vm.mu.Unlock()
-		select {
-		case <-vm.stopDone:
-			return vm.stopErr
-		case <-ctx.Done():
-			return fmt.Errorf("stop QEMU: waiting for another Stop: %w", ctx.Err())
-		}
-	}
-	vm.stopCalled = true
-	vm.phase = PhaseStopping
-	vm.mu.Unlock()
-
-	vm.stopErr = vm.stop(ctx)
-	close(vm.stopDone)
-	return vm.stopErr
+	return vm.stopOnce.Do(ctx, "stop QEMU", func() error { return vm.stop(ctx) })
 }
 
 func (vm *VM) stop(ctx context.Context) error {
-	p, g := vm.p, vm.spec.Grace
 	var errs []error
-	waitExit := func(d time.Duration, cut <-chan struct{}) {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-p.exited:
-		case <-t.C:
-		case <-cut:
-		}
-	}
-
-	// A QMP connection already broken cannot carry quit; waiting out its
-	// grace would only delay the signals.
-	if !p.gone() && ctx.Err() == nil && vm.qmp.Err() == nil {
-		vm.log.Info("stopping QEMU", "pid", p.pid, "step", "qmp quit", "grace", g.Quit)
-		qctx, cancel := context.WithTimeout(ctx, g.Quit)
-		// QEMU answers quit and then closes the connection; either is fine.
-		if err := vm.qmp.Execute(qctx, "quit", nil, nil); err == nil || errors.Is(err, ErrQMPClosed) {
-			waitExit(g.Quit, qctx.Done())
-		}
-		cancel()
-	}
-	if !p.gone() && ctx.Err() == nil {
-		vm.log.Warn("QEMU did not quit; sending SIGTERM", "pid", p.pid, "grace", g.Terminate)
-		if err := p.signal(syscall.SIGTERM, false); err != nil {
-			errs = append(errs, err)
-		}
-		waitExit(g.Terminate, ctx.Done())
-	}
-	if !p.gone() {
-		vm.log.Warn("sending SIGKILL to QEMU's process group", "pid", p.pid, "grace", g.Kill)
-		if err := p.signal(syscall.SIGKILL, true); err != nil {
-			errs = append(errs, err)
-		}
-		waitExit(g.Kill, nil) // only the kernel can delay us now
+	if err := vm.p.Stop(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	_ = vm.qmp.Close()
-
-	gone := p.gone()
-	if !gone {
-		errs = append(errs, fmt.Errorf("QEMU (pid %d) still running %s after SIGKILL", p.pid, g.Kill))
-	}
 	if err := os.RemoveAll(vm.dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove QEMU directory: %w", err))
 	}
-	if gone {
+	if exitErr(vm.p) != nil {
 		// A QEMU still running would write to a closed file.
-		if err := vm.sink.close(); err != nil {
-			errs = append(errs, err)
+		if err := vm.sink.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("QEMU %w", err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

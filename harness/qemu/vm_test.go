@@ -288,7 +288,7 @@ func TestBadBinary(t *testing.T) {
 		var ee *ExitError
 		require.ErrorAs(t, err, &ee)
 		assert.Equal(t, PhaseStarting, ee.Phase)
-		assert.Contains(t, err.Error(), "exited before QMP and SPICE were ready (status 0)")
+		assert.Contains(t, err.Error(), "QEMU exited (status 0) before QMP and SPICE were ready")
 		assertNoLeftovers(t, spec.Name, tmp)
 
 		_, err = Version(t.Context(), "true")

@@ -8,11 +8,12 @@
 // is reported as an *ExitError carrying the last lines ryll printed, and
 // Exited lets the loadtest fail a run the moment ryll goes away.
 //
-// The shape follows the usual discipline for child processes (see
-// hashicorp/go-plugin and etcd's expect package): Start refuses to run
-// twice and kills the child on every error path; stdout and stderr are
-// always drained (to a scrubbed log file and an in-memory tail);
-// readiness is one select over the probe, the child's exit and a
-// timeout, never a sleep; and Stop is a ladder of signals with bounded
-// waits that is safe to call more than once.
+// The process itself is owned by harness/childproc, the supervisor of
+// every child of the harness (start once, its own process group, output
+// drained to a scrubbed log and a tail, exit watch, a bounded stop
+// ladder: for ryll SIGINT, SIGTERM, then SIGKILL to the group). This
+// package keeps what is ryll's: its arguments and explicit environment,
+// its private socket directory, and readiness, which is one select over
+// the probe, the child's exit and a timeout, never a sleep. Start kills
+// the child and releases everything on every error path.
 package ryll

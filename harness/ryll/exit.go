@@ -1,10 +1,6 @@
 package ryll
 
 import (
-	"fmt"
-	"strings"
-	"syscall"
-
 	"github.com/shakenfist/kerbside-latency/harness/childproc"
 )
 
@@ -18,46 +14,16 @@ const (
 	PhaseStopping = childproc.PhaseStopping
 )
 
-// ExitError describes how ryll ended. Every exit of ryll is an
-// *ExitError, even status 0: ryll exits 0 when its SPICE session fails or
-// closes, so the status alone never means the run went well. Callers
-// that asked for the exit (Stop) can tell by Phase == PhaseStopping.
-type ExitError struct {
-	// Status is the exit status, or -1 if a signal ended the process.
-	Status int
-	// Signal names the signal that ended the process ("SIGKILL"), or is
-	// empty if it exited by itself.
-	Signal string
-	// Tail is the last lines ryll printed, already scrubbed of secrets.
-	Tail []string
-	// Phase is where in the Process's life the exit happened.
-	Phase Phase
-}
+// ExitError describes how ryll ended (see childproc.ExitError). Every
+// exit of ryll is an *ExitError, even status 0: ryll exits 0 when its
+// SPICE session fails or closes, so the status alone never means the run
+// went well. Callers that asked for the exit (Stop) can tell by Phase ==
+// PhaseStopping. It is a type of its own, not an alias, so errors.As
+// tells a ryll exit from a QEMU one.
+type ExitError childproc.ExitError
 
 // Error reads like "ryll exited mid-run (status 0): ..." followed by the
 // last lines of ryll's output, which is usually where the cause is.
-func (e *ExitError) Error() string {
-	how := fmt.Sprintf("(status %d)", e.Status)
-	if e.Signal != "" {
-		how = "(signal " + e.Signal + ")"
-	}
-	var b strings.Builder
-	switch e.Phase {
-	case PhaseStarting:
-		fmt.Fprintf(&b, "ryll exited %s before the control socket was ready", how)
-	case PhaseRunning:
-		fmt.Fprintf(&b, "ryll exited mid-run %s", how)
-	default:
-		fmt.Fprintf(&b, "ryll exited on Stop %s", how)
-	}
-	if e.Signal == "" && e.Status == 0 && e.Phase != PhaseStopping {
-		b.WriteString(" (ryll exits 0 when its SPICE session fails)")
-	}
-	b.WriteString(": ")
-	b.WriteString(formatTail(e.Tail))
-	return b.String()
-}
+func (e *ExitError) Error() string { return (*childproc.ExitError)(e).Message(words) }
 
 func formatTail(lines []string) string { return childproc.FormatTail("ryll", lines) }
-
-func signalName(s syscall.Signal) string { return childproc.SignalName(s) }

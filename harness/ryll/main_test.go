@@ -5,99 +5,80 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
-	"go.uber.org/goleak"
+	"github.com/shakenfist/kerbside-latency/harness/childproc/childtest"
 )
 
-// childModeVar makes the test binary act as a stand-in for ryll. It must
-// reach the child through Spec.ExtraEnv, since the child's environment is
-// explicit; that the stand-in runs at all shows ExtraEnv works.
-const childModeVar = "RYLL_TEST_CHILD"
+// childModeVar selects the stand-in's mode (childtest.Main).
+const childModeVar = childtest.ModeVar
 
-// childIgnoreVar lists signals ("INT", "TERM") the "serve" child ignores.
-const childIgnoreVar = "RYLL_TEST_IGNORE"
+// childIgnoreVar lists signals ("INT", "TERM") the "serve" child ignores
+// (childtest.Signals).
+const childIgnoreVar = childtest.IgnoreVar
 
 // childSecretVar is a secret the "secret" child prints.
 const childSecretVar = "RYLL_TEST_SECRET"
 
-func TestMain(m *testing.M) {
-	if mode, ok := os.LookupEnv(childModeVar); ok {
-		os.Exit(runChild(mode, os.Args[1:]))
-	}
-	goleak.VerifyTestMain(m)
-}
-
-// runChild is the stand-in ryll. Modes:
+// TestMain makes this test binary the stand-in ryll. Its mode reaches it
+// through Spec.ExtraEnv, since the child's environment is explicit; that
+// the stand-in runs at all shows ExtraEnv works. Modes:
 //
 //	serve   create the control socket and answer "hello" with "ok" and
 //	        "exit N" by exiting N; on SIGINT unlink the socket and exit 0
-//	        (like ryll); RYLL_TEST_IGNORE=INT[,TERM] ignores those signals
+//	        (like ryll); childtest.Ignore("INT[,TERM]") ignores those
 //	exit0   print a SPICE failure and exit 0, as ryll does
 //	secret  print the --url value, its token and RYLL_TEST_SECRET, exit 0
 //	dump    print its arguments, environment and process group, exit 0
 //	hang    print a line, never create the socket
-//
-// A watchdog ends every child after a minute so a crashed test run does
-// not leave stand-ins behind.
-func runChild(mode string, args []string) int {
-	go func() {
-		time.Sleep(time.Minute)
-		fmt.Fprintln(os.Stderr, "test child: watchdog expired")
-		os.Exit(99)
-	}()
-	switch mode {
-	case "serve":
-		return childServe(argValue(args, "--control-socket"))
-	case "exit0":
-		fmt.Println("connecting to spice server")
-		fmt.Fprintln(os.Stderr, "\x1b[31mERROR\x1b[0m spice connection failed: connection refused")
-		return 0
-	case "secret":
-		u := argValue(args, "--url")
-		fmt.Println("fetching console from " + u)
-		_, query, _ := strings.Cut(u, "?")
-		_, token, _ := strings.Cut(query, "=")
-		fmt.Println("ticket " + token)
-		fmt.Fprintln(os.Stderr, "vv password="+os.Getenv(childSecretVar))
-		return 0
-	case "dump":
-		for _, a := range args {
-			fmt.Println("arg: " + a)
-		}
-		for _, kv := range os.Environ() {
-			fmt.Println("env: " + kv)
-		}
-		fmt.Printf("pgid: %d pid: %d\n", syscall.Getpgrp(), os.Getpid())
-		return 0
-	case "hang":
-		fmt.Println("waiting for spice")
-		select {}
-	}
-	fmt.Fprintf(os.Stderr, "test child: unknown mode %q\n", mode)
-	return 98
+//	spawn   start a grandchild in a session of its own that holds the
+//	        output (childtest.SpawnHolder), then serve
+func TestMain(m *testing.M) {
+	childtest.Main(m, map[string]childtest.Mode{
+		"serve": func(args []string) int { return childServe(argValue(args, "--control-socket")) },
+		"exit0": func([]string) int {
+			fmt.Println("connecting to spice server")
+			fmt.Fprintln(os.Stderr, "\x1b[31mERROR\x1b[0m spice connection failed: connection refused")
+			return 0
+		},
+		"secret": func(args []string) int {
+			u := argValue(args, "--url")
+			fmt.Println("fetching console from " + u)
+			_, query, _ := strings.Cut(u, "?")
+			_, token, _ := strings.Cut(query, "=")
+			fmt.Println("ticket " + token)
+			fmt.Fprintln(os.Stderr, "vv password="+os.Getenv(childSecretVar))
+			return 0
+		},
+		"dump": func(args []string) int {
+			for _, a := range args {
+				fmt.Println("arg: " + a)
+			}
+			for _, kv := range os.Environ() {
+				fmt.Println("env: " + kv)
+			}
+			fmt.Printf("pgid: %d pid: %d\n", syscall.Getpgrp(), os.Getpid())
+			return 0
+		},
+		"hang": func([]string) int {
+			fmt.Println("waiting for spice")
+			select {}
+		},
+		"spawn": func(args []string) int {
+			if _, err := childtest.SpawnHolder(true); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			return childServe(argValue(args, "--control-socket"))
+		},
+	})
 }
 
 func childServe(sock string) int {
-	ignored := map[string]bool{}
-	for _, name := range strings.Split(os.Getenv(childIgnoreVar), ",") {
-		switch name {
-		case "INT":
-			signal.Ignore(syscall.SIGINT)
-		case "TERM":
-			signal.Ignore(syscall.SIGTERM)
-		}
-		ignored[name] = true
-	}
-	sigs := make(chan os.Signal, 1)
-	if !ignored["INT"] {
-		signal.Notify(sigs, syscall.SIGINT)
-	}
+	sigs := childtest.Signals(syscall.SIGINT) // SIGTERM kills it, as it does ryll
 	// Signals are set up before the socket exists, so a test that saw the
 	// socket answer knows they are in force.
 	ln, err := net.Listen("unix", sock)

@@ -1,7 +1,6 @@
 package ryll
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,8 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -36,14 +33,6 @@ var (
 
 // Tunables of the manager itself; not worth a Spec field each.
 const (
-	// drainGrace bounds how long, after ryll exited, we keep reading its
-	// output for lines still in the pipes. Only a process that inherited
-	// the pipes and outlived ryll can make us wait this long.
-	drainGrace = 2 * time.Second
-	// maxLine is the longest output line kept whole; a longer one is cut
-	// into pieces (each still scrubbed, but a secret spanning a cut would
-	// escape, so the bound is far above any log line of ryll's).
-	maxLine = 64 << 10
 	// probeAttemptTimeout bounds one probe call so a socket that accepts
 	// but never answers cannot use up the whole readiness wait silently.
 	probeAttemptTimeout = 5 * time.Second
@@ -59,43 +48,37 @@ const (
 	progressEvery = 5 * time.Second
 )
 
-// ansiEscape matches terminal colour sequences, which Rust loggers may
-// emit even into a pipe; they make logs and error messages unreadable.
-var ansiEscape = regexp.MustCompile(`\x1b\[[0-9;?]*[ -/]*[@-~]`)
-
 // Process is one ryll child. It is single-use: Start once, Stop once
 // (Stop may be called again; it returns the first result).
 //
-// A Process is watched for its whole life. Because ryll exits 0 when its
-// SPICE session fails, every exit is reported as an *ExitError and
-// Exited fires whatever the status.
+// The process itself (its group, output, exit watch and stop ladder) is
+// owned by a childproc.Child; a Process adds what is ryll's: its
+// arguments and environment, its private socket directory, its log, and
+// readiness. Because ryll exits 0 when its SPICE session fails, every
+// exit is reported as an *ExitError and Exited fires whatever the status.
 type Process struct {
 	spec  Spec
-	grace Grace
 	log   *slog.Logger
-	red   *secret.Redactor
-	tail  *childproc.Tail
+	red   *secret.Redactor // scrubs errors; the log file has its own
+	child *childproc.Child
 
-	// startMu serialises Start and Stop, so Stop never races a child
-	// that Start is still bringing up.
+	// startMu serialises Start and Stop, so Stop never races a ryll that
+	// Start is still bringing up.
 	startMu sync.Mutex
 
 	mu         sync.Mutex
 	started    bool
 	stopCalled bool
-	phase      Phase
-	cmd        *exec.Cmd
-	pid        int
-	sockDir    string
-	sockPath   string
-	logFile    *os.File
-	logErr     error
-	exitErr    *ExitError
+	res        *resources // what a started ryll holds; nil before
 
-	reaped   chan struct{} // closed once ryll was waited for (releases startTied's thread)
-	exited   chan struct{} // closed once ryll exited, output drained, log closed
-	stopDone chan struct{} // closed when the first Stop finished
-	stopErr  error
+	stopOnce childproc.Once
+}
+
+// words are how messages speak of ryll.
+var words = childproc.Words{
+	Name:     "ryll",
+	Ready:    "the control socket was ready",
+	ZeroNote: "ryll exits 0 when its SPICE session fails",
 }
 
 // New checks spec and returns an unstarted Process. Use it with
@@ -109,19 +92,25 @@ func New(spec Spec) (*Process, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	n := spec.TailLines
-	if n == 0 {
-		n = DefaultTailLines
-	}
+	logger = logger.With("component", "ryll")
+	grace := spec.Grace.withDefaults()
 	return &Process{
-		spec:     spec,
-		grace:    spec.Grace.withDefaults(),
-		log:      logger.With("component", "ryll"),
-		red:      secret.NewRedactor(io.Discard, spec.secrets()...), // replaced by the log in Start
-		tail:     childproc.NewTail(n),
-		reaped:   make(chan struct{}),
-		exited:   make(chan struct{}),
-		stopDone: make(chan struct{}),
+		spec: spec,
+		log:  logger,
+		red:  secret.NewRedactor(io.Discard, spec.secrets()...),
+		child: childproc.New(childproc.Spec{
+			Words:     words,
+			Logger:    logger,
+			TailLines: spec.TailLines,
+			// SIGINT: ryll stops its control server and unlinks the socket.
+			Ladder: childproc.Ladder{
+				Rungs: []childproc.Rung{
+					{Signal: syscall.SIGINT, Grace: grace.Interrupt},
+					{Signal: syscall.SIGTERM, Grace: grace.Terminate},
+				},
+				Kill: grace.Kill,
+			},
+		}),
 	}, nil
 }
 
@@ -146,216 +135,129 @@ func Start(ctx context.Context, spec Spec) (*Process, error) {
 func (p *Process) Start(ctx context.Context) (err error) {
 	p.startMu.Lock()
 	defer p.startMu.Unlock()
-	p.mu.Lock()
-	switch {
-	case p.started:
-		p.mu.Unlock()
-		return ErrAlreadyStarted
-	case p.stopCalled:
-		p.mu.Unlock()
-		return ErrStopped
+	if err := p.claim(); err != nil {
+		return err
 	}
-	p.started = true
-	p.mu.Unlock()
-
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("start ryll: %w", err)
 	}
-	binary, err := exec.LookPath(p.spec.Binary)
+	cmd, err := p.command()
 	if err != nil {
-		return fmt.Errorf("find ryll binary %q: %w", p.spec.Binary, err)
+		return err
 	}
-	env, err := childEnv(os.LookupEnv, p.spec.ExtraEnv)
+	res, err := p.acquire()
 	if err != nil {
-		return fmt.Errorf("build ryll environment: %w", err)
+		return err
 	}
-
-	// Everything below is released by this deferred function if Start
-	// fails, in reverse order of acquisition.
-	var (
-		logFile      *os.File
-		sockDir      string
-		pipes        []*os.File
-		cmd          *exec.Cmd
-		childStarted bool
-	)
 	defer func() {
-		if err == nil {
-			return
-		}
-		if childStarted {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			_ = cmd.Wait()
-			close(p.reaped)
-		}
-		for _, f := range pipes {
-			_ = f.Close()
-		}
-		if sockDir != "" {
-			_ = os.RemoveAll(sockDir)
-		}
-		if logFile != nil {
-			_ = logFile.Close()
+		if err != nil {
+			res.release()
 		}
 	}()
-
-	mode := os.O_TRUNC
-	if p.spec.AppendLog {
-		mode = os.O_APPEND
-	}
-	logFile, err = os.OpenFile(p.spec.LogPath, os.O_WRONLY|os.O_CREATE|mode, 0o600)
-	if err != nil {
-		return fmt.Errorf("open ryll log: %w", err)
-	}
-	p.red = secret.NewRedactor(logFile, p.spec.secrets()...)
-
-	sockDir, sockPath, err := makeSocketDir()
-	if err != nil {
+	cmd.Args = p.spec.args(res.sockDir, res.sockPath)
+	cmd.Output = res.log
+	if err := p.child.Start(ctx, cmd); err != nil {
 		return err
 	}
-	if vv := p.spec.consoleFile(); vv != "" {
-		if err := os.WriteFile(filepath.Join(sockDir, directFileName), []byte(vv), 0o600); err != nil {
-			return fmt.Errorf("write the .vv file for direct console %s: %w", p.spec.Direct, err)
-		}
-	}
-
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("create ryll stdout pipe: %w", err)
-	}
-	pipes = append(pipes, outR, outW)
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("create ryll stderr pipe: %w", err)
-	}
-	pipes = append(pipes, errR, errW)
-
-	cmd = exec.Command(binary, p.spec.args(sockDir, sockPath)...)
-	cmd.Env = env
-	cmd.Stdout = outW
-	cmd.Stderr = errW
-	// Its own process group: a terminal's Ctrl-C reaches the harness, not
-	// ryll behind its back, and SIGKILL can take any helper ryll spawned.
-	// Tied to the harness: if it dies, even by SIGKILL, so does ryll.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err = childproc.StartTied(cmd, p.reaped); err != nil {
-		return fmt.Errorf("start ryll %s: %w", binary, err)
-	}
-	childStarted = true
-
-	p.mu.Lock()
-	stopped := p.stopCalled
-	if !stopped {
-		p.cmd, p.pid = cmd, cmd.Process.Pid
-		p.sockDir, p.sockPath, p.logFile = sockDir, sockPath, logFile
-	}
-	p.mu.Unlock()
-	if stopped {
+	if err := p.publish(res); err != nil {
 		// Stop was called while we were starting; it is waiting for us
 		// and will find nothing to stop, so the child is ours to kill.
-		err = ErrStopped
+		_ = p.child.Kill()
 		return err
 	}
-
-	// Only the child keeps the write ends; we must close ours or the
-	// drains never see EOF.
-	_ = outW.Close()
-	_ = errW.Close()
-	drained := make(chan struct{}, 2)
-	go p.drain(outR, drained)
-	go p.drain(errR, drained)
-	go p.wait(cmd, drained, outR, errR)
-
-	p.log.Info("started ryll", "pid", p.pid, "args", p.spec.redactedArgs(sockDir, sockPath),
-		"socket", sockPath, "log", p.spec.LogPath)
+	p.log.Info("started ryll", "pid", p.child.Pid(), "args", p.spec.redactedArgs(res.sockDir, res.sockPath),
+		"socket", res.sockPath, "log", p.spec.LogPath)
 	return nil
 }
 
-// drain copies one output stream to the log and the tail, line by line,
-// until EOF. It must always run: a child whose pipe fills up blocks.
-func (p *Process) drain(r *os.File, done chan<- struct{}) {
-	defer func() { done <- struct{}{} }()
-	br := bufio.NewReaderSize(r, maxLine)
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			p.record(line)
-		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return
-		}
-	}
-}
-
-// record writes one line (or a piece of an over-long one) to the log and
-// the tail. Lines are always written whole so stdout and stderr never
-// interleave inside a line, and the Redactor never holds a partial one.
-func (p *Process) record(raw []byte) {
-	text := ansiEscape.ReplaceAllString(strings.TrimRight(string(raw), "\r\n"), "")
-	if _, err := p.red.Write([]byte(text + "\n")); err != nil {
-		p.mu.Lock()
-		if p.logErr == nil {
-			p.logErr = fmt.Errorf("write ryll log %s: %w", p.spec.LogPath, err)
-		}
-		p.mu.Unlock()
-	}
-	p.tail.Add(p.red.Scrub(text))
-}
-
-// wait reaps ryll, lets the drains finish (bounded), closes the log, and
-// publishes the exit. Exited fires only after all that, so an ExitError's
-// tail includes ryll's last words.
-func (p *Process) wait(cmd *exec.Cmd, drained <-chan struct{}, pipes ...*os.File) {
-	_ = cmd.Wait() // the outcome is read from ProcessState below
-	close(p.reaped)
-
-	timer := time.NewTimer(drainGrace)
-	for n := 0; n < 2; {
-		select {
-		case <-drained:
-			n++
-		case <-timer.C:
-			// Something else holds the pipes open; stop reading.
-			p.log.Warn("ryll output still open after it exited; closing", "after", drainGrace)
-			for _, f := range pipes {
-				_ = f.Close()
-			}
-		}
-	}
-	timer.Stop()
-	for _, f := range pipes {
-		_ = f.Close()
-	}
-
-	logErr := p.red.Flush()
-	if err := p.logFile.Close(); logErr == nil {
-		logErr = err
-	}
-
-	ee := &ExitError{Status: -1, Tail: p.tail.Snapshot()}
-	if st := cmd.ProcessState; st != nil {
-		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			ee.Signal = signalName(ws.Signal())
-		} else {
-			ee.Status = st.ExitCode()
-		}
-	}
-
+// claim marks the Process started, refusing a second start or a start
+// after Stop.
+func (p *Process) claim() error {
 	p.mu.Lock()
-	ee.Phase = p.phase
-	p.exitErr = ee
-	if logErr != nil && p.logErr == nil {
-		p.logErr = fmt.Errorf("close ryll log %s: %w", p.spec.LogPath, logErr)
+	defer p.mu.Unlock()
+	switch {
+	case p.started:
+		return ErrAlreadyStarted
+	case p.stopCalled:
+		return ErrStopped
 	}
-	p.mu.Unlock()
+	p.started = true
+	return nil
+}
 
-	level := slog.LevelWarn
-	if ee.Phase == PhaseStopping {
-		level = slog.LevelInfo
+// command is ryll's binary and explicit environment; the arguments wait
+// for the socket directory.
+func (p *Process) command() (childproc.Command, error) {
+	binary, err := exec.LookPath(p.spec.Binary)
+	if err != nil {
+		return childproc.Command{}, fmt.Errorf("find ryll binary %q: %w", p.spec.Binary, err)
 	}
-	p.log.Log(context.Background(), level, "ryll exited", "pid", p.pid, "status", ee.Status,
-		"signal", ee.Signal, "phase", ee.Phase.String())
-	close(p.exited)
+	env, err := childEnv(os.LookupEnv, p.spec.ExtraEnv)
+	if err != nil {
+		return childproc.Command{}, fmt.Errorf("build ryll environment: %w", err)
+	}
+	return childproc.Command{Path: binary, Env: env}, nil
+}
+
+// resources are what a started ryll holds besides the process: its log
+// and its private socket directory.
+type resources struct {
+	log      *childproc.Log
+	sockDir  string
+	sockPath string
+}
+
+// acquire opens the log and makes the socket directory (with the .vv
+// file for a direct console that --direct cannot take). On error it
+// releases what it made.
+func (p *Process) acquire() (_ *resources, err error) {
+	res := &resources{}
+	defer func() {
+		if err != nil {
+			res.release()
+		}
+	}()
+	if res.log, err = childproc.OpenLog(p.spec.LogPath, p.spec.AppendLog, p.spec.secrets()...); err != nil {
+		return nil, fmt.Errorf("open ryll log: %w", err)
+	}
+	if res.sockDir, res.sockPath, err = makeSocketDir(); err != nil {
+		return nil, err
+	}
+	if vv := p.spec.consoleFile(); vv != "" {
+		if err := os.WriteFile(filepath.Join(res.sockDir, directFileName), []byte(vv), 0o600); err != nil {
+			return nil, fmt.Errorf("write the .vv file for direct console %s: %w", p.spec.Direct, err)
+		}
+	}
+	return res, nil
+}
+
+// release removes the socket directory and closes the log, returning the
+// errors that matter to a Stop.
+func (r *resources) release() error {
+	var errs []error
+	if r.sockDir != "" {
+		if err := os.RemoveAll(r.sockDir); err != nil {
+			errs = append(errs, fmt.Errorf("remove control socket directory: %w", err))
+		}
+	}
+	if r.log != nil {
+		if err := r.log.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("ryll %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// publish records what Start acquired, unless Stop was called meanwhile
+// (then it returns ErrStopped and the caller releases it all).
+func (p *Process) publish(res *resources) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopCalled {
+		return ErrStopped
+	}
+	p.res = res
+	return nil
 }
 
 // WaitReady waits until probe succeeds, ryll exits, timeout passes or ctx
@@ -376,10 +278,7 @@ func (p *Process) WaitReady(ctx context.Context, probe func(context.Context) err
 	if timeout <= 0 {
 		return fmt.Errorf("wait for ryll: timeout %s is not positive", timeout)
 	}
-	p.mu.Lock()
-	running := p.cmd != nil
-	p.mu.Unlock()
-	if !running {
+	if p.Pid() == 0 {
 		return fmt.Errorf("wait for ryll: %w", ErrNotStarted)
 	}
 
@@ -429,12 +328,8 @@ func (p *Process) WaitReady(ctx context.Context, probe func(context.Context) err
 		case err := <-results:
 			inFlight = false
 			if err == nil {
-				p.mu.Lock()
-				if p.phase == PhaseStarting {
-					p.phase = PhaseRunning
-				}
-				p.mu.Unlock()
-				p.log.Info("ryll ready", "pid", p.pid, "after", time.Since(start).Round(time.Millisecond), "probes", attempts)
+				p.child.MarkReady()
+				p.log.Info("ryll ready", "pid", p.Pid(), "after", time.Since(start).Round(time.Millisecond), "probes", attempts)
 				return nil
 			}
 			lastErr = err
@@ -445,14 +340,14 @@ func (p *Process) WaitReady(ctx context.Context, probe func(context.Context) err
 			backoff = min(2*backoff, probeMaxBackoff)
 		case <-retry.C:
 			launch()
-		case <-p.exited:
+		case <-p.Exited():
 			return finish(p.ExitErr())
 		case <-deadline.C:
 			return finish(p.readyTimeout(timeout, attempts, inFlight, lastErr))
 		case <-ctx.Done():
 			return finish(fmt.Errorf("wait for ryll control socket: %w", ctx.Err()))
 		case <-progress.C:
-			p.log.Info("waiting for ryll control socket", "pid", p.pid,
+			p.log.Info("waiting for ryll control socket", "pid", p.Pid(),
 				"elapsed", time.Since(start).Round(time.Second), "timeout", timeout,
 				"probes", attempts, "last_probe_error", p.scrubErr(lastErr))
 		}
@@ -515,90 +410,33 @@ func (p *Process) scrubErr(err error) string {
 // its result. That ryll needed SIGTERM or SIGKILL is not an error of
 // Stop; it shows in ExitErr's Signal and in the log.
 func (p *Process) Stop(ctx context.Context) error {
+	return p.stopOnce.Do(ctx, "stop ryll", func() error { return p.stop(ctx) })
+}
+
+func (p *Process) stop(ctx context.Context) error {
 	p.mu.Lock()
-	if p.stopCalled {
-		p.mu.Unlock()
-		select {
-		case <-p.stopDone:
-			return p.stopErr
-		case <-ctx.Done():
-			return fmt.Errorf("stop ryll: waiting for another Stop: %w", ctx.Err())
-		}
-	}
 	p.stopCalled = true
 	p.mu.Unlock()
-
 	// Wait for a Start in progress, then look at what it left.
 	p.startMu.Lock()
 	p.mu.Lock()
-	cmd := p.cmd
-	if cmd != nil {
-		p.phase = PhaseStopping
-	}
+	res := p.res
 	p.mu.Unlock()
 	p.startMu.Unlock()
 
-	if cmd != nil {
-		p.stopErr = p.stop(ctx, cmd)
-	}
-	close(p.stopDone)
-	return p.stopErr
-}
-
-// stop runs the signal ladder and the clean-up for a started child.
-func (p *Process) stop(ctx context.Context, cmd *exec.Cmd) error {
-	rungs := []struct {
-		sig   syscall.Signal
-		grace time.Duration
-	}{
-		{syscall.SIGINT, p.grace.Interrupt},
-		{syscall.SIGTERM, p.grace.Terminate},
-		{syscall.SIGKILL, p.grace.Kill},
-	}
 	var errs []error
-	gone := false
-	select {
-	case <-p.exited:
-		gone = true
-	default:
+	if err := p.child.Stop(ctx); err != nil {
+		errs = append(errs, err)
 	}
-	for _, r := range rungs {
-		if gone {
-			break
+	if res != nil {
+		if p.child.ExitError() == nil {
+			// A ryll still running would write to a closed file: keep the
+			// log open, remove only the directory.
+			res = &resources{sockDir: res.sockDir}
 		}
-		if r.sig != syscall.SIGKILL && ctx.Err() != nil {
-			continue // out of time: straight to SIGKILL
-		}
-		p.log.Info("stopping ryll", "pid", p.pid, "signal", signalName(r.sig), "grace", r.grace)
-		if err := p.signal(cmd, r.sig); err != nil {
+		if err := res.release(); err != nil {
 			errs = append(errs, err)
 		}
-		timer := time.NewTimer(r.grace)
-		wait := ctx.Done()
-		if r.sig == syscall.SIGKILL {
-			wait = nil // only the kernel can delay us now; always wait the grace
-		}
-		select {
-		case <-p.exited:
-			gone = true
-		case <-timer.C:
-			p.log.Warn("ryll did not exit after signal", "pid", p.pid, "signal", signalName(r.sig), "grace", r.grace)
-		case <-wait:
-		}
-		timer.Stop()
-	}
-	if !gone {
-		errs = append(errs, fmt.Errorf("ryll (pid %d) still running %s after SIGKILL", p.pid, p.grace.Kill))
-	}
-
-	p.mu.Lock()
-	sockDir, logErr := p.sockDir, p.logErr
-	p.mu.Unlock()
-	if err := os.RemoveAll(sockDir); err != nil {
-		errs = append(errs, fmt.Errorf("remove control socket directory: %w", err))
-	}
-	if gone && logErr != nil {
-		errs = append(errs, logErr)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("stop ryll: %w", err)
@@ -606,65 +444,44 @@ func (p *Process) stop(ctx context.Context, cmd *exec.Cmd) error {
 	return nil
 }
 
-// signal sends sig. SIGINT and SIGTERM go to ryll itself, through
-// os.Process, which knows if ryll was already reaped; SIGKILL goes to the
-// whole process group so nothing ryll spawned survives it.
-func (p *Process) signal(cmd *exec.Cmd, sig syscall.Signal) error {
-	var err error
-	if sig == syscall.SIGKILL {
-		err = syscall.Kill(-cmd.Process.Pid, sig)
-	} else {
-		err = cmd.Process.Signal(sig)
-	}
-	if err == nil || errors.Is(err, os.ErrProcessDone) || errors.Is(err, syscall.ESRCH) {
-		return nil
-	}
-	return fmt.Errorf("send %s to ryll (pid %d): %w", signalName(sig), cmd.Process.Pid, err)
-}
-
 // SocketPath is where ryll's control socket is (or will be): a file in a
 // private 0700 directory that Stop removes.
 func (p *Process) SocketPath() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.sockPath
+	if p.res == nil {
+		return ""
+	}
+	return p.res.sockPath
 }
 
 // Pid is ryll's process id (and process group id), or 0 before Start.
-func (p *Process) Pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.pid
-}
+func (p *Process) Pid() int { return p.child.Pid() }
 
 // Exited is closed once ryll has exited and its output has been drained
 // and logged, at any time and for any reason. The loadtest selects on it
 // next to its own work so a run fails the moment ryll goes away. It is
 // never closed for a Process that did not start.
-func (p *Process) Exited() <-chan struct{} { return p.exited }
+func (p *Process) Exited() <-chan struct{} { return p.child.Done() }
 
 // ExitErr is nil while ryll runs and an *ExitError once it has exited.
 // It is never nil after an exit, even with status 0: see ExitError.
 func (p *Process) ExitErr() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.exitErr == nil {
-		return nil
+	if ee := p.child.ExitError(); ee != nil {
+		return (*ExitError)(ee)
 	}
-	return p.exitErr
+	return nil
 }
 
 // ExitStatus is ryll's exit status (-1 if a signal ended it) and whether
 // it has exited at all. A status of 0 does not mean success.
 func (p *Process) ExitStatus() (status int, exited bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.exitErr == nil {
-		return 0, false
+	if ee := p.child.ExitError(); ee != nil {
+		return ee.Status, true
 	}
-	return p.exitErr.Status, true
+	return 0, false
 }
 
 // Tail is the last lines ryll printed (stdout and stderr interleaved by
 // line), with secrets scrubbed, for failure messages.
-func (p *Process) Tail() []string { return p.tail.Snapshot() }
+func (p *Process) Tail() []string { return p.child.Tail() }

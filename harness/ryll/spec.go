@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/address"
+	"github.com/shakenfist/kerbside-latency/harness/childproc"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
@@ -84,7 +85,7 @@ var DefaultGrace = Grace{Interrupt: 3 * time.Second, Terminate: 2 * time.Second,
 
 // DefaultTailLines is the default size of the in-memory output tail: enough
 // to show a Rust error and its context, short enough for a test message.
-const DefaultTailLines = 40
+const DefaultTailLines = childproc.DefaultTailLines
 
 // maxSocketPath is the longest control socket path accepted, in bytes.
 // sun_path is 108 bytes on Linux and 104 on the BSDs and macOS, both

@@ -171,7 +171,7 @@ func runMain(m M, wire Wire, rules ...config.Rule) (code int) {
 			logger.Warn("the summary could not be printed; the results directory holds it all", "err", err)
 		}
 		if err := errors.Join(run.fleet.Teardown(tctx), run.ab.Teardown(tctx)); err != nil {
-			logger.Error("cleanup failed: run `make sweep` to delete what this run left", "run", cfg.RunID, "err", err)
+			logger.Error("cleanup failed", "run", cfg.RunID, "err", err)
 			code = max(code, 1)
 		}
 		if w.Close != nil {
