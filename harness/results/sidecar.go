@@ -30,6 +30,7 @@ const (
 	StopNoDraws        = "no_draws"
 	StopLateDraws      = "late_draws"
 	StopBackground     = "background"
+	StopStall          = "stall"
 )
 
 // Sanity verdicts.
