@@ -152,11 +152,14 @@ type Config struct {
 	BackgroundRate    float64 // draws per second caused by no key
 	BackgroundPattern BackgroundPattern
 	Flood             float64 // extra surface_drawn events per second
-	QueueDrop         QueueDrop
-	CrashAfter        time.Duration
-	HangAfter         time.Duration
-	StartupDelay      time.Duration
-	SurfacesDelay     time.Duration
+	// MalformedEvery writes every Nth surface_drawn and dropped event
+	// with data that does not decode (0: never).
+	MalformedEvery int
+	QueueDrop      QueueDrop
+	CrashAfter     time.Duration
+	HangAfter      time.Duration
+	StartupDelay   time.Duration
+	SurfacesDelay  time.Duration
 	// InputsDelay is when, after session start, the SPICE inputs channel
 	// is up; input events sent before are buffered (256 at most).
 	InputsDelay time.Duration
@@ -326,6 +329,9 @@ var knobs = []Knob{
 	{Name: "flood", Default: "0",
 		Usage: "extra surface_drawn events per second, to overrun the 256-event queue",
 		set:   rateKnob(func(c *Config) *float64 { return &c.Flood }, 1e7)},
+	{Name: "malformed-every", Default: "0",
+		Usage: "write every Nth surface_drawn and dropped event with data that does not decode, as a broken server would (0 = never)",
+		set:   countKnob(func(c *Config) *int { return &c.MalformedEvery })},
 	{Name: "queue-drop", Default: "newest",
 		Usage: "event queue overflow model: newest (ryll's code) or oldest (the protocol document)",
 		set: choiceKnob(func(c *Config) *QueueDrop { return &c.QueueDrop },

@@ -103,6 +103,7 @@ func New(cfg Config) (*Sim, error) {
 		Logger:          log,
 		ProtocolVersion: cfg.ProtocolVersion,
 		QueueDrop:       cfg.QueueDrop,
+		MalformedEvery:  cfg.MalformedEvery,
 	}, simSession{s})
 	if err != nil {
 		return nil, fmt.Errorf("new simulator: %w", err)
