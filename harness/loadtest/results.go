@@ -74,7 +74,7 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 			runErrs = append(runErrs, fmt.Errorf("the loadtest fell behind and dropped %d events itself", m.LocalDropped))
 		}
 		if m.Malformed > 0 {
-			runErrs = append(runErrs, fmt.Errorf("ryll sent %d lines that were not protocol messages (skipped)", m.Malformed))
+			runErrs = append(runErrs, fmt.Errorf("%d lines or events from ryll could not be decoded (skipped; a dropped event among them still made its press suspect)", m.Malformed))
 		}
 	}
 	if m == nil {

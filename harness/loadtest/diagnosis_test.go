@@ -1,0 +1,125 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shakenfist/kerbside-latency/harness/cloud"
+	"github.com/shakenfist/kerbside-latency/harness/control"
+	"github.com/shakenfist/kerbside-latency/harness/measure"
+	"github.com/shakenfist/kerbside-latency/harness/results"
+)
+
+// setupSession runs Setup against fakeryll with knobs, torn down at the
+// end of the test.
+func setupSession(t *testing.T, f fake, knobs ...string) *Session {
+	t.Helper()
+	r, err := Setup(context.Background(), f.cfg, f.with(knobs...))
+	t.Cleanup(func() {
+		ctx, cancel := cloud.CleanupContext(context.Background(), time.Minute)
+		defer cancel()
+		assert.NoError(t, r.Teardown(ctx))
+	})
+	require.NoError(t, err)
+	return r
+}
+
+// Every event that does not decode is counted (malformed lines and
+// events with bad data alike, during the first paint and the
+// measurement), and more than a stated share of them fails the run.
+func TestUndecodableEventsAreCountedAndFailTheRun(t *testing.T) {
+	f := fakeConfig(t, map[string]string{"LATENCY_TRANSCRIPT": "1"})
+	r := setupSession(t, f, "FAKERYLL_MALFORMED_EVERY=4")
+	m, err := r.Measure(t.Context())
+	require.Error(t, err)
+	require.NotNil(t, m)
+	assert.Contains(t, err.Error(), "could not be decoded")
+	assert.Contains(t, err.Error(), "more than 1%")
+	assert.Equal(t, measure.StopError, m.Result.StopReason, "a run that failed on its inputs did not succeed")
+
+	// The transcript holds every line received: count the mangled ones.
+	require.NoError(t, r.Teardown(t.Context()))
+	tr, err := os.ReadFile(filepath.Join(f.cfg.ResultsDir, results.TranscriptName(f.cfg.RunID)))
+	require.NoError(t, err)
+	sent := strings.Count(string(tr), `\"count\":\"many\"`)
+	require.Positive(t, sent, "fakeryll sent malformed events")
+	assert.Equal(t, uint64(sent), m.Malformed, "every malformed event is counted")
+	s := r.Sidecar(m, time.Now(), err)
+	assert.Equal(t, results.StopError, s.StopReason)
+	assert.Contains(t, strings.Join(s.Errors, "\n"), "could not be decoded")
+}
+
+// A dropped event whose count does not decode still reports a loss, so
+// the press it falls in is suspect; a surface_drawn that does not decode
+// is counted, not silently skipped.
+func TestPumpCountsUndecodableEventsAndKeepsADroppedOne(t *testing.T) {
+	srv, cli := net.Pipe()
+	c := control.NewClient(cli, control.Options{})
+	t.Cleanup(func() { _ = c.Close() })
+	r := &Session{Client: c, logger: slog.New(slog.DiscardHandler)}
+	draws := make(chan measure.Draw, 8)
+	pings := make(chan measure.Ping, 8)
+	dropped := make(chan int, 8)
+	done := make(chan struct{})
+	var bad undecodable
+	go r.pump(t.Context(), draws, pings, dropped, &bad, done)
+	w := bufio.NewWriter(srv)
+	for _, line := range []string{
+		`{"event":"surface_drawn","data":{"display_channel_id":0,"surface_id":0,"wallclock_us":"soon"}}`,
+		`{"event":"dropped","data":{"count":"many"}}`,
+		`{"event":"dropped","data":{"count":3}}`,
+	} {
+		_, _ = w.WriteString(line + "\n")
+	}
+	require.NoError(t, w.Flush())
+	assert.Equal(t, 1, <-dropped, "an undecodable dropped event still reports a loss")
+	assert.Equal(t, 3, <-dropped)
+	_ = srv.Close()
+	<-done
+	assert.Equal(t, undecodable{draws: 1, dropped: 1}, bad)
+	assert.Empty(t, draws, "the bad draw is not a draw")
+}
+
+// A signal while the console's first paint settles (before any press)
+// is an interrupt, with the signal named: never an error.
+func TestInterruptDuringTheFirstPaintIsInterrupted(t *testing.T) {
+	f := fakeConfig(t, nil)
+	// A steady background draw every 100 ms: the 300 ms quiet gap never
+	// comes, so the run is still settling when the signal arrives.
+	r := setupSession(t, f, "FAKERYLL_BACKGROUND_RATE=10", "FAKERYLL_BACKGROUND_PATTERN=steady")
+	ctx, cancel := context.WithCancelCause(t.Context())
+	time.AfterFunc(time.Second, func() { cancel(errors.New("received terminated")) })
+	m, err := r.Measure(ctx)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Contains(t, err.Error(), "received terminated")
+	assert.Contains(t, err.Error(), "first paint")
+	require.NotNil(t, m, "what was collected is returned")
+	assert.Equal(t, measure.StopInterrupted, m.Result.StopReason)
+	assert.Positive(t, m.InitialDraws)
+	assert.Equal(t, results.StopInterrupted, r.Sidecar(m, time.Now(), err).StopReason)
+}
+
+// A console that never stops drawing is refused within the run's own
+// maximum duration, not the (longer) readiness timeout, and the error
+// says which bound it was.
+func TestAFloodIsRefusedWithinTheMaxDuration(t *testing.T) {
+	f := fakeConfig(t, map[string]string{"LATENCY_MAX_DURATION": "3s", "LATENCY_SAMPLES": "3"})
+	r := setupSession(t, f, "FAKERYLL_BACKGROUND_RATE=10", "FAKERYLL_BACKGROUND_PATTERN=steady")
+	_, err := r.Measure(t.Context())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "kept drawing for 3s")
+	assert.Contains(t, err.Error(), "LATENCY_MAX_DURATION=3s")
+	assert.Contains(t, err.Error(), "LATENCY_READY_TIMEOUT=20s")
+}
