@@ -533,3 +533,54 @@ func TestAgentNotConnectedIsAProtocolError(t *testing.T) {
 	assert.Equal(t, CodeAgentNotConnected, pe.Code)
 	assert.NotContains(t, err.Error(), "secret-text", "paste text never appears in errors")
 }
+
+// writeRaw writes s as it is (no newline added).
+func (p *rawPeer) writeRaw(s string) {
+	p.t.Helper()
+	require.NoError(p.t, p.conn.SetWriteDeadline(time.Now().Add(hangGuard)))
+	_, err := io.WriteString(p.conn, s)
+	require.NoError(p.t, err, "peer: write")
+}
+
+// A call whose answer does not come says what the socket did meanwhile,
+// so that a hung server, a huge line and an answer stuck behind events
+// are told apart (all three said "waiting for response: context deadline
+// exceeded" before), and names the verb.
+func TestNoResponseSaysWhatTheSocketDid(t *testing.T) {
+	tests := []struct {
+		name string
+		sent string // what the server writes after reading the request
+		want []string
+	}{
+		{"hung: nothing at all", "", []string{"nothing at all came from the server", "hung"}},
+		{"a line over the limit", `{"event":"surface_drawn","data":{"x":"` + strings.Repeat("a", 5000),
+			[]string{"one line of more than 1024 bytes", "longer than any message this client accepts"}},
+		{"a long line still coming", `{"event":"surface_drawn","data":{"x":"` + strings.Repeat("a", 500),
+			[]string{"still sending one line"}},
+		{"events but no answer", `{"event":"dropped","data":{"count":1}}` + "\n" + `{"event":"dropped","data":{"count":2}}` + "\n",
+			[]string{"2 lines came from the server", "2 of them events", "not the answer"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, p := newRaw(t, Options{MaxLineBytes: 1024})
+			ctx, cancel := context.WithCancelCause(t.Context())
+			defer cancel(nil)
+			errc := make(chan error, 1)
+			go func() {
+				_, err := c.SendKey(ctx, 0x39, KeyDown)
+				errc <- err
+			}()
+			p.read()
+			p.writeRaw(tc.sent)
+			eventually(t, "the client read what was sent", func() bool { return c.bytesIn.Load() >= uint64(len(tc.sent)) })
+			cancel(context.DeadlineExceeded)
+			err := <-errc
+			require.Error(t, err)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.Contains(t, err.Error(), "control send_key: no response")
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}

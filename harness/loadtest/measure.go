@@ -16,6 +16,14 @@ import (
 // ends the run with a clear error instead of a stuck cadence.
 const keyTimeout = 5 * time.Second
 
+// maxControlLine bounds one line from ryll: 1 MiB. The longest line the
+// loadtest asks for is a status answer (a few hundred bytes a surface);
+// it never asks for a screenshot, the only verb whose answer is megabytes.
+// A longer line is no answer and no event of ours: the client discards
+// and counts it (it counts against maxUndecodableShare) instead of
+// holding up to 64 MiB, and a call waiting meanwhile names it.
+const maxControlLine = 1 << 20
+
 // exitGrace is how long a lost connection waits to see whether ryll is
 // exiting, so that the error can say so.
 const exitGrace = 2 * time.Second
