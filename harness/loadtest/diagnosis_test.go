@@ -123,3 +123,60 @@ func TestAFloodIsRefusedWithinTheMaxDuration(t *testing.T) {
 	assert.Contains(t, err.Error(), "LATENCY_MAX_DURATION=3s")
 	assert.Contains(t, err.Error(), "LATENCY_READY_TIMEOUT=20s")
 }
+
+// An A/B stopped by a signal during a B block: every leg's sidecar tells
+// how it ended. A's blocks each reached their share, so its sidecar said
+// samples_reached with 5 of 20 samples and no error, and latency-merge
+// counted it a success.
+func TestABInterruptedInABBlockRecordsEveryLegsEnd(t *testing.T) {
+	f := fakeConfig(t, map[string]string{
+		"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "127.0.0.1:5900", "LATENCY_B_CONSOLE": "127.0.0.1:5901",
+		"LATENCY_SAMPLES": "20", "LATENCY_AB_BLOCK": "5",
+	})
+	ctx, cancel := context.WithCancelCause(t.Context())
+	defer cancel(nil)
+	opts := f.opts
+	opts.LegEnv = func(leg string) []string {
+		if leg != "B" {
+			return nil
+		}
+		// SIGTERM once B's first block is under way; B's console never
+		// draws, so that block cannot have ended by then.
+		time.AfterFunc(1500*time.Millisecond, func() { cancel(errors.New("received terminated")) })
+		return []string{"FAKERYLL_DRAWS_PER_KEY=0"}
+	}
+	ab := SetupAB(ctx, f.cfg, opts)
+	t.Cleanup(func() { assert.NoError(t, ab.Teardown(context.Background())) })
+	require.NoError(t, ab.SetupErr)
+	runErr := ab.Run(ctx)
+	require.Error(t, runErr)
+	assert.ErrorIs(t, runErr, context.Canceled)
+	out, err := ab.WriteResults(nil)
+	require.NoError(t, err)
+	a, b := out.Legs[0].Sidecar, out.Legs[1].Sidecar
+	require.Equal(t, 5, a.SamplesCollected, "A's first block was complete")
+	assert.Less(t, b.SamplesCollected, 5, "B was stopped mid-block")
+	for _, s := range []results.Sidecar{a, b} {
+		assert.Equal(t, results.StopInterrupted, s.StopReason, "%s", s.RunID)
+		require.NotEmpty(t, s.Errors, "%s says it ended early", s.RunID)
+		assert.Contains(t, strings.Join(s.Errors, "\n"), "received terminated")
+	}
+	assert.Contains(t, strings.Join(a.Errors, "\n"), "A leg ended after 5 of 20 samples")
+	back, err := results.ReadSidecar(filepath.Join(f.cfg.ResultsDir, results.SidecarName(a.RunID)))
+	require.NoError(t, err)
+	assert.Equal(t, results.StopInterrupted, back.StopReason, "what is on disk says so too")
+}
+
+// A ryll that stops answering mid-run is named as hung (nothing at all
+// came on the socket), with the verb that waited: it said only "waiting
+// for response: context deadline exceeded" before.
+func TestAHungRyllIsNamed(t *testing.T) {
+	f := fakeConfig(t, map[string]string{"LATENCY_SAMPLES": "100"})
+	r := setupSession(t, f, "FAKERYLL_HANG_AFTER=3s")
+	m, err := r.Measure(t.Context())
+	require.Error(t, err)
+	require.NotNil(t, m)
+	assert.Contains(t, err.Error(), "send_key")
+	assert.Contains(t, err.Error(), "nothing at all came from the server")
+	assert.Equal(t, measure.StopError, m.Result.StopReason)
+}
