@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -179,4 +180,18 @@ func TestAHungRyllIsNamed(t *testing.T) {
 	assert.Contains(t, err.Error(), "send_key")
 	assert.Contains(t, err.Error(), "nothing at all came from the server")
 	assert.Equal(t, measure.StopError, m.Result.StopReason)
+}
+
+// A stall reaches the sidecar (stalls, stop reason) and the summary.
+func TestSidecarAndSummaryNameAStall(t *testing.T) {
+	f := fakeConfig(t, map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "127.0.0.1:5900"})
+	r := &Session{Cfg: f.cfg, Start: time.Now()}
+	m := &Measurement{Result: measure.Result{StopReason: measure.StopStall,
+		Stalls: []measure.Stall{{Press: 8, Duration: 4824 * time.Millisecond, Presses: 1, Draws: 23}}}}
+	s := r.Sidecar(m, time.Now(), fmt.Errorf("%w: press 8 got no draw for 4.824s", measure.ErrStall))
+	assert.Equal(t, results.StopStall, s.StopReason)
+	assert.Equal(t, []results.Stall{{Press: 8, DurationS: 4.824, Presses: 1, Draws: 23}}, s.Stalls)
+	var table strings.Builder
+	require.NoError(t, results.WriteSummary(&table, s))
+	assert.Contains(t, table.String(), "press 8 saw no draw for 4.824 s (1 press(es) held back), then 23 draws at once")
 }

@@ -118,6 +118,9 @@ func keypressRecord(s *results.Sidecar, m *Measurement) {
 		Draws: b.Draws, ObservedS: b.Observed.Seconds(), RatePerS: b.Rate,
 		Pattern: string(b.Pattern), GapCV: b.GapCV, Contamination: b.Contamination,
 	}
+	for _, st := range res.Stalls {
+		s.Stalls = append(s.Stalls, results.Stall{Press: st.Press, DurationS: st.Duration.Seconds(), Presses: st.Presses, Draws: st.Draws})
+	}
 	if m.PressesPath != "" {
 		s.PressesFile = filepath.Base(m.PressesPath)
 	}
