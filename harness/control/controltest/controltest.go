@@ -17,6 +17,10 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/control"
 )
 
+// errHandshake marks a connection that closed during hello: retried,
+// like a busy refusal.
+var errHandshake = errors.New("connection closed during hello")
+
 // busyRetry is the pause between attempts while the server answers busy
 // (a previous client's connection is still being let go).
 const busyRetry = 50 * time.Millisecond
@@ -28,7 +32,7 @@ const busyRetry = 50 * time.Millisecond
 func Call(ctx context.Context, path, method string, params any) (json.RawMessage, error) {
 	for {
 		res, err := callOnce(ctx, path, method, params)
-		if !errors.Is(err, control.ErrBusy) {
+		if !errors.Is(err, control.ErrBusy) && !errors.Is(err, errHandshake) {
 			return res, err
 		}
 		select {
@@ -54,6 +58,13 @@ func callOnce(ctx context.Context, path, method string, params any) (json.RawMes
 	br := bufio.NewReader(nc)
 	hello := map[string]string{"client_name": "controltest", "protocol_version": control.ProtocolVersion}
 	if _, err := exchange(nc, br, 1, "hello", hello); err != nil {
+		var pe *control.ProtocolError
+		if !errors.As(err, &pe) && ctx.Err() == nil {
+			// Closed before the handshake: a server still letting the
+			// previous client go writes busy and closes, and the hello
+			// can meet the closed pipe before its answer is read.
+			err = fmt.Errorf("%w: %w", errHandshake, err)
+		}
 		return nil, err
 	}
 	return exchange(nc, br, 2, method, params)
