@@ -87,7 +87,10 @@
 // stalled (a QEMU under SIGSTOP, a frozen host): Result.Stalls records
 // the press, how long and the catch-up burst. The stalled presses are
 // late, never samples, and the run continues; at its end a stall fails
-// it with StopStall (ErrStall), because its figures do not show it.
+// it with StopStall (ErrStall), because its figures do not show it. A
+// console that answered in time and then draws nothing at all for
+// MaxMisses presses in a row has stalled too (and not caught up): that is
+// StopStall, not StopNoDraws.
 package measure
 
 import (
@@ -198,7 +201,8 @@ const (
 	// StopError: a key request, the event source, the sink or the
 	// configuration failed.
 	StopError StopReason = "error"
-	// StopNoDraws: MaxMisses presses in a row got no draw at all.
+	// StopNoDraws: MaxMisses presses in a row got no draw at all, and
+	// none before them had either (else it is StopStall).
 	StopNoDraws StopReason = "no_draws"
 	// StopLateDraws: MaxMisses presses in a row got no draw in the window,
 	// most of them a late one: the console is slower than the window.

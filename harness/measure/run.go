@@ -128,6 +128,8 @@ type runner struct {
 	dropSeen    int           // dropped counts while cur is open or pressing
 	streak      int           // misses in a row
 	streakLt    int           // of them, late ones
+	streakN     int           // the first press of the streak
+	streakFrom  time.Time     // and its key down
 	probed      bool          // a miss of this streak waited LateWait in vain
 
 	pressAlarm, holdAlarm, deadlineAlarm alarm
@@ -283,6 +285,9 @@ func (r *runner) tryPress() *outcome {
 func (r *runner) beforePress(now time.Time) *outcome {
 	if p := r.cur; p != nil && !p.answered {
 		r.streak++
+		if r.streak == 1 {
+			r.streakN, r.streakFrom = p.n, p.sentAt
+		}
 		if p.late > 0 {
 			r.streakLt++
 		} else {
@@ -602,6 +607,14 @@ func (r *runner) take(s Sample) *outcome {
 // tooManyMisses ends the run after MaxMisses misses in a row, saying what
 // they mean.
 func (r *runner) tooManyMisses() *outcome {
+	if len(r.res.Samples) > 0 && r.streakLt == 0 {
+		// A console that had answered in time and now draws nothing at
+		// all has stalled, and not caught up while the run waited.
+		st := Stall{Press: r.streakN, SentAt: r.streakFrom, Duration: time.Since(r.streakFrom), Presses: r.streak}
+		r.res.Stalls = append(r.res.Stalls, st)
+		return r.stalled(fmt.Sprintf(" and none since: it had not caught up when LATENCY_MAX_MISSES=%d presses in a row had gone unanswered",
+			r.cfg.MaxMisses))
+	}
 	if 2*r.streakLt > r.streak {
 		worst := time.Duration(0)
 		for _, p := range []*pressState{r.prev, r.cur} {
@@ -683,16 +696,21 @@ func (r *runner) stalled(extra string) *outcome {
 		times = fmt.Sprintf(" (%d stalls in the run; the longest)", n)
 	}
 	med, _ := r.median.Median()
+	what := fmt.Sprintf("press %d got no draw for %v (%d press(es) in a row with none in their %v window), then %d "+
+		"held-back draw(s) came in one burst%s. That burst was the console catching up after it stopped drawing, "+
+		"not a guest drawing on its own and not a console slower than the window",
+		worst.Press, worst.Duration.Round(time.Millisecond), worst.Presses, r.cfg.Window, worst.Draws, extra)
+	if worst.Draws == 0 {
+		what = fmt.Sprintf("from press %d on, %d presses got no draw at all in %v%s. The console stopped drawing: "+
+			"not a guest whose screen does not change on a key",
+			worst.Press, worst.Presses, worst.Duration.Round(time.Millisecond), extra)
+	}
 	return &outcome{reason: StopStall, err: fmt.Errorf(
-		"%w%s: press %d got no draw for %v (%d press(es) in a row with none in their %v window), then %d "+
-			"held-back draw(s) came in one burst%s. That burst was the console catching up after it stopped "+
-			"drawing, not a guest drawing on its own and not a console slower than the window: it answered %d "+
-			"presses promptly (median %.1f ms). The stalled presses are recorded as late, never as "+
-			"samples, so the figures do not show the stall and the run cannot pass on them. Check what "+
-			"paused the console: its process (a stopped or starved QEMU), the host's load and memory, the "+
-			"network to it; then measure again",
-		ErrStall, times, worst.Press, worst.Duration.Round(time.Millisecond), worst.Presses, r.cfg.Window,
-		worst.Draws, extra, len(r.res.Samples), med*1000)}
+		"%w%s: %s: it answered %d presses promptly (median %.1f ms). The stalled presses are recorded as misses "+
+			"or late, never as samples, so the figures do not show the stall and the run cannot pass on them. "+
+			"Check what paused the console: its process (a stopped or starved QEMU), the host's load and memory, "+
+			"the network to it; then measure again",
+		ErrStall, times, what, len(r.res.Samples), med*1000)}
 }
 
 // conclude completes the Result of a keypress run: the last press

@@ -270,3 +270,29 @@ func TestStallIsReportedAsAStall(t *testing.T) {
 
 // A console slower than the window from the start has no prompt answer
 // to stall from: it stays late_draws (TestSlowConsoleGivesMissesNotFastSamples).
+
+// A stall longer than the run waits for (20 s, with MaxMisses presses
+// gone unanswered before it ends) is a stall too, not "the guest's screen
+// does not change when a key is pressed".
+func TestStallThatOutlastsTheMissesIsAStall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newSimConsole(fixedDelay(25 * time.Millisecond))
+		c.strips, c.spread = 23, 200*time.Microsecond
+		start := time.Now()
+		c.stallFrom, c.stallTo = start.Add(5*time.Second), start.Add(60*time.Second)
+		cfg := simConfig(40)
+		cfg.Cadence, cfg.Jitter, cfg.Hold = 300*time.Millisecond, 100*time.Millisecond, 30*time.Millisecond
+		cfg.Window = 300 * time.Millisecond
+		res, err := runSim(t, cfg, c)
+		require.Error(t, err)
+		assert.Equal(t, StopStall, res.StopReason, "err: %v", err)
+		assert.ErrorIs(t, err, ErrStall)
+		assert.NotErrorIs(t, err, ErrNoDraws)
+		require.Len(t, res.Stalls, 1)
+		assert.Equal(t, 10, res.Stalls[0].Presses, "LATENCY_MAX_MISSES presses held back")
+		assert.Zero(t, res.Stalls[0].Draws, "nothing caught up yet")
+		assert.Contains(t, err.Error(), "stopped drawing")
+		assert.NotContains(t, err.Error(), "does not change when a key is pressed?")
+		assert.Empty(t, wrongSamples(res, c.presses()))
+	})
+}
