@@ -158,8 +158,14 @@ type Config struct {
 	QueueDrop      QueueDrop
 	CrashAfter     time.Duration
 	HangAfter      time.Duration
-	StartupDelay   time.Duration
-	SurfacesDelay  time.Duration
+	// StallAfter and StallFor stop the console for StallFor from
+	// StallAfter after session start (StallFor 0: never): a repaint due
+	// then is held back and drawn when it resumes, as QEMU under
+	// kill -STOP / -CONT does.
+	StallAfter    time.Duration
+	StallFor      time.Duration
+	StartupDelay  time.Duration
+	SurfacesDelay time.Duration
 	// InputsDelay is when, after session start, the SPICE inputs channel
 	// is up; input events sent before are buffered (256 at most).
 	InputsDelay time.Duration
@@ -342,6 +348,12 @@ var knobs = []Knob{
 	{Name: "hang-after", Default: "0",
 		Usage: "stop answering and stop sending events after this long, socket left open (0 = never)",
 		set:   durationKnob(func(c *Config) *time.Duration { return &c.HangAfter })},
+	{Name: "stall-after", Default: "0",
+		Usage: "when, after session start, the console stalls for stall-for (see stall-for)",
+		set:   durationKnob(func(c *Config) *time.Duration { return &c.StallAfter })},
+	{Name: "stall-for", Default: "0",
+		Usage: "stop the console this long from stall-after: repaints due then are held back and drawn at once when it resumes, as QEMU under kill -STOP and -CONT (0 = never)",
+		set:   durationKnob(func(c *Config) *time.Duration { return &c.StallFor })},
 	{Name: "startup-delay", Default: "0",
 		Usage: "delay before the control socket appears",
 		set:   durationKnob(func(c *Config) *time.Duration { return &c.StartupDelay })},

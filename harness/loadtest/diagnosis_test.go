@@ -218,3 +218,24 @@ func TestSignalMidMeasurementIsAlwaysInterrupted(t *testing.T) {
 		})
 	}
 }
+
+// A console that stops for 5 s mid-run (fakeryll's stall knobs, as QEMU
+// under kill -STOP and -CONT) is reported as a stall, through the real
+// client: before, it failed as "the guest draws on its own".
+func TestAStalledConsoleIsReportedAsAStall(t *testing.T) {
+	f := fakeConfig(t, map[string]string{"LATENCY_SAMPLES": "20", "LATENCY_CADENCE": "300ms", "LATENCY_KEY_HOLD": "30ms",
+		"LATENCY_CADENCE_JITTER": "100ms"})
+	r := setupSession(t, f, "FAKERYLL_STALL_AFTER=2s", "FAKERYLL_STALL_FOR=5s")
+	m, err := r.Measure(t.Context())
+	require.Error(t, err)
+	require.NotNil(t, m)
+	assert.ErrorIs(t, err, measure.ErrStall)
+	assert.NotErrorIs(t, err, measure.ErrBackground)
+	assert.Equal(t, measure.StopStall, m.Result.StopReason)
+	require.NotEmpty(t, m.Result.Stalls)
+	assert.Greater(t, m.Result.Stalls[0].Duration, time.Second)
+	assert.Contains(t, err.Error(), "catching up")
+	s := r.Sidecar(m, time.Now(), err)
+	assert.Equal(t, results.StopStall, s.StopReason)
+	assert.NotEmpty(t, s.Stalls)
+}
