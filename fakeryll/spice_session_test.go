@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shakenfist/kerbside-latency/harness/control"
+	"github.com/shakenfist/kerbside-latency/harness/control/controltest"
 	"github.com/shakenfist/kerbside-latency/harness/guest"
 	"github.com/shakenfist/kerbside-latency/harness/qemu"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
@@ -267,7 +268,8 @@ func TestSPICESessionServesTheControlSocket(t *testing.T) {
 	}
 	assert.Equal(t, uint64(keys), readCounter(t, vm), "every key reached the guest exactly once")
 
-	_, err = c.Screenshot(ctx, nil, control.FormatPNG)
+	require.NoError(t, c.Close()) // one client at a time
+	_, err = controltest.Call(ctx, sock, "screenshot", map[string]string{"format": "png"})
 	var pe *control.ProtocolError
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, "not_implemented", pe.Code)

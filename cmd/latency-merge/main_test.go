@@ -31,6 +31,8 @@ type console struct {
 	noCSV     bool
 	csvFile   string
 	provider  string // "openstack" when empty
+	stop      string // the sidecar's stop reason; default by errs
+	requested int    // samples requested; default len(samples)
 }
 
 func ok(run string, samples ...float64) console {
@@ -66,10 +68,17 @@ func writeConsole(tb testing.TB, dir string, c console) string {
 	if provider == "" {
 		provider = "openstack"
 	}
+	if c.stop != "" {
+		stop = c.stop
+	}
+	requested := len(c.samples)
+	if c.requested > 0 {
+		requested = c.requested
+	}
 	path := filepath.Join(dir, results.SidecarName(c.run))
 	require.NoError(tb, results.WriteSidecar(path, results.Sidecar{
 		RunID: c.run, Metric: c.metric, CSVFile: csvFile, Provider: provider,
-		SamplesRequested: len(c.samples), SamplesCollected: collected, Misses: c.misses, StopReason: stop,
+		SamplesRequested: requested, SamplesCollected: collected, Misses: c.misses, StopReason: stop,
 		Summary: stats.Summarize(c.samples), Sanity: results.NewSanity(c.samples, 0.001, 0.5), Errors: c.errs,
 	}))
 	return path
@@ -466,4 +475,21 @@ func TestNaturalCompare(t *testing.T) {
 	in := []string{"p10", "p2", "p1-c10", "p1-c2", "p01", "a", "p1", "b2", "b10x", "b10"}
 	slices.SortFunc(in, naturalCompare)
 	assert.Equal(t, []string{"a", "b2", "b10", "b10x", "p01", "p1", "p1-c2", "p1-c10", "p2", "p10"}, slices.Compact(in))
+}
+
+// An A/B leg stopped by a signal during the other leg's block: its
+// sidecar, as the A/B now writes it (stop reason interrupted, and the
+// error saying it ended short), is counted as failed, never a success.
+func TestAnInterruptedLegFails(t *testing.T) {
+	dir := t.TempDir()
+	writeConsole(t, dir, console{run: "r1-a", metric: keypress, samples: []float64{0.02, 0.021, 0.022, 0.02, 0.021},
+		collected: -1, requested: 20, stop: results.StopInterrupted,
+		errs: []string{"interrupted the A/B: A leg ended after 5 of 20 samples: context canceled (cause: received terminated)"}})
+	writeConsole(t, dir, ok("r1-b", 0.020, 0.021))
+	code, _, errOut, cwd := runCmd(t, dir)
+	assert.Equal(t, exitFailed, code, errOut)
+	rs := readSummary(t, filepath.Join(cwd, "latency-r1-summary.json"))
+	assert.Equal(t, []string{"a"}, rs.Failed)
+	assert.Equal(t, results.StopInterrupted, rs.Consoles[0].StopReason)
+	assert.Contains(t, errOut, "A leg ended after 5 of 20 samples")
 }

@@ -74,6 +74,7 @@ type client struct {
 	subs map[string]bool
 
 	helloDone bool // reader goroutine only
+	mangled   int  // surface_drawn and dropped events written (writer goroutine only)
 }
 
 func newClient(ctx context.Context, s *Server, nc net.Conn) *client {
@@ -189,6 +190,7 @@ func (c *client) writeEvents() {
 			}
 			line = encodeLine(eventMsg{Event: EventDropped, Data: droppedData{Count: clampU32(it.count)}})
 		}
+		line = c.mangle(line)
 		err := c.write(line)
 		if it.written != nil {
 			close(it.written)
@@ -198,6 +200,26 @@ func (c *client) writeEvents() {
 			return
 		}
 	}
+}
+
+// mangle replaces every MalformedEvery-th surface_drawn or dropped event
+// with one of the same name whose data does not decode (a string where a
+// number belongs), as a broken server would send it.
+func (c *client) mangle(line []byte) []byte {
+	n := c.s.cfg.MalformedEvery
+	if n <= 0 {
+		return line
+	}
+	for _, name := range []string{EventSurfaceDrawn, EventDropped} {
+		if bytes.Contains(line, []byte(`"event":"`+name+`"`)) {
+			c.mangled++
+			if c.mangled%n == 0 {
+				return []byte(`{"event":"` + name + `","data":{"count":"many","wallclock_us":"soon"}}` + "\n")
+			}
+			break
+		}
+	}
+	return line
 }
 
 func (c *client) write(line []byte) error {

@@ -152,11 +152,20 @@ type Config struct {
 	BackgroundRate    float64 // draws per second caused by no key
 	BackgroundPattern BackgroundPattern
 	Flood             float64 // extra surface_drawn events per second
-	QueueDrop         QueueDrop
-	CrashAfter        time.Duration
-	HangAfter         time.Duration
-	StartupDelay      time.Duration
-	SurfacesDelay     time.Duration
+	// MalformedEvery writes every Nth surface_drawn and dropped event
+	// with data that does not decode (0: never).
+	MalformedEvery int
+	QueueDrop      QueueDrop
+	CrashAfter     time.Duration
+	HangAfter      time.Duration
+	// StallAfter and StallFor stop the console for StallFor from
+	// StallAfter after session start (StallFor 0: never): a repaint due
+	// then is held back and drawn when it resumes, as QEMU under
+	// kill -STOP / -CONT does.
+	StallAfter    time.Duration
+	StallFor      time.Duration
+	StartupDelay  time.Duration
+	SurfacesDelay time.Duration
 	// InputsDelay is when, after session start, the SPICE inputs channel
 	// is up; input events sent before are buffered (256 at most).
 	InputsDelay time.Duration
@@ -326,6 +335,9 @@ var knobs = []Knob{
 	{Name: "flood", Default: "0",
 		Usage: "extra surface_drawn events per second, to overrun the 256-event queue",
 		set:   rateKnob(func(c *Config) *float64 { return &c.Flood }, 1e7)},
+	{Name: "malformed-every", Default: "0",
+		Usage: "write every Nth surface_drawn and dropped event with data that does not decode, as a broken server would (0 = never)",
+		set:   countKnob(func(c *Config) *int { return &c.MalformedEvery })},
 	{Name: "queue-drop", Default: "newest",
 		Usage: "event queue overflow model: newest (ryll's code) or oldest (the protocol document)",
 		set: choiceKnob(func(c *Config) *QueueDrop { return &c.QueueDrop },
@@ -336,6 +348,12 @@ var knobs = []Knob{
 	{Name: "hang-after", Default: "0",
 		Usage: "stop answering and stop sending events after this long, socket left open (0 = never)",
 		set:   durationKnob(func(c *Config) *time.Duration { return &c.HangAfter })},
+	{Name: "stall-after", Default: "0",
+		Usage: "when, after session start, the console stalls for stall-for (see stall-for)",
+		set:   durationKnob(func(c *Config) *time.Duration { return &c.StallAfter })},
+	{Name: "stall-for", Default: "0",
+		Usage: "stop the console this long from stall-after: repaints due then are held back and drawn at once when it resumes, as QEMU under kill -STOP and -CONT (0 = never)",
+		set:   durationKnob(func(c *Config) *time.Duration { return &c.StallFor })},
 	{Name: "startup-delay", Default: "0",
 		Usage: "delay before the control socket appears",
 		set:   durationKnob(func(c *Config) *time.Duration { return &c.StartupDelay })},

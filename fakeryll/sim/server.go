@@ -78,6 +78,9 @@ type ServerConfig struct {
 	ProtocolVersion Version
 	// QueueDrop is the event queue's overflow model.
 	QueueDrop QueueDrop
+	// MalformedEvery writes every Nth surface_drawn and dropped event
+	// with data that does not decode (0: never), as a broken server would.
+	MalformedEvery int
 }
 
 // ServerStats counts what the server did, for tests and logs.

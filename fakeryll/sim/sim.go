@@ -103,6 +103,7 @@ func New(cfg Config) (*Sim, error) {
 		Logger:          log,
 		ProtocolVersion: cfg.ProtocolVersion,
 		QueueDrop:       cfg.QueueDrop,
+		MalformedEvery:  cfg.MalformedEvery,
 	}, simSession{s})
 	if err != nil {
 		return nil, fmt.Errorf("new simulator: %w", err)
@@ -466,6 +467,14 @@ func (s *Sim) deliverKey(press int, arrival, delivered time.Time) {
 		delay += time.Duration(s.keyRNG.Int64N(int64(j)+1)) * time.Microsecond
 	}
 	first := s.onTickLocked(delivered.Add(delay))
+	if s.cfg.StallFor > 0 {
+		// A stalled console draws nothing until it resumes, then the
+		// held-back repaints at once.
+		from := s.start.Add(s.cfg.StallAfter)
+		if to := from.Add(s.cfg.StallFor); !first.Before(from) && first.Before(to) {
+			first = to
+		}
+	}
 	row := TruthRow{Press: press, ArrivalUS: arrival.UnixMicro()}
 	n := s.cfg.DrawsPerKey
 	if n == 0 || first.Before(s.surfacesAt) {

@@ -60,19 +60,14 @@ type Cloud struct {
 type Option func(*connectOptions)
 
 type connectOptions struct {
-	log        *slog.Logger
-	httpClient *http.Client
-	retries    int
-	backoff    time.Duration
-	poll       time.Duration
+	log     *slog.Logger
+	retries int
+	backoff time.Duration
+	poll    time.Duration
 }
 
 // WithLogger sends the package's logs to l (default: discarded).
 func WithLogger(l *slog.Logger) Option { return func(o *connectOptions) { o.log = l } }
-
-// WithHTTPClient uses hc for every OpenStack call and the image download.
-// Its Transport should bound response headers; the default one does.
-func WithHTTPClient(hc *http.Client) Option { return func(o *connectOptions) { o.httpClient = hc } }
 
 // WithRetries sets how often a transient failure of an idempotent call
 // (GET, HEAD, DELETE: 5xx, connection reset) is retried, and the first
@@ -113,18 +108,15 @@ func Connect(ctx context.Context, env func(string) string, opts ...Option) (*Clo
 	}
 	ao.AllowReauth = true
 
-	hc, dl := o.httpClient, o.httpClient
-	if hc == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.ResponseHeaderTimeout = responseHeaderTimeout
-		tr.TLSClientConfig = tlsCfg
-		hc = &http.Client{Transport: tr}
-		// The image comes from a public server: a cloud's private CA must
-		// not replace the system roots for it.
-		dtr := http.DefaultTransport.(*http.Transport).Clone()
-		dtr.ResponseHeaderTimeout = responseHeaderTimeout
-		dl = &http.Client{Transport: dtr}
-	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = responseHeaderTimeout
+	tr.TLSClientConfig = tlsCfg
+	hc := &http.Client{Transport: tr}
+	// The image comes from a public server: a cloud's private CA must not
+	// replace the system roots for it.
+	dtr := http.DefaultTransport.(*http.Transport).Clone()
+	dtr.ResponseHeaderTimeout = responseHeaderTimeout
+	dl := &http.Client{Transport: dtr}
 	provider, err := config.NewProviderClient(ctx, ao, config.WithHTTPClient(*hc))
 	if err != nil {
 		return nil, fmt.Errorf("authenticate to %s (credentials from %s): %w", secret.RedactURL(ao.IdentityEndpoint), src, err)

@@ -178,7 +178,7 @@ func BenchmarkScreenshotRGBA1024x768(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(w * h * 4)
 	for b.Loop() {
-		if _, err := c.Screenshot(ctx, nil, FormatRGBA); err != nil {
+		if _, err := c.screenshot(ctx, nil, formatRGBA); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -137,6 +137,8 @@ type Client struct {
 	wg        sync.WaitGroup
 
 	lines, responses, eventsIn, malformed, oversized, unmatched atomic.Uint64
+	bytesIn                                                     atomic.Uint64
+	lr                                                          *lineReader
 }
 
 // response is what the reader hands a waiting call.
@@ -170,6 +172,7 @@ func NewClient(conn net.Conn, opts Options) *Client {
 		closing:  make(chan struct{}),
 		tr:       newTranscript(opts.Transcript, opts.Secrets, opts.Logger),
 	}
+	c.lr = newLineReader(countingReader{conn, &c.bytesIn}, opts.MaxLineBytes)
 	c.wg.Add(2)
 	go c.readLoop()
 	go c.pumpEvents()
@@ -314,7 +317,7 @@ func (c *Client) end(cause error) {
 func (c *Client) readLoop() {
 	defer c.wg.Done()
 	defer close(c.readDone)
-	lr := newLineReader(c.conn, c.opts.MaxLineBytes)
+	lr := c.lr
 	var env envelope
 	for {
 		line, err := lr.next()
@@ -476,6 +479,7 @@ func (c *Client) call(ctx context.Context, method string, params, shown any) (js
 			}
 		}
 	}
+	before := c.mark()
 	info.sentAt, err = c.writeLine(ctx, line, record)
 	if err != nil {
 		return nil, info, fmt.Errorf("control %s: send request: %w", method, err)
@@ -492,8 +496,59 @@ func (c *Client) call(ctx context.Context, method string, params, shown any) (js
 		}
 		return resp.result, info, nil
 	case <-ctx.Done():
-		return nil, info, fmt.Errorf("control %s: waiting for response: %w", method, context.Cause(ctx))
+		return nil, info, c.noResponse(method, info.sentAt, before, context.Cause(ctx))
 	}
+}
+
+// readMark is how much the reader had read at one moment.
+type readMark struct{ bytes, lines, events uint64 }
+
+func (c *Client) mark() readMark {
+	return readMark{bytes: c.bytesIn.Load(), lines: c.lines.Load(), events: c.eventsIn.Load()}
+}
+
+// noResponse is the error of a call whose context ended before its
+// answer came. It says what the socket did meanwhile, which is what tells
+// a hung server (nothing at all) from one sending a huge line or one whose
+// answer waits behind events, and what to check for each.
+func (c *Client) noResponse(method string, sentAt time.Time, before readMark, cause error) error {
+	now := c.mark()
+	waited := time.Since(sentAt).Round(time.Millisecond)
+	if sentAt.IsZero() {
+		waited = 0
+	}
+	partial := int64(now.bytes) - int64(c.lr.done.Load()) // a line still coming
+	var what string
+	switch {
+	case now.bytes == before.bytes:
+		what = fmt.Sprintf("nothing at all came from the server in the %v since the request: it is hung, "+
+			"stopped or no longer reading its socket (is its process running? what does its log say last?)", waited)
+	case partial > int64(c.opts.MaxLineBytes):
+		what = fmt.Sprintf("the server was sending one line of more than %d bytes (%d so far), longer than any "+
+			"message this client accepts (MaxLineBytes): it is discarded and counted, and an answer could only "+
+			"come after it; the server is not speaking the protocol (check its version and log)", c.opts.MaxLineBytes, partial)
+	case partial > 0:
+		what = fmt.Sprintf("the server was still sending one line (%d bytes so far) in the %v since the request, "+
+			"%d complete lines before it: a line that long and slow is no answer this client asked for", partial, waited,
+			now.lines-before.lines)
+	default:
+		what = fmt.Sprintf("%d lines came from the server in the %v since the request (%d of them events), but not "+
+			"the answer: it is slow to answer, or its answers wait behind a queue full of events", now.lines-before.lines,
+			waited, now.events-before.events)
+	}
+	return fmt.Errorf("control %s: no response (%s): %w", method, what, cause)
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Uint64
+}
+
+func (r countingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.n.Add(uint64(n))
+	return n, err
 }
 
 func (c *Client) forget(id uint64) {

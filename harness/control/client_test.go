@@ -116,7 +116,7 @@ func TestServerDropsReachTheClient(t *testing.T) {
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{EventSurfaceDrawn, EventDropped, EventLatency}, subs)
 	eventually(t, "the simulator drops events", func() bool { return s.Stats().Dropped > 0 })
-	_, err = c.Unsubscribe(ctx, EventSurfaceDrawn) // the flood no longer reaches the queue
+	_, err = c.unsubscribe(ctx, EventSurfaceDrawn) // the flood no longer reaches the queue
 	require.NoError(t, err)
 	eventually(t, "dropped events account for every drop", func() bool {
 		return reported.Load() >= s.Stats().Dropped

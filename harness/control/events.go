@@ -70,14 +70,18 @@ type Dropped struct {
 	Count uint32 `json:"count"`
 }
 
-// AgentConnected is the data of an agent_connected event.
-type AgentConnected struct {
+// The decoders of the events the loadtest does not subscribe to
+// (agent_connected, paste_completed, paste_failed, digest_updated) are
+// unexported, tested in this package: see the note in verbs.go.
+
+// agentConnectedEvent is the data of an agent_connected event.
+type agentConnectedEvent struct {
 	Connected bool `json:"connected"`
 }
 
-// PasteCompleted is the data of a paste_completed event.
-type PasteCompleted struct {
-	// RequestID is the id of the paste request (as returned by Paste), or
+// pasteCompletedEvent is the data of a paste_completed event.
+type pasteCompletedEvent struct {
+	// RequestID is the id of the paste request (as returned by paste), or
 	// 0 when the server sent an id this client could not have sent.
 	RequestID uint64
 	// RawRequestID is request_id as sent, for ids that are not ours.
@@ -85,18 +89,18 @@ type PasteCompleted struct {
 	CharsSent    uint32
 }
 
-// PasteFailed is the data of a paste_failed event.
-type PasteFailed struct {
-	// RequestID is as in PasteCompleted.
+// pasteFailedEvent is the data of a paste_failed event.
+type pasteFailedEvent struct {
+	// RequestID is as in pasteCompletedEvent.
 	RequestID    uint64
 	RawRequestID json.RawMessage
 	// Reason is for humans; the document says not to parse it.
 	Reason string
 }
 
-// DigestUpdated is the data of a digest_updated event. Events are left raw:
+// digestUpdatedEvent is the data of a digest_updated event. Events are left raw:
 // they follow another crate's schema and unknown variants must be skipped.
-type DigestUpdated struct {
+type digestUpdatedEvent struct {
 	FrameCounter    uint32            `json:"frame_counter"`
 	FramebufferHash uint32            `json:"framebuffer_hash"`
 	Events          []json.RawMessage `json:"events"`
@@ -104,7 +108,7 @@ type DigestUpdated struct {
 }
 
 // Wallclock is the server's wall clock when it translated the digest.
-func (d DigestUpdated) Wallclock() time.Time { return unixMicro(d.WallclockUS) }
+func (d digestUpdatedEvent) Wallclock() time.Time { return unixMicro(d.WallclockUS) }
 
 func unixMicro(us uint64) time.Time {
 	return time.UnixMicro(int64(min(us, 1<<63-1)))
@@ -159,54 +163,54 @@ func (e Event) Dropped() (Dropped, error) {
 	return Dropped{*raw.Count}, nil
 }
 
-// AgentConnected decodes an agent_connected event; connected is required.
-func (e Event) AgentConnected() (AgentConnected, error) {
+// agentConnected decodes an agent_connected event; connected is required.
+func (e Event) agentConnected() (agentConnectedEvent, error) {
 	var raw struct {
 		Connected *bool `json:"connected"`
 	}
 	if err := e.decode(EventAgentConnected, &raw); err != nil {
-		return AgentConnected{}, err
+		return agentConnectedEvent{}, err
 	}
 	if err := required(EventAgentConnected, "connected", raw.Connected != nil); err != nil {
-		return AgentConnected{}, err
+		return agentConnectedEvent{}, err
 	}
-	return AgentConnected{*raw.Connected}, nil
+	return agentConnectedEvent{*raw.Connected}, nil
 }
 
-// PasteCompleted decodes a paste_completed event.
-func (e Event) PasteCompleted() (PasteCompleted, error) {
+// pasteCompleted decodes a paste_completed event.
+func (e Event) pasteCompleted() (pasteCompletedEvent, error) {
 	var raw struct {
 		RequestID json.RawMessage `json:"request_id"`
 		CharsSent *uint32         `json:"chars_sent"`
 	}
 	if err := e.decode(EventPasteCompleted, &raw); err != nil {
-		return PasteCompleted{}, err
+		return pasteCompletedEvent{}, err
 	}
 	if err := required(EventPasteCompleted, "request_id", len(raw.RequestID) > 0, "chars_sent", raw.CharsSent != nil); err != nil {
-		return PasteCompleted{}, err
+		return pasteCompletedEvent{}, err
 	}
 	_, id := decodeID(raw.RequestID)
-	return PasteCompleted{RequestID: id, RawRequestID: raw.RequestID, CharsSent: *raw.CharsSent}, nil
+	return pasteCompletedEvent{RequestID: id, RawRequestID: raw.RequestID, CharsSent: *raw.CharsSent}, nil
 }
 
-// PasteFailed decodes a paste_failed event.
-func (e Event) PasteFailed() (PasteFailed, error) {
+// pasteFailed decodes a paste_failed event.
+func (e Event) pasteFailed() (pasteFailedEvent, error) {
 	var raw struct {
 		RequestID json.RawMessage `json:"request_id"`
 		Reason    *string         `json:"reason"`
 	}
 	if err := e.decode(EventPasteFailed, &raw); err != nil {
-		return PasteFailed{}, err
+		return pasteFailedEvent{}, err
 	}
 	if err := required(EventPasteFailed, "request_id", len(raw.RequestID) > 0, "reason", raw.Reason != nil); err != nil {
-		return PasteFailed{}, err
+		return pasteFailedEvent{}, err
 	}
 	_, id := decodeID(raw.RequestID)
-	return PasteFailed{RequestID: id, RawRequestID: raw.RequestID, Reason: *raw.Reason}, nil
+	return pasteFailedEvent{RequestID: id, RawRequestID: raw.RequestID, Reason: *raw.Reason}, nil
 }
 
-// DigestUpdated decodes a digest_updated event.
-func (e Event) DigestUpdated() (DigestUpdated, error) {
+// digestUpdated decodes a digest_updated event.
+func (e Event) digestUpdated() (digestUpdatedEvent, error) {
 	var raw struct {
 		FrameCounter    *uint32           `json:"frame_counter"`
 		FramebufferHash *uint32           `json:"framebuffer_hash"`
@@ -214,13 +218,13 @@ func (e Event) DigestUpdated() (DigestUpdated, error) {
 		WallclockUS     *uint64           `json:"wallclock_us"`
 	}
 	if err := e.decode(EventDigestUpdated, &raw); err != nil {
-		return DigestUpdated{}, err
+		return digestUpdatedEvent{}, err
 	}
 	if err := required(EventDigestUpdated, "frame_counter", raw.FrameCounter != nil,
 		"framebuffer_hash", raw.FramebufferHash != nil, "wallclock_us", raw.WallclockUS != nil); err != nil {
-		return DigestUpdated{}, err
+		return digestUpdatedEvent{}, err
 	}
-	return DigestUpdated{*raw.FrameCounter, *raw.FramebufferHash, raw.Events, *raw.WallclockUS}, nil
+	return digestUpdatedEvent{*raw.FrameCounter, *raw.FramebufferHash, raw.Events, *raw.WallclockUS}, nil
 }
 
 // decode checks the event's name and unmarshals its data object.

@@ -63,10 +63,10 @@ func FuzzDecodeLine(f *testing.F) {
 			_, _ = ev.SurfaceDrawn()
 			_, _ = ev.Latency()
 			_, _ = ev.Dropped()
-			_, _ = ev.AgentConnected()
-			_, _ = ev.PasteCompleted()
-			_, _ = ev.PasteFailed()
-			_, _ = ev.DigestUpdated()
+			_, _ = ev.agentConnected()
+			_, _ = ev.pasteCompleted()
+			_, _ = ev.pasteFailed()
+			_, _ = ev.digestUpdated()
 		case frameResponse:
 			if f1.ok && (f1.idKind == idAbsent || len(f1.result) == 0) {
 				t.Fatalf("success without id or result: %+v", f1)

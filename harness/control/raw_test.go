@@ -137,7 +137,7 @@ func TestConcurrentCallsAnsweredOutOfOrder(t *testing.T) {
 	for i := range n {
 		calls[i] = goCall(func() (int, error) {
 			var out struct{ N int }
-			_, err := c.Call(t.Context(), "echo", map[string]int{"n": i}, &out)
+			_, err := c.callInto(t.Context(), "echo", map[string]int{"n": i}, &out)
 			return out.N, err
 		})
 	}
@@ -263,7 +263,7 @@ func TestBadResponseFailsItsCallAtOnce(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, p := newRaw(t, Options{MaxLineBytes: 64 << 10})
-			res := goCall(func() (*Screenshot, error) { return c.Screenshot(t.Context(), nil, FormatRGBA) })
+			res := goCall(func() (*shot, error) { return c.screenshot(t.Context(), nil, formatRGBA) })
 			req := p.read()
 			p.send(tc.reply(req.ID))
 			_, err := res.wait(t)
@@ -402,7 +402,7 @@ func TestScreenshotRejectsInconsistentAnswers(t *testing.T) {
 		{"result not an object", `[]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := goCall(func() (*Screenshot, error) { return c.Screenshot(t.Context(), nil, FormatRGBA) })
+			res := goCall(func() (*shot, error) { return c.screenshot(t.Context(), nil, formatRGBA) })
 			req := p.read()
 			p.send(okLine(req.ID, tc.result))
 			_, err := res.wait(t)
@@ -410,7 +410,7 @@ func TestScreenshotRejectsInconsistentAnswers(t *testing.T) {
 		})
 	}
 	t.Run("one pixel png", func(t *testing.T) {
-		res := goCall(func() (*Screenshot, error) { return c.Screenshot(t.Context(), nil, FormatPNG) })
+		res := goCall(func() (*shot, error) { return c.screenshot(t.Context(), nil, formatPNG) })
 		req := p.read()
 		p.send(okLine(req.ID, `{"width": 1, "height": 1, "format": "png", "data_base64": "`+onePixelPNG+`"}`))
 		shot, err := res.wait(t)
@@ -462,7 +462,7 @@ func TestCallPassesThroughNewVerbs(t *testing.T) {
 	p.helloAs(c, "1.3")
 	res := goCall(func() (map[string]any, error) {
 		var out map[string]any
-		_, err := c.Call(t.Context(), "mouse_move", map[string]int{"x": 3, "y": 4}, &out)
+		_, err := c.callInto(t.Context(), "mouse_move", map[string]int{"x": 3, "y": 4}, &out)
 		return out, err
 	})
 	req := p.read()
@@ -475,7 +475,7 @@ func TestCallPassesThroughNewVerbs(t *testing.T) {
 
 	// params must be an object; the document forbids anything else.
 	for _, bad := range []any{[]int{1}, "text", (*struct{})(nil)} {
-		_, err := c.Call(t.Context(), "mouse_move", bad, nil)
+		_, err := c.callInto(t.Context(), "mouse_move", bad, nil)
 		assert.ErrorIs(t, err, ErrInvalidArgument, "%T", bad)
 	}
 	roundTripStatus(t, c, p) // nothing was written for the refused calls
@@ -523,7 +523,7 @@ func TestRequestsAreOneJSONObjectPerLine(t *testing.T) {
 func TestAgentNotConnectedIsAProtocolError(t *testing.T) {
 	c, p := newRaw(t, Options{})
 	p.helloAs(c, "1.2")
-	res := goCall(func() (PasteAck, error) { return c.Paste(t.Context(), "secret-text", DefaultCharDelay) })
+	res := goCall(func() (pasteAck, error) { return c.paste(t.Context(), "secret-text", defaultCharDelay) })
 	req := p.read()
 	require.Equal(t, "paste", req.Method)
 	p.send(errLine(req.ID, CodeAgentNotConnected, "no vdagent"))
@@ -532,4 +532,55 @@ func TestAgentNotConnectedIsAProtocolError(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, CodeAgentNotConnected, pe.Code)
 	assert.NotContains(t, err.Error(), "secret-text", "paste text never appears in errors")
+}
+
+// writeRaw writes s as it is (no newline added).
+func (p *rawPeer) writeRaw(s string) {
+	p.t.Helper()
+	require.NoError(p.t, p.conn.SetWriteDeadline(time.Now().Add(hangGuard)))
+	_, err := io.WriteString(p.conn, s)
+	require.NoError(p.t, err, "peer: write")
+}
+
+// A call whose answer does not come says what the socket did meanwhile,
+// so that a hung server, a huge line and an answer stuck behind events
+// are told apart (all three said "waiting for response: context deadline
+// exceeded" before), and names the verb.
+func TestNoResponseSaysWhatTheSocketDid(t *testing.T) {
+	tests := []struct {
+		name string
+		sent string // what the server writes after reading the request
+		want []string
+	}{
+		{"hung: nothing at all", "", []string{"nothing at all came from the server", "hung"}},
+		{"a line over the limit", `{"event":"surface_drawn","data":{"x":"` + strings.Repeat("a", 5000),
+			[]string{"one line of more than 1024 bytes", "longer than any message this client accepts"}},
+		{"a long line still coming", `{"event":"surface_drawn","data":{"x":"` + strings.Repeat("a", 500),
+			[]string{"still sending one line"}},
+		{"events but no answer", `{"event":"dropped","data":{"count":1}}` + "\n" + `{"event":"dropped","data":{"count":2}}` + "\n",
+			[]string{"2 lines came from the server", "2 of them events", "not the answer"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, p := newRaw(t, Options{MaxLineBytes: 1024})
+			ctx, cancel := context.WithCancelCause(t.Context())
+			defer cancel(nil)
+			errc := make(chan error, 1)
+			go func() {
+				_, err := c.SendKey(ctx, 0x39, KeyDown)
+				errc <- err
+			}()
+			p.read()
+			p.writeRaw(tc.sent)
+			eventually(t, "the client read what was sent", func() bool { return c.bytesIn.Load() >= uint64(len(tc.sent)) })
+			cancel(context.DeadlineExceeded)
+			err := <-errc
+			require.Error(t, err)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.Contains(t, err.Error(), "control send_key: no response")
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
 }

@@ -62,7 +62,7 @@ func TestTranscript(t *testing.T) {
 	p.helloAs(c, "1.2")
 	roundTripStatus(t, c, p)
 
-	res := goCall(func() (PasteAck, error) { return c.Paste(t.Context(), pasteText, DefaultCharDelay) })
+	res := goCall(func() (pasteAck, error) { return c.paste(t.Context(), pasteText, defaultCharDelay) })
 	req := p.read()
 	require.Equal(t, "paste", req.Method)
 	p.send(okLine(req.ID, `{}`))

@@ -204,24 +204,30 @@ func (c *Client) SendKey(ctx context.Context, scancode uint16, state KeyState) (
 	return info.sentAt, err
 }
 
-// DefaultCharDelay asks Paste to leave char_delay_ms out, so the server
-// uses its own default (10 ms).
-const DefaultCharDelay time.Duration = -1
+// The verbs from here to subscription's (paste, screenshot, unsubscribe,
+// callInto) complete the protocol but serve no product code: the loadtest
+// presses keys and reads draws. They stay unexported, tested in this
+// package, so the exported surface is what the loadtest uses; export one
+// when a product needs it.
 
-// PasteAck is the server's acceptance of a paste. The typing happens
+// defaultCharDelay asks paste to leave char_delay_ms out, so the server
+// uses its own default (10 ms).
+const defaultCharDelay time.Duration = -1
+
+// pasteAck is the server's acceptance of a paste. The typing happens
 // later; a paste_completed or paste_failed event whose RequestID equals
 // this RequestID reports how it ended.
-type PasteAck struct {
+type pasteAck struct {
 	RequestID uint64
 	// Received is the local wall clock when the acceptance was read.
 	Received time.Time
 }
 
 // Paste asks the server to type text (US-QWERTY, printable ASCII) with
-// charDelay between characters, whole milliseconds; DefaultCharDelay (any
+// charDelay between characters, whole milliseconds; defaultCharDelay (any
 // negative value) leaves the choice to the server. The text never appears
 // in logs or errors, since it may be a password.
-func (c *Client) Paste(ctx context.Context, text string, charDelay time.Duration) (PasteAck, error) {
+func (c *Client) paste(ctx context.Context, text string, charDelay time.Duration) (pasteAck, error) {
 	params := struct {
 		Text        string  `json:"text"`
 		CharDelayMS *uint32 `json:"char_delay_ms,omitempty"`
@@ -229,7 +235,7 @@ func (c *Client) Paste(ctx context.Context, text string, charDelay time.Duration
 	if charDelay >= 0 {
 		ms := charDelay.Milliseconds()
 		if ms > math.MaxUint32 {
-			return PasteAck{}, fmt.Errorf("control paste: %w: char delay %s exceeds the protocol's u32 milliseconds", ErrInvalidArgument, charDelay)
+			return pasteAck{}, fmt.Errorf("control paste: %w: char delay %s exceeds the protocol's u32 milliseconds", ErrInvalidArgument, charDelay)
 		}
 		v := uint32(ms)
 		params.CharDelayMS = &v
@@ -239,26 +245,26 @@ func (c *Client) Paste(ctx context.Context, text string, charDelay time.Duration
 	shown.Text = secret.Redacted
 	_, info, err := c.call(ctx, "paste", params, shown)
 	if err != nil {
-		return PasteAck{}, err
+		return pasteAck{}, err
 	}
-	return PasteAck{RequestID: info.id, Received: info.received}, nil
+	return pasteAck{RequestID: info.id, Received: info.received}, nil
 }
 
-// ImageFormat is a screenshot encoding.
-type ImageFormat string
+// imageFormat is a screenshot encoding.
+type imageFormat string
 
 const (
-	// FormatPNG is a PNG file: small, slow to encode, good for artefacts.
-	FormatPNG ImageFormat = "png"
-	// FormatRGBA is raw pixels, 4 bytes each, row-major from top-left.
-	FormatRGBA ImageFormat = "rgba"
+	// formatPNG is a PNG file: small, slow to encode, good for artefacts.
+	formatPNG imageFormat = "png"
+	// formatRGBA is raw pixels, 4 bytes each, row-major from top-left.
+	formatRGBA imageFormat = "rgba"
 )
 
-// Screenshot is a captured surface.
-type Screenshot struct {
+// shot is a captured surface.
+type shot struct {
 	Width, Height int
 	// Format is the encoding the server used.
-	Format ImageFormat
+	Format imageFormat
 	// Data is the PNG file (png) or the raw RGBA pixels (rgba), decoded
 	// from base64.
 	Data []byte
@@ -269,33 +275,33 @@ type Screenshot struct {
 	Received time.Time
 }
 
-// Screenshot captures surfaceID (nil: the primary surface) in format (""
+// screenshot captures surfaceID (nil: the primary surface) in format (""
 // leaves the choice to the server, which picks png). Answers of several
 // megabytes are expected; raw RGBA is checked to hold exactly
 // width*height*4 bytes and a PNG to have the stated size.
-func (c *Client) Screenshot(ctx context.Context, surfaceID *uint32, format ImageFormat) (*Screenshot, error) {
+func (c *Client) screenshot(ctx context.Context, surfaceID *uint32, format imageFormat) (*shot, error) {
 	switch format {
-	case "", FormatPNG, FormatRGBA:
+	case "", formatPNG, formatRGBA:
 	default:
 		return nil, fmt.Errorf("control screenshot: %w: format %q, want png or rgba", ErrInvalidArgument, format)
 	}
 	params := struct {
 		SurfaceID *uint32     `json:"surface_id,omitempty"`
-		Format    ImageFormat `json:"format,omitempty"`
+		Format    imageFormat `json:"format,omitempty"`
 	}{surfaceID, format}
 	raw, info, err := c.roundTrip(ctx, "screenshot", params)
 	if err != nil {
 		return nil, err
 	}
-	shot, err := decodeScreenshot(raw)
+	img, err := decodeScreenshot(raw)
 	if err != nil {
 		return nil, fmt.Errorf("control screenshot: %w", err)
 	}
-	shot.Received = info.received
-	return shot, nil
+	img.Received = info.received
+	return img, nil
 }
 
-func decodeScreenshot(raw json.RawMessage) (*Screenshot, error) {
+func decodeScreenshot(raw json.RawMessage) (*shot, error) {
 	var r struct {
 		Width  *uint32 `json:"width"`
 		Height *uint32 `json:"height"`
@@ -309,14 +315,14 @@ func decodeScreenshot(raw json.RawMessage) (*Screenshot, error) {
 		return nil, fmt.Errorf("%w: result lacks width, height, format or data_base64", ErrMalformed)
 	}
 	w, h, data := int(*r.Width), int(*r.Height), *r.Data
-	shot := &Screenshot{Width: w, Height: h, Format: ImageFormat(*r.Format), Data: data}
+	shot := &shot{Width: w, Height: h, Format: imageFormat(*r.Format), Data: data}
 	switch shot.Format {
-	case FormatRGBA:
+	case formatRGBA:
 		if want := uint64(w) * uint64(h) * 4; uint64(len(data)) != want {
 			return nil, fmt.Errorf("%w: rgba %dx%d needs %d bytes, got %d", ErrMalformed, w, h, want, len(data))
 		}
 		shot.Image = &image.NRGBA{Pix: data, Stride: 4 * w, Rect: image.Rect(0, 0, w, h)}
-	case FormatPNG:
+	case formatPNG:
 		cfg, err := png.DecodeConfig(bytes.NewReader(data))
 		if err != nil {
 			return nil, fmt.Errorf("%w: png header: %v", ErrMalformed, err)
@@ -344,7 +350,7 @@ func (c *Client) Subscribe(ctx context.Context, events ...string) ([]string, err
 
 // Unsubscribe stops events by name and returns the names that were
 // actually removed (names not subscribed are left out).
-func (c *Client) Unsubscribe(ctx context.Context, events ...string) ([]string, error) {
+func (c *Client) unsubscribe(ctx context.Context, events ...string) ([]string, error) {
 	return c.subscription(ctx, "unsubscribe", "unsubscribed", events)
 }
 
@@ -377,7 +383,7 @@ func (c *Client) subscription(ctx context.Context, method, field string, events 
 // Call sends any verb and decodes its result into result (if non-nil). It
 // is for verbs newer than this client; the named methods check their
 // arguments and results more closely.
-func (c *Client) Call(ctx context.Context, method string, params, result any) (received time.Time, err error) {
+func (c *Client) callInto(ctx context.Context, method string, params, result any) (received time.Time, err error) {
 	raw, info, err := c.roundTrip(ctx, method, params)
 	if err != nil {
 		return info.received, err

@@ -317,27 +317,27 @@ func TestPasteReportsCompletionByRequestID(t *testing.T) {
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{EventPasteCompleted, EventPasteFailed}, subscribed)
 
-	ack, err := c.Paste(t.Context(), "hunter2", time.Millisecond)
+	ack, err := c.paste(t.Context(), "hunter2", time.Millisecond)
 	require.NoError(t, err)
 	assert.NotZero(t, ack.RequestID)
 	assert.False(t, ack.Received.IsZero())
 	assert.JSONEq(t, `{"text": "hunter2", "char_delay_ms": 1}`, w.last(t, "paste"))
-	done, err := eventNamed(t, c, EventPasteCompleted).PasteCompleted()
+	done, err := eventNamed(t, c, EventPasteCompleted).pasteCompleted()
 	require.NoError(t, err)
-	assert.Equal(t, PasteCompleted{RequestID: ack.RequestID, RawRequestID: done.RawRequestID, CharsSent: 7}, done)
+	assert.Equal(t, pasteCompletedEvent{RequestID: ack.RequestID, RawRequestID: done.RawRequestID, CharsSent: 7}, done)
 
-	ack, err = c.Paste(t.Context(), "caf\u00e9", DefaultCharDelay)
+	ack, err = c.paste(t.Context(), "caf\u00e9", defaultCharDelay)
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"text": "caf\u00e9"}`, w.last(t, "paste"), "DefaultCharDelay omits char_delay_ms")
-	failed, err := eventNamed(t, c, EventPasteFailed).PasteFailed()
+	assert.JSONEq(t, `{"text": "caf\u00e9"}`, w.last(t, "paste"), "defaultCharDelay omits char_delay_ms")
+	failed, err := eventNamed(t, c, EventPasteFailed).pasteFailed()
 	require.NoError(t, err)
 	assert.Equal(t, ack.RequestID, failed.RequestID)
 	assert.Contains(t, failed.Reason, "U+00E9")
 
-	ack, err = c.Paste(t.Context(), "x", 0)
+	ack, err = c.paste(t.Context(), "x", 0)
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"text": "x", "char_delay_ms": 0}`, w.last(t, "paste"))
-	done, err = eventNamed(t, c, EventPasteCompleted).PasteCompleted()
+	done, err = eventNamed(t, c, EventPasteCompleted).pasteCompleted()
 	require.NoError(t, err)
 	assert.Equal(t, ack.RequestID, done.RequestID)
 	assert.Equal(t, uint32(1), done.CharsSent)
@@ -355,10 +355,10 @@ func TestSubscribeReturnsWhatServerAccepted(t *testing.T) {
 	assert.Equal(t, 1.0, l.SampleMS, "the gap between two steady PINGs")
 	assert.Zero(t, (int64(l.WallclockUS)-s.SessionStart().UnixMicro())%1000, "stamped at a PING, on the 1 ms grid")
 
-	got, err = c.Unsubscribe(t.Context(), EventLatency)
+	got, err = c.unsubscribe(t.Context(), EventLatency)
 	require.NoError(t, err)
 	assert.Equal(t, []string{EventLatency}, got)
-	got, err = c.Unsubscribe(t.Context(), EventLatency)
+	got, err = c.unsubscribe(t.Context(), EventLatency)
 	require.NoError(t, err)
 	assert.Empty(t, got, "unsubscribing twice is a no-op")
 
@@ -396,9 +396,9 @@ func TestScreenshotMultiMegabyte(t *testing.T) {
 
 	var pixels []byte
 	t.Run("rgba", func(t *testing.T) {
-		shot, err := c.Screenshot(t.Context(), nil, FormatRGBA)
+		shot, err := c.screenshot(t.Context(), nil, formatRGBA)
 		require.NoError(t, err)
-		assert.Equal(t, FormatRGBA, shot.Format)
+		assert.Equal(t, formatRGBA, shot.Format)
 		assert.Equal(t, w, shot.Width)
 		assert.Equal(t, h, shot.Height)
 		require.Len(t, shot.Data, w*h*4, "3 MiB of pixels, 4 MiB of base64 on one line")
@@ -410,22 +410,22 @@ func TestScreenshotMultiMegabyte(t *testing.T) {
 	})
 	t.Run("png", func(t *testing.T) {
 		zero := uint32(0)
-		shot, err := c.Screenshot(t.Context(), &zero, FormatPNG)
+		shot, err := c.screenshot(t.Context(), &zero, formatPNG)
 		require.NoError(t, err)
-		assert.Equal(t, FormatPNG, shot.Format)
+		assert.Equal(t, formatPNG, shot.Format)
 		assert.Equal(t, image.Rect(0, 0, w, h), shot.Image.Bounds())
 		require.NotNil(t, pixels)
 		assert.True(t, bytes.Equal(pixels, nrgbaPix(shot.Image)), "png and rgba show the same screen")
 	})
 	t.Run("default format", func(t *testing.T) {
-		shot, err := c.Screenshot(t.Context(), nil, "")
+		shot, err := c.screenshot(t.Context(), nil, "")
 		require.NoError(t, err)
-		assert.Equal(t, FormatPNG, shot.Format)
+		assert.Equal(t, formatPNG, shot.Format)
 		assert.JSONEq(t, `{}`, wl.last(t, "screenshot"), "nil surface and empty format are omitted")
 	})
 	t.Run("unknown format refused locally", func(t *testing.T) {
 		n := wl.count("screenshot")
-		_, err := c.Screenshot(t.Context(), nil, "jpeg")
+		_, err := c.screenshot(t.Context(), nil, "jpeg")
 		assert.ErrorIs(t, err, ErrInvalidArgument)
 		assert.Equal(t, n, wl.count("screenshot"), "nothing was written")
 	})
@@ -459,24 +459,24 @@ func TestVerbErrorsFromServer(t *testing.T) {
 		code   string
 	}{
 		{"bad state", "send_key", func() error {
-			_, err := c.Call(ctx, "send_key", map[string]any{"scancode": 28, "state": "sideways"}, nil)
+			_, err := c.callInto(ctx, "send_key", map[string]any{"scancode": 28, "state": "sideways"}, nil)
 			return err
 		}, CodeBadState},
 		{"bad params", "send_key", func() error {
-			_, err := c.Call(ctx, "send_key", map[string]any{}, nil)
+			_, err := c.callInto(ctx, "send_key", map[string]any{}, nil)
 			return err
 		}, CodeBadParams},
 		{"unknown method", "mouse_move", func() error {
-			_, err := c.Call(ctx, "mouse_move", nil, nil)
+			_, err := c.callInto(ctx, "mouse_move", nil, nil)
 			return err
 		}, CodeUnknownMethod},
 		{"no such surface", "screenshot", func() error {
 			id := uint32(7)
-			_, err := c.Screenshot(ctx, &id, FormatRGBA)
+			_, err := c.screenshot(ctx, &id, formatRGBA)
 			return err
 		}, CodeNoSuchSurface},
 		{"unsupported format", "screenshot", func() error {
-			_, err := c.Call(ctx, "screenshot", map[string]any{"format": "jpeg"}, nil)
+			_, err := c.callInto(ctx, "screenshot", map[string]any{"format": "jpeg"}, nil)
 			return err
 		}, CodeUnsupportedFormat},
 	} {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 )
 
 // envelope is the union of the three wire shapes: the raw value of each
@@ -326,6 +327,11 @@ type lineReader struct {
 	br   *bufio.Reader
 	max  int
 	long []byte
+	// done counts the bytes of the complete lines returned, newlines
+	// included: the bytes read from the stream beyond it are a line still
+	// coming, which a caller that waits can name.
+	done atomic.Uint64
+	cur  uint64 // bytes of the current line so far
 }
 
 func newLineReader(r io.Reader, limit int) *lineReader {
@@ -351,8 +357,11 @@ func (r *lineReader) next() ([]byte, error) {
 			return nil, err
 		}
 		complete := err == nil
+		r.cur += uint64(len(frag))
 		if complete {
 			frag = frag[:len(frag)-1]
+			r.done.Add(r.cur)
+			r.cur = 0
 		}
 		switch {
 		case oversize:

@@ -41,20 +41,20 @@ func TestTypedEventDecodersOnDocumentExamples(t *testing.T) {
 			func(e Event) (any, error) { return e.Dropped() },
 			Dropped{14}},
 		{`{"event": "agent_connected", "data": {"connected": false}}`,
-			func(e Event) (any, error) { return e.AgentConnected() },
-			AgentConnected{false}},
+			func(e Event) (any, error) { return e.agentConnected() },
+			agentConnectedEvent{false}},
 		{`{"event": "paste_completed", "data": {"request_id": 6, "chars_sent": 7}}`,
-			func(e Event) (any, error) { return e.PasteCompleted() },
-			PasteCompleted{RequestID: 6, RawRequestID: json.RawMessage("6"), CharsSent: 7}},
+			func(e Event) (any, error) { return e.pasteCompleted() },
+			pasteCompletedEvent{RequestID: 6, RawRequestID: json.RawMessage("6"), CharsSent: 7}},
 		{`{"event": "paste_completed", "data": {"request_id": "abc", "chars_sent": 7}}`,
-			func(e Event) (any, error) { return e.PasteCompleted() },
-			PasteCompleted{RequestID: 0, RawRequestID: json.RawMessage(`"abc"`), CharsSent: 7}},
+			func(e Event) (any, error) { return e.pasteCompleted() },
+			pasteCompletedEvent{RequestID: 0, RawRequestID: json.RawMessage(`"abc"`), CharsSent: 7}},
 		{`{"event": "paste_failed", "data": {"request_id": 6, "reason": "agent disconnected during paste"}}`,
-			func(e Event) (any, error) { return e.PasteFailed() },
-			PasteFailed{RequestID: 6, RawRequestID: json.RawMessage("6"), Reason: "agent disconnected during paste"}},
+			func(e Event) (any, error) { return e.pasteFailed() },
+			pasteFailedEvent{RequestID: 6, RawRequestID: json.RawMessage("6"), Reason: "agent disconnected during paste"}},
 		{`{"event": "digest_updated", "data": {"events": [{"keypress": {"scancode": 0, "timestamp_ms": 138550, "unicode": "\r"}}], "frame_counter": 281, "framebuffer_hash": 4022250974, "wallclock_us": 1765432100000000}}`,
-			func(e Event) (any, error) { return e.DigestUpdated() },
-			DigestUpdated{281, 4022250974, []json.RawMessage{json.RawMessage(`{"keypress": {"scancode": 0, "timestamp_ms": 138550, "unicode": "\r"}}`)}, 1765432100000000}},
+			func(e Event) (any, error) { return e.digestUpdated() },
+			digestUpdatedEvent{281, 4022250974, []json.RawMessage{json.RawMessage(`{"keypress": {"scancode": 0, "timestamp_ms": 138550, "unicode": "\r"}}`)}, 1765432100000000}},
 	} {
 		ev := eventFromLine(t, tc.line)
 		t.Run(ev.Name, func(t *testing.T) {
@@ -90,10 +90,10 @@ func TestTypedEventDecodersRefuseBadData(t *testing.T) {
 	for name, decode := range map[string]func(Event) error{
 		EventLatency:        func(e Event) error { _, err := e.Latency(); return err },
 		EventDropped:        func(e Event) error { _, err := e.Dropped(); return err },
-		EventAgentConnected: func(e Event) error { _, err := e.AgentConnected(); return err },
-		EventPasteCompleted: func(e Event) error { _, err := e.PasteCompleted(); return err },
-		EventPasteFailed:    func(e Event) error { _, err := e.PasteFailed(); return err },
-		EventDigestUpdated:  func(e Event) error { _, err := e.DigestUpdated(); return err },
+		EventAgentConnected: func(e Event) error { _, err := e.agentConnected(); return err },
+		EventPasteCompleted: func(e Event) error { _, err := e.pasteCompleted(); return err },
+		EventPasteFailed:    func(e Event) error { _, err := e.pasteFailed(); return err },
+		EventDigestUpdated:  func(e Event) error { _, err := e.digestUpdated(); return err },
 	} {
 		t.Run(name+" with empty data", func(t *testing.T) {
 			assert.ErrorIs(t, decode(Event{Name: name, Data: json.RawMessage(`{}`)}), ErrMalformed)

@@ -16,7 +16,6 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/shakenfist/kerbside-latency/harness/ryll"
-	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
 
 // An A/B run measures one guest through two console sources in one run:
@@ -131,6 +130,7 @@ func (ab *AB) Run(ctx context.Context) error {
 	if ab.SetupErr != nil {
 		return ab.SetupErr
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeoutCause(ctx, ab.Cfg.Measure.MaxDuration,
 		fmt.Errorf("the A/B reached LATENCY_MAX_DURATION=%s short of samples", ab.Cfg.Measure.MaxDuration))
 	defer cancel()
@@ -154,6 +154,7 @@ func (ab *AB) Run(ctx context.Context) error {
 			runErr = l.Err
 		}
 	}
+	ends := ab.recordEnds(parent, ctx)
 	// One guest behind both legs: its counter must hold every key sent.
 	seen, seenErr, counted := 0, error(nil), false
 	if a := ab.Legs[0]; a.Console.CountsKeys() {
@@ -168,16 +169,62 @@ func (ab *AB) Run(ctx context.Context) error {
 			runErr = errors.Join(runErr, fmt.Errorf("the guest counted %d key presses, both legs sent %d: keys were lost or doubled on the way", seen, keys))
 		}
 	}
-	for _, l := range ab.Legs {
+	for i, l := range ab.Legs {
 		if err := l.sink.Close(); err != nil {
 			l.Err = errors.Join(l.Err, err)
 			runErr = errors.Join(runErr, err)
 		}
 		m := &Measurement{Result: measure.Merge(l.Blocks...), CSVPath: l.sink.CSV.Path(), PressesPath: l.sink.Presses.Path()}
 		m.KeysCounted, m.KeysSent, m.KeysSeen = counted, keys, seen
+		m.Result.StopReason = legEnd(m.Result.StopReason, ends[i])
 		l.Measurement = m
 	}
 	return runErr
+}
+
+// recordEnds says how each leg that stopped short of its samples ended:
+// a signal (interrupted), the A/B's LATENCY_MAX_DURATION (max_duration),
+// or a failure (error; for a leg without one of its own, the other
+// leg's). A leg without an error of its own gets one saying so: every
+// block of it reached its own share, so its merged blocks alone would
+// say samples_reached. parent is Run's context, ctx the one bounded by
+// the maximum duration.
+func (ab *AB) recordEnds(parent, ctx context.Context) [2]measure.StopReason {
+	var ends [2]measure.StopReason
+	for i, l := range ab.Legs {
+		got := samplesOf(l)
+		if got >= ab.Cfg.Measure.Samples {
+			continue
+		}
+		short := fmt.Sprintf("%s leg ended after %d of %d samples", l.Name, got, ab.Cfg.Measure.Samples)
+		other := ab.Legs[1-i]
+		var err error
+		switch {
+		case parent.Err() != nil:
+			ends[i], err = measure.StopInterrupted, interrupted(parent, "the A/B: "+short)
+		case ctx.Err() != nil:
+			ends[i], err = measure.StopMaxDuration, fmt.Errorf("%s: %w", short, context.Cause(ctx))
+		case other.Err != nil:
+			ends[i], err = measure.StopError, fmt.Errorf("%s, because the %s leg failed: %w", short, other.Name, other.Err)
+		default:
+			ends[i], err = measure.StopError, errors.New(short)
+		}
+		if l.Err == nil {
+			l.Err = err
+		}
+	}
+	return ends
+}
+
+// legEnd is the stop reason a leg's sidecar records: its blocks' own
+// failure (a stall, no draws), unless the leg ended short for another
+// reason (recordEnds) that they do not show; a signal always reads as
+// interrupted.
+func legEnd(merged, end measure.StopReason) measure.StopReason {
+	if end == "" || (merged != "" && merged.Failed() && end != measure.StopInterrupted) {
+		return merged
+	}
+	return end
 }
 
 func (ab *AB) done() bool {
@@ -435,12 +482,4 @@ func finite(v float64) float64 {
 		return 0
 	}
 	return v
-}
-
-// Figures summarises a leg's two keypress figures.
-func (l *Leg) Figures() (first, repaint stats.Summary) {
-	if l.Measurement == nil {
-		return stats.Summary{}, stats.Summary{}
-	}
-	return l.Measurement.Result.FirstDraw, l.Measurement.Result.Repaint
 }

@@ -250,7 +250,7 @@ func (r *Session) readyProbe(socket string) (probe func(context.Context) error, 
 		}
 		if c == nil {
 			dialed, err := control.Dial(ctx, socket, control.Options{ClientName: ClientName, Logger: logger,
-				Transcript: r.transcript.writer(), Secrets: r.Console.Secrets})
+				Transcript: r.transcript.writer(), Secrets: r.Console.Secrets, MaxLineBytes: maxControlLine})
 			if err != nil {
 				var vm *control.VersionMismatchError
 				if errors.As(err, &vm) {

@@ -16,6 +16,14 @@ import (
 // ends the run with a clear error instead of a stuck cadence.
 const keyTimeout = 5 * time.Second
 
+// maxControlLine bounds one line from ryll: 1 MiB. The longest line the
+// loadtest asks for is a status answer (a few hundred bytes a surface);
+// it never asks for a screenshot, the only verb whose answer is megabytes.
+// A longer line is no answer and no event of ours: the client discards
+// and counts it (it counts against maxUndecodableShare) instead of
+// holding up to 64 MiB, and a call waiting meanwhile names it.
+const maxControlLine = 1 << 20
+
 // exitGrace is how long a lost connection waits to see whether ryll is
 // exiting, so that the error can say so.
 const exitGrace = 2 * time.Second
@@ -105,71 +113,101 @@ func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, er
 	if r.HandshakeErr != nil {
 		return nil, r.HandshakeErr
 	}
-	want := append(r.requiredEvents(), control.EventDropped)
-	// Bounded: a ryll that stops answering must not hang the run.
-	sctx, scancel := context.WithTimeoutCause(ctx, keyTimeout, fmt.Errorf("ryll did not answer subscribe within %s", keyTimeout))
-	subscribed, err := r.Client.Subscribe(sctx, want...)
-	scancel()
-	if err != nil {
-		if r.Ryll != nil {
-			select {
-			case <-r.ryllExited():
-				return nil, fmt.Errorf("ryll exited before the measurement started: %w", r.ryllExitErr())
-			case <-time.After(exitGrace):
-			}
-		}
-		return nil, fmt.Errorf("subscribe to %v: %w", want, err)
+	if err := r.subscribe(ctx); err != nil {
+		return nil, err
 	}
-	r.Subscribed = subscribed
-	for _, ev := range r.requiredEvents() {
-		if !slices.Contains(subscribed, ev) {
-			return nil, fmt.Errorf("ryll refused the subscription to %s (accepted %v); LATENCY_METRIC=%s cannot be measured", ev, subscribed, r.Cfg.Measure.Metric)
-		}
-	}
-
 	m := &Measurement{CSVPath: sink.CSV.Path()}
 	if sink.Presses != nil {
 		m.PressesPath = sink.Presses.Path()
 	}
+	var bad undecodable
 	if r.Cfg.Measure.Metric.Keypress() {
 		// What the console paints as ryll connects (the whole screen, and
 		// for a booting guest the rest of its boot) is no key's draw and
 		// no background either: wait it out before the measurement looks.
-		n, err := r.settleIn(ctx, r.Cfg.Measure.Quiet, r.Cfg.ReadyTimeout)
+		n, err := r.settleIn(ctx, r.Cfg.Measure.Quiet, r.settleLimit(), &bad)
 		m.InitialDraws = n
+		if ctx.Err() != nil {
+			m.Result.StopReason = measure.StopInterrupted
+			return m, interrupted(ctx, "while the console's first paint settled, before the first press")
+		}
 		if err != nil {
 			return nil, err
 		}
 	}
 
-	// The run ends early when ryll exits: ryll exits 0 when its SPICE
-	// session ends, so the exit itself is the failure.
+	// The run ends early when ryll or the console exits (exits.go).
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	// So does the console's own process (QEMU for the qemu provider):
-	// say so, rather than let ryll's exit hide the cause.
-	consoleExited := r.Console.Exited()
-	go func() {
-		select {
-		case <-consoleExited:
-			cancel(fmt.Errorf("the console stopped during the run: %w", r.Console.ExitErr()))
-		case <-r.ryllExited():
-			select {
-			case <-consoleExited:
-				cancel(fmt.Errorf("the console stopped during the run: %w", r.Console.ExitErr()))
-			case <-time.After(exitGrace):
-				cancel(fmt.Errorf("ryll exited during the run: %w", r.ryllExitErr()))
-			}
-		case <-runCtx.Done():
-		}
-	}()
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	exits := r.watchExits(cancel, stopWatch)
 
 	draws := make(chan measure.Draw, 256)
 	pings := make(chan measure.Ping, 64)
 	dropped := make(chan int, 16)
 	pumpDone := make(chan struct{})
-	go r.pump(runCtx, draws, pings, dropped, pumpDone)
+	go r.pump(runCtx, draws, pings, dropped, &bad, pumpDone)
 
+	src := measure.Sources{Draws: draws, Pings: pings, Dropped: dropped}
+	if r.Cfg.Measure.Metric.Keypress() {
+		src.Keyboard = keyboard{c: r.Client, code: r.Cfg.Scancode}
+	}
+	res, runErr := measure.Run(runCtx, r.measureConfig(sink), src)
+	cancel(nil)
+	<-pumpDone
+	m.Result = res
+	runErr = errors.Join(runErr, r.checkKeys(ctx, sink, m))
+	st := r.Client.Stats()
+	m.LocalDropped = r.Client.DroppedEvents()
+	m.Malformed = st.Malformed + st.Oversized + bad.total()
+	runErr = r.explainEnd(ctx, m, runErr, exits)
+	if err := checkUndecodable(bad, st); err != nil && ctx.Err() == nil {
+		runErr = errors.Join(runErr, err)
+		if !m.Result.StopReason.Failed() {
+			m.Result.StopReason = measure.StopError
+		}
+	}
+	return m, runErr
+}
+
+// subscribe asks for the metric's events (and dropped), bounded: a ryll
+// that stops answering must not hang the run.
+func (r *Session) subscribe(ctx context.Context) error {
+	want := append(r.requiredEvents(), control.EventDropped)
+	sctx, scancel := context.WithTimeoutCause(ctx, keyTimeout, fmt.Errorf("ryll did not answer subscribe within %s", keyTimeout))
+	subscribed, err := r.Client.Subscribe(sctx, want...)
+	scancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return interrupted(ctx, "before the measurement started")
+		}
+		if r.Ryll != nil {
+			if e, ok := r.exitCause(exitGrace, nil); ok {
+				return fmt.Errorf("%s before the measurement started: %w", e.who, e.err)
+			}
+		}
+		return fmt.Errorf("subscribe to %v: %w", want, err)
+	}
+	r.Subscribed = subscribed
+	for _, ev := range r.requiredEvents() {
+		if !slices.Contains(subscribed, ev) {
+			return fmt.Errorf("ryll refused the subscription to %s (accepted %v); LATENCY_METRIC=%s cannot be measured", ev, subscribed, r.Cfg.Measure.Metric)
+		}
+	}
+	return nil
+}
+
+// settleLimit bounds the wait for the first paint to end: the readiness
+// timeout, but never past the run's own maximum duration (a console that
+// floods draws must not hold a 40 s run for 60 s).
+func (r *Session) settleLimit() time.Duration {
+	return min(r.Cfg.ReadyTimeout, r.Cfg.Measure.MaxDuration)
+}
+
+// measureConfig is the measurement's configuration for one sink: its
+// sample target, and callbacks that write each sample and press at once.
+func (r *Session) measureConfig(sink *Sink) measure.Config {
 	cfg := r.Cfg.Measure
 	if sink.Samples > 0 {
 		cfg.Samples = sink.Samples
@@ -184,86 +222,37 @@ func (r *Session) MeasureInto(ctx context.Context, sink *Sink) (*Measurement, er
 			}
 		}
 	}
-
-	src := measure.Sources{Draws: draws, Pings: pings, Dropped: dropped}
-	if r.Cfg.Measure.Metric.Keypress() {
-		src.Keyboard = keyboard{c: r.Client, code: r.Cfg.Scancode}
-	}
-	res, runErr := measure.Run(runCtx, cfg, src)
-	cancel(nil)
-	<-pumpDone
-	m.Result = res
-	if r.Console.CountsKeys() && r.Cfg.Measure.Metric.Keypress() {
-		// Every key sent must have reached the guest: a key lost on the
-		// way is a failure of the console, not a miss of the measurement.
-		m.KeysSent = sink.KeysBase + len(res.Presses)
-		kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), keyTimeout)
-		seen, err := r.Console.KeysSeen(kctx)
-		kcancel()
-		switch {
-		case err != nil:
-			runErr = errors.Join(runErr, err)
-		case seen != m.KeysSent:
-			m.KeysSeen, m.KeysCounted = seen, true
-			runErr = errors.Join(runErr, fmt.Errorf("the guest counted %d key presses, the loadtest sent %d: keys were lost or doubled on the way to the guest", seen, m.KeysSent))
-		default:
-			m.KeysSeen, m.KeysCounted = seen, true
-		}
-	}
-	st := r.Client.Stats()
-	m.LocalDropped = r.Client.DroppedEvents()
-	m.Malformed = st.Malformed + st.Oversized
-	if errors.Is(runErr, measure.ErrSourceClosed) {
-		// The connection usually drops a moment before ryll's exit is
-		// seen; give the exit a bounded moment so the error names the
-		// real cause and quotes ryll's last words.
-		// A console that died (QEMU) takes ryll's session with it: name
-		// the console, the cause, first.
-		select {
-		case <-consoleExited:
-			runErr = fmt.Errorf("the console stopped during the run (%w): %w", runErr, r.Console.ExitErr())
-		case <-r.ryllExited():
-			select {
-			case <-consoleExited:
-				runErr = fmt.Errorf("the console stopped during the run (%w): %w", runErr, r.Console.ExitErr())
-			case <-time.After(exitGrace / 4):
-				runErr = fmt.Errorf("ryll exited during the run (%w): %w", runErr, r.ryllExitErr())
-			}
-		case <-time.After(exitGrace):
-			runErr = fmt.Errorf("the control connection to ryll was lost while ryll kept running: %w", runErr)
-		}
-	} else if runErr != nil {
-		if cause := context.Cause(runCtx); cause != nil && !errors.Is(cause, context.Canceled) && ctx.Err() == nil {
-			// ryll exited: say that, not "context canceled".
-			runErr = cause
-		}
-	}
-	if runErr != nil && ctx.Err() != nil {
-		runErr = fmt.Errorf("interrupted: %w", context.Cause(ctx))
-	}
-	return m, runErr
+	return cfg
 }
 
-// ryllExited fires when the ryll this session started exits; nil (never)
-// when it attached to a ryll it does not own (LATENCY_RYLL_SOCKET).
-func (r *Session) ryllExited() <-chan struct{} {
-	if r.Ryll == nil {
+// checkKeys compares the keys sent with those the guest counted, for a
+// console that counts them: a key lost on the way is a failure of the
+// console, not a miss of the measurement.
+func (r *Session) checkKeys(ctx context.Context, sink *Sink, m *Measurement) error {
+	if !r.Console.CountsKeys() || !r.Cfg.Measure.Metric.Keypress() {
 		return nil
 	}
-	return r.Ryll.Exited()
-}
-
-func (r *Session) ryllExitErr() error {
-	if r.Ryll == nil {
-		return errors.New("the control connection ended")
+	m.KeysSent = sink.KeysBase + len(m.Result.Presses)
+	kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), keyTimeout)
+	seen, err := r.Console.KeysSeen(kctx)
+	kcancel()
+	if err != nil {
+		return err
 	}
-	return r.Ryll.ExitErr()
+	m.KeysSeen, m.KeysCounted = seen, true
+	if seen < m.KeysSent && m.Result.StopReason == measure.StopStall {
+		return fmt.Errorf("the guest counted %d key presses, the loadtest sent %d: the keys sent during the stall had not reached it when the run ended", seen, m.KeysSent)
+	}
+	if seen != m.KeysSent {
+		return fmt.Errorf("the guest counted %d key presses, the loadtest sent %d: keys were lost or doubled on the way to the guest", seen, m.KeysSent)
+	}
+	return nil
 }
 
 // settleIn reads and drops events until no draw has come for quiet, so
 // the measurement starts on a still screen. It gives up after limit: a
 // console that never stops drawing cannot be measured, and says so.
-func (r *Session) settleIn(ctx context.Context, quiet, limit time.Duration) (int, error) {
+func (r *Session) settleIn(ctx context.Context, quiet, limit time.Duration, bad *undecodable) (int, error) {
 	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	still := time.NewTimer(quiet)
@@ -276,6 +265,9 @@ func (r *Session) settleIn(ctx context.Context, quiet, limit time.Duration) (int
 				return n, fmt.Errorf("the control connection ended before the first press: %w", r.Client.Err())
 			}
 			if ev.Name == control.EventSurfaceDrawn {
+				if _, err := ev.SurfaceDrawn(); err != nil {
+					bad.draws++
+				}
 				n++
 				still.Reset(quiet)
 			}
@@ -285,7 +277,7 @@ func (r *Session) settleIn(ctx context.Context, quiet, limit time.Duration) (int
 			}
 			return n, nil
 		case <-deadline.C:
-			return n, fmt.Errorf("the console kept drawing for LATENCY_READY_TIMEOUT=%s after ryll connected (%d draws, never %s without one): is the guest the latency guest, which draws only on a key?", limit, n, quiet)
+			return n, fmt.Errorf("the console kept drawing for %s after ryll connected (%d draws, never %s without one; the wait is the smaller of LATENCY_READY_TIMEOUT=%s and LATENCY_MAX_DURATION=%s): is the guest the latency guest, which draws only on a key? Does something else draw on its screen?", limit, n, quiet, r.Cfg.ReadyTimeout, r.Cfg.Measure.MaxDuration)
 		case <-ctx.Done():
 			return n, context.Cause(ctx)
 		}
@@ -301,12 +293,43 @@ func pressRow(p measure.Press) results.PressRow {
 	}
 }
 
+// maxUndecodableShare is the share of the lines from ryll that may fail
+// to decode (malformed lines, and events whose data does not decode)
+// before the run fails: one in a hundred. Below it each is at worst one
+// lost draw, which the pairing already treats as a miss or a suspect
+// press; above it ryll (or what stands in for it) is not speaking the
+// protocol, and no figure taken from its events can be trusted.
+const maxUndecodableShare = 0.01
+
+// undecodable counts the events the pump could not decode, by kind.
+type undecodable struct {
+	draws, pings, dropped uint64
+}
+
+func (u undecodable) total() uint64 { return u.draws + u.pings + u.dropped }
+
+// checkUndecodable fails a run in which more than maxUndecodableShare of
+// the lines from ryll could not be decoded.
+func checkUndecodable(u undecodable, st control.Stats) error {
+	bad := u.total() + st.Malformed + st.Oversized
+	if st.Lines == 0 || float64(bad) <= maxUndecodableShare*float64(st.Lines) {
+		return nil
+	}
+	return fmt.Errorf("%d of the %d lines from ryll could not be decoded (%d malformed, %d over the line limit, "+
+		"%d surface_drawn, %d latency and %d dropped events with bad data), more than %.0f%%: ryll is not "+
+		"speaking the control protocol as this loadtest reads it, so its figures cannot be trusted; "+
+		"set LATENCY_TRANSCRIPT=1 to keep every line and check ryll's version",
+		bad, st.Lines, st.Malformed, st.Oversized, u.draws, u.pings, u.dropped, 100*maxUndecodableShare)
+}
+
 // pump turns control events into the measurement's inputs. It never
 // blocks the control client (the client queues on its own side), and it
 // closes the measurement's channels when the connection ends so that the
 // run stops with ErrSourceClosed instead of waiting for events that will
-// not come.
-func (r *Session) pump(ctx context.Context, draws chan<- measure.Draw, pings chan<- measure.Ping, dropped chan<- int, done chan<- struct{}) {
+// not come. It counts every event it cannot decode in bad (read once
+// done is closed); a dropped event that does not decode still reports a
+// loss, so that the press it fell in is suspect.
+func (r *Session) pump(ctx context.Context, draws chan<- measure.Draw, pings chan<- measure.Ping, dropped chan<- int, bad *undecodable, done chan<- struct{}) {
 	defer close(done)
 	defer close(draws)
 	defer close(pings)
@@ -326,6 +349,7 @@ func (r *Session) pump(ctx context.Context, draws chan<- measure.Draw, pings cha
 		case control.EventSurfaceDrawn:
 			d, err := ev.SurfaceDrawn()
 			if err != nil {
+				bad.draws++
 				r.logger.Warn("skip a surface_drawn event that does not decode", "err", err)
 				continue
 			}
@@ -337,6 +361,7 @@ func (r *Session) pump(ctx context.Context, draws chan<- measure.Draw, pings cha
 		case control.EventLatency:
 			l, err := ev.Latency()
 			if err != nil {
+				bad.pings++
 				r.logger.Warn("skip a latency event that does not decode", "err", err)
 				continue
 			}
@@ -346,13 +371,15 @@ func (r *Session) pump(ctx context.Context, draws chan<- measure.Draw, pings cha
 				return
 			}
 		case control.EventDropped:
-			d, err := ev.Dropped()
-			if err != nil {
-				r.logger.Warn("skip a dropped event that does not decode", "err", err)
-				continue
+			n := 1 // events were lost, how many is unknown: at least one
+			if d, err := ev.Dropped(); err != nil {
+				bad.dropped++
+				r.logger.Warn("a dropped event that does not decode: counted as one lost event", "err", err)
+			} else {
+				n = int(d.Count)
 			}
 			select {
-			case dropped <- int(d.Count):
+			case dropped <- n:
 			case <-ctx.Done():
 				return
 			}

@@ -71,7 +71,7 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 			runErrs = append(runErrs, fmt.Errorf("the loadtest fell behind and dropped %d events itself", m.LocalDropped))
 		}
 		if m.Malformed > 0 {
-			runErrs = append(runErrs, fmt.Errorf("ryll sent %d lines that were not protocol messages (skipped)", m.Malformed))
+			runErrs = append(runErrs, fmt.Errorf("%d lines or events from ryll could not be decoded (skipped; a dropped event among them still made its press suspect)", m.Malformed))
 		}
 	}
 	if m == nil {
@@ -123,6 +123,9 @@ func keypressRecord(s *results.Sidecar, m *Measurement) {
 	s.Background = &results.Background{
 		Draws: b.Draws, ObservedS: b.Observed.Seconds(), RatePerS: b.Rate,
 		Pattern: string(b.Pattern), GapCV: b.GapCV, Contamination: b.Contamination,
+	}
+	for _, st := range res.Stalls {
+		s.Stalls = append(s.Stalls, results.Stall{Press: st.Press, DurationS: st.Duration.Seconds(), Presses: st.Presses, Draws: st.Draws})
 	}
 	if m.PressesPath != "" {
 		s.PressesFile = filepath.Base(m.PressesPath)

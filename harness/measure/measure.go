@@ -76,7 +76,21 @@
 // stationary background (Markov's inequality) and equals it for a steady
 // one, where the Poisson 1-exp(-rate*exposure) would be slightly low.
 // Above MaxContamination the run fails with StopBackground; so does a
-// screen that never stays quiet for Quiet within MaxQuietWait.
+// screen that never stays quiet for Quiet within MaxQuietWait, counted
+// from when nothing else held the press back (a wait for a late draw that
+// then came is not a screen that would not stay quiet).
+//
+// # Stalls
+//
+// A console that answered presses in time and then draws nothing for a
+// press for a second or more, and then sends the held-back draws at once,
+// stalled (a QEMU under SIGSTOP, a frozen host): Result.Stalls records
+// the press, how long and the catch-up burst. The stalled presses are
+// late, never samples, and the run continues; at its end a stall fails
+// it with StopStall (ErrStall), because its figures do not show it. A
+// console that answered in time and then draws nothing at all for
+// MaxMisses presses in a row has stalled too (and not caught up): that is
+// StopStall, not StopNoDraws.
 package measure
 
 import (
@@ -187,7 +201,8 @@ const (
 	// StopError: a key request, the event source, the sink or the
 	// configuration failed.
 	StopError StopReason = "error"
-	// StopNoDraws: MaxMisses presses in a row got no draw at all.
+	// StopNoDraws: MaxMisses presses in a row got no draw at all, and
+	// none before them had either (else it is StopStall).
 	StopNoDraws StopReason = "no_draws"
 	// StopLateDraws: MaxMisses presses in a row got no draw in the window,
 	// most of them a late one: the console is slower than the window.
@@ -196,12 +211,17 @@ const (
 	// the estimated contamination exceeds MaxContamination, or the screen
 	// never stayed quiet for Quiet.
 	StopBackground StopReason = "background"
+	// StopStall: the console stopped drawing for presses it had answered
+	// promptly before, then caught up with a burst of the held-back
+	// draws (Result.Stalls). The stalled presses are never samples, so a
+	// run with a stall cannot pass on its figures.
+	StopStall StopReason = "stall"
 )
 
 // AllStopReasons lists every stop reason.
 func AllStopReasons() []StopReason {
 	return []StopReason{StopSamplesReached, StopMaxDuration, StopInterrupted, StopError,
-		StopNoDraws, StopLateDraws, StopBackground}
+		StopNoDraws, StopLateDraws, StopBackground, StopStall}
 }
 
 // Failed reports whether a run that stopped for r failed: every reason
@@ -218,6 +238,8 @@ var (
 	ErrLateDraws = errors.New("draws come after the window")
 	// ErrBackground is wrapped by Run's error for StopBackground.
 	ErrBackground = errors.New("the guest draws on its own")
+	// ErrStall is wrapped by Run's error for StopStall.
+	ErrStall = errors.New("the console stalled")
 )
 
 // Keyboard presses and releases the measured key. The control-socket
@@ -329,6 +351,24 @@ type Press struct {
 	// sent because the previous window, the quiet gap or a late draw had
 	// to be waited for.
 	QuietWait time.Duration
+}
+
+// Stall is a stretch in which a console that had answered presses
+// promptly drew nothing for a press for at least a second (a draw just
+// past its window is a late press), then sent the held-back draws in one
+// burst: the console catching up (a stopped or starved QEMU, a host that
+// froze, a paused network), not a guest drawing on its own and not a
+// console slower than the window.
+type Stall struct {
+	// Press is the first press held back; SentAt is its key down.
+	Press  int
+	SentAt time.Time
+	// Duration is from that key down to the first draw after it.
+	Duration time.Duration
+	// Presses is how many presses in a row got no draw in their window.
+	Presses int
+	// Draws counts the late draws of the catch-up burst.
+	Draws int
 }
 
 // Pattern is how background draws come.
@@ -550,6 +590,8 @@ type Result struct {
 	// InvalidPings counts latency events whose sample_ms was negative or
 	// not finite; they are not samples.
 	InvalidPings int
+	// Stalls are the console's stalls, in order (see Stall).
+	Stalls []Stall
 	// MaxDrawLag is the largest Received-Wallclock seen on a draw, to
 	// check that Grace is large enough.
 	MaxDrawLag time.Duration

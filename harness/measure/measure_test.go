@@ -793,3 +793,26 @@ func TestProblemsAreRunsRules(t *testing.T) {
 	assert.Equal(t, d, d.WithDefaults(), "defaulting a defaulted configuration changes nothing")
 	assert.Nil(t, d.Logger, "a configuration defaulted up front holds no logger")
 }
+
+// The caller closes its channels when it is cancelled, so a signal often
+// shows up as a closed source in the same instant as the cancel: the
+// stop reason must be interrupted whichever the select picks (it was
+// error about half the time when both were ready).
+func TestCancelRacingAClosedSourceIsInterrupted(t *testing.T) {
+	for i := range 40 {
+		ctx, cancel := context.WithCancelCause(t.Context())
+		cancel(errors.New("received terminated"))
+		draws := make(chan Draw)
+		close(draws)
+		pings := make(chan Ping)
+		close(pings)
+		cfg := fastConfig(10)
+		cfg.Seed = uint64(i + 1)
+		res, err := Run(ctx, cfg, Sources{Keyboard: newFakeGuest(), Draws: draws})
+		assert.Equal(t, StopInterrupted, res.StopReason, "run %d: %v", i, err)
+		assert.ErrorIs(t, err, context.Canceled)
+		res, err = Run(ctx, Config{Metric: PingInterval, Samples: 1, MaxDuration: time.Minute}, Sources{Pings: pings})
+		assert.Equal(t, StopInterrupted, res.StopReason, "ping run %d: %v", i, err)
+		assert.NotErrorIs(t, err, ErrSourceClosed)
+	}
+}

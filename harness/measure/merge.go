@@ -36,6 +36,10 @@ func Merge(parts ...Result) Result {
 			m.Seq += seqBase
 			out.Misses = append(out.Misses, m)
 		}
+		for _, st := range p.Stalls {
+			st.Press += seqBase
+			out.Stalls = append(out.Stalls, st)
+		}
 		for _, pr := range p.Presses {
 			pr.Number += seqBase
 			out.Presses = append(out.Presses, pr)

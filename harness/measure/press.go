@@ -34,6 +34,7 @@ type pressState struct {
 	overrun     int
 	late        int
 	firstLate   time.Time
+	lateSeen    time.Time // local clock when the first late draw arrived
 	quietBroken bool
 
 	verdict    Verdict

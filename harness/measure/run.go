@@ -24,6 +24,11 @@ const (
 	// keyboardSettle bounds each wait for a key request still in flight
 	// when the run ends: first letting it finish, then after cancelling it.
 	keyboardSettle = 2 * time.Second
+	// minStall is the shortest stall: a console that had answered
+	// presses in time and then drew nothing for a second after a key
+	// froze in a way a person notices (and that no window shorter than
+	// it can measure); a draw just past its window is a late press.
+	minStall = time.Second
 	// releaseTimeout bounds the final key up that keeps the guest from
 	// seeing a held (auto-repeating) key after the run.
 	releaseTimeout = 2 * time.Second
@@ -58,6 +63,7 @@ func Run(ctx context.Context, cfg Config, src Sources) (Result, error) {
 		return Result{Config: cfg, StopReason: StopError}, err
 	}
 	r := &runner{
+		ctx:    ctx,
 		cfg:    cfg,
 		src:    src,
 		log:    cfg.Logger.With("metric", string(cfg.Metric)),
@@ -89,6 +95,7 @@ type kbResult struct {
 // runner is the state of one Run. Everything is touched only by Run's
 // goroutine; key requests run in their own goroutine and report on kbDone.
 type runner struct {
+	ctx    context.Context // Run's: a source closed after it ended is an interrupt
 	cfg    Config
 	src    Sources
 	log    *slog.Logger
@@ -127,6 +134,8 @@ type runner struct {
 	dropSeen    int           // dropped counts while cur is open or pressing
 	streak      int           // misses in a row
 	streakLt    int           // of them, late ones
+	streakN     int           // the first press of the streak
+	streakFrom  time.Time     // and its key down
 	probed      bool          // a miss of this streak waited LateWait in vain
 
 	pressAlarm, holdAlarm, deadlineAlarm alarm
@@ -251,9 +260,16 @@ func (r *runner) tryPress() *outcome {
 	now := time.Now()
 	earliest, due := r.due()
 	if now.Before(due) {
-		limit := earliest.Add(r.cfg.MaxQuietWait)
+		// The wait for quiet starts once nothing else held the press
+		// back: a wait for a late draw that then came is not a screen
+		// that would not stay quiet.
+		from := earliest
+		if p := r.cur; p != nil && p.late > 0 {
+			from = later(from, p.lateSeen)
+		}
+		limit := from.Add(r.cfg.MaxQuietWait)
 		if !now.Before(limit) {
-			return r.neverQuiet(now, now.Sub(r.slot))
+			return r.neverQuiet(now, now.Sub(from))
 		}
 		r.pressAlarm.set(earlier(due, limit))
 		return nil
@@ -275,6 +291,9 @@ func (r *runner) tryPress() *outcome {
 func (r *runner) beforePress(now time.Time) *outcome {
 	if p := r.cur; p != nil && !p.answered {
 		r.streak++
+		if r.streak == 1 {
+			r.streakN, r.streakFrom = p.n, p.sentAt
+		}
 		if p.late > 0 {
 			r.streakLt++
 		} else {
@@ -423,6 +442,7 @@ func (r *runner) judge(d Draw) (firstLate bool) {
 	case drawLate:
 		r.res.UnpairedDraws++
 		r.res.LateDraws++
+		r.lateDraw(p, d.Wallclock)
 		return p.late == 1 && !r.open
 	case drawAfter:
 		r.bg.open(p.last.Add(r.cfg.Settle))
@@ -441,6 +461,7 @@ func (r *runner) judge(d Draw) (firstLate bool) {
 			q.late++
 			r.res.UnpairedDraws++
 			r.res.LateDraws++
+			r.lateDraw(q, d.Wallclock)
 			return false
 		}
 		if p.closed {
@@ -453,6 +474,28 @@ func (r *runner) judge(d Draw) (firstLate bool) {
 		r.addBackground(d)
 	}
 	return false
+}
+
+// lateDraw notes a late draw of press p (drawn at w). The first one ends
+// the wait for it, and when the console had answered earlier presses in
+// time it is a stall: the console drew nothing, then catches up.
+func (r *runner) lateDraw(p *pressState, w time.Time) {
+	if p.late > 1 {
+		if n := len(r.res.Stalls); n > 0 && r.res.Stalls[n-1].Press == p.n {
+			r.res.Stalls[n-1].Draws++
+		}
+		return
+	}
+	p.lateSeen = time.Now()
+	if len(r.res.Samples) == 0 || w.Sub(p.sentAt) < minStall {
+		// No prompt answer yet (a slow console), or a draw just past
+		// its window: a late press, judged by the miss rules.
+		return
+	}
+	st := Stall{Press: p.n, SentAt: p.sentAt, Duration: w.Sub(p.sentAt), Presses: r.streak + 1, Draws: 1}
+	r.res.Stalls = append(r.res.Stalls, st)
+	r.log.Warn("the console stalled: no draw for a press, then the held-back draws at once (catching up)",
+		"press", p.n, "for", st.Duration.Round(time.Millisecond), "presses", st.Presses)
 }
 
 func (r *runner) addBackground(d Draw) {
@@ -581,6 +624,14 @@ func (r *runner) take(s Sample) *outcome {
 // tooManyMisses ends the run after MaxMisses misses in a row, saying what
 // they mean.
 func (r *runner) tooManyMisses() *outcome {
+	if len(r.res.Samples) > 0 && r.streakLt == 0 {
+		// A console that had answered in time and now draws nothing at
+		// all has stalled, and not caught up while the run waited.
+		st := Stall{Press: r.streakN, SentAt: r.streakFrom, Duration: time.Since(r.streakFrom), Presses: r.streak}
+		r.res.Stalls = append(r.res.Stalls, st)
+		return r.stalled(fmt.Sprintf(" and none since: it had not caught up when LATENCY_MAX_MISSES=%d presses in a row had gone unanswered",
+			r.cfg.MaxMisses))
+	}
 	if 2*r.streakLt > r.streak {
 		worst := time.Duration(0)
 		for _, p := range []*pressState{r.prev, r.cur} {
@@ -631,6 +682,11 @@ func (r *runner) checkBackground(now time.Time) *outcome {
 
 // neverQuiet fails the run when no quiet gap came for a press.
 func (r *runner) neverQuiet(now time.Time, waited time.Duration) *outcome {
+	if n := len(r.res.Stalls); n > 0 && r.cur != nil && r.res.Stalls[n-1].Press == r.cur.n {
+		// The draws that kept the screen busy are the stall's catch-up.
+		return r.stalled(fmt.Sprintf("; its catch-up kept the screen drawing for %v more (LATENCY_QUIET %v never passed without a draw)",
+			waited.Round(time.Millisecond), r.cfg.Quiet))
+	}
 	b := r.bg.summary(now)
 	return &outcome{reason: StopBackground, err: fmt.Errorf(
 		"%w: the screen never stayed quiet for %v (LATENCY_QUIET) in %v, so press %d could not be sent "+
@@ -639,6 +695,39 @@ func (r *runner) neverQuiet(now time.Time, waited time.Duration) *outcome {
 			"measure with the latency guest (uefi-latency-guest), which draws only when a key is pressed",
 		ErrBackground, r.cfg.Quiet, waited.Round(time.Millisecond), r.seq+1, b.Draws,
 		b.Observed.Round(time.Millisecond), b.Rate, b.Pattern)}
+}
+
+// stalled ends the run on the console's stalls (Result.Stalls), naming
+// the longest: its presses, how long the console drew nothing, and that
+// the burst after it was the console catching up. extra is added to the
+// first sentence.
+func (r *runner) stalled(extra string) *outcome {
+	worst := r.res.Stalls[0]
+	for _, st := range r.res.Stalls[1:] {
+		if st.Duration > worst.Duration {
+			worst = st
+		}
+	}
+	times := ""
+	if n := len(r.res.Stalls); n > 1 {
+		times = fmt.Sprintf(" (%d stalls in the run; the longest)", n)
+	}
+	med, _ := r.median.Median()
+	what := fmt.Sprintf("press %d got no draw for %v (%d press(es) in a row with none in their %v window), then %d "+
+		"held-back draw(s) came in one burst%s. That burst was the console catching up after it stopped drawing, "+
+		"not a guest drawing on its own and not a console slower than the window",
+		worst.Press, worst.Duration.Round(time.Millisecond), worst.Presses, r.cfg.Window, worst.Draws, extra)
+	if worst.Draws == 0 {
+		what = fmt.Sprintf("from press %d on, %d presses got no draw at all in %v%s. The console stopped drawing: "+
+			"not a guest whose screen does not change on a key",
+			worst.Press, worst.Presses, worst.Duration.Round(time.Millisecond), extra)
+	}
+	return &outcome{reason: StopStall, err: fmt.Errorf(
+		"%w%s: %s: it answered %d presses promptly (median %.1f ms). The stalled presses are recorded as misses "+
+			"or late, never as samples, so the figures do not show the stall and the run cannot pass on them. "+
+			"Check what paused the console: its process (a stopped or starved QEMU), the host's load and memory, "+
+			"the network to it; then measure again",
+		ErrStall, times, what, len(r.res.Samples), med*1000)}
 }
 
 // conclude completes the Result of a keypress run: the last press
@@ -664,6 +753,9 @@ func (r *runner) conclude(out outcome) outcome {
 		b.Contamination = contamination(b.Rate, b.Exposure)
 	}
 	r.res.Background = b
+	if out.err == nil && len(r.res.Stalls) > 0 {
+		return *r.stalled("")
+	}
 	if out.err == nil {
 		if o := r.checkBackground(r.res.End); o != nil {
 			return *o
@@ -790,7 +882,14 @@ func (r *runner) interrupted(ctx context.Context) outcome {
 	return outcome{reason: StopInterrupted, err: err}
 }
 
+// sourceClosed ends the run when an event channel closes. The caller
+// closes its channels when it is cancelled too, so a closed channel seen
+// after ctx ended is the interrupt, not a lost connection: the two race
+// in the select, and a signal must always read as interrupted.
 func (r *runner) sourceClosed(what string) outcome {
+	if r.ctx.Err() != nil {
+		return r.interrupted(r.ctx)
+	}
 	return outcome{reason: StopError, err: fmt.Errorf("%s events stopped after %d of %d samples (control connection lost?): %w",
 		what, len(r.res.Samples), r.cfg.Samples, ErrSourceClosed)}
 }

@@ -1,6 +1,7 @@
 package measure
 
 import (
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -225,5 +226,73 @@ func TestQuietGapKeepsTheJitter(t *testing.T) {
 		assert.GreaterOrEqual(t, len(phases), 10, "presses spread over the refresh period, not locked to one phase")
 		s := res.FirstDraw
 		assert.Greater(t, s.Max-s.Min, 0.015, "samples spread over the refresh period (min %.1f ms, max %.1f ms)", s.Min*1000, s.Max*1000)
+	})
+}
+
+// A console that stops for 5 s mid-run (QEMU under kill -STOP, then
+// -CONT) and then sends the held-back repaint at once is a stall: the
+// run says so, with the press, how long and the catch-up, never "the
+// guest draws on its own" (which is what it said before: the wait for
+// the late draw was counted as a wait for quiet).
+func TestStallIsReportedAsAStall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newSimConsole(fixedDelay(25 * time.Millisecond))
+		c.strips, c.spread = 23, 200*time.Microsecond
+		start := time.Now()
+		c.stallFrom, c.stallTo = start.Add(5*time.Second), start.Add(10*time.Second)
+		cfg := simConfig(40)
+		cfg.Cadence, cfg.Jitter, cfg.Hold = 300*time.Millisecond, 100*time.Millisecond, 30*time.Millisecond
+		cfg.Window = 300 * time.Millisecond // LATENCY_CADENCE=300ms derives it
+		res, err := runSim(t, cfg, c)
+		require.Error(t, err)
+		assert.Equal(t, StopStall, res.StopReason, "err: %v", err)
+		assert.ErrorIs(t, err, ErrStall)
+		assert.NotErrorIs(t, err, ErrBackground)
+		require.NotEmpty(t, res.Stalls)
+		st := res.Stalls[0]
+		assert.Greater(t, st.Duration, 4*time.Second, "the press waited for most of the stall")
+		assert.LessOrEqual(t, st.Duration, 5*time.Second)
+		assert.Positive(t, st.Draws)
+		assert.Equal(t, time.Duration(0), c.stallTo.Sub(st.SentAt.Add(st.Duration)).Truncate(time.Millisecond), "its first draw is the console resuming")
+		for _, want := range []string{"stalled", "catching up", fmt.Sprintf("press %d", st.Press), "no draw for"} {
+			assert.Contains(t, err.Error(), want)
+		}
+		assert.NotContains(t, err.Error(), "draws on its own")
+		assert.Empty(t, wrongSamples(res, c.presses()), "no sample from a held-back draw")
+		assert.Len(t, res.Samples, 40, "the run went on after the stall to its target")
+		for _, p := range res.Presses {
+			if p.Number == st.Press {
+				assert.Equal(t, VerdictLate, p.Verdict, "the stalled press is late, not a sample")
+			}
+		}
+	})
+}
+
+// A console slower than the window from the start has no prompt answer
+// to stall from: it stays late_draws (TestSlowConsoleGivesMissesNotFastSamples).
+
+// A stall longer than the run waits for (20 s, with MaxMisses presses
+// gone unanswered before it ends) is a stall too, not "the guest's screen
+// does not change when a key is pressed".
+func TestStallThatOutlastsTheMissesIsAStall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newSimConsole(fixedDelay(25 * time.Millisecond))
+		c.strips, c.spread = 23, 200*time.Microsecond
+		start := time.Now()
+		c.stallFrom, c.stallTo = start.Add(5*time.Second), start.Add(60*time.Second)
+		cfg := simConfig(40)
+		cfg.Cadence, cfg.Jitter, cfg.Hold = 300*time.Millisecond, 100*time.Millisecond, 30*time.Millisecond
+		cfg.Window = 300 * time.Millisecond
+		res, err := runSim(t, cfg, c)
+		require.Error(t, err)
+		assert.Equal(t, StopStall, res.StopReason, "err: %v", err)
+		assert.ErrorIs(t, err, ErrStall)
+		assert.NotErrorIs(t, err, ErrNoDraws)
+		require.Len(t, res.Stalls, 1)
+		assert.Equal(t, 10, res.Stalls[0].Presses, "LATENCY_MAX_MISSES presses held back")
+		assert.Zero(t, res.Stalls[0].Draws, "nothing caught up yet")
+		assert.Contains(t, err.Error(), "stopped drawing")
+		assert.NotContains(t, err.Error(), "does not change when a key is pressed?")
+		assert.Empty(t, wrongSamples(res, c.presses()))
 	})
 }

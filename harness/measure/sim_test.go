@@ -36,6 +36,10 @@ type simConsole struct {
 	// display refresh timer of this period (as QEMU's ~30 ms one), after
 	// delay.
 	refresh time.Duration
+	// stallFrom and stallTo, if set, stop the console in between: a
+	// draw due then is held back and sent when it resumes, with the
+	// other held-back draws, as a QEMU under SIGSTOP does.
+	stallFrom, stallTo time.Time
 
 	mu    sync.Mutex
 	truth []simPress
@@ -87,6 +91,9 @@ func (c *simConsole) KeyDown(ctx context.Context) (time.Time, error) {
 			off := base + time.Duration(i)*c.spread
 			if i >= c.strips-c.tailN {
 				off += c.tail
+			}
+			if d := sentAt.Add(off); !c.stallTo.IsZero() && !d.Before(c.stallFrom) && d.Before(c.stallTo) {
+				off = c.stallTo.Sub(sentAt) + time.Duration(i)*time.Microsecond
 			}
 			at = append(at, off)
 		}

@@ -40,7 +40,7 @@ func TestStopReasons(t *testing.T) {
 		seen[r] = true
 	}
 	// The sidecar's values: they must not change.
-	want := []StopReason{"samples_reached", "max_duration", "interrupted", "error", "no_draws", "late_draws", "background"}
+	want := []StopReason{"samples_reached", "max_duration", "interrupted", "error", "no_draws", "late_draws", "background", "stall"}
 	assert.Equal(t, want, AllStopReasons())
 	for _, r := range AllStopReasons() {
 		assert.Equal(t, r != StopSamplesReached && r != StopMaxDuration, r.Failed(), "%q", r)

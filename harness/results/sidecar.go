@@ -30,6 +30,7 @@ const (
 	StopNoDraws        = "no_draws"
 	StopLateDraws      = "late_draws"
 	StopBackground     = "background"
+	StopStall          = "stall"
 )
 
 // Lanes recorded in Sidecar.Lane: the values of loadtest.Lane.Name.
@@ -196,6 +197,10 @@ type Sidecar struct {
 	MaxContamination float64 `json:"max_contamination,omitempty"`
 	// Background is what was seen of the draws no key caused.
 	Background *Background `json:"background,omitempty"`
+	// Stalls are the console's stalls (stop reason stall): a press that
+	// got no draw for a second or more from a console that had answered in
+	// time, then the held-back draws at once.
+	Stalls []Stall `json:"stalls,omitempty"`
 	// PressesFile is latency-<run>-presses.csv, one row per press.
 	PressesFile string `json:"presses_file,omitempty"`
 
@@ -225,6 +230,16 @@ type Background struct {
 	// Contamination is the estimated share of samples taken from, or
 	// changed by, a draw no key caused.
 	Contamination float64 `json:"contamination"`
+}
+
+// Stall is one stall of the console: the first press it held back, how
+// long that press saw no draw, how many presses in a row got none in their
+// window, and the late draws of the catch-up burst.
+type Stall struct {
+	Press     int     `json:"press"`
+	DurationS float64 `json:"duration_s"`
+	Presses   int     `json:"presses"`
+	Draws     int     `json:"draws"`
 }
 
 // Sanity records the bounds every sample was checked against and the

@@ -34,6 +34,10 @@ func WriteSummary(w io.Writer, s Sidecar) error {
 	if b := s.Background; b != nil {
 		row("background", fmt.Sprintf("%d draws in %.1f s (%.2f/s, %s), contamination %.2f%%", b.Draws, b.ObservedS, b.RatePerS, b.Pattern, 100*b.Contamination))
 	}
+	for _, st := range s.Stalls {
+		row("stall", fmt.Sprintf("press %d saw no draw for %.3f s (%d press(es) held back), then %d draws at once: the console catching up",
+			st.Press, st.DurationS, st.Presses, st.Draws))
+	}
 	row("stop reason", s.StopReason)
 
 	figures := func(label string, sum stats.Summary) {

@@ -17,7 +17,7 @@ func TestVocabularyMatchesTheMeasurement(t *testing.T) {
 	for _, r := range measure.AllStopReasons() {
 		stops = append(stops, string(r))
 	}
-	ours := []string{StopSamplesReached, StopMaxDuration, StopInterrupted, StopError, StopNoDraws, StopLateDraws, StopBackground}
+	ours := []string{StopSamplesReached, StopMaxDuration, StopInterrupted, StopError, StopNoDraws, StopLateDraws, StopBackground, StopStall}
 	slices.Sort(stops)
 	slices.Sort(ours)
 	assert.Equal(t, stops, ours, "stop reasons")
