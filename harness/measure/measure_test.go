@@ -512,7 +512,7 @@ func TestProgressLog(t *testing.T) {
 		}
 	}
 	require.Len(t, progress, 1, "one tick, one progress line:\n%s", buf.String())
-	for _, want := range []string{"level=INFO", "samples=2", "target=3", "misses=0", "median_ms=15", "elapsed="} {
+	for _, want := range []string{"level=INFO", "samples=2", "target=3", "misses=0", "median_ms=15", "elapsed=", "left="} {
 		assert.Contains(t, progress[0], want)
 	}
 	assert.Contains(t, buf.String(), `msg="measurement finished"`)
@@ -537,6 +537,30 @@ func testMissIsLogged(t *testing.T) {
 	assert.Len(t, res.Misses, 1)
 	assert.Contains(t, buf.String(), `level=WARN msg="no screen update for key press" metric=keypress_to_screen press=1`)
 	assert.Contains(t, buf.String(), "misses=1")
+}
+
+// TestProgressCarriesBothKeypressFigures: the progress and final lines
+// of a keypress run carry the first draw and the repaint, so a repaint
+// regression shows while the run goes, not only at its end.
+func TestProgressCarriesBothKeypressFigures(t *testing.T) {
+	g := newFakeGuest()
+	g.answer = func(int) []time.Duration { return []time.Duration{ms(1), ms(3), ms(5)} }
+	log, buf := logBuffer(t)
+	cfg := fastConfig(3)
+	cfg.Logger = log
+	res, err := Run(t.Context(), cfg, Sources{Keyboard: g, Draws: g.draws})
+	require.NoError(t, err)
+	require.Len(t, res.Samples, 3)
+	var finished string
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, `msg="measurement finished"`) {
+			finished = line
+		}
+	}
+	require.NotEmpty(t, finished, buf.String())
+	assert.Regexp(t, `first_draw_p50_ms=\d`, finished)
+	assert.Regexp(t, `repaint_p50_ms=\d`, finished)
+	assert.NotContains(t, finished, "median_ms=", "the keypress figures replace the single median")
 }
 
 func TestInvalidConfig(t *testing.T) {

@@ -92,6 +92,9 @@ type runner struct {
 	rng      *rand.Rand
 	res      Result
 	median   stats.Running // of sample values, for the progress line
+	// firsts and repaints are both keypress figures of every sample, for
+	// the progress line: a regression in either shows while it runs.
+	firsts, repaints stats.Running
 	exposure stats.Running // of sample exposures, for contamination
 	bg       background
 
@@ -511,6 +514,8 @@ func (r *runner) decide(p *pressState) *outcome {
 		value, exposure = repaint, repaint+r.cfg.Settle
 	}
 	r.exposure.Add(max(0, exposure).Seconds())
+	r.firsts.Add(max(0, first).Seconds())
+	r.repaints.Add(max(0, repaint).Seconds())
 	if o := r.take(Sample{Seq: p.n, At: p.sentAt, Value: max(0, value.Seconds())}); o != nil {
 		return o
 	}
@@ -821,11 +826,30 @@ func (r *runner) logProgress(level slog.Level, msg string, extra ...any) {
 		"misses", len(r.res.Misses), "suspects", r.res.Suspects, "late_draws", r.res.LateDraws,
 		"unpaired_draws", r.res.UnpairedDraws, "dropped", r.res.Dropped,
 	}
-	if m, ok := r.median.Median(); ok {
-		attrs = append(attrs, "median_ms", math.Round(m*1e6)/1e3)
+	ms := func(v float64) float64 { return math.Round(v*1e6) / 1e3 }
+	if f, ok := r.firsts.Median(); ok {
+		rp, _ := r.repaints.Median()
+		attrs = append(attrs, "first_draw_p50_ms", ms(f), "repaint_p50_ms", ms(rp))
+	} else if m, ok := r.median.Median(); ok {
+		attrs = append(attrs, "median_ms", ms(m))
 	}
-	attrs = append(attrs, "elapsed", time.Since(r.res.Start).Round(time.Millisecond))
+	elapsed := time.Since(r.res.Start)
+	attrs = append(attrs, "elapsed", elapsed.Round(time.Millisecond))
+	if msg != "measurement finished" {
+		attrs = append(attrs, "left", r.timeLeft(elapsed).Round(time.Second))
+	}
 	r.log.Log(context.Background(), level, msg, append(attrs, extra...)...)
+}
+
+// timeLeft estimates the rest of the run from the pace so far (or the
+// cadence before the first sample), bounded by LATENCY_MAX_DURATION.
+func (r *runner) timeLeft(elapsed time.Duration) time.Duration {
+	rest := r.cfg.Samples - len(r.res.Samples)
+	per := r.cfg.Cadence + r.cfg.Jitter/2
+	if n := len(r.res.Samples); n > 0 {
+		per = elapsed / time.Duration(n)
+	}
+	return max(0, min(time.Duration(rest)*per, r.cfg.MaxDuration-elapsed))
 }
 
 // alarm is a timer that can be disarmed; its channel is nil when it is
