@@ -92,7 +92,11 @@ func (c *conn) run() {
 	d := net.Dialer{Timeout: c.l.cfg.DialTimeout}
 	nc, err := d.DialContext(c.ctx, "tcp", c.l.target)
 	if err != nil {
-		err = fmt.Errorf("dial target %s: %w", c.l.target, err)
+		if c.ctx.Err() != nil { // the link closed while we dialed
+			err = fmt.Errorf("link shutting down while dialing %s: %w", c.l.target, context.Cause(c.ctx))
+		} else {
+			err = fmt.Errorf("dial target %s: %w", c.l.target, err)
+		}
 		c.log.Error("dial the target; closing the client", "err", err)
 		c.abort(err)
 		c.finish()

@@ -145,13 +145,13 @@ func TestJitterBounds(t *testing.T) {
 		const oneWay, jitter = 40 * time.Millisecond, 10 * time.Millisecond
 		_, in, out, done := pipeShaper(t, t.Context(), Profile{RTT: 2 * oneWay, Jitter: jitter})
 		var sent []byte
-		var sentAt []time.Time
+		sentAt := make([]time.Time, 100) // each written before its byte is sent
 		go func() {
 			// 100 single bytes 25 ms apart (more than 2J: no clamping),
 			// then a burst of 50 written one by one at the same instant.
 			for i := range 100 {
 				b := []byte{byte(i)}
-				sentAt = append(sentAt, time.Now())
+				sentAt[i] = time.Now()
 				sent = append(sent, b...)
 				in.Write(b)
 				time.Sleep(25 * time.Millisecond)
