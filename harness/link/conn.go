@@ -1,11 +1,14 @@
 package link
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // The directions, as errors and logs name them.
@@ -28,6 +31,7 @@ type conn struct {
 	mu      sync.Mutex
 	server  *net.TCPConn // nil until dialed
 	ended   bool
+	end     string // how it ended (End...), set with err
 	err     error
 	aborted bool
 }
@@ -44,11 +48,12 @@ func newConn(l *Link, id uint64, client *net.TCPConn) *conn {
 
 // abort ends the connection at once: both sockets closed, every
 // direction unblocked, bytes on the link dropped. The first error is the
-// one reported.
-func (c *conn) abort(err error) {
+// one reported, with end saying what kind of end it was.
+func (c *conn) abort(end string, err error) {
 	c.mu.Lock()
 	if c.err == nil {
 		c.err = err
+		c.end = end
 	}
 	c.aborted = true
 	server := c.server
@@ -63,6 +68,9 @@ func (c *conn) abort(err error) {
 func (c *conn) stats() ConnStats {
 	c.mu.Lock()
 	s := ConnStats{ID: c.id, Client: c.client.RemoteAddr().String(), Open: !c.ended}
+	if c.ended {
+		s.End = cmp.Or(c.end, EndClosed)
+	}
 	if c.err != nil {
 		s.Err = c.err.Error()
 	}
@@ -97,8 +105,13 @@ func (c *conn) run() {
 		} else {
 			err = fmt.Errorf("dial target %s: %w", c.l.target, err)
 		}
-		c.log.Error("dial the target; closing the client", "err", err)
-		c.abort(err)
+		end := EndDialFailed
+		if c.ctx.Err() != nil {
+			end = EndLinkClosed
+		} else {
+			c.log.Error("dial the target; closing the client", "err", err)
+		}
+		c.abort(end, err)
 		c.finish()
 		return
 	}
@@ -117,7 +130,16 @@ func (c *conn) run() {
 	c.log.Debug("connected", "server", server.LocalAddr().String())
 
 	fail := func(dir string) func(error) {
-		return func(err error) { c.abort(fmt.Errorf("%s: %w", dir, err)) }
+		return func(err error) {
+			end := EndError
+			switch {
+			case c.l.ctx.Err() != nil:
+				end = EndLinkClosed
+			case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+				end = EndReset
+			}
+			c.abort(end, fmt.Errorf("%s: %w", dir, err))
+		}
 	}
 	// Each direction ends on its own: at the sender's end of stream it
 	// half-closes the receiver once the delayed end is due, and the other

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -134,6 +135,7 @@ func Start(ctx context.Context, cfg Config) (*Link, error) {
 		l.seedBase = rand.Uint64()
 	}
 	l.total.Profile = cfg.Profile
+	l.total.Ends = map[string]int{}
 	l.ctx, l.cancel = context.WithCancelCause(context.Background())
 	l.stop = context.AfterFunc(ctx, func() { l.shutdown(context.Cause(ctx)) })
 	l.log.Info("link listening", "listen", ln.Addr().String(), "target", l.target)
@@ -187,7 +189,7 @@ func (l *Link) shutdown(cause error) {
 	l.cancel(cause)
 	_ = l.ln.Close()
 	for _, c := range open {
-		c.abort(fmt.Errorf("link shutting down: %w", cause))
+		c.abort(EndLinkClosed, fmt.Errorf("link shutting down: %w", cause))
 	}
 }
 
@@ -265,6 +267,7 @@ func (l *Link) Conns() []ConnStats {
 func (l *Link) Stats() Stats {
 	l.mu.Lock()
 	total := l.total
+	total.Ends = maps.Clone(l.total.Ends)
 	open := make([]*conn, 0, len(l.open))
 	for _, c := range l.open {
 		open = append(open, c)

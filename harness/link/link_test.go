@@ -177,7 +177,7 @@ func TestRateIsALowerBoundBothWays(t *testing.T) {
 	assert.Positive(t, st.ToClient.QueueHighWater)
 	assert.LessOrEqual(t, st.ToClient.QueueHighWater, int64(64<<10))
 	assert.Positive(t, st.ToClient.QueuedS)
-	assert.Zero(t, st.Failed, "%+v", l.Conns())
+	assert.Equal(t, map[string]int{EndClosed: 1}, st.Ends, "%+v", l.Conns())
 }
 
 // TestHalfCloseCrossesTheLink: the client's end of stream reaches the
@@ -215,6 +215,7 @@ func TestHalfCloseCrossesTheLink(t *testing.T) {
 	waitFor(t, "the connection to end", func() bool { cs := l.Conns(); return len(cs) == 1 && !cs[0].Open })
 	cs := l.Conns()[0]
 	assert.Empty(t, cs.Err, "both sides closed: no error")
+	assert.Equal(t, EndClosed, cs.End)
 	assert.Equal(t, int64(5), cs.ToServer.Bytes)
 	assert.Equal(t, int64(3), cs.ToClient.Bytes)
 }
@@ -256,7 +257,7 @@ func TestManyConnections(t *testing.T) {
 	st := l.Stats()
 	assert.Equal(t, int64(conns*size), st.ToServer.Bytes)
 	assert.Equal(t, int64(conns*size), st.ToClient.Bytes)
-	assert.Zero(t, st.Failed)
+	assert.Equal(t, map[string]int{EndClosed: conns}, st.Ends)
 	for _, cs := range l.Conns() {
 		assert.False(t, cs.Open)
 		assert.Equal(t, int64(size), cs.ToClient.Bytes, "conn %d", cs.ID)
@@ -289,7 +290,7 @@ func TestCloseEndsActiveConnections(t *testing.T) {
 	}
 	st := l.Stats()
 	assert.Equal(t, 3, st.Connections)
-	assert.Equal(t, 3, st.Failed, "closed under them")
+	assert.Equal(t, map[string]int{EndLinkClosed: 3}, st.Ends, "closed under them")
 	for _, cs := range l.Conns() {
 		assert.False(t, cs.Open)
 		assert.Contains(t, cs.Err, ErrClosed.Error())
@@ -337,7 +338,7 @@ func TestUnreachableTarget(t *testing.T) {
 	assert.Empty(t, got)
 	waitFor(t, "the connection to end", func() bool { cs := l.Conns(); return len(cs) == 1 && !cs[0].Open })
 	assert.Contains(t, l.Conns()[0].Err, "dial target "+target)
-	assert.Equal(t, 1, l.Stats().Failed)
+	assert.Equal(t, map[string]int{EndDialFailed: 1}, l.Stats().Ends)
 }
 
 func TestStartRefusesBadConfig(t *testing.T) {
@@ -371,7 +372,7 @@ func TestStatsJSON(t *testing.T) {
 	require.NoError(t, err)
 	var got map[string]any
 	require.NoError(t, json.Unmarshal(b, &got))
-	for _, k := range []string{"profile", "connections", "failed_connections", "to_server", "to_client"} {
+	for _, k := range []string{"profile", "connections", "ends", "to_server", "to_client"} {
 		assert.Contains(t, got, k)
 	}
 	dir := got["to_client"].(map[string]any)

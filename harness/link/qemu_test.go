@@ -185,13 +185,20 @@ func TestQEMUSessionThroughLink(t *testing.T) {
 			keys += len(rs)
 			got[p.Name+p.Explicit()] = append(got[p.Name+p.Explicit()], rs...)
 			require.NoError(t, s.Close())
-			l.Close()
+			// The client's end crosses the link, the server closes, and
+			// its end crosses back: every connection ends by itself.
+			deadline := time.Now().Add(15 * time.Second)
+			for slices.ContainsFunc(l.Conns(), func(cs ConnStats) bool { return cs.Open }) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			require.NoError(t, l.Close())
 			st := l.Stats()
 			assert.GreaterOrEqual(t, st.Connections, 3, "block %d %s: main, display and inputs each crossed the link", b, p)
 			assert.Positive(t, st.ToServer.Bytes, "block %d %s: keys went to the server", b, p)
 			assert.Positive(t, st.ToClient.Bytes, "block %d %s: draws came back", b, p)
 			for _, cs := range l.Conns() {
 				assert.Positive(t, cs.ToClient.Bytes, "block %d %s: connection %d", b, p, cs.ID)
+				assert.Contains(t, []string{EndClosed, EndReset}, cs.End, "block %d %s: connection %d ended by the peers, not the link: %s", b, p, cs.ID, cs.Err)
 			}
 		}
 	}

@@ -39,16 +39,36 @@ func (d *DirStats) add(o DirStats) {
 	d.BlockedS += o.BlockedS
 }
 
+// How a connection ended, as ConnStats.End and Stats.Ends name it.
+const (
+	// EndClosed: both sides ended their streams and the link passed each
+	// end on.
+	EndClosed = "closed"
+	// EndReset: a peer reset the connection or was gone when the link
+	// wrote to it (a client that closes with bytes unread resets: a
+	// normal end for many clients, not the link's failure).
+	EndReset = "reset"
+	// EndLinkClosed: the link was closed (Close, or its context ended)
+	// while the connection was open; bytes on the link were dropped.
+	EndLinkClosed = "link_closed"
+	// EndDialFailed: the target could not be reached.
+	EndDialFailed = "dial_failed"
+	// EndError: any other socket error.
+	EndError = "error"
+)
+
 // ConnStats is what the link did to one connection (one SPICE channel).
 type ConnStats struct {
 	ID     uint64 `json:"id"`
 	Client string `json:"client"`
 	// Open is true while the connection is still forwarding.
 	Open bool `json:"open"`
+	// End says how it ended (EndClosed, ...); empty while open.
+	End string `json:"end,omitempty"`
 	// ToServer is the client's direction, ToClient the server's.
 	ToServer DirStats `json:"to_server"`
 	ToClient DirStats `json:"to_client"`
-	// Err says why the connection ended, if not by both sides closing.
+	// Err says what ended it, when that was not both sides closing.
 	Err string `json:"error,omitempty"`
 }
 
@@ -57,19 +77,21 @@ type ConnStats struct {
 // connection.
 type Stats struct {
 	Profile Profile `json:"profile"`
-	// Connections counts every connection accepted; Failed those that
-	// ended with an error (a socket failed, the target was unreachable,
-	// the link was closed under them).
-	Connections int      `json:"connections"`
-	Failed      int      `json:"failed_connections"`
-	ToServer    DirStats `json:"to_server"`
-	ToClient    DirStats `json:"to_client"`
+	// Connections counts every connection accepted; Ends counts the
+	// ended ones by how they ended (EndClosed, EndReset, ...).
+	Connections int            `json:"connections"`
+	Ends        map[string]int `json:"ends"`
+	ToServer    DirStats       `json:"to_server"`
+	ToClient    DirStats       `json:"to_client"`
 }
 
 func (s *Stats) add(c ConnStats) {
 	s.Connections++
-	if c.Err != "" {
-		s.Failed++
+	if c.End != "" {
+		if s.Ends == nil {
+			s.Ends = map[string]int{}
+		}
+		s.Ends[c.End]++
 	}
 	s.ToServer.add(c.ToServer)
 	s.ToClient.add(c.ToClient)
