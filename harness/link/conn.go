@@ -80,24 +80,12 @@ func (c *conn) stats() ConnStats {
 	return s
 }
 
-// setReadBuffer caps a socket's kernel receive buffer (see
-// Config.ReadBuffer).
-func (c *conn) setReadBuffer(tc *net.TCPConn, which string) {
-	if c.l.cfg.ReadBuffer < 0 {
-		return
-	}
-	if err := tc.SetReadBuffer(c.l.cfg.ReadBuffer); err != nil {
-		c.log.Warn("cap the receive buffer", "socket", which, "err", err)
-	}
-}
-
 // run dials the target and forwards both ways until both directions
 // have ended.
 func (c *conn) run() {
 	defer c.cancel()
 	_ = c.client.SetNoDelay(true) // Go's default: a link adds its own delay, not Nagle's
-	c.setReadBuffer(c.client, "client")
-	d := net.Dialer{Timeout: c.l.cfg.DialTimeout}
+	d := net.Dialer{Timeout: c.l.cfg.DialTimeout, Control: c.l.cfg.control}
 	nc, err := d.DialContext(c.ctx, "tcp", c.l.target)
 	if err != nil {
 		if c.ctx.Err() != nil { // the link closed while we dialed
@@ -117,7 +105,6 @@ func (c *conn) run() {
 	}
 	server := nc.(*net.TCPConn)
 	_ = server.SetNoDelay(true)
-	c.setReadBuffer(server, "server")
 	c.mu.Lock()
 	c.server = server
 	aborted := c.aborted

@@ -31,9 +31,16 @@
 //     runs on. A failed socket ends the connection at once, both ways.
 //
 // The kernel's buffers add a queue of their own: the bytes the kernel
-// holds before the link reads them. The link caps its sockets' receive
-// buffers (Config.ReadBuffer, 64 KiB) so that the profile's queue is the
-// one that counts.
+// holds before the link reads them, and the sender's send buffer. Over
+// loopback both grow to megabytes (a 64 KiB MSS makes Linux size a send
+// buffer as for a fast path), a queue no real path would have and the
+// profile could not bound. So the link caps its sockets' receive buffers
+// (Config.ReadBuffer, 64 KiB) and gives them an Ethernet path's MSS
+// (Config.MSS, 1460), which their peers learn in the handshake. A sender
+// still buffers more than on a real path (0.4-0.9 MiB measured behind a
+// 1 Mbit/s link, against 4 MiB with loopback's MSS; a sender's own
+// buffer is not the link's to set): TestBackPressureReachesTheSender
+// logs it. SPICE's ACK window stops spice-server well before that.
 //
 // # Profiles
 //

@@ -11,6 +11,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/address"
@@ -26,6 +27,9 @@ const (
 	// profile's queue the one that counts. 64 KiB still moves gigabits
 	// over loopback.
 	DefaultReadBuffer = 64 << 10
+	// DefaultMSS is the TCP maximum segment size of the link's sockets:
+	// an Ethernet path's (1500-byte MTU less 40 bytes of headers).
+	DefaultMSS = 1460
 	// CloseTimeout bounds Close's wait for the link's goroutines once
 	// every socket is closed.
 	CloseTimeout = 5 * time.Second
@@ -57,8 +61,27 @@ type Config struct {
 	// DefaultReadBuffer, negative leaves the kernel's own (autotuned,
 	// up to megabytes: a hidden queue in front of the profile's).
 	ReadBuffer int
+	// MSS is the TCP maximum segment size of the link's sockets, which
+	// their peers learn in the handshake; zero means DefaultMSS,
+	// negative leaves loopback's 64 KiB. Linux sizes a sender's send
+	// buffer in segments, so with loopback's MSS a sender in front of a
+	// slow link buffered 4 MiB (measured) that it would not on a real
+	// path: a hidden queue the profile cannot bound. With 1460 it
+	// buffered 0.4-0.9 MiB, still more than a real path's; for SPICE,
+	// spice-server's ACK window bounds what it sends first.
+	MSS int
 	// Seed seeds the jitter; zero means a random seed.
 	Seed uint64
+}
+
+// control applies ReadBuffer and MSS to a socket before it listens or
+// connects.
+func (cfg Config) control(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = shapeSocket(fd, cfg.ReadBuffer, cfg.MSS) }); err != nil {
+		return err
+	}
+	return serr
 }
 
 // Link is a running link: a TCP forwarder that puts its profile between
@@ -99,6 +122,9 @@ func Start(ctx context.Context, cfg Config) (*Link, error) {
 	if cfg.ReadBuffer == 0 {
 		cfg.ReadBuffer = DefaultReadBuffer
 	}
+	if cfg.MSS == 0 {
+		cfg.MSS = DefaultMSS
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -118,7 +144,9 @@ func Start(ctx context.Context, cfg Config) (*Link, error) {
 	if cfg.DialTimeout < 0 {
 		return nil, fmt.Errorf("start link: negative DialTimeout %s", cfg.DialTimeout)
 	}
-	lc := net.ListenConfig{}
+	// Accepted sockets inherit the listener's options, set before the
+	// handshake so that the window and the MSS advertised fit them.
+	lc := net.ListenConfig{Control: cfg.control}
 	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("start link: listen on %s: %w", cfg.Listen, err)

@@ -382,3 +382,36 @@ func TestStatsJSON(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"bytes", "reads", "writes", "queue_high_water_bytes", "queued_s", "queue_wait_max_s", "blocked_s"}, keys)
 }
+
+// TestBackPressureReachesTheSender: behind a slow link a sender's writes
+// block over real sockets too: what it manages to write in a second is
+// the link's queue and hold plus the kernel's buffers, nowhere near what
+// it tried. (Logged: how much the kernel adds, with the link's socket
+// options and with the kernel's own for loopback.)
+func TestBackPressureReachesTheSender(t *testing.T) {
+	const tried = 16 << 20
+	for _, tc := range []struct {
+		name     string
+		buf, mss int
+	}{{"the link's read buffer and MSS", 0, 0}, {"the kernel's read buffer and loopback's MSS", -1, -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startServer(t, func(c *net.TCPConn) { _, _ = io.Copy(io.Discard, c) })
+			p := Profile{RTT: 20 * time.Millisecond, Rate: 1_000_000, Queue: 16 << 10}
+			l, err := Start(t.Context(), Config{Target: srv.addr(), Profile: p, ReadBuffer: tc.buf, MSS: tc.mss})
+			require.NoError(t, err)
+			t.Cleanup(func() { assert.NoError(t, l.Close()) })
+			c := dial(t, l)
+			require.NoError(t, c.SetWriteDeadline(time.Now().Add(time.Second)))
+			n, err := c.Write(make([]byte, tried))
+			var ne net.Error
+			require.ErrorAs(t, err, &ne, "the write must block, not finish")
+			require.True(t, ne.Timeout())
+			assert.Less(t, n, tried/2, "the sender was held back")
+			st := l.Stats()
+			assert.LessOrEqual(t, st.ToServer.QueueHighWater, p.Queue)
+			assert.Positive(t, st.ToServer.BlockedS)
+			t.Logf("%s: the sender wrote %d KiB in 1 s; the link delivered %d KiB, holds at most %d KiB (queue %d KiB); the rest is in kernel buffers",
+				tc.name, n>>10, st.ToServer.Bytes>>10, newShaper(p, 0).maxHeld>>10, p.Queue>>10)
+		})
+	}
+}
