@@ -2,10 +2,19 @@
 // dials: a TCP forwarder that, on every connection and in both
 // directions, adds a one-way delay (RTT/2 each way), jitter, a rate limit
 // and a bounded queue, as a WAN between a person and their console
-// would. It is how the loadtest measures a console over a real link
-// (LATENCY_LINK, issue 21) on machines whose kernel has no netem
-// (facts.md, "Links, load and the kernel here"), so the delay is made
-// here, in user space. It uses only the standard library.
+// would. It is the link LATENCY_LINK is to put in front of a console
+// (issue 21; not yet read by the configuration) on machines whose kernel
+// has no netem (facts.md, "Links, load and the kernel here"), so the
+// delay is made here, in user space. It uses only the standard library.
+//
+// toxiproxy (github.com/Shopify/toxiproxy/v2) was measured against it
+// before it was written to stay: on one-way delay both are within about
+// 0.5 ms at the median; toxiproxy's rate was 2-7 % slow at 1 Mbit/s
+// (this link's under 0.5 %), it closes a connection on a half-close (the
+// server's answer is lost), its latency is whole milliseconds and its
+// rate whole KB/s, it has no queue bound and no per-direction counts; it
+// costs 3-4 times less CPU per MiB, because it writes whole reads where
+// this link writes each 1500-byte packet when it is due.
 //
 // # The model
 //
