@@ -1,0 +1,265 @@
+package link
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/shakenfist/kerbside-latency/fakeryll/spice"
+	"github.com/shakenfist/kerbside-latency/harness/guest"
+	"github.com/shakenfist/kerbside-latency/harness/qemu"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The real lane: our guest in a real QEMU (harness/qemu, harness/guest)
+// and a real SPICE session (fakeryll/spice: a test may use the project's
+// SPICE client) through the link. They need qemu-system-x86_64; without
+// it they skip, saying how to install it.
+
+const (
+	// burstQuiet ends a key's repaint: no draw for this long.
+	burstQuiet = 150 * time.Millisecond
+	// firstDrawWait bounds the wait for a key's first draw.
+	firstDrawWait = 3 * time.Second
+	spaceBar      = 0x39
+	// refreshMargin is the slack of the lan-against-WAN relation: the
+	// guest's own answer varies over QEMU's ~30 ms display refresh
+	// (facts.md), so two medians of it can differ by about that much.
+	refreshMargin = 35 * time.Millisecond
+)
+
+// bootGuest boots the guest under QEMU, or skips saying how to get QEMU.
+func bootGuest(tb testing.TB) *qemu.VM {
+	tb.Helper()
+	if _, err := qemu.LookBinary(""); err != nil {
+		if errors.Is(err, qemu.ErrNotFound) {
+			tb.Skipf("real SPICE lane through a link: %v", err)
+		}
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(tb.Context(), 60*time.Second)
+	defer cancel()
+	vm, err := qemu.Start(ctx, qemu.Spec{Image: guest.Image, LogPath: filepath.Join(tb.TempDir(), "qemu.log")})
+	require.NoError(tb, err, "boot the guest")
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		assert.NoError(tb, vm.Stop(ctx))
+	})
+	return vm
+}
+
+// session opens a SPICE session to the guest through a link with p and
+// waits for the guest's painted text screen. Close both when done (the
+// session first: the link's stats then hold the whole session).
+func session(tb testing.TB, vm *qemu.VM, p Profile) (*spice.Session, *Link) {
+	tb.Helper()
+	host, port := vm.SpiceAddr()
+	l, err := Start(tb.Context(), Config{Target: net.JoinHostPort(host, strconv.Itoa(port)), Profile: p})
+	require.NoError(tb, err)
+	tb.Cleanup(func() { assert.NoError(tb, l.Close()) })
+	ctx, cancel := context.WithTimeout(tb.Context(), 30*time.Second)
+	defer cancel()
+	s, err := spice.Dial(ctx, spice.Config{Host: host, Port: l.Addr().(*net.TCPAddr).Port})
+	require.NoError(tb, err, "dial SPICE through the link (%s)", p)
+	tb.Cleanup(func() { s.Close() })
+	deadline := time.After(20 * time.Second)
+	for painted := false; !painted; {
+		select {
+		case ev, ok := <-s.Events():
+			require.True(tb, ok, "session ended before the screen appeared: %v", s.Err())
+			if sc, ok := ev.(spice.SurfaceCreated); ok && sc.Width == guest.ScreenWidth && sc.Height == guest.ScreenHeight {
+				painted = true
+			}
+		case <-deadline:
+			tb.Fatalf("%s: no %dx%d surface within 20s", p, guest.ScreenWidth, guest.ScreenHeight)
+		}
+	}
+	if _, err := burst(s, 2*time.Second); err != nil {
+		tb.Fatal(err)
+	}
+	return s, l
+}
+
+// burst collects draws until none has come for burstQuiet (or, before
+// the first, for first).
+func burst(s *spice.Session, first time.Duration) ([]spice.Draw, error) {
+	var draws []spice.Draw
+	timer := time.NewTimer(first)
+	defer timer.Stop()
+	for {
+		select {
+		case ev, ok := <-s.Events():
+			if !ok {
+				return draws, fmt.Errorf("session ended: %w", s.Err())
+			}
+			if d, ok := ev.(spice.Draw); ok {
+				draws = append(draws, d)
+				timer.Reset(burstQuiet)
+			}
+		case <-timer.C:
+			return draws, nil
+		}
+	}
+}
+
+// repaint is one key's first and last draw, from just before the key
+// went out.
+type repaint struct {
+	first, last time.Duration
+	draws       int
+}
+
+// press types the space bar and collects the repaint it causes.
+func press(ctx context.Context, s *spice.Session) (repaint, error) {
+	sent := time.Now()
+	if err := s.KeyDown(ctx, spaceBar); err != nil {
+		return repaint{}, err
+	}
+	if err := s.KeyUp(ctx, spaceBar); err != nil {
+		return repaint{}, err
+	}
+	draws, err := burst(s, firstDrawWait)
+	if err != nil {
+		return repaint{}, err
+	}
+	if len(draws) == 0 {
+		return repaint{}, fmt.Errorf("no draw within %s of the key", firstDrawWait)
+	}
+	return repaint{first: draws[0].Received.Sub(sent), last: draws[len(draws)-1].Received.Sub(sent), draws: len(draws)}, nil
+}
+
+// presses types n keys, 0-100 ms of random jitter apart (so they never
+// lock onto QEMU's display refresh), and returns their repaints.
+func presses(tb testing.TB, s *spice.Session, n int) []repaint {
+	tb.Helper()
+	var out []repaint
+	for i := range n {
+		time.Sleep(time.Duration(rand.Int64N(int64(100 * time.Millisecond))))
+		r, err := press(tb.Context(), s)
+		require.NoError(tb, err, "key %d", i)
+		out = append(out, r)
+	}
+	return out
+}
+
+func median(v []time.Duration) time.Duration {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+// TestQEMUSessionThroughLink: a real SPICE session links through the
+// link (every channel its own connection), every key reaches the guest
+// once and its repaint comes back, and RTT 80 ms adds at least 80 ms to
+// every key's first draw, and to the median against lan less one display
+// refresh. Blocks of lan and WAN presses alternate (a SPICE server serves
+// one client at a time), so drift spreads over both. The figures are
+// logged; their accuracy is not asserted.
+func TestQEMUSessionThroughLink(t *testing.T) {
+	vm := bootGuest(t)
+	lan, err := Parse("lan")
+	require.NoError(t, err)
+	wan, err := Parse("rtt=80ms")
+	require.NoError(t, err)
+	const blocks, perBlock = 2, 6
+	got := map[string][]repaint{}
+	before, err := vm.ReadCounter(t.Context(), guest.CounterAddr, guest.CounterSize)
+	require.NoError(t, err)
+	keys := 0
+	for b := range blocks {
+		for _, p := range []Profile{lan, wan} {
+			s, l := session(t, vm, p)
+			rs := presses(t, s, perBlock)
+			keys += len(rs)
+			got[p.Name+p.Explicit()] = append(got[p.Name+p.Explicit()], rs...)
+			require.NoError(t, s.Close())
+			// The client's end crosses the link, the server closes, and
+			// its end crosses back: every connection ends by itself.
+			deadline := time.Now().Add(15 * time.Second)
+			for slices.ContainsFunc(l.Conns(), func(cs ConnStats) bool { return cs.Open }) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			require.NoError(t, l.Close())
+			st := l.Stats()
+			assert.GreaterOrEqual(t, st.Connections, 3, "block %d %s: main, display and inputs each crossed the link", b, p)
+			assert.Positive(t, st.ToServer.Bytes, "block %d %s: keys went to the server", b, p)
+			assert.Positive(t, st.ToClient.Bytes, "block %d %s: draws came back", b, p)
+			for _, cs := range l.Conns() {
+				assert.Positive(t, cs.ToClient.Bytes, "block %d %s: connection %d", b, p, cs.ID)
+				assert.Contains(t, []string{EndClosed, EndReset}, cs.End, "block %d %s: connection %d ended by the peers, not the link: %s", b, p, cs.ID, cs.Err)
+			}
+		}
+	}
+	after, err := vm.ReadCounter(t.Context(), guest.CounterAddr, guest.CounterSize)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(keys), after-before, "every key reached the guest once")
+
+	firsts := func(rs []repaint) (first, last []time.Duration) {
+		for _, r := range rs {
+			first = append(first, r.first)
+			last = append(last, r.last)
+		}
+		return first, last
+	}
+	lanFirst, lanLast := firsts(got[lan.Name+lan.Explicit()])
+	wanFirst, wanLast := firsts(got[wan.Name+wan.Explicit()])
+	for i, d := range wanFirst {
+		assert.GreaterOrEqual(t, d, wan.RTT, "WAN key %d: a key and its draw cross the link once each", i)
+	}
+	added := median(wanFirst) - median(lanFirst)
+	t.Logf("key to first draw: lan median %s, rtt=80ms median %s: +%s; to last draw: lan %s, rtt=80ms %s: +%s",
+		median(lanFirst).Round(100*time.Microsecond), median(wanFirst).Round(100*time.Microsecond), added.Round(100*time.Microsecond),
+		median(lanLast).Round(100*time.Microsecond), median(wanLast).Round(100*time.Microsecond),
+		(median(wanLast) - median(lanLast)).Round(100*time.Microsecond))
+	assert.GreaterOrEqual(t, added, wan.RTT-refreshMargin, "rtt=80ms adds at least 80 ms to the median first draw, less one display refresh")
+}
+
+// BenchmarkQEMUKeyThroughLink measures key to first and last draw of the
+// repaint through the link with each profile, one key per operation,
+// 0-100 ms of random jitter between keys. Run it with a fixed count:
+//
+//	go test -run '^$' -bench QEMUKeyThroughLink -benchtime 20x ./harness/link/
+//
+// first-ms and last-ms are medians; against lan, rtt=80ms should add
+// about 80 ms to both.
+func BenchmarkQEMUKeyThroughLink(b *testing.B) {
+	vm := bootGuest(b)
+	for _, spec := range []string{"lan", "rtt=80ms", "wan-20ms-50mbit", "wan-80ms-10mbit", "wan-80ms-1mbit"} {
+		b.Run(spec, func(b *testing.B) {
+			p, err := Parse(spec)
+			require.NoError(b, err)
+			s, l := session(b, vm, p)
+			var first, last []time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				time.Sleep(time.Duration(rand.Int64N(int64(100 * time.Millisecond))))
+				b.StartTimer()
+				r, err := press(b.Context(), s)
+				if err != nil {
+					b.Fatal(err)
+				}
+				first = append(first, r.first)
+				last = append(last, r.last)
+			}
+			b.ReportMetric(ms(median(first)), "first-ms")
+			b.ReportMetric(ms(median(last)), "last-ms")
+			b.ReportMetric(0, "ns/op")
+			require.NoError(b, s.Close())
+			require.NoError(b, l.Close())
+			st := l.Stats()
+			b.ReportMetric(float64(st.ToClient.Bytes)/float64(len(first)), "to-client-B/key")
+		})
+	}
+}
