@@ -127,6 +127,7 @@ func (cl *Client) link(lctx context.Context, addr string, sid uint32, channel ui
 	defer stop()
 	mini, err := dialLink(conn, sid, channel, 0, pw)
 	if err != nil {
+		conn.Close()
 		return nil, false, fmt.Errorf("link channel type %d on %s: %w", channel, addr, linkErr(lctx, err))
 	}
 	return conn, mini, nil
