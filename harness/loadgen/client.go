@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/secret"
@@ -47,7 +48,7 @@ var (
 type Client struct {
 	c       counters
 	conns   []net.Conn
-	wg      sync.WaitGroup
+	running atomic.Int32 // readers still running; the last closes done
 	done    chan struct{}
 	mu      sync.Mutex
 	closing bool
@@ -102,13 +103,9 @@ func Dial(ctx context.Context, cfg ClientConfig) (_ *Client, err error) {
 	cl.c.start(time.Now())
 	dispRd := cl.newChanReader(disp, dmini, true, 32<<10)
 	dispRd.serial = 1 // DISPLAY_INIT
-	cl.wg.Add(2)
+	cl.running.Store(2)
 	go mainRd.run()
 	go dispRd.run()
-	go func() {
-		cl.wg.Wait()
-		close(cl.done)
-	}()
 	return cl, nil
 }
 
@@ -288,7 +285,11 @@ func (m *msgReader) head(typ uint16, size uint32, n uint32) ([]byte, error) {
 
 // run reads one channel until it ends.
 func (r *chanReader) run() {
-	defer r.cl.wg.Done()
+	defer func() {
+		if r.cl.running.Add(-1) == 0 {
+			close(r.cl.done)
+		}
+	}()
 	for {
 		typ, size, handled, err := r.next()
 		if err == nil && !handled {

@@ -66,9 +66,10 @@ func TestClientHoldsNoMoreThanTheRate(t *testing.T) {
 	elapsed := time.Since(t0)
 	got := cl.Stats().Bytes
 	// Every message leaves only when the ones before it have had their
-	// time at the rate, so the bytes read, less the last message, took
-	// at least their time. Delays only add to elapsed.
-	least := time.Duration(float64(got-uint64(srv.DrawMessageSize())) * 8 / rate * float64(time.Second))
+	// time at the rate (less the pacer's small credit), so the bytes
+	// read, less the last message, took at least their time. Delays only
+	// add to elapsed.
+	least := time.Duration(float64(got-uint64(srv.DrawMessageSize()))*8/rate*float64(time.Second)) - pacerCredit
 	assert.GreaterOrEqual(t, elapsed, least, "%d bytes at %d bit/s", got, rate)
 }
 

@@ -2,12 +2,17 @@ package loadgen
 
 import "time"
 
-// pacer holds a channel to a bit rate: a token bucket one message deep.
-// Each message may leave no earlier than the previous one's bytes take
-// at the rate, so N bytes sent after the first message take at least
-// (N - first)/rate, whatever the scheduler does; time lost while blocked
-// (by the ACK window or a full socket) is not made up in a burst. It is
-// a pure function of the times it is given, so it is tested without a
+// pacerCredit is the most time a late sender may make up: a timer that
+// fires a little late (a busy host) does not lower the rate, but time
+// lost while blocked (by the ACK window or a full socket) is not made up
+// in a burst.
+const pacerCredit = 20 * time.Millisecond
+
+// pacer holds a channel to a bit rate: each message may leave only when
+// the bytes before it have had their time at the rate, less at most
+// pacerCredit. So N bytes sent after the first message take at least
+// (N - first)/rate - pacerCredit, whatever the scheduler does. It is a
+// pure function of the times it is given, so it is tested without a
 // clock.
 type pacer struct {
 	bitsPerSecond int64 // 0: unpaced
@@ -27,8 +32,10 @@ func (p *pacer) sent(now time.Time, n int) {
 	if p.bitsPerSecond <= 0 {
 		return
 	}
-	if p.next.Before(now) {
-		p.next = now // no credit for idle or blocked time
+	if p.next.IsZero() {
+		p.next = now // no credit before the first message
+	} else if floor := now.Add(-pacerCredit); p.next.Before(floor) {
+		p.next = floor
 	}
 	p.next = p.next.Add(time.Duration(int64(n) * 8 * int64(time.Second) / p.bitsPerSecond))
 }

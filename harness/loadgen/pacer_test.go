@@ -38,15 +38,19 @@ func TestPacerHoldsTheRate(t *testing.T) {
 		"the 50th message left when the 49 before it had had their time")
 }
 
-func TestPacerGivesNoCreditForIdleTime(t *testing.T) {
-	p := pacer{bitsPerSecond: 8_000} // 1 000 bytes/s
+func TestPacerMakesUpOnlyALittleLateness(t *testing.T) {
+	p := pacer{bitsPerSecond: 8_000} // 1 000 bytes/s: 100 bytes take 100 ms
 	t0 := time.Unix(1000, 0)
-	p.sent(t0, 1000)
+	p.sent(t0, 100)
+	// A timer 5 ms late: the next message may follow 95 ms after it, so
+	// the rate holds.
+	p.sent(t0.Add(105*time.Millisecond), 100)
+	assert.Equal(t, 95*time.Millisecond, p.wait(t0.Add(105*time.Millisecond)))
+
 	// Blocked (by the ACK window, say) for 10 s: the next message may go
-	// at once, the one after it only a message's time later, not in a
-	// burst that makes up the lost 10 s.
+	// at once, and the credit is at most pacerCredit, not the lost 10 s.
 	later := t0.Add(10 * time.Second)
 	assert.Zero(t, p.wait(later))
-	p.sent(later, 1000)
-	assert.Equal(t, time.Second, p.wait(later))
+	p.sent(later, 100)
+	assert.Equal(t, 100*time.Millisecond-pacerCredit, p.wait(later))
 }
