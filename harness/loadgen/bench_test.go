@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,7 +25,7 @@ import (
 //	go test -run '^$' -bench Sessions -benchtime 3x ./harness/loadgen/
 func BenchmarkSessions(b *testing.B) {
 	for _, proxy := range []bool{false, true} {
-		for _, n := range []int{50, 200} {
+		for _, n := range []int{50, 200, 500} {
 			name := fmt.Sprintf("direct/sessions=%d", n)
 			if proxy {
 				name = fmt.Sprintf("nodelay/sessions=%d", n)
@@ -37,8 +38,10 @@ func BenchmarkSessions(b *testing.B) {
 func benchSessions(b *testing.B, n int, proxy bool) {
 	const rate = 1_000_000
 	ctx := b.Context()
-	runtime.GC()
+	debug.FreeOSMemory()
 	rss0 := rssBytes(b)
+	var m0 runtime.MemStats
+	runtime.ReadMemStats(&m0)
 	g0 := runtime.NumGoroutine()
 	srv, err := Listen(ctx, "127.0.0.1:0", ServerConfig{BitsPerSecond: rate})
 	if err != nil {
@@ -73,6 +76,9 @@ func benchSessions(b *testing.B, n int, proxy bool) {
 	cpu, wall := cpuTime(b)-cpu0, time.Since(t0)
 	after := g.Stats()
 	rss := rssBytes(b) - rss0
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	goMem := int64(m.HeapInuse+m.StackInuse) - int64(m0.HeapInuse+m0.StackInuse)
 	goroutines := runtime.NumGoroutine() - g0
 
 	if after.Failed > 0 {
@@ -82,6 +88,7 @@ func benchSessions(b *testing.B, n int, proxy bool) {
 	b.ReportMetric(cpu.Seconds()/wall.Seconds(), "cpu-cores")
 	b.ReportMetric(cpu.Seconds()/wall.Seconds()/float64(n)*1000, "mcores/session")
 	b.ReportMetric(float64(rss)/float64(n)/1024, "rss-KiB/session")
+	b.ReportMetric(float64(goMem)/float64(n)/1024, "go-heap+stack-KiB/session")
 	b.ReportMetric(float64(goroutines)/float64(n), "goroutines/session")
 	b.ReportMetric(bits/1e6, "Mbit/s/session")
 	b.ReportMetric(after.AckWaitS-before.AckWaitS, "ack-wait-s")
