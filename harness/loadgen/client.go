@@ -24,6 +24,10 @@ type ClientConfig struct {
 	// LinkTimeout bounds Dial from the first connect to the display
 	// channel linked; 0 means DefaultLinkTimeout.
 	LinkTimeout time.Duration
+
+	// fullHeader makes the client leave MINI_HEADER out, so that the
+	// tests see both data headers.
+	fullHeader bool
 }
 
 // maxServerMessage bounds a server message's body; the Client reads the
@@ -46,7 +50,8 @@ var (
 // channels, each read by one goroutine that answers flow control and
 // PINGs and counts what it reads.
 type Client struct {
-	c       counters
+	c          counters
+	fullHeader bool
 	conns   []net.Conn
 	running atomic.Int32 // readers still running; the last closes done
 	done    chan struct{}
@@ -64,7 +69,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (_ *Client, err error) {
 	}
 	lctx, cancel := context.WithTimeout(ctx, cfg.LinkTimeout)
 	defer cancel()
-	cl := &Client{done: make(chan struct{})}
+	cl := &Client{done: make(chan struct{}), fullHeader: cfg.fullHeader}
 	defer func() {
 		if err != nil {
 			for _, c := range cl.conns {
@@ -122,7 +127,7 @@ func (cl *Client) link(lctx context.Context, addr string, sid uint32, channel ui
 	}
 	stop := context.AfterFunc(lctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	mini, err := dialLink(conn, sid, channel, 0, pw)
+	mini, err := dialLink(conn, sid, channel, 0, pw, !cl.fullHeader)
 	if err != nil {
 		conn.Close()
 		return nil, false, fmt.Errorf("link channel type %d on %s: %w", channel, addr, linkErr(lctx, err))
@@ -133,7 +138,7 @@ func (cl *Client) link(lctx context.Context, addr string, sid uint32, channel ui
 // linkErr says when a link failed because its time ran out.
 func linkErr(lctx context.Context, err error) error {
 	if lctx.Err() != nil {
-		return fmt.Errorf("%w (link bounded by %v)", err, context.Cause(lctx))
+		return fmt.Errorf("%w (link bounded by: %w)", err, context.Cause(lctx))
 	}
 	return err
 }

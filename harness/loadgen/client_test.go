@@ -14,25 +14,33 @@ import (
 )
 
 func TestClientLinksReadsAndAcks(t *testing.T) {
-	const window = 6
-	srv := startServer(t, ServerConfig{Password: testPassword, AckWindow: window, DrawSize: 1000})
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	cl, err := Dial(ctx, ClientConfig{Addr: srv.Addr().String(), Password: testPassword})
-	require.NoError(t, err)
-	defer cl.Close()
-	// Many times the window: only a client whose ACKs count gets these.
-	waitFor(t, 15*time.Second, "the client read 20 windows of draws", func() bool { return cl.Stats().Draws >= 20*window })
-	require.NoError(t, cl.Close())
-	require.NoError(t, cl.Err(), "a closed session is not a failed one")
+	for _, tc := range []struct {
+		name   string
+		full   bool
+		header uint64
+	}{{"mini header", false, miniHeaderSize}, {"full header", true, fullHeaderSize}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const window = 6
+			srv := startServer(t, ServerConfig{Password: testPassword, AckWindow: window, DrawSize: 1000})
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			cl, err := Dial(ctx, ClientConfig{Addr: srv.Addr().String(), Password: testPassword, fullHeader: tc.full})
+			require.NoError(t, err)
+			defer cl.Close()
+			// Many times the window: only a client whose ACKs count gets these.
+			waitFor(t, 15*time.Second, "the client read 20 windows of draws", func() bool { return cl.Stats().Draws >= 20*window })
+			require.NoError(t, cl.Close())
+			require.NoError(t, cl.Err(), "a closed session is not a failed one")
 
-	c, s := cl.Stats(), srv.Stats()
-	assert.Equal(t, s.PerSession[0].Session, c.Session, "the client's session is the server's")
-	assert.GreaterOrEqual(t, s.PerSession[0].Messages, c.Messages, "the client read no more than the server sent")
-	assert.GreaterOrEqual(t, c.Acks, c.Messages/window-1, "an ACK every window messages")
-	assert.Equal(t, c.Messages-c.Draws, uint64(3), "SET_ACK, SURFACE_CREATE and MARK besides the draws")
-	assert.Equal(t, uint64(srv.DrawMessageSize())*c.Draws+
-		uint64(3*miniHeaderSize+8+20), c.Bytes, "bytes are whole messages, mini headers included")
+			c, s := cl.Stats(), srv.Stats()
+			assert.Equal(t, s.PerSession[0].Session, c.Session, "the client's session is the server's")
+			assert.GreaterOrEqual(t, s.PerSession[0].Messages, c.Messages, "the client read no more than the server sent")
+			assert.GreaterOrEqual(t, c.Acks, c.Messages/window-1, "an ACK every window messages")
+			assert.Equal(t, uint64(3), c.Messages-c.Draws, "SET_ACK, SURFACE_CREATE and MARK besides the draws")
+			draw := uint64(srv.DrawMessageSize()) - miniHeaderSize + tc.header
+			assert.Equal(t, draw*c.Draws+3*tc.header+8+20, c.Bytes, "bytes are whole messages, headers included")
+		})
+	}
 }
 
 func TestClientRefusedWithTheWrongPassword(t *testing.T) {

@@ -2,7 +2,6 @@ package loadgen
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -33,8 +32,11 @@ func Start(ctx context.Context, cfg ClientConfig, n, parallel int) (*Group, erro
 	}
 	g := &Group{clients: make([]*Client, n)}
 	sem := make(chan struct{}, parallel)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error // the first failure: the cause, before the cancel it makes
+	)
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for i := range n {
@@ -44,13 +46,16 @@ func Start(ctx context.Context, cfg ClientConfig, n, parallel int) (*Group, erro
 			select {
 			case sem <- struct{}{}:
 			case <-lctx.Done():
-				errs[i] = context.Cause(lctx)
 				return
 			}
 			defer func() { <-sem }()
 			c, err := Dial(lctx, cfg)
 			if err != nil {
-				errs[i] = err
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
 				cancel() // one failure stops the rest
 				return
 			}
@@ -58,14 +63,14 @@ func Start(ctx context.Context, cfg ClientConfig, n, parallel int) (*Group, erro
 		}()
 	}
 	wg.Wait()
-	var first error
 	linked := 0
-	for i, c := range g.clients {
+	for _, c := range g.clients {
 		if c != nil {
 			linked++
-		} else if first == nil || (errors.Is(first, context.Canceled) && !errors.Is(errs[i], context.Canceled)) {
-			first = errs[i]
 		}
+	}
+	if first == nil && linked < n {
+		first = context.Cause(lctx) // ctx ended before every session linked
 	}
 	if linked < n {
 		for _, c := range g.clients {

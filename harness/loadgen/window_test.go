@@ -31,7 +31,7 @@ func linkRaw(t *testing.T, srv *Server) *rawDisplay {
 		require.NoError(t, err)
 		t.Cleanup(func() { c.Close() })
 		require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
-		mini, err := dialLink(c, sid, ch, 0, testPassword.Reveal())
+		mini, err := dialLink(c, sid, ch, 0, testPassword.Reveal(), true)
 		require.NoError(t, err)
 		return c, mini
 	}

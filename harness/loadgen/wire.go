@@ -275,8 +275,9 @@ func writeLinkResult(w io.Writer, code uint32) error {
 
 // dialLink runs the client side of the link handshake on conn (bounded
 // by the caller's deadline) and returns whether both sides use the mini
-// data header.
-func dialLink(conn io.ReadWriter, connID uint32, channel, channelID uint8, password string) (bool, error) {
+// data header. offerMini false leaves MINI_HEADER out of the client's
+// capabilities, as an old client would.
+func dialLink(conn io.ReadWriter, connID uint32, channel, channelID uint8, password string, offerMini bool) (bool, error) {
 	if len(password) > maxPassword {
 		return false, fmt.Errorf("password longer than %d bytes (SPICE_MAX_PASSWORD_LENGTH)", maxPassword)
 	}
@@ -291,7 +292,11 @@ func dialLink(conn io.ReadWriter, connID uint32, channel, channelID uint8, passw
 	out = le.AppendUint32(out, 1) // num_common_caps
 	out = le.AppendUint32(out, 0) // num_channel_caps
 	out = le.AppendUint32(out, linkMessSize)
-	out = le.AppendUint32(out, 1<<capAuthSelection|1<<capAuthSpice|1<<capMiniHeader)
+	caps := uint32(1<<capAuthSelection | 1<<capAuthSpice)
+	if offerMini {
+		caps |= 1 << capMiniHeader
+	}
+	out = le.AppendUint32(out, caps)
 	if _, err := conn.Write(out); err != nil {
 		return false, fmt.Errorf("send link message: %w", err)
 	}
@@ -357,7 +362,7 @@ func dialLink(conn io.ReadWriter, connID uint32, channel, channelID uint8, passw
 	if code := le.Uint32(res[:]); code != linkOK {
 		return false, &LinkRefusedError{Channel: channel, Code: code}
 	}
-	return hasCap(common, capMiniHeader), nil
+	return offerMini && hasCap(common, capMiniHeader), nil
 }
 
 // unexpected turns a clean EOF in the middle of something into
