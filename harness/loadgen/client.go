@@ -52,12 +52,12 @@ var (
 type Client struct {
 	c          counters
 	fullHeader bool
-	conns   []net.Conn
-	running atomic.Int32 // readers still running; the last closes done
-	done    chan struct{}
-	mu      sync.Mutex
-	closing bool
-	err     error
+	conns      []net.Conn
+	running    atomic.Int32 // readers still running; the last closes done
+	done       chan struct{}
+	mu         sync.Mutex
+	closing    bool
+	err        error
 }
 
 // Dial links a session (main channel, then display channel 0) and
