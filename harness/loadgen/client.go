@@ -28,6 +28,9 @@ type ClientConfig struct {
 	// fullHeader makes the client leave MINI_HEADER out, so that the
 	// tests see both data headers.
 	fullHeader bool
+	// noAck makes the client answer SET_ACK but never ACK, so that the
+	// tests see where a server stops.
+	noAck bool
 }
 
 // maxServerMessage bounds a server message's body; the Client reads the
@@ -52,6 +55,8 @@ var (
 type Client struct {
 	c          counters
 	fullHeader bool
+	noAck      bool
+	display    *chanReader
 	conns      []net.Conn
 	running    atomic.Int32 // readers still running; the last closes done
 	done       chan struct{}
@@ -69,7 +74,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (_ *Client, err error) {
 	}
 	lctx, cancel := context.WithTimeout(ctx, cfg.LinkTimeout)
 	defer cancel()
-	cl := &Client{done: make(chan struct{}), fullHeader: cfg.fullHeader}
+	cl := &Client{done: make(chan struct{}), fullHeader: cfg.fullHeader, noAck: cfg.noAck}
 	defer func() {
 		if err != nil {
 			for _, c := range cl.conns {
@@ -108,6 +113,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (_ *Client, err error) {
 	cl.c.start(time.Now())
 	dispRd := cl.newChanReader(disp, dmini, true, 32<<10)
 	dispRd.serial = 1 // DISPLAY_INIT
+	cl.display = dispRd
 	cl.running.Store(2)
 	go mainRd.run()
 	go dispRd.run()
@@ -156,6 +162,8 @@ type chanReader struct {
 	window  uint32
 	count   uint32
 	out     []byte
+	// sinceSetAck counts the messages after the last SET_ACK (tests).
+	sinceSetAck atomic.Uint32
 }
 
 func (cl *Client) newChanReader(conn net.Conn, mini, display bool, bufSize int) *chanReader {
@@ -189,7 +197,8 @@ func (r *chanReader) next() (typ uint16, size uint32, handled bool, err error) {
 		r.cl.c.messages.Add(1)
 		r.cl.c.bytes.Add(uint64(headerSize(r.mini)) + uint64(size))
 	}
-	if r.window > 0 {
+	r.sinceSetAck.Add(1)
+	if r.window > 0 && !r.cl.noAck {
 		if r.count++; r.count >= r.window {
 			r.count = 0
 			if err := r.send(msgcAck, nil); err != nil {
@@ -208,6 +217,7 @@ func (r *chanReader) next() (typ uint16, size uint32, handled bool, err error) {
 			return 0, 0, false, fmt.Errorf("send ACK_SYNC: %w", err)
 		}
 		r.window, r.count = le.Uint32(body[4:]), 0
+		r.sinceSetAck.Store(0)
 		return typ, size, true, nil
 	case typ == msgPing:
 		body, err := r.rd.head(typ, size, 12)

@@ -49,12 +49,15 @@ func TestClientAgainstQEMUSpiceServer(t *testing.T) {
 	defer cl.Close()
 	waitFor(t, 30*time.Second, "the guest's first paint", func() bool { return cl.Stats().Draws > 0 })
 
+	press := func() {
+		key := map[string]any{"keys": []map[string]string{{"type": "qcode", "data": "spc"}}}
+		require.NoError(t, vm.Execute(ctx, "send-key", key, nil))
+	}
 	// Each key repaints the screen (about 23 draws): 8 keys are several
 	// times the 40 messages spice-server sends unacknowledged.
 	for range 8 {
-		key := map[string]any{"keys": []map[string]string{{"type": "qcode", "data": "spc"}}}
-		require.NoError(t, vm.Execute(ctx, "send-key", key, nil))
 		before := cl.Stats().Draws
+		press()
 		waitFor(t, 20*time.Second, "the key's repaint", func() bool { return cl.Stats().Draws > before })
 	}
 	waitFor(t, 20*time.Second, "over 100 draws", func() bool { return cl.Stats().Draws > 100 })
@@ -62,4 +65,27 @@ func TestClientAgainstQEMUSpiceServer(t *testing.T) {
 	assert.NotZero(t, st.Session)
 	assert.GreaterOrEqual(t, st.Acks, uint64(3), "ACKs sent every window (20) messages")
 	require.NoError(t, cl.Err())
+	require.NoError(t, cl.Close())
+
+	// The rule the Server copies, seen on spice-server itself: a client
+	// that never ACKs gets exactly 2*window messages after SET_ACK.
+	mute, err := Dial(ctx, ClientConfig{Addr: addr, Password: pw, noAck: true})
+	require.NoError(t, err, "link a client that never ACKs")
+	defer mute.Close()
+	const keys = 8
+	keys0, err := vm.ReadCounter(ctx, guest.CounterAddr, guest.CounterSize)
+	require.NoError(t, err)
+	for range keys {
+		press()
+	}
+	waitFor(t, 30*time.Second, "the guest counted the keys", func() bool {
+		n, err := vm.ReadCounter(ctx, guest.CounterAddr, guest.CounterSize)
+		return err == nil && n == keys0+keys
+	})
+	waitFor(t, 30*time.Second, "40 messages after SET_ACK", func() bool { return mute.display.sinceSetAck.Load() >= 40 })
+	// The guest has repainted eight times (some 180 draws); spice-server
+	// has had a second more to send them, and sent none past the window.
+	time.Sleep(time.Second)
+	assert.Equal(t, uint32(2*DefaultAckWindow), mute.display.sinceSetAck.Load(),
+		"spice-server stops at 2*window unacknowledged messages, SET_ACK counted as one")
 }
