@@ -88,6 +88,11 @@ func Dial(ctx context.Context, cfg ClientConfig) (_ *Client, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: %w", err)
 	}
+	// The main channel's handshake and the display's link are bounded by
+	// lctx too: its deadline is on the connection, and a cancel sets a
+	// past one.
+	stopMain := context.AfterFunc(lctx, func() { main.SetDeadline(time.Unix(1, 0)) })
+	defer stopMain()
 	mainRd := cl.newChanReader(main, mini, false, 4<<10)
 	sid, err := mainRd.handshakeMain()
 	if err != nil {
@@ -106,6 +111,9 @@ func Dial(ctx context.Context, cfg ClientConfig) (_ *Client, err error) {
 	init = binary.LittleEndian.AppendUint32(init, 0)
 	if _, err := disp.Write(append(appendHeader(nil, dmini, 1, msgcDisplayInit, len(init)), init...)); err != nil {
 		return nil, fmt.Errorf("loadgen: send DISPLAY_INIT: %w", linkErr(lctx, err))
+	}
+	if !stopMain() {
+		return nil, fmt.Errorf("loadgen: link on %s: %w", cfg.Addr, context.Cause(lctx))
 	}
 	for _, c := range cl.conns {
 		c.SetDeadline(time.Time{})
@@ -178,62 +186,70 @@ func (r *chanReader) send(typ uint16, body []byte) error {
 	return err
 }
 
-// next reads one message. It handles flow control, PINGs and draws
-// itself (handled true, body consumed); any other message is left for
-// the caller to read or skip.
-func (r *chanReader) next() (typ uint16, size uint32, handled bool, err error) {
+// next reads one message whole. It answers flow control and PINGs
+// itself; the main channel's MAIN_INIT and CHANNELS_LIST bodies are
+// returned (valid until the next call), every other body is discarded
+// unread. A message is counted only once it has been read whole.
+func (r *chanReader) next() (typ uint16, body []byte, err error) {
 	le := binary.LittleEndian
-	typ, size, err = r.rd.header()
+	typ, size, err := r.rd.header()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return 0, 0, false, ErrServerClosed
+			return 0, nil, ErrServerClosed
 		}
-		return 0, 0, false, err
+		return 0, nil, err
 	}
 	if size > maxServerMessage {
-		return 0, 0, false, fmt.Errorf("%w: message type %d of %d bytes, more than %d", ErrProtocol, typ, size, maxServerMessage)
-	}
-	if r.display {
-		r.cl.c.messages.Add(1)
-		r.cl.c.bytes.Add(uint64(headerSize(r.mini)) + uint64(size))
+		return 0, nil, fmt.Errorf("%w: message type %d of %d bytes, more than %d", ErrProtocol, typ, size, maxServerMessage)
 	}
 	r.sinceSetAck.Add(1)
 	if r.window > 0 && !r.cl.noAck {
 		if r.count++; r.count >= r.window {
 			r.count = 0
 			if err := r.send(msgcAck, nil); err != nil {
-				return 0, 0, false, fmt.Errorf("send ACK: %w", err)
+				return 0, nil, fmt.Errorf("send ACK: %w", err)
 			}
 			r.cl.c.acks.Add(1)
 		}
 	}
 	switch {
 	case typ == msgSetAck:
-		body, err := r.rd.head(typ, size, 8)
+		b, err := r.rd.head(typ, size, 8)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, nil, err
 		}
-		if err := r.send(msgcAckSync, body[0:4]); err != nil {
-			return 0, 0, false, fmt.Errorf("send ACK_SYNC: %w", err)
+		if err := r.send(msgcAckSync, b[0:4]); err != nil {
+			return 0, nil, fmt.Errorf("send ACK_SYNC: %w", err)
 		}
-		r.window, r.count = le.Uint32(body[4:]), 0
+		r.window, r.count = le.Uint32(b[4:]), 0
 		r.sinceSetAck.Store(0)
-		return typ, size, true, nil
 	case typ == msgPing:
-		body, err := r.rd.head(typ, size, 12)
+		b, err := r.rd.head(typ, size, 12)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, nil, err
 		}
-		if err := r.send(msgcPong, body[0:12]); err != nil {
-			return 0, 0, false, fmt.Errorf("send PONG: %w", err)
+		if err := r.send(msgcPong, b[0:12]); err != nil {
+			return 0, nil, fmt.Errorf("send PONG: %w", err)
 		}
 		r.cl.c.pings.Add(1)
-		return typ, size, true, nil
-	case r.display && isDraw(typ):
-		r.cl.c.draws.Add(1)
-		return typ, size, true, r.rd.skip(typ, size)
+	case !r.display && typ == msgMainInit:
+		body, err = r.rd.head(typ, size, 32)
+	case !r.display && typ == msgMainChannels:
+		body, err = r.rd.body(typ, size, maxLinkMess)
+	default:
+		err = r.rd.skip(typ, size)
 	}
-	return typ, size, false, nil
+	if err != nil {
+		return 0, nil, err
+	}
+	if r.display {
+		r.cl.c.messages.Add(1)
+		r.cl.c.bytes.Add(uint64(headerSize(r.mini)) + uint64(size))
+		if isDraw(typ) {
+			r.cl.c.draws.Add(1)
+		}
+	}
+	return typ, body, nil
 }
 
 // handshakeMain reads MAIN_INIT, asks for the channels and checks that a
@@ -242,26 +258,17 @@ func (r *chanReader) handshakeMain() (uint32, error) {
 	le := binary.LittleEndian
 	var sid uint32
 	for {
-		typ, size, handled, err := r.next()
+		typ, body, err := r.next()
 		if err != nil {
 			return 0, fmt.Errorf("wait for MAIN_INIT and CHANNELS_LIST: %w", unexpected(err))
 		}
-		switch {
-		case handled:
-		case typ == msgMainInit:
-			body, err := r.rd.head(typ, size, 32)
-			if err != nil {
-				return 0, err
-			}
+		switch typ {
+		case msgMainInit:
 			sid = le.Uint32(body)
 			if err := r.send(msgcMainAttach, nil); err != nil {
 				return 0, fmt.Errorf("send ATTACH_CHANNELS: %w", err)
 			}
-		case typ == msgMainChannels:
-			body, err := r.rd.body(typ, size, maxLinkMess)
-			if err != nil {
-				return 0, err
-			}
+		case msgMainChannels:
 			if len(body) < 4 || uint64(le.Uint32(body))*2 > uint64(len(body)-4) {
 				return 0, fmt.Errorf("%w: CHANNELS_LIST of %d bytes does not hold its count", ErrProtocol, len(body))
 			}
@@ -274,10 +281,6 @@ func (r *chanReader) handshakeMain() (uint32, error) {
 				}
 			}
 			return 0, ErrNoDisplay
-		default:
-			if err := r.rd.skip(typ, size); err != nil {
-				return 0, err
-			}
 		}
 	}
 }
@@ -306,11 +309,7 @@ func (r *chanReader) run() {
 		}
 	}()
 	for {
-		typ, size, handled, err := r.next()
-		if err == nil && !handled {
-			err = r.rd.skip(typ, size)
-		}
-		if err != nil {
+		if _, _, err := r.next(); err != nil {
 			r.cl.fail(err)
 			return
 		}

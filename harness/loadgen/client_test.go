@@ -31,6 +31,12 @@ func TestClientLinksReadsAndAcks(t *testing.T) {
 			waitFor(t, 15*time.Second, "the client read 20 windows of draws", func() bool { return cl.Stats().Draws >= 20*window })
 			require.NoError(t, cl.Close())
 			require.NoError(t, cl.Err(), "a closed session is not a failed one")
+			ss := onlySession(t, srv)
+			waitFor(t, 10*time.Second, "the server saw the session end", func() bool {
+				ss.c.mu.Lock()
+				defer ss.c.mu.Unlock()
+				return !ss.c.ended.IsZero()
+			})
 
 			c, s := cl.Stats(), srv.Stats()
 			assert.Equal(t, s.PerSession[0].Session, c.Session, "the client's session is the server's")
