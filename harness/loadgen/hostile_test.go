@@ -206,3 +206,40 @@ func TestServerConfigRefusesNonsense(t *testing.T) {
 		assert.Error(t, err, "%+v", cfg)
 	}
 }
+
+func TestServerCloseEndsALinkInProgress(t *testing.T) {
+	srv, err := Listen(t.Context(), "127.0.0.1:0", ServerConfig{LinkTimeout: time.Minute})
+	require.NoError(t, err)
+	c, err := net.Dial("tcp", srv.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write(linkMessage(0, chanMain, 0)[:7]) // and then nothing
+	require.NoError(t, err)
+	waitFor(t, 10*time.Second, "the server took the connection", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return len(srv.conns) == 1
+	})
+	closed := make(chan struct{})
+	go func() {
+		srv.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second): // far below the minute's link timeout
+		t.Fatal("Close waited for a stalled link")
+	}
+}
+
+func TestDrawSizeRoundsUpToWholeRows(t *testing.T) {
+	for _, tc := range []struct{ size, width, want int }{
+		{4096, 1024, drawPrefixSize + 1001*4}, // under one row: 1001 pixels
+		{100_000, 1024, drawPrefixSize + 25*1024*4},
+		{4, 640, drawPrefixSize + 4}, // at least one pixel
+	} {
+		d := newDrawTemplate(tc.size, tc.width, 768)
+		assert.Equal(t, tc.want, drawPrefixSize+len(d.pixels), "DrawSize %d", tc.size)
+		assert.GreaterOrEqual(t, drawPrefixSize+len(d.pixels), min(tc.size, drawPrefixSize+4))
+	}
+}

@@ -27,9 +27,11 @@ type ServerConfig struct {
 	// SPICE messages; 0 sends as fast as the ACK window and the socket
 	// allow.
 	BitsPerSecond int64
-	// DrawSize is the size of one DRAW_COPY body in bytes; the bitmap is
-	// rounded up to whole pixels, so a draw is DrawMessageSize bytes.
-	// 0 means DefaultDrawSize.
+	// DrawSize is the size of one DRAW_COPY body in bytes: 93 bytes of
+	// draw and image headers, then a raw 32-bit bitmap as wide as the
+	// surface (or narrower, for a small draw) and as many rows as it
+	// takes, so the size is rounded up to whole rows; DrawMessageSize
+	// says what it came to. 0 means DefaultDrawSize.
 	DrawSize int
 	// Width and Height are the primary surface's; 0 means 1024x768.
 	Width, Height int
