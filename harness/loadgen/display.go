@@ -312,10 +312,12 @@ func (s *Server) writeDisplay(ctx context.Context, ss *srvSession, win *window, 
 		if !nextPing.IsZero() && !time.Now().Before(nextPing) {
 			pingID++
 			ping := le.AppendUint64(le.AppendUint32(nil, pingID), uint64(time.Since(started)))
+			// Counted before it is written, so that pongs never exceed
+			// pings in a snapshot taken while the PONG races the count.
+			ss.c.pings.Add(1)
 			if err := control(msgPing, ping); err != nil {
 				return err
 			}
-			ss.c.pings.Add(1)
 			nextPing = nextPing.Add(s.cfg.PingInterval)
 			k-- // the draw still goes next
 			continue
