@@ -2,8 +2,8 @@
 // dials: a TCP forwarder that, on every connection and in both
 // directions, adds a one-way delay (RTT/2 each way), jitter, a rate limit
 // and a bounded queue, as a WAN between a person and their console
-// would. It is the link LATENCY_LINK is to put in front of a console
-// (issue 21; not yet read by the configuration) on machines whose kernel
+// would. It is the link the loadtest is to put in front of a console
+// (issue 21: the link setting is not yet read by the configuration) on machines whose kernel
 // has no netem (facts.md, "Links, load and the kernel here"), so the
 // delay is made here, in user space. It uses only the standard library.
 //

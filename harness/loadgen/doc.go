@@ -1,6 +1,7 @@
-// Package loadgen makes synthetic busy SPICE sessions: the load that
-// LATENCY_LOAD_SOURCE=synthetic puts beside the measured console, so that
-// one host can push hundreds of sessions through a proxy under test.
+// Package loadgen makes synthetic busy SPICE sessions: the load that the
+// loadtest's synthetic load source (issue 21; not yet read by the
+// configuration) puts beside the measured console, so that one host can
+// push hundreds of sessions through a proxy under test.
 //
 // A Server is a SPICE server of our own. It speaks the real wire
 // protocol (spice-protocol 0.14, version 2.2; layouts from spice-common's
