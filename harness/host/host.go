@@ -360,10 +360,18 @@ func (f Figures) clone() Figures {
 // Merge pools the figures of several stretches of one leg (its blocks):
 // the lag over every tick, CPU time summed per role, the load's extremes,
 // runnable tasks averaged over every read, steal over all the time.
+// Figures read back from a file have only their summaries: those pool
+// conservatively (a lag percentile is the largest part's, which the
+// pooled one cannot exceed; runnable and steal are weighted by reads and
+// time).
 func Merge(parts ...Figures) Figures {
 	var out Figures
 	var elapsed float64
+	var summaryOnly []Figures
 	for i, p := range parts {
+		if len(p.lags) == 0 && p.Lag.Ticks > 0 || p.runN == 0 && p.Reads > 0 || p.cpuTotal == 0 && (p.Busy > 0 || p.Steal > 0) {
+			summaryOnly = append(summaryOnly, p)
+		}
 		if i == 0 || p.StartTime.Before(out.StartTime) {
 			out.StartTime = p.StartTime
 			out.Load1Start = p.Load1Start
@@ -406,7 +414,33 @@ func Merge(parts ...Figures) Figures {
 		out.CPU[i].CoreShare = share(out.CPU[i].CPUS, elapsed)
 	}
 	out.finish()
+	for _, p := range summaryOnly {
+		out.mergeSummary(p)
+	}
 	return out
+}
+
+// mergeSummary folds in a part that has only its summaries.
+func (f *Figures) mergeSummary(p Figures) {
+	if len(p.lags) == 0 && p.Lag.Ticks > 0 {
+		f.Lag.Ticks += p.Lag.Ticks
+		f.Lag.Late += p.Lag.Late
+		f.Lag.P50S = max(f.Lag.P50S, p.Lag.P50S)
+		f.Lag.P99S = max(f.Lag.P99S, p.Lag.P99S)
+		f.Lag.MaxS = max(f.Lag.MaxS, p.Lag.MaxS)
+	}
+	if p.runN == 0 && p.Reads > 0 {
+		n := float64(f.runN)
+		f.RunnableMean = (f.RunnableMean*n + p.RunnableMean*float64(p.Reads)) / (n + float64(p.Reads))
+		f.runN += p.Reads
+		f.runSum += p.RunnableMean * float64(p.Reads)
+	}
+	if p.cpuTotal == 0 && (p.Busy > 0 || p.Steal > 0) {
+		// Weighted by time against the rest, whose weight is unknown
+		// here: the larger share is kept.
+		f.Busy = max(f.Busy, p.Busy)
+		f.Steal = max(f.Steal, p.Steal)
+	}
 }
 
 // Judge names what made the host too busy to measure to a few

@@ -160,3 +160,19 @@ func TestLateDuringAndMerge(t *testing.T) {
 	assert.InDelta(t, 0.3, m.CPU[0].CoreShare, 1e-12, "0.6 s over the 2 s sampled, not over the 6 s from first start to last end")
 	assert.True(t, m.LateDuring(at(5510), at(5511)))
 }
+
+// TestMergeOfSummariesOnly: figures without their raw ticks (read back
+// from a file, or made by hand) still pool to figures that judge the
+// same way: a busy part keeps the whole busy.
+func TestMergeOfSummariesOnly(t *testing.T) {
+	quiet := Figures{Cores: 2, Reads: 10, RunnableMean: 1, Lag: Lag{Ticks: 100, P50S: 0.0001, P99S: 0.001, MaxS: 0.002}}
+	busy := Figures{Cores: 2, Reads: 10, RunnableMean: 6, Steal: 0.2, Lag: Lag{Ticks: 100, P50S: 0.001, P99S: 0.020, MaxS: 0.050, Late: 5}}
+	m := Merge(quiet, busy)
+	assert.Equal(t, 200, m.Lag.Ticks)
+	assert.Equal(t, 5, m.Lag.Late)
+	assert.InDelta(t, 0.020, m.Lag.P99S, 1e-12)
+	assert.InDelta(t, 3.5, m.RunnableMean, 1e-12)
+	assert.InDelta(t, 0.2, m.Steal, 1e-12)
+	assert.Len(t, m.Judge(), 3)
+	assert.Empty(t, Merge(quiet, quiet).Judge())
+}

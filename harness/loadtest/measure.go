@@ -39,6 +39,10 @@ type Measurement struct {
 	LocalDropped uint64
 	// Malformed counts lines from ryll that were not protocol messages.
 	Malformed uint64
+	// BlockStarts are when an A/B leg's blocks after the first began:
+	// its plot does not join samples across them (the other leg ran in
+	// between).
+	BlockStarts []time.Time
 }
 
 // Measure subscribes to the metric's events, drives the key cadence (for

@@ -222,5 +222,8 @@ func seriesFrom(m *Measurement, start time.Time) results.Series {
 	for _, miss := range res.Misses {
 		ser.Misses = append(ser.Misses, max(miss.At.Sub(start), 0))
 	}
+	for _, b := range m.BlockStarts {
+		ser.Breaks = append(ser.Breaks, max(b.Sub(start), 0))
+	}
 	return ser
 }

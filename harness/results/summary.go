@@ -6,6 +6,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/shakenfist/kerbside-latency/harness/host"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
 
@@ -49,6 +50,14 @@ func WriteSummary(w io.Writer, s Sidecar) error {
 		figures("  repaint", *s.Repaint)
 	} else {
 		figures("", s.Summary)
+	}
+
+	if h := s.Host; h != nil {
+		row("host", oneLine(h.Figures.String()))
+		row("late samples", fmt.Sprintf("%d of %d taken while the harness was more than %s late", h.LateSamples, h.Samples, host.MaxLagP99))
+		if len(h.BusyReasons) > 0 {
+			row("host too busy", oneLine(strings.Join(h.BusyReasons, "; ")))
+		}
 	}
 
 	verdict := s.Sanity.Verdict
