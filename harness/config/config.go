@@ -153,8 +153,8 @@ type AB struct {
 	SameServer bool
 	// Block is how many presses a leg measures before the other's turn.
 	Block int
-	// MaxAdded is the most B may add to a median before the run fails
-	// (when the difference is significant).
+	// MaxAdded is the threshold of the A/B's equivalence check: a figure
+	// passes only when the upper end of the interval of B − A is below it.
 	MaxAdded time.Duration
 }
 
@@ -230,7 +230,7 @@ var Vars = []Var{
 	{"LATENCY_B_CONSOLE", "", "A/B: the B leg's target, of the same forms as LATENCY_CONSOLE (e.g. a Kerbside .vv URL for the server whose hypervisor port A measures)"},
 	{"LATENCY_B_PROXY", "", "A/B with qemu: the B leg goes through a SPICE proxy of our own in front of the same guest: nodelay, nagle (one write per message, no TCP_NODELAY) or delay:DUR"},
 	{"LATENCY_AB_BLOCK", "10", "A/B: presses per block; the legs alternate ABAB... in blocks (ryll reconnected per block) until each has LATENCY_SAMPLES samples"},
-	{"LATENCY_AB_MAX_ADDED", "10ms", "A/B: the run fails when B adds more than this to the median of either keypress figure and the difference is significant"},
+	{"LATENCY_AB_MAX_ADDED", "10ms", "A/B: a keypress figure passes only when the upper end of the 95 % interval of B−A lies below this; it fails when B adds more and the difference is significant; anything between is inconclusive (the run fails)"},
 	{"LATENCY_IMAGE", "uefi-latency-guest", "openstack: Glance image name"},
 	{"LATENCY_IMAGE_URL", DefaultImageURL, "openstack: where to fetch the image when it is missing (`none`: never upload)"},
 	{"LATENCY_FLAVOR", "vdi-tiny", "openstack: flavor name (created if missing and allowed)"},

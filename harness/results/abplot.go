@@ -84,7 +84,7 @@ func abPanel(ab AB, m ABMetric, a, b []float64) (*plot.Plot, ABMarks, error) {
 	p.Y.Min, p.Y.Max = 0, 1.05
 	p.Legend.Top, p.Legend.Left = false, false
 	p.Legend.XOffs = -vg.Points(4)
-	p.Legend.YOffs = -vg.Points(30)
+	p.Legend.YOffs = vg.Points(12)
 	p.Legend.TextStyle.Font.Size = vg.Points(9)
 	p.Add(plotter.NewGrid())
 	for i, leg := range []struct {
