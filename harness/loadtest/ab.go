@@ -268,6 +268,19 @@ func (ab *AB) processes(sess *Session) []host.Process {
 	return ps
 }
 
+// hostProcesses are the processes whose CPU time a run's host figures
+// give besides the harness's own: its ryll and its console's QEMU.
+func (r *Session) hostProcesses() []host.Process {
+	var ps []host.Process
+	if r.Ryll != nil {
+		ps = append(ps, host.Process{Role: "ryll", Pid: r.Ryll.Pid()})
+	}
+	if r.Console != nil && r.Console.Pid() > 0 {
+		ps = append(ps, host.Process{Role: "qemu", Pid: r.Console.Pid()})
+	}
+	return ps
+}
+
 // hostBlock records a block's host figures and marks its samples taken
 // while the harness was late: a tick more than host.MaxLagP99 late
 // between the key press and the end of its repaint. Press numbers count

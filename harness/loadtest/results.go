@@ -66,6 +66,9 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		if cfg.Metric.Keypress() {
 			keypressRecord(&s, m)
 		}
+		if m.Host != nil {
+			s.Host = results.NewHostRecord(*m.Host)
+		}
 		if m.KeysCounted {
 			sent, seen := m.KeysSent, m.KeysSeen
 			s.KeysSent, s.KeysSeenByGuest = &sent, &seen
