@@ -132,6 +132,7 @@ func TestRealLaneABUnderLoad(t *testing.T) {
 		sc, err := results.ReadSidecar(filepath.Join(o.dir, leg.Sidecar))
 		require.NoError(t, err)
 		require.NotNil(t, sc.Host, "the leg's sidecar holds its host figures")
+		assert.Equal(t, ab.Verdict, sc.ABVerdict, "the leg's sidecar carries the A/B's verdict")
 	}
 	assert.FileExists(t, filepath.Join(o.dir, results.ABPlotName(o.runID)))
 	switch ab.Verdict {

@@ -377,6 +377,8 @@ func (ab *AB) WriteResults(w io.Writer) (ABWritten, error) {
 		return out, nil
 	}
 	var errs []error
+	// VERDICT: judged first, so that each leg's sidecar carries it.
+	out.Comparison = ab.Compare()
 	for i, l := range ab.Legs {
 		sess := l.last
 		if sess == nil {
@@ -392,13 +394,13 @@ func (ab *AB) WriteResults(w io.Writer) (ABWritten, error) {
 		cr := ConsoleResults{Label: l.Name, Measurement: l.Measurement}
 		cr.Sidecar = sess.Sidecar(l.Measurement, time.Now(), runErrs...)
 		cr.Sidecar.Host = results.NewHostRecord(l.Hosts...) // VERDICT: host figures per leg and block
+		cr.Sidecar.ABVerdict = out.Comparison.Verdict       // VERDICT: the A/B's verdict
 		cr.Files, cr.Sidecar, cr.Err = sess.WriteResults(w, l.Measurement, cr.Sidecar)
 		if cr.Err != nil {
 			errs = append(errs, fmt.Errorf("%s leg: %w", l.Name, cr.Err))
 		}
 		out.Legs[i] = cr
 	}
-	out.Comparison = ab.Compare()
 	// VERDICT: the picture of the comparison, when both legs have samples.
 	figs := ab.figures()
 	if len(figs[0]) > 0 && len(figs[1]) > 0 {

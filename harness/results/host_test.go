@@ -44,7 +44,9 @@ func TestHostRecordInSidecarAndSummary(t *testing.T) {
 	assert.Equal(t, rec.BusyReasons, back.Host.BusyReasons)
 
 	var out bytes.Buffer
+	back.RunID, back.ABVerdict = "run7-b", ABInconclusive
 	require.NoError(t, WriteSummary(&out, back))
+	assert.Contains(t, out.String(), "inconclusive (see latency-run7-ab.json)")
 	assert.Contains(t, out.String(), "lag p50/p99/max")
 	assert.Contains(t, out.String(), "3 of 20 taken while the harness was more than 5ms late")
 	assert.Contains(t, out.String(), "host too busy")

@@ -142,6 +142,10 @@ type Sidecar struct {
 	// harness's timer lag, the CPU time of the harness, ryll and QEMU,
 	// load, runnable tasks and steal, pooled and per block.
 	Host *HostRecord `json:"host,omitempty"`
+	// ABVerdict is, for a leg of an A/B run, the run's verdict (ABPass,
+	// ABFail, ABInconclusive or ABIncomplete; latency-<run>-ab.json says
+	// why).
+	ABVerdict string `json:"ab_verdict,omitempty"`
 	// Errors are the run's error messages, already free of secrets.
 	Errors []string `json:"errors"`
 	// Files are the base names of every file the run left in the results

@@ -68,6 +68,9 @@ func WriteSummary(w io.Writer, s Sidecar) error {
 		verdict += " (" + s.Sanity.Note + ")"
 	}
 	row("sanity", verdict)
+	if s.ABVerdict != "" {
+		row("A/B verdict", s.ABVerdict+" (see "+ABName(abRunOf(s.RunID))+")")
+	}
 	if len(s.Errors) > 0 {
 		// One line, whatever the messages hold, so the table stays aligned.
 		flat := strings.NewReplacer("\n", " ", "\t", " ", "\r", " ").Replace(strings.Join(s.Errors, "; "))
@@ -86,4 +89,12 @@ func WriteSummary(w io.Writer, s Sidecar) error {
 		return fmt.Errorf("write summary of run %q: %w", s.RunID, err)
 	}
 	return nil
+}
+
+// abRunOf is the A/B run id of a leg's run id (<run>-a or <run>-b).
+func abRunOf(leg string) string {
+	if i := strings.LastIndexByte(leg, '-'); i > 0 {
+		return leg[:i]
+	}
+	return leg
 }
