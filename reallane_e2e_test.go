@@ -86,8 +86,9 @@ func TestRealLaneAB(t *testing.T) {
 			if len(ab.HostBusy) > 0 {
 				t.Logf("the host was busy (%s): the verdict may not be pass, and is %s", strings.Join(ab.HostBusy, "; "), ab.Verdict)
 				assert.NotEqual(t, "pass", ab.Verdict)
-				if !tc.pass {
-					assert.NotEqual(t, 0, o.exitCode)
+				assert.NotEqual(t, 0, o.exitCode)
+				if !tc.pass && ab.Verdict == "fail" {
+					assert.Contains(t, o.output, tc.failing+": B adds", "the failure names the figure")
 				}
 				return
 			}
