@@ -243,7 +243,12 @@ func (ab *AB) block(ctx context.Context, l *Leg, need int, keys *int) (measure.R
 	// VERDICT: what the host does to the block is measured alongside it.
 	hs := host.Start(ctx, host.Options{Processes: ab.processes(sess)})
 	m, err := sess.MeasureInto(ctx, sink)
-	l.Hosts = append(l.Hosts, hostBlock(len(l.Blocks)+1, hs.Stop(), m, presses))
+	hb := hostBlock(len(l.Blocks)+1, hs.Stop(), m, presses)
+	l.Hosts = append(l.Hosts, hb)
+	if len(hb.BusyReasons) > 0 {
+		opts.Logger.Warn("the host is too busy to measure to a few milliseconds: this A/B cannot pass",
+			"why", strings.Join(hb.BusyReasons, "; "), "late_samples", hb.LateSamples)
+	}
 	if m == nil {
 		return measure.Result{}, err
 	}
