@@ -123,7 +123,8 @@ type Figures struct {
 
 // Lag summarises the harness's timer lag.
 type Lag struct {
-	// Ticks is how many times the probe fired; TickS its period.
+	// Ticks is how many ticks fell due (a stall counts every tick it
+	// held up); TickS their period.
 	Ticks int     `json:"ticks"`
 	TickS float64 `json:"tick_s"`
 	P50S  float64 `json:"p50_s"`
@@ -227,22 +228,20 @@ func (s *Sampler) loop(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
-		lag := max(0, now.Sub(next))
 		s.mu.Lock()
-		s.fig.lags = append(s.fig.lags, lag)
-		if lag > MaxLagP99 {
+		if lag := now.Sub(next); lag > MaxLagP99 {
 			s.fig.late = append(s.fig.late, span{from: next, to: now})
+		}
+		// Every tick that was due counts, with how late it is now: a
+		// stall of several ticks weighs as many ticks in the
+		// percentiles, not one.
+		for ; !next.After(now); next = next.Add(tick) {
+			s.fig.lags = append(s.fig.lags, now.Sub(next))
 		}
 		s.mu.Unlock()
 		if now.Sub(lastProc) >= procEvery {
 			lastProc = now
 			s.readProc()
-		}
-		// Stay on the schedule; a firing later than a whole tick skips
-		// the ticks it missed rather than firing them in a burst.
-		next = next.Add(tick)
-		if !next.After(now) {
-			next = now.Add(tick - now.Sub(next)%tick)
 		}
 		t.Reset(time.Until(next))
 	}
