@@ -40,8 +40,8 @@ type Leg struct {
 	Measurement *Measurement
 	// Err is why the leg ended early.
 	Err error
-	// Hosts are what the host did during each block, in order (blocks
-	// that measured nothing have none).
+	// Hosts are what the host did during each block, in order (a block
+	// whose ryll never became ready has none).
 	Hosts []results.HostBlock
 
 	sink        *Sink
