@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -464,7 +465,7 @@ func (ab *AB) Compare() results.AB {
 		}
 	}
 	figures := ab.figures()
-	inconclusive := false
+	inconclusive, fails := false, 0
 	for _, metric := range []measure.Metric{measure.KeypressToScreen, measure.KeypressToRepaint} {
 		a, b := figures[0][string(metric)], figures[1][string(metric)]
 		m := results.ABMetric{Metric: string(metric), Confidence: compare.Confidence}
@@ -502,8 +503,10 @@ func (ab *AB) Compare() results.AB {
 		case compare.Fail:
 			m.Fails = true
 			out.Verdict = results.ABFail
-			out.Reasons = append(out.Reasons, fmt.Sprintf("%s: B adds %.1f ms to the median (95%% CI %+.1f..%+.1f ms, p=%.3g), more than LATENCY_AB_MAX_ADDED=%s",
+			// A failure is the first thing a reader is told.
+			out.Reasons = slices.Insert(out.Reasons, fails, fmt.Sprintf("%s: B adds %.1f ms to the median (95%% CI %+.1f..%+.1f ms, p=%.3g), more than LATENCY_AB_MAX_ADDED=%s",
 				metric, 1000*e.Difference, 1000*e.Lo, 1000*e.Hi, e.P, cfg.AB.MaxAdded))
+			fails++
 		case compare.Inconclusive:
 			inconclusive = true
 			m.SamplesNeeded, m.Widened = e.SamplesNeeded, e.Widened()

@@ -118,6 +118,17 @@ func TestABVerdict(t *testing.T) {
 		assert.Contains(t, strings.Join(c.Reasons, "; "), "keypress_to_repaint: B adds ")
 	})
 
+	t.Run("a failure is told before an inconclusive figure", func(t *testing.T) {
+		ab := abWith(t, latencies(rng, 60, 0.020, 0.004), latencies(rng, 60, 0.020, 0.040), 0.002, quietHost, quietHost)
+		for i := range ab.Legs[1].Measurement.Result.Presses {
+			ab.Legs[1].Measurement.Result.Presses[i].Repaint = ab.Legs[0].Measurement.Result.Presses[i].Repaint + 60*time.Millisecond
+		}
+		c := ab.Compare()
+		require.Equal(t, results.ABFail, c.Verdict, "%v", c.Reasons)
+		require.Equal(t, "inconclusive", c.Metrics[0].Outcome, c.Metrics[0].Verdict)
+		assert.True(t, strings.HasPrefix(c.Reasons[0], "keypress_to_repaint: B adds "), c.Reasons[0])
+	})
+
 	t.Run("a leg without samples: incomplete", func(t *testing.T) {
 		ab := abWith(t, latencies(rng, 60, 0.020, 0.004), nil, 0, quietHost, quietHost)
 		assert.Equal(t, results.ABIncomplete, ab.Compare().Verdict)
