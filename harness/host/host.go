@@ -40,10 +40,11 @@ const (
 	// more than 5 ms late.
 	MaxLagP99 = 5 * time.Millisecond
 	// MaxRunnablePerCore bounds the mean number of runnable tasks
-	// (procs_running in /proc/stat, the sampler itself included) per
-	// core: above 1.5 per core, a task that wakes up waits for a core
-	// more often than not.
-	MaxRunnablePerCore = 1.5
+	// (procs_running in /proc/stat, less the sampler that reads it) per
+	// core: one per core is a host fully used; "well above the cores" is
+	// taken as twice them, where a task that wakes up finds, on average,
+	// another one waiting for its core.
+	MaxRunnablePerCore = 2.0
 	// MaxSteal is the largest share of the host's CPU time a hypervisor
 	// may steal from it.
 	MaxSteal = 0.10
@@ -101,7 +102,8 @@ type Figures struct {
 	Load1End   float64 `json:"load1_end"`
 	Load1Max   float64 `json:"load1_max"`
 	// RunnableMean and RunnableMax are procs_running in /proc/stat
-	// (tasks running or waiting for a core, the sampler included).
+	// (tasks running or waiting for a core) less one: the sampler's own
+	// thread, which is running as it reads the file.
 	RunnableMean float64 `json:"runnable_mean"`
 	RunnableMax  int     `json:"runnable_max"`
 	// Busy is the share of the host's CPU time not idle, all processes;
@@ -256,9 +258,10 @@ func (s *Sampler) readProc() {
 	if err != nil {
 		s.fail(err)
 	} else {
-		s.fig.runSum += float64(st.running)
+		others := max(0, st.running-1)
+		s.fig.runSum += float64(others)
 		s.fig.runN++
-		s.fig.RunnableMax = max(s.fig.RunnableMax, st.running)
+		s.fig.RunnableMax = max(s.fig.RunnableMax, others)
 	}
 	if lerr != nil {
 		s.fail(lerr)
