@@ -73,7 +73,13 @@ func TestSamplerSaysWhatItCannotRead(t *testing.T) {
 	f := s.Stop()
 	assert.NotEmpty(t, f.Errors)
 	assert.Contains(t, f.String(), "lag p50/p99/max")
-	assert.Empty(t, f.Judge(), "figures that could not be read judge nothing")
+	// The lag is real (and this host may be busy); what could not be
+	// read judges nothing.
+	for _, why := range f.Judge() {
+		assert.NotContains(t, why, "runnable")
+		assert.NotContains(t, why, "stole")
+	}
+	assert.Zero(t, f.RunnableMean)
 }
 
 // TestSamplerOnThisHost runs on the real /proc: the figures exist and
