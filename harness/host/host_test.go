@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,10 +62,11 @@ func TestSamplerReadsProc(t *testing.T) {
 	require.NotNil(t, qemu, "QEMU's CPU time is measured: %+v (errors %v)", f.CPU, f.Errors)
 	assert.InDelta(t, 1.5, qemu.CPUS, 1e-9)
 	assert.Positive(t, f.Reads)
-	why := f.Judge()
-	require.Len(t, why, 2, "runnable and steal: %v", why)
-	assert.Contains(t, why[0], "6.0 runnable tasks on average (max 6) on 2 cores")
-	assert.Contains(t, why[1], "stole 30%")
+	// The timer lag is this host's own (it may be busy): only the
+	// figures read from the fake /proc are asserted.
+	why := strings.Join(f.Judge(), "; ")
+	assert.Contains(t, why, "6.0 runnable tasks on average (max 6) on 2 cores")
+	assert.Contains(t, why, "stole 30%")
 	assert.Equal(t, f, s.Stop(), "Stop is safe to call twice and returns the same figures")
 }
 
