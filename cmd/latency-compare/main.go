@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	latency-compare [-alpha 0.05] OLD NEW
+//	latency-compare [-alpha 0.05] [-max-added 10ms] OLD NEW
 //
 // OLD and NEW are each a latency CSV (its JSON sidecar is read when it is
 // beside it), a .bench.txt file, a run stem (results/latency-A, or
@@ -13,7 +13,11 @@
 //
 // It prints benchstat's table (medians with their confidence intervals,
 // the change and the Mann-Whitney p-value, per console and pooled) and a
-// one-line summary. It exits 0 whether or not the runs differ: a
+// one-line summary. Without a significant difference, the summary says
+// "inconclusive" rather than "no significant difference" when the 95 %
+// interval of NEW − OLD reaches above -max-added (default 10 ms, the
+// loadtest's LATENCY_AB_MAX_ADDED): the absence of significance is not
+// proof of no difference. It exits 0 whether or not the runs differ: a
 // comparison reports, it does not pass or fail. It exits 1 on input it
 // cannot compare and 2 on a usage error.
 package main
@@ -28,6 +32,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/compare"
 	"github.com/shakenfist/kerbside-latency/harness/results"
@@ -62,8 +67,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("latency-compare", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	alpha := fl.Float64("alpha", compare.DefaultAlpha, "significance level: a p-value at or below it is reported as a difference")
+	maxAdded := fl.Duration("max-added", time.Duration(compare.DefaultMaxAdded*float64(time.Second)),
+		"the most NEW may add to the median and still be called no worse: without a significant difference, a 95% interval of NEW-OLD reaching above it is inconclusive")
 	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: latency-compare [-alpha 0.05] OLD NEW")
+		fmt.Fprintln(stderr, "usage: latency-compare [-alpha 0.05] [-max-added 10ms] OLD NEW")
 		fmt.Fprintln(stderr, "OLD and NEW: a latency-<run>.csv, a latency-<run>.bench.txt, a run stem (results/latency-<run> or results/<run>),")
 		fmt.Fprintln(stderr, "or a results directory holding one run.")
 		fl.PrintDefaults()
@@ -83,6 +90,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "latency-compare: -alpha %v: want a number between 0 and 1, e.g. 0.05\n", *alpha)
 		return exitUsage
 	}
+	if *maxAdded <= 0 {
+		fmt.Fprintf(stderr, "latency-compare: -max-added %v: want a duration above 0, e.g. 10ms\n", *maxAdded)
+		return exitUsage
+	}
 
 	var runs [2]results.BenchRun
 	for i, which := range []string{"OLD", "NEW"} {
@@ -100,6 +111,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "latency-compare: %v\n", err)
 		return exitBadInput
+	}
+	if _, err := c.JudgeWithin(maxAdded.Seconds()); err != nil {
+		// Too few samples for an interval: the table still stands.
+		fmt.Fprintf(stderr, "latency-compare: note: %v\n", err)
 	}
 	if err := write(stdout, c); err != nil {
 		fmt.Fprintf(stderr, "latency-compare: %v\n", err)

@@ -203,3 +203,38 @@ func TestUsage(t *testing.T) {
 		})
 	}
 }
+
+// noisy is like modelled with a spread of sdMs milliseconds.
+func noisy(seed uint64, centreMs, sdMs float64, n int) []float64 {
+	r := rand.New(rand.NewPCG(seed, 43))
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = max(1, centreMs+sdMs*r.NormFloat64()) / 1000
+	}
+	return out
+}
+
+// TestNoisyRunsAreInconclusive: two runs of a busy host, their medians
+// not significantly different but the interval of the difference wider
+// than the threshold, are inconclusive, not "no significant difference"
+// (which reads as "no difference").
+func TestNoisyRunsAreInconclusive(t *testing.T) {
+	dir := t.TempDir()
+	old := writeCSVRun(t, dir, "busy1", "direct", "keypress_to_screen", noisy(1, 80, 60, 30), 0)
+	new := writeCSVRun(t, dir, "busy2", "openstack", "keypress_to_screen", noisy(2, 80, 60, 30), 0)
+
+	code, out, errOut := runCmd(t, old, new)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "inconclusive (alpha 0.05)")
+	assert.NotContains(t, out, "no significant difference (alpha")
+	assert.Contains(t, out, "against -max-added 10.0 ms: inconclusive")
+
+	code, out, _ = runCmd(t, "-max-added", "200ms", old, new)
+	require.Equal(t, exitOK, code)
+	assert.Contains(t, out, "no significant difference (alpha 0.05)")
+	assert.Contains(t, out, "NEW adds less than 200.0 ms")
+
+	code, _, errOut = runCmd(t, "-max-added", "0s", old, new)
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut, "-max-added")
+}

@@ -77,6 +77,11 @@ type Comparison struct {
 	// Significant is P <= Alpha, the rule benchstat uses to print a
 	// percentage rather than "~".
 	Significant bool
+	// Within is the judgement of NEW − OLD against a threshold (set by
+	// JudgeWithin): "no worse than" is said only when the interval
+	// proves it, and "inconclusive" rather than "no significant
+	// difference" when the interval is wider than the threshold.
+	Within *Equivalence
 	// Rows are the per-console rows, then the pooled row when it adds
 	// anything (more than one console on a side, or different labels).
 	Rows []Row
@@ -190,16 +195,48 @@ func (c *Comparison) SummaryLine() string {
 	}
 	fmt.Fprintf(&b, " (%.0f%% CI of the medians: OLD %s, NEW %s), %s n=%d+%d: ",
 		Confidence*100, msRange(c.Old.Lo, c.Old.Hi), msRange(c.New.Lo, c.New.Hi), formatP(c.P), c.Old.N, c.New.N)
-	if c.Significant {
+	e := c.Within
+	switch {
+	case c.Significant:
 		dir := "slower"
 		if c.Difference() < 0 {
 			dir = "faster"
 		}
 		fmt.Fprintf(&b, "significant difference (alpha %g), NEW is %s", c.Alpha, dir)
-	} else {
+	case e != nil && e.Outcome == Inconclusive:
+		fmt.Fprintf(&b, "inconclusive (alpha %g): no significant difference, but the interval is too wide to say NEW adds less than %.1f ms", c.Alpha, 1000*e.Threshold)
+	default:
 		fmt.Fprintf(&b, "no significant difference (alpha %g)", c.Alpha)
 	}
+	if e != nil {
+		fmt.Fprintf(&b, "; %.0f%% CI of NEW−OLD [%+.2f, %+.2f] ms against -max-added %.1f ms: ", 100*Confidence, 1000*e.Lo, 1000*e.Hi, 1000*e.Threshold)
+		switch e.Outcome {
+		case Pass:
+			fmt.Fprintf(&b, "NEW adds less than %.1f ms", 1000*e.Threshold)
+		case Fail:
+			fmt.Fprintf(&b, "NEW adds more than %.1f ms", 1000*e.Threshold)
+		default:
+			b.WriteString("inconclusive")
+			if e.SamplesNeeded > 0 {
+				fmt.Fprintf(&b, ", about %d samples per run would narrow it below the threshold at the spread measured", e.SamplesNeeded)
+			} else if e.SamplesNeeded < 0 {
+				b.WriteString(", and the difference itself is at or above the threshold")
+			}
+		}
+	}
 	return b.String()
+}
+
+// JudgeWithin judges the pooled samples of NEW against OLD with
+// Equivalent at threshold (seconds) and keeps the judgement in Within,
+// for SummaryLine.
+func (c *Comparison) JudgeWithin(threshold float64) (Equivalence, error) {
+	e, err := Equivalent(c.Old.Run.Pooled(), c.New.Run.Pooled(), threshold, c.Alpha)
+	if err != nil {
+		return Equivalence{}, err
+	}
+	c.Within = &e
+	return e, nil
 }
 
 func ms(seconds float64) string { return fmt.Sprintf("%.2f", seconds*1000) }

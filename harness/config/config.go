@@ -163,8 +163,8 @@ type AB struct {
 	SameServer bool
 	// Block is how many presses a leg measures before the other's turn.
 	Block int
-	// MaxAdded is the most B may add to a median before the run fails
-	// (when the difference is significant).
+	// MaxAdded is the threshold of the A/B's equivalence check: a figure
+	// passes only when the upper end of the interval of B − A is below it.
 	MaxAdded time.Duration
 }
 

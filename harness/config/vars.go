@@ -59,7 +59,7 @@ var Vars = []Var{
 	{Name: "LATENCY_B_CONSOLE", Help: "A/B: the B leg's target, of the same forms as LATENCY_CONSOLE (e.g. a Kerbside .vv URL for the server whose hypervisor port A measures)"},
 	{Name: "LATENCY_B_PROXY", Help: "A/B with qemu: the B leg goes through a SPICE proxy of our own in front of the same guest: nodelay, nagle (one write per message, no TCP_NODELAY) or delay:DUR"},
 	{Name: "LATENCY_AB_BLOCK", Default: "10", Help: "A/B: presses per block; the legs alternate ABAB... in blocks (ryll reconnected per block) until each has LATENCY_SAMPLES samples"},
-	{Name: "LATENCY_AB_MAX_ADDED", Default: "10ms", Help: "A/B: the run fails when B adds more than this to the median of either keypress figure and the difference is significant"},
+	{Name: "LATENCY_AB_MAX_ADDED", Default: "10ms", Help: "A/B: a keypress figure passes only when the upper end of the 95 % interval of B−A lies below this; it fails when B adds more and the difference is significant; anything between is inconclusive (the run fails)"},
 	{Name: "LATENCY_IMAGE", Default: "uefi-latency-guest", Help: "openstack: Glance image name"},
 	{Name: "LATENCY_IMAGE_URL", Default: DefaultImageURL, Help: "openstack: where to fetch the image when it is missing (`none`: never upload)"},
 	{Name: "LATENCY_FLAVOR", Default: "vdi-tiny", Help: "openstack: flavor name (created if missing and allowed)"},

@@ -8,11 +8,14 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/compare"
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/console"
+	"github.com/shakenfist/kerbside-latency/harness/host"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/shakenfist/kerbside-latency/harness/ryll"
@@ -37,6 +40,9 @@ type Leg struct {
 	Measurement *Measurement
 	// Err is why the leg ended early.
 	Err error
+	// Hosts are what the host did during each block, in order (a block
+	// whose ryll never became ready has none).
+	Hosts []results.HostBlock
 
 	sink        *Sink
 	last        *Session // the latest block's session, for its records
@@ -175,6 +181,9 @@ func (ab *AB) Run(ctx context.Context) error {
 			runErr = errors.Join(runErr, err)
 		}
 		m := &Measurement{Result: measure.Merge(l.Blocks...), CSVPath: l.sink.CSV.Path(), PressesPath: l.sink.Presses.Path()}
+		for _, b := range l.Blocks[min(1, len(l.Blocks)):] {
+			m.BlockStarts = append(m.BlockStarts, b.Start) // VERDICT: the leg's plot breaks its line here
+		}
 		m.KeysCounted, m.KeysSent, m.KeysSeen = counted, keys, seen
 		m.Result.StopReason = legEnd(m.Result.StopReason, ends[i])
 		l.Measurement = m
@@ -279,12 +288,73 @@ func (ab *AB) block(ctx context.Context, l *Leg, need int, keys *int) (measure.R
 	}
 	sink := l.sink
 	sink.Samples, sink.PressBase, sink.KeysBase = need, presses, *keys
+	// VERDICT: what the host does to the block is measured alongside it.
+	hs := host.Start(ctx, host.Options{Processes: ab.processes(sess)})
 	m, err := sess.MeasureInto(ctx, sink)
+	hb := hostBlock(len(l.Blocks)+1, hs.Stop(), m, presses)
+	l.Hosts = append(l.Hosts, hb)
+	if len(hb.BusyReasons) > 0 {
+		opts.Logger.Warn("the host is too busy to measure to a few milliseconds: this A/B cannot pass",
+			"why", strings.Join(hb.BusyReasons, "; "), "late_samples", hb.LateSamples)
+	}
 	if m == nil {
 		return measure.Result{}, err
 	}
 	*keys += len(m.Result.Presses)
 	return m.Result, err
+}
+
+// processes are the processes whose CPU time a block's host figures
+// give besides the harness's own: the block's ryll and the one QEMU
+// behind both legs (B's console, through a proxy, has none of its own).
+func (ab *AB) processes(sess *Session) []host.Process {
+	var ps []host.Process
+	if sess != nil && sess.Ryll != nil {
+		ps = append(ps, host.Process{Role: "ryll", Pid: sess.Ryll.Pid()})
+	}
+	for _, l := range ab.Legs {
+		if l.Console != nil && l.Console.Pid() > 0 {
+			ps = append(ps, host.Process{Role: "qemu", Pid: l.Console.Pid()})
+			break
+		}
+	}
+	return ps
+}
+
+// hostProcesses are the processes whose CPU time a run's host figures
+// give besides the harness's own: its ryll and its console's QEMU.
+func (r *Session) hostProcesses() []host.Process {
+	var ps []host.Process
+	if r.Ryll != nil {
+		ps = append(ps, host.Process{Role: "ryll", Pid: r.Ryll.Pid()})
+	}
+	if r.Console != nil && r.Console.Pid() > 0 {
+		ps = append(ps, host.Process{Role: "qemu", Pid: r.Console.Pid()})
+	}
+	return ps
+}
+
+// hostBlock records a block's host figures and marks its samples taken
+// while the harness was late: a tick more than host.MaxLagP99 late
+// between the key press and the end of its repaint. Press numbers count
+// across the leg (base presses came before the block).
+func hostBlock(block int, f host.Figures, m *Measurement, base int) results.HostBlock {
+	var late []int
+	samples := 0
+	var drawLag float64
+	if m != nil {
+		drawLag = m.Result.MaxDrawLag.Seconds()
+		for _, p := range m.Result.Presses {
+			if p.Verdict != measure.VerdictSample {
+				continue
+			}
+			samples++
+			if f.LateDuring(p.SentAt, p.SentAt.Add(p.Repaint)) {
+				late = append(late, base+p.Number)
+			}
+		}
+	}
+	return results.NewHostBlock(block, f, samples, late, drawLag)
 }
 
 // attachTries bounds the starts of ryll for one block. A SPICE server
@@ -346,6 +416,8 @@ type ABWritten struct {
 	Legs       [2]ConsoleResults
 	Comparison results.AB
 	Path       string
+	// Plot is latency-<run>-ab.png ("" when not written).
+	Plot string
 }
 
 // WriteResults writes each leg's sidecar, plot and benchmark file, and
@@ -358,6 +430,8 @@ func (ab *AB) WriteResults(w io.Writer) (ABWritten, error) {
 		return out, nil
 	}
 	var errs []error
+	// VERDICT: judged first, so that each leg's sidecar carries it.
+	out.Comparison = ab.Compare()
 	for i, l := range ab.Legs {
 		sess := l.last
 		if sess == nil {
@@ -372,13 +446,25 @@ func (ab *AB) WriteResults(w io.Writer) (ABWritten, error) {
 		}
 		cr := ConsoleResults{Label: l.Name, Measurement: l.Measurement}
 		cr.Sidecar = sess.Sidecar(l.Measurement, time.Now(), runErrs...)
+		cr.Sidecar.Host = results.NewHostRecord(l.Hosts...) // VERDICT: host figures per leg and block
+		cr.Sidecar.ABVerdict = out.Comparison.Verdict       // VERDICT: the A/B's verdict
 		cr.Files, cr.Sidecar, cr.Err = sess.WriteResults(w, l.Measurement, cr.Sidecar)
 		if cr.Err != nil {
 			errs = append(errs, fmt.Errorf("%s leg: %w", l.Name, cr.Err))
 		}
 		out.Legs[i] = cr
 	}
-	out.Comparison = ab.Compare()
+	// VERDICT: the picture of the comparison, when both legs have samples.
+	figs := ab.figures()
+	if len(figs[0]) > 0 && len(figs[1]) > 0 {
+		plot := filepath.Join(ab.Cfg.ResultsDir, results.ABPlotName(ab.Cfg.RunID))
+		if err := results.WriteABPlot(plot, out.Comparison, figs[0], figs[1]); err != nil {
+			errs = append(errs, err)
+		} else {
+			out.Comparison.Plot = filepath.Base(plot)
+			out.Plot = plot
+		}
+	}
 	out.Path = filepath.Join(ab.Cfg.ResultsDir, results.ABName(ab.Cfg.RunID))
 	if err := results.WriteAB(out.Path, out.Comparison); err != nil {
 		errs = append(errs, err)
@@ -394,13 +480,18 @@ func (ab *AB) WriteResults(w io.Writer) (ABWritten, error) {
 
 // Compare judges B against A for both keypress figures: the medians,
 // the difference with its confidence interval, the Mann-Whitney p-value
-// (latency-compare's statistics), and whether B adds more than
-// LATENCY_AB_MAX_ADDED significantly.
+// (latency-compare's statistics) and, for each figure, whether the
+// numbers prove B adds less than LATENCY_AB_MAX_ADDED (pass: the upper
+// end of the interval lies below it), prove it adds more (fail: the
+// difference is above it and significant) or prove neither
+// (inconclusive). A run on a host too busy to measure to a few
+// milliseconds (host.Figures.Judge) cannot pass: it is inconclusive,
+// naming the host.
 func (ab *AB) Compare() results.AB {
 	cfg := ab.Cfg
-	out := results.AB{RunID: cfg.RunID, Block: cfg.AB.Block, MaxAddedS: cfg.AB.MaxAdded.Seconds(), Alpha: compare.DefaultAlpha, Verdict: "pass"}
+	threshold := cfg.AB.MaxAdded.Seconds()
+	out := results.AB{RunID: cfg.RunID, Block: cfg.AB.Block, MaxAddedS: threshold, Alpha: compare.DefaultAlpha, Verdict: results.ABPass}
 	legs := [2]*results.ABLeg{&out.A, &out.B}
-	var figures [2]map[measure.Metric][]float64
 	for i, l := range ab.Legs {
 		legs[i].RunID, legs[i].Provider = l.Cfg.RunID, string(l.Cfg.Requested)
 		legs[i].Sidecar = results.SidecarName(l.Cfg.RunID)
@@ -408,24 +499,27 @@ func (ab *AB) Compare() results.AB {
 			legs[i].Console = l.Console.Describe()
 		}
 		legs[i].Blocks = len(l.Blocks)
-		figures[i] = map[measure.Metric][]float64{}
-		if l.Measurement != nil {
-			for _, p := range l.Measurement.Result.Presses {
-				if p.Verdict == measure.VerdictSample {
-					figures[i][measure.KeypressToScreen] = append(figures[i][measure.KeypressToScreen], p.FirstDraw.Seconds())
-					figures[i][measure.KeypressToRepaint] = append(figures[i][measure.KeypressToRepaint], p.Repaint.Seconds())
-				}
+		// VERDICT: the host figures, per leg and per block, and whether
+		// the host was too busy for a pass.
+		legs[i].Host = results.NewHostRecord(l.Hosts...)
+		if h := legs[i].Host; h != nil {
+			for _, why := range h.BusyReasons {
+				out.HostBusy = append(out.HostBusy, fmt.Sprintf("leg %s: %s", l.Name, why))
 			}
+		}
+		if l.Measurement != nil {
 			legs[i].Samples = len(l.Measurement.Result.Samples)
 		}
 	}
+	figures := ab.figures()
+	inconclusive, fails := false, 0
 	for _, metric := range []measure.Metric{measure.KeypressToScreen, measure.KeypressToRepaint} {
-		a, b := figures[0][metric], figures[1][metric]
+		a, b := figures[0][string(metric)], figures[1][string(metric)]
 		m := results.ABMetric{Metric: string(metric), Confidence: compare.Confidence}
-		if len(a) == 0 || len(b) == 0 {
-			m.Verdict = "not compared: a leg has no samples"
-			out.Verdict = "incomplete"
-			out.Reasons = append(out.Reasons, fmt.Sprintf("%s: a leg has no samples", metric))
+		if len(a) < 2 || len(b) < 2 {
+			m.Verdict = "not compared: a leg has fewer than 2 samples"
+			out.Verdict = results.ABIncomplete
+			out.Reasons = append(out.Reasons, fmt.Sprintf("%s: a leg has fewer than 2 samples (A %d, B %d)", metric, len(a), len(b)))
 			out.Metrics = append(out.Metrics, m)
 			continue
 		}
@@ -434,47 +528,94 @@ func (ab *AB) Compare() results.AB {
 				Consoles: []results.BenchConsole{{Label: label, Samples: v}}}
 		}
 		c, err := compare.Runs(run("A", a), run("B", b), compare.DefaultAlpha)
+		var e compare.Equivalence
+		if err == nil {
+			e, err = compare.Equivalent(a, b, threshold, compare.DefaultAlpha)
+		}
 		if err != nil {
 			m.Verdict = "not compared: " + err.Error()
-			out.Verdict = "incomplete"
+			out.Verdict = results.ABIncomplete
 			out.Reasons = append(out.Reasons, fmt.Sprintf("%s: %v", metric, err))
 			out.Metrics = append(out.Metrics, m)
 			continue
 		}
 		m.AMedianS, m.BMedianS = c.Old.Median, c.New.Median
 		m.AMedianCIS, m.BMedianCIS = [2]float64{finite(c.Old.Lo), finite(c.Old.Hi)}, [2]float64{finite(c.New.Lo), finite(c.New.Hi)}
-		m.DifferenceS = c.Difference()
-		if lo, hi, ok := compare.DifferenceCI(a, b, compare.Confidence); ok {
-			m.DifferenceCIS = [2]float64{lo, hi}
-		}
-		m.P, m.Significant = c.P, c.Significant
-		added := m.DifferenceS * 1000
-		switch {
-		case !m.Significant:
-			m.Verdict = fmt.Sprintf("no significant difference (B-A %+.1f ms, p=%.3g)", added, m.P)
-		case m.DifferenceS > cfg.AB.MaxAdded.Seconds():
-			m.Verdict = fmt.Sprintf("B adds %.1f ms (p=%.3g), more than LATENCY_AB_MAX_ADDED=%s", added, m.P, cfg.AB.MaxAdded)
+		m.DifferenceS = e.Difference
+		m.DifferenceCIS = [2]float64{e.Lo, e.Hi}
+		m.P, m.Significant = e.P, e.Significant
+		m.Outcome = string(e.Outcome)
+		m.Verdict = e.Explain()
+		switch e.Outcome {
+		case compare.Fail:
 			m.Fails = true
-			out.Verdict = "fail"
-			out.Reasons = append(out.Reasons, fmt.Sprintf("%s: B adds %.1f ms to the median (95%% CI %+.1f..%+.1f ms, p=%.3g), more than LATENCY_AB_MAX_ADDED=%s",
-				metric, added, m.DifferenceCIS[0]*1000, m.DifferenceCIS[1]*1000, m.P, cfg.AB.MaxAdded))
-		case m.DifferenceS > 0:
-			m.Verdict = fmt.Sprintf("B adds %.1f ms (p=%.3g), within LATENCY_AB_MAX_ADDED=%s", added, m.P, cfg.AB.MaxAdded)
-		default:
-			m.Verdict = fmt.Sprintf("B is %.1f ms faster (p=%.3g)", -added, m.P)
+			out.Verdict = results.ABFail
+			// A failure is the first thing a reader is told.
+			out.Reasons = slices.Insert(out.Reasons, fails, fmt.Sprintf("%s: B adds %.1f ms to the median (95%% CI %+.1f..%+.1f ms, p=%.3g), more than LATENCY_AB_MAX_ADDED=%s",
+				metric, 1000*e.Difference, 1000*e.Lo, 1000*e.Hi, e.P, cfg.AB.MaxAdded))
+			fails++
+		case compare.Inconclusive:
+			inconclusive = true
+			m.SamplesNeeded, m.Widened = e.SamplesNeeded, e.Widened()
+			out.Reasons = append(out.Reasons, fmt.Sprintf("%s: %s (LATENCY_AB_MAX_ADDED=%s, LATENCY_SAMPLES=%d)",
+				metric, e.Explain(), cfg.AB.MaxAdded, cfg.Measure.Samples))
 		}
 		out.Metrics = append(out.Metrics, m)
 	}
-	if out.Verdict == "pass" {
+	if out.Verdict == results.ABPass && inconclusive {
+		out.Verdict = results.ABInconclusive
+		out.Reasons = append(out.Reasons, "host noise: "+hostNoise(out.A, out.B))
+	}
+	if (out.Verdict == results.ABPass || out.Verdict == results.ABInconclusive) && len(out.HostBusy) > 0 {
+		out.Verdict = results.ABInconclusive
+		out.Reasons = append(out.Reasons, fmt.Sprintf("the host was too busy to measure to a few milliseconds, so this run cannot pass (%s); run it again on a quieter host",
+			strings.Join(out.HostBusy, "; ")))
+	}
+	if out.Verdict == results.ABPass || out.Verdict == results.ABInconclusive {
 		for _, l := range ab.Legs {
 			if l.Err != nil || ab.SetupErr != nil {
-				out.Verdict = "incomplete"
+				out.Verdict = results.ABIncomplete
 				out.Reasons = append(out.Reasons, "a leg ended early")
 				break
 			}
 		}
 	}
 	return out
+}
+
+// figures are each leg's samples of both keypress figures, in seconds,
+// keyed by metric name.
+func (ab *AB) figures() [2]map[string][]float64 {
+	var out [2]map[string][]float64
+	for i, l := range ab.Legs {
+		out[i] = map[string][]float64{}
+		if l.Measurement == nil {
+			continue
+		}
+		for _, p := range l.Measurement.Result.Presses {
+			if p.Verdict == measure.VerdictSample {
+				out[i][string(measure.KeypressToScreen)] = append(out[i][string(measure.KeypressToScreen)], p.FirstDraw.Seconds())
+				out[i][string(measure.KeypressToRepaint)] = append(out[i][string(measure.KeypressToRepaint)], p.Repaint.Seconds())
+			}
+		}
+	}
+	return out
+}
+
+// hostNoise says in a few words how much the host disturbed each leg.
+func hostNoise(legs ...results.ABLeg) string {
+	var parts []string
+	for i, l := range legs {
+		name := string(rune('A' + i))
+		h := l.Host
+		if h == nil {
+			parts = append(parts, "leg "+name+" not measured")
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("leg %s timer lag p99 %.1f ms (max %.1f), %.1f runnable on %d cores (load up to %.1f), %d of %d samples taken while the harness was late",
+			name, 1000*h.Lag.P99S, 1000*h.Lag.MaxS, h.RunnableMean, h.Cores, h.Load1Max, h.LateSamples, h.Samples))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func finite(v float64) float64 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/control"
+	"github.com/shakenfist/kerbside-latency/harness/host"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 )
@@ -47,6 +48,13 @@ type Measurement struct {
 	LocalDropped uint64
 	// Malformed counts lines from ryll that were not protocol messages.
 	Malformed uint64
+	// Host is what the host did during the measurement (Measure; an A/B
+	// leg keeps one per block instead).
+	Host *results.HostBlock
+	// BlockStarts are when an A/B leg's blocks after the first began:
+	// its plot does not join samples across them (the other leg ran in
+	// between).
+	BlockStarts []time.Time
 }
 
 // Measure subscribes to the metric's events, drives the key cadence (for
@@ -68,7 +76,12 @@ func (r *Session) Measure(ctx context.Context) (*Measurement, error) {
 			return nil, fmt.Errorf("create the presses CSV: %w", err)
 		}
 	}
+	hs := host.Start(ctx, host.Options{Processes: r.hostProcesses()})
 	m, runErr := r.MeasureInto(ctx, sink)
+	if hf := hs.Stop(); m != nil {
+		hb := hostBlock(1, hf, m, 0)
+		m.Host = &hb
+	}
 	if err := sink.Close(); err != nil && runErr == nil {
 		runErr = err
 	}

@@ -63,6 +63,9 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		if cfg.Measure.Metric.Keypress() {
 			keypressRecord(&s, m)
 		}
+		if m.Host != nil {
+			s.Host = results.NewHostRecord(*m.Host)
+		}
 		if m.KeysCounted {
 			sent, seen := m.KeysSent, m.KeysSeen
 			s.KeysSent, s.KeysSeenByGuest = &sent, &seen
@@ -243,6 +246,9 @@ func seriesFrom(m *Measurement, start time.Time) results.Series {
 	}
 	for _, miss := range res.Misses {
 		ser.Misses = append(ser.Misses, max(miss.At.Sub(start), 0))
+	}
+	for _, b := range m.BlockStarts {
+		ser.Breaks = append(ser.Breaks, max(b.Sub(start), 0))
 	}
 	return ser
 }

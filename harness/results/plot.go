@@ -81,6 +81,12 @@ type Series struct {
 	// UnplacedMisses counts misses whose time is unknown. They appear in
 	// the legend's count but not on the time axis.
 	UnplacedMisses int
+	// Breaks are times at which the series stopped and started again
+	// (an A/B leg's blocks, with the other leg's blocks between them):
+	// the line joining the samples is not drawn across them, so that no
+	// straight line stands for a stretch in which this console was not
+	// measured at all.
+	Breaks []time.Duration
 }
 
 // ValuesSeries makes a Series from bare values, as read from a CSV whose
@@ -140,6 +146,40 @@ type Figure struct {
 
 	markLines  []namedLine
 	missGlyphs []seriesScatter
+	lines      []seriesLine
+}
+
+type seriesLine struct {
+	label string
+	line  *plotter.Line
+}
+
+// Segments returns, per series label, the runs of samples the timeline
+// joins with a line, as drawn (x in seconds or sample number, y in ms).
+func (f *Figure) Segments() map[string][]plotter.XYs {
+	out := map[string][]plotter.XYs{}
+	for _, l := range f.lines {
+		out[l.label] = append(out[l.label], l.line.XYs)
+	}
+	return out
+}
+
+// segments splits a series' points where it has a break: no line is
+// drawn from the last sample before a break to the first after it.
+func segments(s Series, xys plotter.XYs, byIndex bool) []plotter.XYs {
+	if byIndex || len(s.Breaks) == 0 {
+		return []plotter.XYs{xys}
+	}
+	var out []plotter.XYs
+	from := 0
+	for j := 1; j < len(s.Samples); j++ {
+		prev, cur := s.Samples[j-1].At, s.Samples[j].At
+		if slices.ContainsFunc(s.Breaks, func(b time.Duration) bool { return b > prev && b <= cur }) {
+			out = append(out, xys[from:j])
+			from = j
+		}
+	}
+	return append(out, xys[from:])
 }
 
 type namedLine struct {
@@ -307,17 +347,33 @@ func (f *Figure) buildTimeline(title string, series []Series) (*plot.Plot, error
 				}
 				xys[j].Y = pt.Value * 1000
 			}
-			line, points, err := plotter.NewLinePoints(xys)
+			points, err := plotter.NewScatter(xys)
 			if err != nil {
 				return nil, fmt.Errorf("series %q: %w", s.Label, err)
 			}
-			line.Color = col
-			line.Width = vg.Points(0.6)
 			points.Color = col
 			points.Shape = seriesGlyph(i)
 			points.Radius = vg.Points(2)
-			p.Add(line, points)
-			lg.Add(legendLabel(s, len(series), fmt.Sprintf("%d samples, %d misses", len(s.Samples), s.MissCount())), line, points)
+			var first *plotter.Line
+			for _, seg := range segments(s, xys, byIndex) {
+				line, err := plotter.NewLine(seg)
+				if err != nil {
+					return nil, fmt.Errorf("series %q: %w", s.Label, err)
+				}
+				line.Color = col
+				line.Width = vg.Points(0.6)
+				p.Add(line)
+				f.lines = append(f.lines, seriesLine{label: s.Label, line: line})
+				if first == nil {
+					first = line
+				}
+			}
+			p.Add(points)
+			thumbs := []plot.Thumbnailer{points}
+			if first != nil {
+				thumbs = []plot.Thumbnailer{first, points}
+			}
+			lg.Add(legendLabel(s, len(series), fmt.Sprintf("%d samples, %d misses", len(s.Samples), s.MissCount())), thumbs...)
 		} else {
 			lg.Add(legendLabel(s, len(series), fmt.Sprintf("no samples, %d misses", s.MissCount())))
 		}

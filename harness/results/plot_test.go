@@ -235,3 +235,26 @@ func TestLegendNamesConsolesOnlyWhenThereAreSeveral(t *testing.T) {
 	assert.Equal(t, "3 samples, 0 misses", legendLabel(Series{Label: "c0"}, 1, "3 samples, 0 misses"))
 	assert.Equal(t, "c1 (3 samples, 0 misses)", legendLabel(Series{Label: "c1"}, 2, "3 samples, 0 misses"))
 }
+
+// TestTimelineDoesNotJoinAcrossBreaks: an A/B leg measured from 1 to 3 s
+// and again from 21 to 23 s (the other leg between) is drawn as two
+// lines, not one with a straight stretch across 3..21 s.
+func TestTimelineDoesNotJoinAcrossBreaks(t *testing.T) {
+	s := Series{Label: "c0"}
+	for _, at := range []int{1, 2, 3, 21, 22, 23} {
+		s.Samples = append(s.Samples, Point{At: time.Duration(at) * time.Second, Value: 0.02})
+	}
+	f, err := BuildFigure("joined", s)
+	require.NoError(t, err)
+	require.Len(t, f.Segments()["c0"], 1, "without breaks the samples are one line")
+
+	s.Breaks = []time.Duration{20 * time.Second}
+	f, err = BuildFigure("leg", s)
+	require.NoError(t, err)
+	segs := f.Segments()["c0"]
+	require.Len(t, segs, 2, "a break splits the line")
+	assert.Equal(t, 3.0, segs[0][len(segs[0])-1].X, "the first block's line ends at its last sample")
+	assert.Equal(t, 21.0, segs[1][0].X, "the second block's line starts at its first sample")
+	var buf bytes.Buffer
+	require.NoError(t, f.WritePNG(&buf))
+}

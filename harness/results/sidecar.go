@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/atomicfile"
+	"github.com/shakenfist/kerbside-latency/harness/host"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
 
@@ -211,11 +212,94 @@ type Sidecar struct {
 	Accelerator     string `json:"accelerator,omitempty"`
 	KeysSent        *int   `json:"keys_sent,omitempty"`
 	KeysSeenByGuest *int   `json:"keys_seen_by_guest,omitempty"`
+	// Host is what the host did to the measurement while it ran: the
+	// harness's timer lag, the CPU time of the harness, ryll and QEMU,
+	// load, runnable tasks and steal, pooled and per block.
+	Host *HostRecord `json:"host,omitempty"`
+	// ABVerdict is, for a leg of an A/B run, the run's verdict (ABPass,
+	// ABFail, ABInconclusive or ABIncomplete; latency-<run>-ab.json says
+	// why).
+	ABVerdict string `json:"ab_verdict,omitempty"`
 	// Errors are the run's error messages, already free of secrets.
 	Errors []string `json:"errors"`
 	// Files are the base names of every file the run left in the results
 	// directory (CSV, sidecar, plot, benchmark file, ryll log).
 	Files []string `json:"files,omitempty"`
+}
+
+// HostRecord is what the host did to a measurement (package host): the
+// figures pooled over every block, each block's own, and the samples
+// taken while the harness itself was late.
+type HostRecord struct {
+	host.Figures
+	// Samples is how many samples the record covers; LateSamples how
+	// many of them were taken while the harness was late (a timer tick
+	// more than host.MaxLagP99 late between the key press and the end
+	// of its repaint), LatePresses their press numbers.
+	Samples     int   `json:"samples"`
+	LateSamples int   `json:"late_samples"`
+	LatePresses []int `json:"late_presses,omitempty"`
+	// MaxDrawLagS is the largest time from a draw to the harness reading
+	// it (measure's max_draw_lag).
+	MaxDrawLagS float64 `json:"max_draw_lag_s"`
+	// BusyReasons say why the host was too busy to measure to a few
+	// milliseconds (host.Figures.Judge and the late samples); empty when
+	// it was not.
+	BusyReasons []string `json:"busy_reasons,omitempty"`
+	// Blocks are the records of each block of an A/B leg, in order.
+	Blocks []HostBlock `json:"blocks,omitempty"`
+}
+
+// HostBlock is one block's host record.
+type HostBlock struct {
+	// Block is 1-based.
+	Block int `json:"block"`
+	host.Figures
+	Samples     int      `json:"samples"`
+	LateSamples int      `json:"late_samples"`
+	LatePresses []int    `json:"late_presses,omitempty"`
+	MaxDrawLagS float64  `json:"max_draw_lag_s"`
+	BusyReasons []string `json:"busy_reasons,omitempty"`
+}
+
+// NewHostBlock records one block: its figures, judged, and which of its
+// presses (numbered across the leg) were taken while the harness was
+// late. late gives the press numbers; samples counts the block's samples.
+func NewHostBlock(block int, f host.Figures, samples int, late []int, maxDrawLag float64) HostBlock {
+	b := HostBlock{Block: block, Figures: f, Samples: samples, LateSamples: len(late), LatePresses: late, MaxDrawLagS: maxDrawLag}
+	b.BusyReasons = busy(f, samples, len(late))
+	return b
+}
+
+// NewHostRecord pools the blocks of a leg (or the one stretch of a run)
+// into its record, judged over all of them.
+func NewHostRecord(blocks ...HostBlock) *HostRecord {
+	if len(blocks) == 0 {
+		return nil
+	}
+	figs := make([]host.Figures, len(blocks))
+	r := &HostRecord{Blocks: blocks}
+	for i, b := range blocks {
+		figs[i] = b.Figures
+		r.Samples += b.Samples
+		r.LateSamples += b.LateSamples
+		r.LatePresses = append(r.LatePresses, b.LatePresses...)
+		r.MaxDrawLagS = max(r.MaxDrawLagS, b.MaxDrawLagS)
+	}
+	r.Figures = host.Merge(figs...)
+	r.BusyReasons = busy(r.Figures, r.Samples, r.LateSamples)
+	return r
+}
+
+// busy is the host's own judgement plus the share of samples taken while
+// the harness was late.
+func busy(f host.Figures, samples, late int) []string {
+	why := f.Judge()
+	if samples > 0 && float64(late) > host.MaxLateShare*float64(samples) {
+		why = append(why, fmt.Sprintf("%d of %d samples were taken while the harness was more than %s late, above %.0f%%",
+			late, samples, host.MaxLagP99, 100*host.MaxLateShare))
+	}
+	return why
 }
 
 // Background describes the draws no key caused, observed before the

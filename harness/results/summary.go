@@ -6,6 +6,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/shakenfist/kerbside-latency/harness/host"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
 
@@ -58,6 +59,14 @@ func WriteSummary(w io.Writer, s Sidecar) error {
 		figures("", s.Summary)
 	}
 
+	if h := s.Host; h != nil {
+		row("host", oneLine(h.Figures.String()))
+		row("late samples", fmt.Sprintf("%d of %d taken while the harness was more than %s late", h.LateSamples, h.Samples, host.MaxLagP99))
+		if len(h.BusyReasons) > 0 {
+			row("host too busy", oneLine(strings.Join(h.BusyReasons, "; ")))
+		}
+	}
+
 	verdict := s.Sanity.Verdict
 	if verdict == "" {
 		verdict = "-"
@@ -66,6 +75,9 @@ func WriteSummary(w io.Writer, s Sidecar) error {
 		verdict += " (" + s.Sanity.Note + ")"
 	}
 	row("sanity", verdict)
+	if s.ABVerdict != "" {
+		row("A/B verdict", s.ABVerdict+" (see "+ABName(abRunOf(s.RunID))+")")
+	}
 	if len(s.Errors) > 0 {
 		// The failing test says each error in full; the table names them
 		// in one short line, so it stays aligned and says nothing twice.
@@ -119,4 +131,12 @@ func errorsLine(errs []string) string {
 		parts = append(parts, one)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// abRunOf is the A/B run id of a leg's run id (<run>-a or <run>-b).
+func abRunOf(leg string) string {
+	if i := strings.LastIndexByte(leg, '-'); i > 0 {
+		return leg[:i]
+	}
+	return leg
 }

@@ -204,8 +204,29 @@ func testAB(t *testing.T, ab *loadtest.AB) {
 			t.Attr("ab_"+short+"_added_s", fmt.Sprintf("%.6f", m.DifferenceS))
 			t.Attr("ab_"+short+"_p", fmt.Sprintf("%.4g", m.P))
 			t.Attr("ab_"+short+"_verdict", m.Verdict)
+			// The interval and what it proves.
+			t.Attr("ab_"+short+"_ci_lo_s", fmt.Sprintf("%.6f", m.DifferenceCIS[0]))
+			t.Attr("ab_"+short+"_ci_hi_s", fmt.Sprintf("%.6f", m.DifferenceCIS[1]))
+			t.Attr("ab_"+short+"_outcome", m.Outcome)
+			if m.SamplesNeeded != 0 {
+				t.Attr("ab_"+short+"_samples_needed", fmt.Sprint(m.SamplesNeeded))
+			}
+		}
+		// The host figures of each leg, and whether it was too busy.
+		for name, l := range map[string]results.ABLeg{"a": c.A, "b": c.B} {
+			if h := l.Host; h != nil {
+				t.Logf("host during %s: %s", strings.ToUpper(name), h.Figures.String())
+				t.Attr("ab_host_"+name+"_lag_p99_s", fmt.Sprintf("%.6f", h.Lag.P99S))
+				t.Attr("ab_host_"+name+"_runnable_mean", fmt.Sprintf("%.2f", h.RunnableMean))
+				t.Attr("ab_host_"+name+"_late_samples", fmt.Sprint(h.LateSamples))
+			}
+		}
+		if len(c.HostBusy) > 0 {
+			t.Attr("ab_host_busy", strings.Join(c.HostBusy, "; "))
 		}
 		t.Attr("ab_verdict", c.Verdict)
+		// Pass only when proven; the message starts with the verdict
+		// (inconclusive, fail, incomplete).
 		if c.Verdict != "pass" {
 			t.Errorf("A/B verdict %s: %s", c.Verdict, strings.Join(c.Reasons, "; "))
 		}
