@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	latency-compare [-alpha 0.05] [-max-added 10ms] OLD NEW
+//	latency-compare [-alpha 0.05] [-max-added 10ms] [-mix-lanes] OLD NEW
 //
 // OLD and NEW are each a latency CSV (its JSON sidecar is read when it is
 // beside it), a .bench.txt file, a run stem (results/latency-A, or
@@ -17,7 +17,8 @@
 // "inconclusive" rather than "no significant difference" when the 95 %
 // interval of NEW − OLD reaches above -max-added (default 10 ms, the
 // loadtest's LATENCY_AB_MAX_ADDED): the absence of significance is not
-// proof of no difference. It exits 0 whether or not the runs differ: a
+// proof of no difference. A simulated run (fakeryll's simulator) is not
+// compared with a real one unless -mix-lanes says so. It exits 0 whether or not the runs differ: a
 // comparison reports, it does not pass or fail. It exits 1 on input it
 // cannot compare and 2 on a usage error.
 package main
@@ -67,6 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("latency-compare", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	alpha := fl.Float64("alpha", compare.DefaultAlpha, "significance level: a p-value at or below it is reported as a difference")
+	mixLanes := fl.Bool("mix-lanes", false, "compare a simulated run (fakeryll's simulator) with a real SPICE run; refused without it")
 	maxAdded := fl.Duration("max-added", time.Duration(compare.DefaultMaxAdded*float64(time.Second)),
 		"the most NEW may add to the median and still be called no worse: without a significant difference, a 95% interval of NEW-OLD reaching above it is inconclusive")
 	fl.Usage = func() {
@@ -106,6 +108,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "latency-compare: %s: note: %s\n", which, n)
 		}
 		runs[i] = r
+	}
+	if a, b := runs[0].Info.Lane(), runs[1].Info.Lane(); a != b && !*mixLanes {
+		fmt.Fprintf(stderr, "latency-compare: OLD is a %s run and NEW a %s one: simulated numbers say nothing about a console, so they are not compared with real ones (pass -mix-lanes to compare them anyway)\n", a, b)
+		return exitBadInput
 	}
 	c, err := compare.Runs(runs[0], runs[1], *alpha)
 	if err != nil {
@@ -296,7 +302,8 @@ func loadCSV(path string) (results.BenchRun, []string, error) {
 	sc, err := results.ReadSidecar(sidecar)
 	switch {
 	case err == nil:
-		run.Info = results.BenchInfo{RunID: sc.RunID, Metric: sc.Metric, Provider: sc.Provider, Misses: sc.Misses}
+		run.Info = results.BenchInfo{RunID: sc.RunID, Metric: sc.Metric, Provider: sc.Provider, Misses: sc.Misses,
+			Extra: map[string]string{results.ConfigLane: results.LaneOf(sc)}}
 		if sc.SamplesCollected != len(values) {
 			notes = append(notes, fmt.Sprintf("%s says %d samples were collected but %s holds %d", sidecar, sc.SamplesCollected, path, len(values)))
 		}

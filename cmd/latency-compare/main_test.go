@@ -238,3 +238,27 @@ func TestNoisyRunsAreInconclusive(t *testing.T) {
 	assert.Equal(t, exitUsage, code)
 	assert.Contains(t, errOut, "-max-added")
 }
+
+// TestRefusesToMixLanes: a simulated run (provider fake, or a file that
+// says lane: simulated) is not compared with a real one unless
+// -mix-lanes says so; two simulated runs compare as before.
+func TestRefusesToMixLanes(t *testing.T) {
+	dir := t.TempDir()
+	sim := writeCSVRun(t, dir, "sim", "fake", "keypress_to_screen", modelled(1, 20, 30), 0)
+	real := writeCSVRun(t, dir, "real", "qemu", "keypress_to_screen", modelled(2, 20, 30), 0)
+	code, _, stderr := runCmd(t, sim, real)
+	assert.Equal(t, exitBadInput, code)
+	assert.Contains(t, stderr, "OLD is a simulated run and NEW a real one")
+	assert.Contains(t, stderr, "-mix-lanes")
+	code, _, stderr = runCmd(t, "-mix-lanes", sim, real)
+	assert.Equal(t, exitOK, code, stderr)
+
+	bench := filepath.Join(dir, "latency-b.bench.txt")
+	require.NoError(t, results.WriteBench(bench, results.BenchInfo{RunID: "b", Metric: "keypress_to_screen", Provider: "direct",
+		Extra: map[string]string{results.ConfigLane: results.LaneSimulated}}, results.BenchConsole{Label: "c0", Samples: modelled(3, 20, 30)}))
+	code, _, stderr = runCmd(t, bench, real)
+	assert.Equal(t, exitBadInput, code, "the lane line wins over the provider")
+	assert.Contains(t, stderr, "OLD is a simulated run")
+	code, _, stderr = runCmd(t, bench, sim)
+	assert.Equal(t, exitOK, code, stderr)
+}

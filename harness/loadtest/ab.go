@@ -490,7 +490,7 @@ func (ab *AB) WriteResults(w io.Writer) (ABWritten, error) {
 func (ab *AB) Compare() results.AB {
 	cfg := ab.Cfg
 	threshold := cfg.AB.MaxAdded.Seconds()
-	out := results.AB{RunID: cfg.RunID, Block: cfg.AB.Block, MaxAddedS: threshold, Alpha: compare.DefaultAlpha, Verdict: results.ABPass}
+	out := results.AB{RunID: cfg.RunID, Lane: ab.opts.Lane.orDefault().Name(), Block: cfg.AB.Block, MaxAddedS: threshold, Alpha: compare.DefaultAlpha, Verdict: results.ABPass}
 	legs := [2]*results.ABLeg{&out.A, &out.B}
 	for i, l := range ab.Legs {
 		legs[i].RunID, legs[i].Provider = l.Cfg.RunID, string(l.Cfg.Requested)

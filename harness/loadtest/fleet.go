@@ -459,8 +459,18 @@ func (f *Fleet) writeSummary(w io.Writer, consoles []ConsoleResults) (SummaryFil
 		errs = append(errs, err)
 	}
 	if len(series) > 0 {
-		title := fmt.Sprintf("%s, run %s, %d consoles", sum.Metric, run, len(f.Members))
+		lane := ""
+		for _, mb := range f.Members {
+			if mb.Session != nil {
+				lane = mb.Session.Lane.Name()
+				break
+			}
+		}
+		title := results.TitleFor(lane, fmt.Sprintf("%s, run %s, %d consoles", sum.Metric, run, len(f.Members)))
 		info := results.BenchInfo{RunID: run, Metric: sum.Metric, Provider: string(f.Cfg.Requested), Misses: sum.Pooled.Misses}
+		if lane != "" {
+			info.Extra = map[string]string{results.ConfigLane: lane}
+		}
 		var err error
 		files.Plot, files.Bench, err = results.WritePlotAndBench(filepath.Join(dir, results.PlotName(run)),
 			filepath.Join(dir, results.BenchFileName(run)), title, info, series...)

@@ -161,8 +161,11 @@ func (r *Session) writeResults(w io.Writer, m *Measurement, s results.Sidecar, p
 	}
 	var errs []error
 	if m != nil && len(m.Result.Samples) > 0 {
-		title := fmt.Sprintf("%s, run %s (%s)", s.Metric, r.Cfg.RunID, r.Cfg.Requested)
+		title := results.TitleFor(s.Lane, fmt.Sprintf("%s, run %s (%s)", s.Metric, r.Cfg.RunID, r.Cfg.Requested))
 		info := results.BenchInfo{RunID: r.Cfg.RunID, Metric: s.Metric, Provider: string(r.Cfg.Requested), Misses: s.Misses}
+		if s.Lane != "" {
+			info.Extra = map[string]string{results.ConfigLane: s.Lane}
+		}
 		var err error
 		plotPath := filepath.Join(dir, results.PlotName(r.Cfg.RunID))
 		if !plot {

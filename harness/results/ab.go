@@ -23,8 +23,10 @@ func ABName(run string) string { return FilePrefix + run + ABSuffix }
 type AB struct {
 	FormatVersion int    `json:"format_version"`
 	RunID         string `json:"run_id"`
-	A             ABLeg  `json:"a"`
-	B             ABLeg  `json:"b"`
+	// Lane is "simulated" when fakeryll's simulator produced both legs.
+	Lane string `json:"lane,omitempty"`
+	A    ABLeg  `json:"a"`
+	B    ABLeg  `json:"b"`
 	// Block is how many samples a leg took before the other's turn.
 	Block int `json:"block"`
 	// MaxAddedS is LATENCY_AB_MAX_ADDED: a figure passes only when the

@@ -72,7 +72,7 @@ func BuildABFigure(ab AB, a, b map[string][]float64) (*ABFigure, error) {
 	if len(f.Panels) == 0 {
 		return nil, fmt.Errorf("build A/B plot of run %s: %w in either leg", ab.RunID, ErrNoSamples)
 	}
-	f.Panels[0].Title.Text = fmt.Sprintf("A/B run %s: %s\n%s", ab.RunID, strings.ToUpper(ab.Verdict), f.Panels[0].Title.Text)
+	f.Panels[0].Title.Text = TitleFor(ab.Lane, fmt.Sprintf("A/B run %s: %s\n%s", ab.RunID, strings.ToUpper(ab.Verdict), f.Panels[0].Title.Text))
 	return f, nil
 }
 

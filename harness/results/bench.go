@@ -40,7 +40,18 @@ const (
 	ConfigProvider = "provider"
 	ConfigSamples  = "samples"
 	ConfigMisses   = "misses"
+	// ConfigLane is an Extra line: "simulated" or "real" (LaneOf).
+	ConfigLane = "lane"
 )
+
+// Lane is the run's lane: its "lane" line, or for files written before
+// it was recorded, simulated when the provider was fake.
+func (i BenchInfo) Lane() string {
+	if l := i.Extra[ConfigLane]; l != "" {
+		return l
+	}
+	return LaneOf(Sidecar{Provider: i.Provider})
+}
 
 // maxBenchFile bounds what ReadBench reads into memory. A run has one
 // line (under 100 bytes) per key press; this allows millions.

@@ -337,3 +337,11 @@ func (failWriter) Write([]byte) (int, error) { return 0, os.ErrPermission }
 func TestWriteSummaryWriteError(t *testing.T) {
 	assert.ErrorIs(t, WriteSummary(failWriter{}, exampleSidecar()), os.ErrPermission)
 }
+
+// TestTitleForSaysSimulated: a simulated run's plot says so in its title;
+// a real one's title is left alone.
+func TestTitleForSaysSimulated(t *testing.T) {
+	assert.Equal(t, "SIMULATED (no SPICE session): x", TitleFor(LaneSimulated, "x"))
+	assert.Equal(t, "x", TitleFor(LaneReal, "x"))
+	assert.Equal(t, "x", TitleFor("", "x"))
+}

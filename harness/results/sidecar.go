@@ -93,6 +93,15 @@ func (s *Sidecar) SetSettings(st Settings) {
 	s.MaxMisses, s.MaxContamination = st.MaxMisses, st.MaxContamination
 }
 
+// TitleFor marks a plot's title when its numbers are simulated, so a
+// picture taken out of its directory still says so.
+func TitleFor(lane, title string) string {
+	if lane == LaneSimulated {
+		return "SIMULATED (no SPICE session): " + title
+	}
+	return title
+}
+
 // Sanity verdicts.
 const (
 	VerdictPass = "pass"
