@@ -131,28 +131,6 @@ start() {
 	echo "$pid $(starttime "$pid")" >"$(pidfile "$name")"
 }
 
-# stop NAME: SIGTERM the session, then SIGKILL after 10 s.
-stop() {
-	local name=$1 f pid i
-	f=$(pidfile "$name")
-	[[ -s $f ]] || return 0
-	if ! pid=$(pid_of "$name"); then
-		rm -f "$f" # stale: the process is gone (or the pid is someone else's now)
-		return 0
-	fi
-	kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "$name (pid $pid) ignored SIGTERM for 10 s; killing it"
-	fi
-	# Workers left in the session (uwsgi, eventlet forks, Erlang) go with it.
-	kill -KILL -- "-$pid" 2>/dev/null || true
-	rm -f "$f"
-}
-
 # wait_for NAME DESCRIPTION CMD...: poll CMD until it succeeds, the
 # daemon dies, or WAIT seconds pass; a line every 15 s says it still waits.
 wait_for() {
@@ -700,14 +678,29 @@ cmd_status() {
 }
 
 cmd_down() {
-	local i s t0=$SECONDS
-	for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
-		s=${SERVICES[i]}
-		if [[ -s $(pidfile "$s") ]]; then
+	local s pid t0=$SECONDS deadline live=()
+	# Every daemon at once (the state is deleted anyway): SIGTERM to each
+	# session, a bounded wait for all of them together, then SIGKILL.
+	for s in "${SERVICES[@]}"; do
+		[[ -s $(pidfile "$s") ]] || continue
+		if pid=$(pid_of "$s"); then
 			log "stopping $s"
-			stop "$s"
+			kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+			live+=("$pid")
 		fi
 	done
+	deadline=$((SECONDS + 15))
+	while ((SECONDS < deadline)); do
+		local any=0
+		for pid in "${live[@]}"; do kill -0 "$pid" 2>/dev/null && any=1; done
+		((any)) || break
+		sleep 0.2
+	done
+	for pid in "${live[@]}"; do
+		# Workers left in a session (uwsgi, eventlet forks, Erlang) go with it.
+		kill -KILL -- "-$pid" 2>/dev/null || true
+	done
+	rm -f "$STATE"/run/*.pid
 	if [[ -d $STATE ]]; then
 		case $STATE in
 		/ | /var | /var/tmp | /tmp | "$HOME") die "refusing to delete DEVCLOUD_STATE=$STATE" ;;
