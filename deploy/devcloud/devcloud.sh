@@ -87,9 +87,11 @@ IN_CLOUD='
 		mount --bind "$state" "$root/devcloud" || { echo "devcloud: mounts for the chroot failed" >&2; exit 1; }
 	exec chroot "$root" "$@"'
 
-# in_cloud CMD...: run CMD inside the chroot, in the cloud's namespace.
+# in_cloud CMD...: run CMD inside the chroot, in the cloud's namespace,
+# bounded by STEP seconds (default DEVCLOUD_STEP_TIMEOUT, 900: a schema
+# migration on a busy machine).
 in_cloud() {
-	ip netns exec "$NS" unshare -m --propagation private -- /bin/sh -c "$IN_CLOUD" in_cloud "$ROOT" "$STATE" "$@"
+	timeout --kill-after=10 "${STEP:-${DEVCLOUD_STEP_TIMEOUT:-900}}" ip netns exec "$NS" unshare -m --propagation private -- /bin/sh -c "$IN_CLOUD" in_cloud "$ROOT" "$STATE" "$@"
 }
 
 # ---------------------------------------------------------------- processes
@@ -332,7 +334,7 @@ EOF
 
 # ---------------------------------------------------------------- up
 
-SQL() { in_cloud mariadb --socket="$S/mysql/mysqld.sock" -uroot "$@"; }
+SQL() { STEP=30 in_cloud mariadb --socket="$S/mysql/mysqld.sock" -uroot "$@"; }
 
 start_mariadb() {
 	if [[ ! -d $STATE/mysql/data/mysql ]]; then
@@ -351,7 +353,8 @@ start_mariadb() {
 	for db in keystone glance placement neutron nova_api nova_cell0 nova_cell1; do
 		SQL -e "CREATE DATABASE IF NOT EXISTS $db"
 	done
-	SQL -e "CREATE USER IF NOT EXISTS 'devcloud'@'localhost' IDENTIFIED BY '$dbpw'; GRANT ALL ON *.* TO 'devcloud'@'localhost'"
+	# On stdin, not the command line: ps would show the password.
+	SQL <<<"CREATE USER IF NOT EXISTS 'devcloud'@'localhost' IDENTIFIED BY '$dbpw'; GRANT ALL ON *.* TO 'devcloud'@'localhost'"
 }
 
 start_rabbitmq() {
@@ -393,7 +396,9 @@ sync_databases() {
 		mkdir -p "$STATE/keystone/fernet-keys" "$STATE/keystone/credential-keys"
 		pymain keystone-manage keystone.cmd.manage:main "${K[@]}" fernet_setup --keystone-user root --keystone-group root
 		pymain keystone-manage keystone.cmd.manage:main "${K[@]}" credential_setup --keystone-user root --keystone-group root
-		pymain keystone-manage keystone.cmd.manage:main "${K[@]}" bootstrap --bootstrap-password "$adminpw" \
+		# keystone-manage reads the password from OS_BOOTSTRAP_PASSWORD: not on the command line.
+		export OS_BOOTSTRAP_PASSWORD="$adminpw"
+		pymain keystone-manage keystone.cmd.manage:main "${K[@]}" bootstrap \
 			--bootstrap-admin-url "$AUTH_URL" --bootstrap-internal-url "$AUTH_URL" --bootstrap-public-url "$AUTH_URL" \
 			--bootstrap-region-id RegionOne
 	) &
@@ -450,7 +455,7 @@ compute_fresh() {
 
 discover_host() {
 	compute_fresh || return 1
-	in_cloud "$PY" -c 'import sys; sys.argv[0] = "nova-manage"; from nova.cmd.manage import main; sys.exit(main())' \
+	STEP=120 in_cloud "$PY" -c 'import sys; sys.argv[0] = "nova-manage"; from nova.cmd.manage import main; sys.exit(main())' \
 		--config-file "$S/etc/nova.conf" cell_v2 discover_hosts --verbose >>"$STATE/log/nova-manage.log" 2>&1 &&
 		SQL -N -e "select count(*) from nova_api.host_mappings where host='devcloud'" | grep -qx 1
 }
@@ -540,10 +545,14 @@ cmd_up() {
 }
 
 seed() {
-	in_cloud env DEVCLOUD_AUTH_URL="$AUTH_URL" DEVCLOUD_STATE="$S" DEVCLOUD_ADMIN_PASSWORD="$(secret_of admin)" \
-		DEVCLOUD_USER_PASSWORD="$(secret_of user)" DEVCLOUD_PORT_BASE="$BASE" \
-		PYTHONPATH="$S/src/py" "$PY" -m kerbside_devcloud.seed "$1" 2>>"$STATE/log/seed.log" ||
-		die "seeding ($1) failed (log: $STATE/log/seed.log)"
+	# The passwords travel in the environment, never on a command line
+	# (which ps shows to every user).
+	(
+		export DEVCLOUD_AUTH_URL="$AUTH_URL" DEVCLOUD_STATE="$S" DEVCLOUD_PORT_BASE="$BASE" PYTHONPATH="$S/src/py"
+		DEVCLOUD_ADMIN_PASSWORD="$(secret_of admin)" DEVCLOUD_USER_PASSWORD="$(secret_of user)"
+		export DEVCLOUD_ADMIN_PASSWORD DEVCLOUD_USER_PASSWORD
+		STEP=300 in_cloud "$PY" -m kerbside_devcloud.seed "$1" 2>>"$STATE/log/seed.log"
+	) || die "seeding ($1) failed (log: $STATE/log/seed.log)"
 }
 
 write_outputs() {
