@@ -201,7 +201,7 @@ type Var struct {
 var Vars = []Var{
 	{"LATENCY_PROVIDER", "auto", "where the console comes from: qemu (a local guest, real SPICE), fake (simulated), openstack, url, file or direct; auto is qemu where " + DefaultQemu + " is installed, else fake"},
 	{"LATENCY_CONSOLE", "", "the target for url (a .vv URL), file (a .vv path) and direct (host:port[:tls_port], [ipv6]:port)"},
-	{"LATENCY_RYLL", "ryll (fake: fakeryll, built automatically; qemu, openstack: ryll if installed, else fakeryll's real SPICE client)", "the ryll binary"},
+	{"LATENCY_RYLL", "ryll (fake: fakeryll, built automatically; qemu: ryll if installed, else fakeryll's real SPICE client)", "the ryll binary"},
 	{"LATENCY_QEMU", DefaultQemu, "qemu: the QEMU binary"},
 	{"LATENCY_RYLL_SOCKET", "", "the control socket of a ryll that is already running: attach to it (its console is whatever it shows); no console is provisioned and no ryll is started or stopped"},
 	{"LATENCY_RYLL_VERBOSE", "0", "1 passes -v to ryll (debug logging into ryll-<run>.log)"},
