@@ -152,9 +152,10 @@ cloud-up:
 
 # The test binary and the tools are built here, on the host: inside the
 # namespace there is no network (the tests' own builds find everything in
-# the caches). Everything the tests print goes to cloud-test.log too, and
-# that log and every result file are searched for the cloud's passwords
-# and console tokens afterwards.
+# the caches). What the terminal shows goes to cloud-test.log, everything
+# the tests printed (the A/B table among it) to cloud-test.json, and those
+# and every other result file are searched for the cloud's passwords and
+# console tokens afterwards.
 cloud-test: cloud-up
 	@mkdir -p bin $(RESULTS_DIR)/cloud
 	$(GO) test -c -tags cloudtest -o bin/cloud.test .
@@ -163,7 +164,7 @@ cloud-test: cloud-up
 	@$(GOTESTSUM) --version >/dev/null
 	@t0=$$(date +%s); rm -f $(RESULTS_DIR)/cloud/status; \
 	{ $(DEVCLOUD_ENV) $(DEVCLOUD) exec env DEVCLOUD_DIR=$(DEVCLOUD_DIR) GOFLAGS=-mod=readonly GOPROXY=off \
-		$(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/cloud/junit.xml --raw-command -- \
+		$(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/cloud/junit.xml --jsonfile $(RESULTS_DIR)/cloud/cloud-test.json --raw-command -- \
 		$(GO) tool test2json -t -p latency bin/cloud.test -test.v=test2json -test.count=1 -test.timeout 20m -test.run '^TestCloud'; \
 		echo $$? > $(RESULTS_DIR)/cloud/status; } 2>&1 | tee $(RESULTS_DIR)/cloud/cloud-test.log; \
 	status=$$(cat $(RESULTS_DIR)/cloud/status); rm -f $(RESULTS_DIR)/cloud/status; \
