@@ -730,15 +730,19 @@ func TestCloudABOneServer(t *testing.T) {
 	require.Equal(t, 0, o.exitCode)
 	i := strings.Index(o.output, "A/B run")
 	require.GreaterOrEqual(t, i, 0, "the A/B table is printed")
+	// The table ends with its own verdict line (the header has a verdict
+	// column too).
 	table := o.output[i:]
-	if j := strings.Index(table, "verdict"); j >= 0 {
-		if k := strings.Index(table[j:], "\n"); k >= 0 {
-			table = table[:j+k]
+	if j := strings.Index(table, "\nverdict"); j >= 0 {
+		if k := strings.Index(table[j+1:], "\n"); k >= 0 {
+			table = table[:j+1+k]
 		}
 	}
 	t.Logf("the one-server A/B on the real cloud:\n%s", table)
 	assert.Regexp(t, `A\s+.*10 samples in 2 blocks`, table)
 	assert.Regexp(t, `B\s+.*10 samples in 2 blocks`, table)
+	assert.Regexp(t, `(?m)^keypress_to_screen\s`, table)
+	assert.Regexp(t, `(?m)^verdict\s`, table)
 	fx, st := fe.ks.Fetches(), fe.ks.Stats()
 	t.Logf("stand-in: %+v, fetches %+v", st, fx)
 	assert.GreaterOrEqual(t, fx.VV, 2, "a fresh .vv for every B block")
