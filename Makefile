@@ -31,14 +31,21 @@ REAL_LOADTEST_ENV := LATENCY_PROVIDER=qemu LATENCY_SAMPLES=20 \
 	LATENCY_CADENCE=300ms LATENCY_KEY_HOLD=30ms LATENCY_CADENCE_JITTER=100ms \
 	LATENCY_MAX_DURATION=120s LATENCY_EXPECT_P50=0.003-0.08 LATENCY_RESULTS_DIR=$(RESULTS_DIR)/real
 
-# The real-cloud lane: deploy/devcloud's Zed on 127.0.0.1. Its openrc
-# files and clouds.yaml (passwords) go under the cloud's own state
-# directory, never into the results.
-DEVCLOUD       := bash deploy/devcloud/devcloud.sh
-DEVCLOUD_STATE ?= /var/tmp/kerbside-devcloud
-DEVCLOUD_DIR   ?= $(DEVCLOUD_STATE)/out
+# The real-cloud lane: deploy/devcloud's OpenStack 2025.1 (Debian 13's, in
+# a trixie chroot) in a network namespace of its own. The chroot is built
+# once and kept (DEVCLOUD_CHROOT; `make cloud-purge` deletes it); the cloud's
+# state, openrc files and clouds.yaml (passwords) live in DEVCLOUD_STATE,
+# never in the results. The tests run inside the namespace
+# (devcloud.sh exec), where the cloud's 127.0.0.1 and the fake driver's
+# console host are.
+DEVCLOUD        := bash deploy/devcloud/devcloud.sh
+DEVCLOUD_STATE  ?= /var/tmp/kerbside-devcloud
+DEVCLOUD_CHROOT ?= /var/tmp/kerbside-devcloud-chroot
+DEVCLOUD_NETNS  ?= kerbside-devcloud
+DEVCLOUD_DIR    ?= $(DEVCLOUD_STATE)/out
+DEVCLOUD_ENV    := DEVCLOUD_STATE=$(DEVCLOUD_STATE) DEVCLOUD_CHROOT=$(DEVCLOUD_CHROOT) DEVCLOUD_NETNS=$(DEVCLOUD_NETNS)
 
-.PHONY: help test unit loadtest-bin loadtest-short loadtest-real loadtest lint bench fleet-bench fuzz sweep compare guest clean cloud-up cloud-test cloud-down
+.PHONY: help test unit loadtest-bin loadtest-short loadtest-real loadtest lint bench fleet-bench fuzz sweep compare guest clean cloud-up cloud-test cloud-down cloud-purge
 
 help:
 	@echo "make test       what CI runs: unit tests with -race, a short simulated loadtest and, where QEMU is installed,"
@@ -53,8 +60,9 @@ help:
 	@echo "make sweep      delete servers left by earlier runs (OpenStack; SWEEP_ARGS='-older-than 2h -dry-run')"
 	@echo "make compare    OLD=results/latency-A.csv NEW=results/latency-B.csv: medians, confidence and p-value"
 	@echo "make guest      rebuild the boot-sector guest harness/guest/guest.img from guest.asm (needs nasm)"
-	@echo "make cloud-test the openstack provider's end-to-end cases against a real OpenStack on this machine (root, Debian: installs and starts it)"
-	@echo "make cloud-down stop the dev cloud and delete its state"
+	@echo "make cloud-test the openstack provider's end-to-end cases against a real Nova 2025.1 (root, Debian: builds a trixie chroot, starts the cloud in its own network namespace)"
+	@echo "make cloud-down stop the dev cloud and delete its state (the chroot is kept)"
+	@echo "make cloud-purge cloud-down, then delete the chroot too"
 	@echo "make clean      remove results and build output"
 
 test: unit loadtest-short loadtest-real
@@ -149,16 +157,37 @@ guest:
 
 cloud-up:
 	@mkdir -p $(RESULTS_DIR)/cloud
-	DEVCLOUD_STATE=$(DEVCLOUD_STATE) DEVCLOUD_APT_LOG=$(RESULTS_DIR)/cloud/apt.log $(DEVCLOUD) install | tee $(RESULTS_DIR)/cloud/times.env
-	DEVCLOUD_STATE=$(DEVCLOUD_STATE) $(DEVCLOUD) up $(DEVCLOUD_DIR) | tee -a $(RESULTS_DIR)/cloud/times.env
+	$(DEVCLOUD_ENV) $(DEVCLOUD) install | tee $(RESULTS_DIR)/cloud/times.env
+	$(DEVCLOUD_ENV) $(DEVCLOUD) up $(DEVCLOUD_DIR) | tee -a $(RESULTS_DIR)/cloud/times.env
 
+# The test binary and the tools are built here, on the host: inside the
+# namespace there is no network (the tests' own builds find everything in
+# the caches). What the terminal shows goes to cloud-test.log, everything
+# the tests printed (the A/B table among it) to cloud-test.json, and those
+# and every other result file are searched for the cloud's passwords and
+# console tokens afterwards.
 cloud-test: cloud-up
-	DEVCLOUD_DIR=$(DEVCLOUD_DIR) $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/cloud/junit.xml -- \
-		-tags cloudtest -count=1 -timeout 15m -run '^TestCloud' .
-	@DEVCLOUD_STATE=$(DEVCLOUD_STATE) $(DEVCLOUD) status | tail -n 1 | sed 's/^/after the tests: /'
+	@mkdir -p bin $(RESULTS_DIR)/cloud
+	$(GO) test -c -tags cloudtest -o bin/cloud.test .
+	$(GO) test -c -tags loadtest -o bin/latency.test .
+	$(GO) build -o bin/ ./fakeryll ./cmd/latency-run ./cmd/latency-sweep
+	@$(GOTESTSUM) --version >/dev/null
+	@t0=$$(date +%s); rm -f $(RESULTS_DIR)/cloud/status; \
+	{ $(DEVCLOUD_ENV) $(DEVCLOUD) exec env DEVCLOUD_DIR=$(DEVCLOUD_DIR) GOFLAGS=-mod=readonly GOPROXY=off \
+		$(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/cloud/junit.xml --jsonfile $(RESULTS_DIR)/cloud/cloud-test.json --raw-command -- \
+		$(GO) tool test2json -t -p latency bin/cloud.test -test.v=test2json -test.count=1 -test.timeout 20m -test.run '^TestCloud'; \
+		echo $$? > $(RESULTS_DIR)/cloud/status; } 2>&1 | tee $(RESULTS_DIR)/cloud/cloud-test.log; \
+	status=$$(cat $(RESULTS_DIR)/cloud/status); rm -f $(RESULTS_DIR)/cloud/status; \
+	echo "tests_seconds=$$(( $$(date +%s) - t0 ))" | tee -a $(RESULTS_DIR)/cloud/times.env; \
+	$(DEVCLOUD_ENV) bash deploy/devcloud/nosecrets.sh $(RESULTS_DIR)/cloud || status=1; \
+	exit $$status
+	@$(DEVCLOUD_ENV) $(DEVCLOUD) status | tail -n 1 | sed 's/^/after the tests: /'
 
 cloud-down:
-	DEVCLOUD_STATE=$(DEVCLOUD_STATE) $(DEVCLOUD) down
+	$(DEVCLOUD_ENV) $(DEVCLOUD) down
+
+cloud-purge:
+	$(DEVCLOUD_ENV) $(DEVCLOUD) purge
 
 clean:
 	rm -rf $(RESULTS_DIR) bin

@@ -31,6 +31,18 @@ type Spec struct {
 	// without a ticket (disable-ticketing=on). NewPassword makes one.
 	Password secret.String
 
+	// SpicePort is the plain SPICE port; zero means a free loopback port.
+	// A fixed port is for a far end whose address someone else decided
+	// (Nova's fake virt driver says 6969): it is tried once, never moved.
+	SpicePort int
+
+	// TLSPort, when set, adds a SPICE TLS port whose certificate, key and
+	// CA QEMU reads from X509Dir (ca-cert.pem, server-cert.pem,
+	// server-key.pem: QEMU's x509-dir). Plain and TLS ports serve every
+	// channel.
+	TLSPort int
+	X509Dir string
+
 	// Name is QEMU's -name, shown in ps and QEMU's messages. Empty means
 	// "kerbside-latency". Letters, digits, '.', '_' and '-' only.
 	Name string
@@ -166,6 +178,12 @@ func (s Spec) validate() error {
 	if !nameRE.MatchString(s.Name) {
 		errs = append(errs, fmt.Errorf("name %q: use letters, digits, '.', '_' and '-' only", s.Name))
 	}
+	if s.SpicePort < 0 || s.SpicePort > 65535 || s.TLSPort < 0 || s.TLSPort > 65535 {
+		errs = append(errs, fmt.Errorf("SPICE ports %d and %d: want 0 to 65535", s.SpicePort, s.TLSPort))
+	}
+	if (s.TLSPort > 0) != (s.X509Dir != "") {
+		errs = append(errs, errors.New("TLSPort and X509Dir go together: a TLS port needs its certificate directory"))
+	}
 	if s.MemoryMiB < 1 {
 		errs = append(errs, fmt.Errorf("MemoryMiB %d is not positive", s.MemoryMiB))
 	}
@@ -204,6 +222,9 @@ func (s Spec) args(dir string, port int) []string {
 		"-vga", "std",
 		"-display", "none",
 		"-nic", "none",
+	}
+	if s.TLSPort > 0 {
+		spice += ",tls-port=" + strconv.Itoa(s.TLSPort) + ",x509-dir=" + s.X509Dir
 	}
 	if s.Password.IsZero() {
 		spice += ",disable-ticketing=on"

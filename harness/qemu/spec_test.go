@@ -88,6 +88,15 @@ func TestArgs(t *testing.T) {
 		assert.NotContains(t, strings.Join(a, " "), pw.Reveal())
 		assert.Equal(t, "-S", a[len(a)-1], "ExtraArgs come last")
 	})
+	t.Run("TLS port", func(t *testing.T) {
+		a := Spec{SpicePort: 6969, TLSPort: 6970, X509Dir: "/tmp/x509"}.withDefaults().args(dir, 6969)
+		assertFlag(t, a, "-spice", "port=6969,addr=127.0.0.1,tls-port=6970,x509-dir=/tmp/x509,disable-ticketing=on")
+	})
+	t.Run("TLS port without its directory", func(t *testing.T) {
+		err := Spec{Image: []byte{0}, LogPath: "x", TLSPort: 6970}.withDefaults().validate()
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "TLSPort and X509Dir go together")
+	})
 }
 
 // assertFlag checks that flag appears in a, followed by value.

@@ -79,6 +79,9 @@ type VM struct {
 // killed, the private directory removed, the log closed. A QEMU that
 // exits during boot is an *ExitError quoting its last output lines.
 func Start(ctx context.Context, spec Spec) (*VM, error) {
+	if spec.SpicePort != 0 {
+		return start(ctx, spec, func() (int, error) { return spec.SpicePort, nil })
+	}
 	return start(ctx, spec, freePort)
 }
 
@@ -159,7 +162,7 @@ func start(ctx context.Context, spec Spec, pickPort func() (int, error)) (_ *VM,
 			break
 		}
 		var ee *ExitError
-		if errors.As(err, &ee) && attempt < portAttempts && portTaken(ee.Tail) {
+		if errors.As(err, &ee) && attempt < portAttempts && portTaken(ee.Tail) && spec.SpicePort == 0 {
 			vm.log.Warn("SPICE port taken before QEMU bound it; retrying on another", "port", port, "attempt", attempt)
 			p = nil // exited and reaped: nothing left to release
 			continue
