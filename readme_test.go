@@ -16,11 +16,14 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/config"
 )
 
-// TestREADMEDocumentsEveryVariable keeps the README's configuration table
-// in step with config.Vars: every variable the loadtest reads has a row
-// with its default, and every row names a variable that exists.
+// TestREADMEDocumentsEveryVariable keeps the reference's configuration
+// table (docs/reference.md) in step with config.Vars: every variable the
+// loadtest reads has a row with its default, and every row names a
+// variable that exists. The README names the two commands.
 func TestREADMEDocumentsEveryVariable(t *testing.T) {
-	b, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join("docs", "reference.md"))
 	require.NoError(t, err)
 	rows := map[string]string{}
 	for _, m := range regexp.MustCompile("(?m)^\\| `(LATENCY_[A-Z0-9_]+)` \\| ([^|]*) \\|").FindAllStringSubmatch(string(b), -1) {
@@ -30,20 +33,20 @@ func TestREADMEDocumentsEveryVariable(t *testing.T) {
 	for _, v := range config.Vars {
 		known[v.Name] = true
 		def, ok := rows[v.Name]
-		if !assert.True(t, ok, "README has no row for %s", v.Name) {
+		if !assert.True(t, ok, "docs/reference.md has no row for %s", v.Name) {
 			continue
 		}
 		want := v.Default
 		if want == "" {
 			want = "(none)"
 		}
-		assert.Equal(t, want, def, "README default of %s", v.Name)
+		assert.Equal(t, want, def, "docs/reference.md's default of %s", v.Name)
 	}
 	for name := range rows {
-		assert.True(t, known[name], "README documents %s, which the loadtest does not read", name)
+		assert.True(t, known[name], "docs/reference.md documents %s, which the loadtest does not read", name)
 	}
 	for _, cmd := range []string{"make loadtest", "make test"} {
-		assert.Contains(t, string(b), cmd)
+		assert.Contains(t, string(readme), cmd)
 	}
 }
 

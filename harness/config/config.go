@@ -447,7 +447,7 @@ func loadConsoles(p *parser, c *Config) {
 		p.failf("LATENCY_CONSOLES=%d with LATENCY_PROVIDER=%s: that provider names one console, and a SPICE server serves one client; use openstack or fake for several", c.Consoles, c.Provider)
 	}
 	if c.Consoles > maxConsoles {
-		p.failf("LATENCY_CONSOLES=%d: at most %d in one run; spread larger loads over several machines (README, Many consoles)", c.Consoles, maxConsoles)
+		p.failf("LATENCY_CONSOLES=%d: at most %d in one run; spread larger loads over several machines (docs/guide.md, Many consoles)", c.Consoles, maxConsoles)
 	}
 }
 

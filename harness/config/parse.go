@@ -71,7 +71,7 @@ func (p *parser) err() error {
 	if len(p.errs) == 0 {
 		return nil
 	}
-	return errors.New("invalid loadtest configuration (see README.md, Configuration):\n  - " + strings.Join(p.errs, "\n  - "))
+	return errors.New("invalid loadtest configuration (see docs/reference.md, Configuration):\n  - " + strings.Join(p.errs, "\n  - "))
 }
 
 func (p *parser) str(name, def string) string {

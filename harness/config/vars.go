@@ -115,7 +115,7 @@ func Unknown(name string, known []string) string {
 	if near := Nearest(name, known); near != "" {
 		return fmt.Sprintf("%s: unknown; did you mean %s?", name, near)
 	}
-	return fmt.Sprintf("%s: unknown (no variable of that name; see README.md, Configuration)", name)
+	return fmt.Sprintf("%s: unknown (no variable of that name; see docs/reference.md, Configuration)", name)
 }
 
 // Nearest is the known name closest to name by edit distance, or "" when

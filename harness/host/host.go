@@ -32,7 +32,7 @@ import (
 
 // The stated bounds beyond which the host is too busy for a single run's
 // verdict to be pass. They are fixed, not configurable, so that every
-// run is judged by the same rule and the rule is in the README.
+// run is judged by the same rule and the rule is in docs/guide.md (the A/B).
 const (
 	// MaxLagP99 is the largest 99th percentile of the harness's timer
 	// lag that still leaves a sample trustworthy to a fraction of a

@@ -4,7 +4,7 @@ import "strings"
 
 // The names of every file a run leaves in LATENCY_RESULTS_DIR, in one
 // place: the loadtest writes them, latency-compare and latency-merge find
-// them, and the README's Outputs table describes them.
+// them, and docs/reference.md's Outputs table describes them.
 const (
 	// FilePrefix starts the name of every result file but ryll's log.
 	FilePrefix = "latency-"
