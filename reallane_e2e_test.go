@@ -63,7 +63,7 @@ func realLane(t *testing.T) (loadtestBin string, env map[string]string) {
 // never by the clock. On a host the run found quiet, nodelay must pass
 // (the upper end of both intervals below 10 ms), nagle must fail naming
 // the repaint; on a busy host neither may pass. Only the pass needs the
-// default LATENCY_SAMPLES (60 a leg) to narrow its interval below the
+// default LATENCY_SAMPLES (100 a leg) to narrow its interval below the
 // threshold; a failure of 40 ms or more shows at 20 a leg, which keeps
 // make test short.
 func TestRealLaneAB(t *testing.T) {
@@ -74,7 +74,7 @@ func TestRealLaneAB(t *testing.T) {
 		firstLo, firstHi   float64 // seconds: B-A of the first draw
 		repaintLo, repaint float64 // seconds: B-A of the repaint, lower and upper bound
 		failing            string
-		samples            string // a leg; empty: the default (60)
+		samples            string // a leg; empty: the default (100)
 	}{
 		{"nagle", false, -0.015, 0.015, 0.020, 0.090, "keypress_to_repaint", "20"},
 		{"nodelay", true, -0.015, 0.015, -0.015, 0.015, "", ""},
@@ -85,6 +85,10 @@ func TestRealLaneAB(t *testing.T) {
 			delete(e, "LATENCY_SAMPLES")
 			if tc.samples != "" {
 				e["LATENCY_SAMPLES"] = tc.samples
+			} else {
+				// 200 presses: blocks of 20 (runAB leaves room for a
+				// busy host).
+				e["LATENCY_AB_BLOCK"] = "20"
 			}
 			e["LATENCY_B_PROXY"] = tc.proxy
 			o := runAB(t, e)

@@ -32,13 +32,13 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, ProviderFake, c.Provider)
 	m := c.Measure
 	assert.Equal(t, measure.KeypressToScreen, m.Metric)
-	assert.Equal(t, 60, m.Samples)
+	assert.Equal(t, 100, m.Samples)
 	assert.Equal(t, 2*time.Second, m.Cadence)
 	assert.Equal(t, 100*time.Millisecond, m.Hold)
 	assert.Equal(t, 200*time.Millisecond, m.Jitter)
 	assert.Equal(t, time.Second, m.Window, "min(cadence, 1s)")
 	assert.Equal(t, time.Second, m.Quiet, "the window, at most 1s")
-	assert.Equal(t, 600*time.Second, m.MaxDuration)
+	assert.Equal(t, 15*time.Minute, m.MaxDuration)
 	assert.Equal(t, 60*time.Second, c.ReadyTimeout)
 	assert.Equal(t, uint16(0x39), c.Scancode)
 	assert.Equal(t, "results", c.ResultsDir)
@@ -129,7 +129,7 @@ func TestProblems(t *testing.T) {
 		{"sanity not number", map[string]string{"LATENCY_SANITY_MAX": "fast"}, "LATENCY_SANITY_MAX"},
 		{"break code", map[string]string{"LATENCY_SCANCODE": "0xB9"}, "make code"},
 		{"zero duration", map[string]string{"LATENCY_MAX_DURATION": "0s"}, "above zero"},
-		{"samples cannot fit", map[string]string{"LATENCY_SAMPLES": "400", "LATENCY_CADENCE": "2s"}, "needs at least 13m20s"},
+		{"samples cannot fit", map[string]string{"LATENCY_SAMPLES": "600", "LATENCY_CADENCE": "2s"}, "needs at least 20m0s"},
 		{"consoles with direct", map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:1", "LATENCY_CONSOLES": "3"}, "a SPICE server serves one client"},
 		{"too many consoles", map[string]string{"LATENCY_CONSOLES": "501"}, "at most 500"},
 		{"parallel zero", map[string]string{"LATENCY_PARALLEL": "0"}, "LATENCY_PARALLEL"},
@@ -283,7 +283,7 @@ func TestABProblems(t *testing.T) {
 		"b boots a guest":    {map[string]string{"LATENCY_PROVIDER": "qemu", "LATENCY_B_PROVIDER": "qemu"}, "must reach the same guest"},
 		"b url not http":     {map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:1", "LATENCY_B_PROVIDER": "url", "LATENCY_B_CONSOLE": "h:2"}, "LATENCY_B_CONSOLE=http"},
 		"ping metric":        {map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:1", "LATENCY_B_CONSOLE": "h:2", "LATENCY_METRIC": "ping"}, "compares keypress figures"},
-		"does not fit":       {map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:1", "LATENCY_B_CONSOLE": "h:2", "LATENCY_SAMPLES": "200"}, "for both legs"},
+		"does not fit":       {map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "h:1", "LATENCY_B_CONSOLE": "h:2", "LATENCY_SAMPLES": "300"}, "for both legs"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Load(env(tc.env))

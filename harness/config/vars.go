@@ -38,7 +38,7 @@ var Vars = []Var{
 	{Name: "LATENCY_RESULTS_DIR", Default: "results", Help: "where the CSV, sidecar, ryll log and junit.xml go"},
 	{Name: "LATENCY_RUN_ID", Default: "UTC time + random suffix", Help: "names the run's files and server"},
 	{Name: "LATENCY_METRIC", Default: measure.KeypressToScreen.Short(), Help: "keypress (key to the first draw), repaint (key to the last draw of the repaint) or ping (PING interval from latency events); both keypress figures are always measured"},
-	{Name: "LATENCY_SAMPLES", Default: fmt.Sprint(defaults.Samples), Help: "samples to collect"},
+	{Name: "LATENCY_SAMPLES", Default: fmt.Sprintf("%d (ping: %d)", defaults.Samples, measure.DefaultConfig(measure.PingInterval).Samples), Help: "samples to collect (an A/B: a leg); 100 so that an equivalent A/B proves its pass (docs/guide.md, the A/B)"},
 	{Name: "LATENCY_CADENCE", Default: human(defaults.Cadence), Help: "time from one key press to the next (before jitter); the measurement may wait longer for a quiet gap"},
 	{Name: "LATENCY_CADENCE_JITTER", Default: human(defaults.Jitter), Help: "random extra delay in [0, jitter) added to each gap, so presses do not phase-lock with the guest's display refresh"},
 	{Name: "LATENCY_KEY_HOLD", Default: human(defaults.Hold), Help: "time between key down and key up"},
