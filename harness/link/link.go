@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/address"
+	"github.com/shakenfist/kerbside-latency/harness/tcpserve"
 )
 
 // Defaults for Config's zero values, and the link's fixed bounds.
@@ -89,23 +90,13 @@ func (cfg Config) control(_, _ string, rc syscall.RawConn) error {
 type Link struct {
 	cfg    Config
 	target string
-	ln     net.Listener
 	log    *slog.Logger
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	stop   func() bool // stops the AfterFunc on the Start context
-	wg     sync.WaitGroup
+	srv    *tcpserve.Server[*conn]
 
-	mu       sync.Mutex
-	closed   bool
-	nextID   uint64
-	open     map[uint64]*conn
+	mu       sync.Mutex // the server's: guards its open set and what follows
 	ended    []ConnStats
 	total    Stats // the ended connections, summed
 	seedBase uint64
-
-	closeOnce sync.Once
-	closeErr  error
 }
 
 // Start listens on cfg.Listen and forwards every client connection to
@@ -154,9 +145,7 @@ func Start(ctx context.Context, cfg Config) (*Link, error) {
 	l := &Link{
 		cfg:      cfg,
 		target:   target.HostPort(),
-		ln:       ln,
 		log:      cfg.Logger.With("component", "link", "profile", cfg.Profile.String()),
-		open:     make(map[uint64]*conn),
 		seedBase: cfg.Seed,
 	}
 	if l.seedBase == 0 {
@@ -164,16 +153,24 @@ func Start(ctx context.Context, cfg Config) (*Link, error) {
 	}
 	l.total.Profile = cfg.Profile
 	l.total.Ends = map[string]int{}
-	l.ctx, l.cancel = context.WithCancelCause(context.Background())
-	l.stop = context.AfterFunc(ctx, func() { l.shutdown(context.Cause(ctx)) })
+	l.srv = tcpserve.New(tcpserve.Config[*conn]{
+		Name:   "link",
+		Closed: ErrClosed,
+		New: func(ctx context.Context, id uint64, nc *net.TCPConn) *conn {
+			return newConn(ctx, l, id, nc)
+		},
+		Ended:        l.retire,
+		Mu:           &l.mu,
+		Logger:       l.log,
+		CloseTimeout: CloseTimeout,
+	})
 	l.log.Info("link listening", "listen", ln.Addr().String(), "target", l.target)
-	l.wg.Add(1)
-	go l.accept()
+	l.srv.Serve(ctx, ln)
 	return l, nil
 }
 
 // Addr is the address clients connect to.
-func (l *Link) Addr() net.Addr { return l.ln.Addr() }
+func (l *Link) Addr() net.Addr { return l.srv.Addr() }
 
 // Profile is the profile the link applies.
 func (l *Link) Profile() Profile { return l.cfg.Profile }
@@ -183,89 +180,17 @@ func (l *Link) Profile() Profile { return l.cfg.Profile }
 // CloseTimeout, for the link's goroutines. It is safe to call more than
 // once and returns the same error each time.
 func (l *Link) Close() error {
-	l.closeOnce.Do(func() {
-		l.stop()
-		l.shutdown(ErrClosed)
-		done := make(chan struct{})
-		go func() { l.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(CloseTimeout):
-			l.mu.Lock()
-			n := len(l.open)
-			l.mu.Unlock()
-			l.closeErr = fmt.Errorf("close link: %d connections did not end within %s", n, CloseTimeout)
-		}
-	})
-	return l.closeErr
+	if err := l.srv.Close(); err != nil {
+		return fmt.Errorf("close link: %w", err)
+	}
+	return nil
 }
 
-// shutdown closes the listener and every open connection without
-// waiting.
-func (l *Link) shutdown(cause error) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return
-	}
-	l.closed = true
-	open := make([]*conn, 0, len(l.open))
-	for _, c := range l.open {
-		open = append(open, c)
-	}
-	l.mu.Unlock()
-	l.cancel(cause)
-	_ = l.ln.Close()
-	for _, c := range open {
-		c.abort(EndLinkClosed, fmt.Errorf("link shutting down: %w", cause))
-	}
-}
-
-func (l *Link) accept() {
-	defer l.wg.Done()
-	backoff := 5 * time.Millisecond
-	for {
-		nc, err := l.ln.Accept()
-		if err != nil {
-			if l.ctx.Err() != nil {
-				return
-			}
-			l.log.Error("accept", "err", err, "retry_in", backoff)
-			select {
-			case <-l.ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 5 * time.Millisecond
-		l.mu.Lock()
-		if l.closed {
-			l.mu.Unlock()
-			_ = nc.Close()
-			return
-		}
-		l.nextID++
-		c := newConn(l, l.nextID, nc.(*net.TCPConn))
-		l.open[c.id] = c
-		l.wg.Add(1)
-		l.mu.Unlock()
-		go func() {
-			defer l.wg.Done()
-			c.run()
-			l.retire(c)
-		}()
-	}
-}
-
-// retire moves an ended connection's stats from the open set to the
-// totals and the ended list.
+// retire adds an ended connection's stats to the totals and the ended
+// list; the server calls it with l.mu held, as the connection leaves the
+// open set.
 func (l *Link) retire(c *conn) {
 	s := c.stats()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.open, c.id)
 	if len(l.ended) == keptEnded {
 		l.ended = append(l.ended[:0], l.ended[1:]...)
 	}
@@ -278,10 +203,7 @@ func (l *Link) retire(c *conn) {
 func (l *Link) Conns() []ConnStats {
 	l.mu.Lock()
 	out := append([]ConnStats(nil), l.ended...)
-	open := make([]*conn, 0, len(l.open))
-	for _, c := range l.open {
-		open = append(open, c)
-	}
+	open := l.srv.OpenLocked()
 	l.mu.Unlock()
 	for _, c := range open {
 		out = append(out, c.stats())
@@ -296,10 +218,7 @@ func (l *Link) Stats() Stats {
 	l.mu.Lock()
 	total := l.total
 	total.Ends = maps.Clone(l.total.Ends)
-	open := make([]*conn, 0, len(l.open))
-	for _, c := range l.open {
-		open = append(open, c)
-	}
+	open := l.srv.OpenLocked()
 	l.mu.Unlock()
 	for _, c := range open {
 		total.add(c.stats())

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/address"
+	"github.com/shakenfist/kerbside-latency/harness/tcpserve"
 )
 
 // Defaults for Config's zero values, and the proxy's fixed bounds.
@@ -57,21 +58,11 @@ type Config struct {
 type Proxy struct {
 	cfg    Config
 	target string
-	ln     net.Listener
 	log    *slog.Logger
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	stop   func() bool // stops the AfterFunc on the Start context
-	wg     sync.WaitGroup
+	srv    *tcpserve.Server[*conn]
 
-	mu     sync.Mutex
-	closed bool
-	nextID uint64
-	open   map[uint64]*conn
-	ended  []ConnStats
-
-	closeOnce sync.Once
-	closeErr  error
+	mu    sync.Mutex // the server's: guards its open set and ended
+	ended []ConnStats
 }
 
 // Start listens on cfg.Listen and proxies every client connection to
@@ -115,20 +106,26 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	p := &Proxy{
 		cfg:    cfg,
 		target: target.HostPort(),
-		ln:     ln,
 		log:    cfg.Logger.With("component", "spiceproxy", "mode", cfg.Mode.String()),
-		open:   make(map[uint64]*conn),
 	}
-	p.ctx, p.cancel = context.WithCancelCause(context.Background())
-	p.stop = context.AfterFunc(ctx, func() { p.shutdown(context.Cause(ctx)) })
+	p.srv = tcpserve.New(tcpserve.Config[*conn]{
+		Name:   "proxy",
+		Closed: ErrClosed,
+		New: func(ctx context.Context, id uint64, nc *net.TCPConn) *conn {
+			return newConn(ctx, p, id, nc)
+		},
+		Ended:        p.retire,
+		Mu:           &p.mu,
+		Logger:       p.log,
+		CloseTimeout: CloseTimeout,
+	})
 	p.log.Info("spice proxy listening", "listen", ln.Addr().String(), "target", p.target)
-	p.wg.Add(1)
-	go p.accept()
+	p.srv.Serve(ctx, ln)
 	return p, nil
 }
 
 // Addr is the address clients connect to.
-func (p *Proxy) Addr() net.Addr { return p.ln.Addr() }
+func (p *Proxy) Addr() net.Addr { return p.srv.Addr() }
 
 // Mode is the mode the proxy runs in.
 func (p *Proxy) Mode() Mode { return p.cfg.Mode }
@@ -137,88 +134,25 @@ func (p *Proxy) Mode() Mode { return p.cfg.Mode }
 // CloseTimeout, for the proxy's goroutines. It is safe to call more than
 // once and returns the same error each time.
 func (p *Proxy) Close() error {
-	p.closeOnce.Do(func() {
-		p.stop()
-		p.shutdown(ErrClosed)
-		done := make(chan struct{})
-		go func() { p.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(CloseTimeout):
-			p.mu.Lock()
-			n := len(p.open)
-			p.mu.Unlock()
-			p.closeErr = fmt.Errorf("close spice proxy: %d connections did not end within %s", n, CloseTimeout)
-		}
-	})
-	return p.closeErr
+	if err := p.srv.Close(); err != nil {
+		return fmt.Errorf("close spice proxy: %w", err)
+	}
+	return nil
 }
 
-// shutdown closes the listener and every open connection without
-// waiting.
-func (p *Proxy) shutdown(cause error) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	p.closed = true
-	open := make([]*conn, 0, len(p.open))
-	for _, c := range p.open {
-		open = append(open, c)
-	}
-	p.mu.Unlock()
-	p.cancel(cause)
-	_ = p.ln.Close()
-	for _, c := range open {
-		c.abort(fmt.Errorf("proxy shutting down: %w", cause))
-	}
-}
-
-func (p *Proxy) accept() {
-	defer p.wg.Done()
-	backoff := 5 * time.Millisecond
-	for {
-		nc, err := p.ln.Accept()
-		if err != nil {
-			if p.ctx.Err() != nil {
-				return
-			}
-			p.log.Error("accept", "err", err, "retry_in", backoff)
-			select {
-			case <-p.ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 5 * time.Millisecond
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			_ = nc.Close()
+// open yields the open connections by id, for a caller that holds p.mu.
+func (p *Proxy) open(yield func(uint64, *conn) bool) {
+	for _, c := range p.srv.OpenLocked() {
+		if !yield(c.id, c) {
 			return
 		}
-		p.nextID++
-		c := newConn(p, p.nextID, nc.(*net.TCPConn))
-		p.open[c.id] = c
-		p.wg.Add(1)
-		p.mu.Unlock()
-		go func() {
-			defer p.wg.Done()
-			c.run()
-			p.retire(c)
-		}()
 	}
 }
 
-// retire moves an ended connection's stats to the ended list.
+// retire adds an ended connection's stats to the ended list; the server
+// calls it with p.mu held, as the connection leaves the open set.
 func (p *Proxy) retire(c *conn) {
 	s := c.stats()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.open, c.id)
 	if len(p.ended) == keptEnded {
 		p.ended = append(p.ended[:0], p.ended[1:]...)
 	}
@@ -256,10 +190,7 @@ type ConnStats struct {
 func (p *Proxy) Conns() []ConnStats {
 	p.mu.Lock()
 	out := append([]ConnStats(nil), p.ended...)
-	open := make([]*conn, 0, len(p.open))
-	for _, c := range p.open {
-		open = append(open, c)
-	}
+	open := p.srv.OpenLocked()
 	p.mu.Unlock()
 	for _, c := range open {
 		out = append(out, c.stats())
