@@ -1,7 +1,6 @@
 package link
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,18 +8,16 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/shakenfist/kerbside-latency/harness/address"
 	"github.com/shakenfist/kerbside-latency/harness/tcpserve"
 )
 
 // Defaults for Config's zero values, and the link's fixed bounds.
 const (
-	DefaultListen      = "127.0.0.1:0"
+	DefaultListen      = tcpserve.DefaultListen
 	DefaultDialTimeout = 10 * time.Second
 	// DefaultReadBuffer is the kernel receive buffer (SO_RCVBUF) of the
 	// link's sockets. The bytes the kernel holds before the link reads
@@ -33,9 +30,7 @@ const (
 	DefaultMSS = 1460
 	// CloseTimeout bounds Close's wait for the link's goroutines once
 	// every socket is closed.
-	CloseTimeout = 5 * time.Second
-	// keptEnded is how many ended connections Conns still reports.
-	keptEnded = 256
+	CloseTimeout = tcpserve.DefaultCloseTimeout
 )
 
 // ErrClosed is the cause of the link's context once Close was called.
@@ -91,11 +86,10 @@ type Link struct {
 	cfg    Config
 	target string
 	log    *slog.Logger
-	srv    *tcpserve.Server[*conn]
+	srv    *tcpserve.Server[*conn, ConnStats]
 
-	mu       sync.Mutex // the server's: guards its open set and what follows
-	ended    []ConnStats
-	total    Stats // the ended connections, summed
+	mu       sync.Mutex // the server's: guards its open set and total
+	total    Stats      // the ended connections, summed
 	seedBase uint64
 }
 
@@ -104,9 +98,6 @@ type Link struct {
 // A ctx that ends closes every connection, as Close does; Close must
 // still be called to wait for the link's goroutines.
 func Start(ctx context.Context, cfg Config) (*Link, error) {
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
-	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
@@ -122,29 +113,18 @@ func Start(ctx context.Context, cfg Config) (*Link, error) {
 	if err := cfg.Profile.Validate(); err != nil {
 		return nil, fmt.Errorf("start link: %w", err)
 	}
-	if cfg.Target == "" {
-		return nil, errors.New("start link: no target: want the server's host:port")
-	}
-	target, err := address.ParseDirect(cfg.Target)
-	if err != nil {
-		return nil, fmt.Errorf("start link: target: %w", err)
-	}
-	if target.TLSPort != 0 {
-		return nil, fmt.Errorf("start link: target %q names a TLS port too: a link forwards one port, so start one per port", cfg.Target)
-	}
 	if cfg.DialTimeout < 0 {
 		return nil, fmt.Errorf("start link: negative DialTimeout %s", cfg.DialTimeout)
 	}
 	// Accepted sockets inherit the listener's options, set before the
 	// handshake so that the window and the MSS advertised fit them.
-	lc := net.ListenConfig{Control: cfg.control}
-	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	ln, target, err := tcpserve.Listen(ctx, net.ListenConfig{Control: cfg.control}, "link", cfg.Listen, cfg.Target)
 	if err != nil {
-		return nil, fmt.Errorf("start link: listen on %s: %w", cfg.Listen, err)
+		return nil, fmt.Errorf("start link: %w", err)
 	}
 	l := &Link{
 		cfg:      cfg,
-		target:   target.HostPort(),
+		target:   target,
 		log:      cfg.Logger.With("component", "link", "profile", cfg.Profile.String()),
 		seedBase: cfg.Seed,
 	}
@@ -153,19 +133,18 @@ func Start(ctx context.Context, cfg Config) (*Link, error) {
 	}
 	l.total.Profile = cfg.Profile
 	l.total.Ends = map[string]int{}
-	l.srv = tcpserve.New(tcpserve.Config[*conn]{
+	l.srv = tcpserve.New(tcpserve.Config[*conn, ConnStats]{
 		Name:   "link",
 		Closed: ErrClosed,
 		New: func(ctx context.Context, id uint64, nc *net.TCPConn) *conn {
 			return newConn(ctx, l, id, nc)
 		},
-		Ended:        l.retire,
-		Mu:           &l.mu,
-		Logger:       l.log,
-		CloseTimeout: CloseTimeout,
+		Stats:  (*conn).stats,
+		Ended:  l.total.add,
+		Mu:     &l.mu,
+		Logger: l.log,
 	})
-	l.log.Info("link listening", "listen", ln.Addr().String(), "target", l.target)
-	l.srv.Serve(ctx, ln)
+	l.srv.Serve(ctx, ln, "target", l.target)
 	return l, nil
 }
 
@@ -179,38 +158,11 @@ func (l *Link) Profile() Profile { return l.cfg.Profile }
 // link are dropped, as when a cable is pulled) and waits, at most
 // CloseTimeout, for the link's goroutines. It is safe to call more than
 // once and returns the same error each time.
-func (l *Link) Close() error {
-	if err := l.srv.Close(); err != nil {
-		return fmt.Errorf("close link: %w", err)
-	}
-	return nil
-}
-
-// retire adds an ended connection's stats to the totals and the ended
-// list; the server calls it with l.mu held, as the connection leaves the
-// open set.
-func (l *Link) retire(c *conn) {
-	s := c.stats()
-	if len(l.ended) == keptEnded {
-		l.ended = append(l.ended[:0], l.ended[1:]...)
-	}
-	l.ended = append(l.ended, s)
-	l.total.add(s)
-}
+func (l *Link) Close() error { return l.srv.Close() }
 
 // Conns reports the open connections and the last ended ones, in the
 // order they were accepted.
-func (l *Link) Conns() []ConnStats {
-	l.mu.Lock()
-	out := append([]ConnStats(nil), l.ended...)
-	open := l.srv.OpenLocked()
-	l.mu.Unlock()
-	for _, c := range open {
-		out = append(out, c.stats())
-	}
-	slices.SortFunc(out, func(a, b ConnStats) int { return cmp.Compare(a.ID, b.ID) })
-	return out
-}
+func (l *Link) Conns() []ConnStats { return l.srv.Conns() }
 
 // Stats is what the link did to every connection so far, open or ended,
 // summed per direction.

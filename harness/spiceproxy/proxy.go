@@ -1,23 +1,20 @@
 package spiceproxy
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"sync"
 	"time"
 
-	"github.com/shakenfist/kerbside-latency/harness/address"
 	"github.com/shakenfist/kerbside-latency/harness/tcpserve"
 )
 
 // Defaults for Config's zero values, and the proxy's fixed bounds.
 const (
-	DefaultListen      = "127.0.0.1:0"
+	DefaultListen      = tcpserve.DefaultListen
 	DefaultDialTimeout = 10 * time.Second
 	// DefaultDelayBuffer bounds the bytes a delay proxy holds per
 	// direction of one connection. When it is full the proxy stops
@@ -25,9 +22,7 @@ const (
 	DefaultDelayBuffer = 8 << 20
 	// CloseTimeout bounds Close's wait for the proxy's goroutines once
 	// every socket is closed.
-	CloseTimeout = 5 * time.Second
-	// keptEnded is how many ended connections Conns still reports.
-	keptEnded = 256
+	CloseTimeout = tcpserve.DefaultCloseTimeout
 )
 
 // ErrClosed is the cause of the proxy's context once Close was called.
@@ -59,10 +54,9 @@ type Proxy struct {
 	cfg    Config
 	target string
 	log    *slog.Logger
-	srv    *tcpserve.Server[*conn]
+	srv    *tcpserve.Server[*conn, ConnStats]
 
-	mu    sync.Mutex // the server's: guards its open set and ended
-	ended []ConnStats
+	mu sync.Mutex // the server's: guards its open set (see open)
 }
 
 // Start listens on cfg.Listen and proxies every client connection to
@@ -70,9 +64,6 @@ type Proxy struct {
 // that ends closes every connection, as Close does; Close must still be
 // called to wait for the proxy's goroutines.
 func Start(ctx context.Context, cfg Config) (*Proxy, error) {
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
-	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
@@ -85,42 +76,29 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	if err := cfg.Mode.validate(); err != nil {
 		return nil, fmt.Errorf("start spice proxy: %w", err)
 	}
-	if cfg.Target == "" {
-		return nil, errors.New("start spice proxy: no target: want the SPICE server's host:port")
-	}
-	target, err := address.ParseDirect(cfg.Target)
-	if err != nil {
-		return nil, fmt.Errorf("start spice proxy: target: %w", err)
-	}
-	if target.TLSPort != 0 {
-		return nil, fmt.Errorf("start spice proxy: target %q names a TLS port too: a proxy forwards one port, so start one per port", cfg.Target)
-	}
 	if cfg.DialTimeout < 0 || cfg.DelayBuffer < 0 {
 		return nil, fmt.Errorf("start spice proxy: negative DialTimeout (%s) or DelayBuffer (%d)", cfg.DialTimeout, cfg.DelayBuffer)
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	ln, target, err := tcpserve.Listen(ctx, net.ListenConfig{}, "proxy", cfg.Listen, cfg.Target)
 	if err != nil {
-		return nil, fmt.Errorf("start spice proxy: listen on %s: %w", cfg.Listen, err)
+		return nil, fmt.Errorf("start spice proxy: %w", err)
 	}
 	p := &Proxy{
 		cfg:    cfg,
-		target: target.HostPort(),
+		target: target,
 		log:    cfg.Logger.With("component", "spiceproxy", "mode", cfg.Mode.String()),
 	}
-	p.srv = tcpserve.New(tcpserve.Config[*conn]{
-		Name:   "proxy",
+	p.srv = tcpserve.New(tcpserve.Config[*conn, ConnStats]{
+		Name:   "spice proxy",
 		Closed: ErrClosed,
 		New: func(ctx context.Context, id uint64, nc *net.TCPConn) *conn {
 			return newConn(ctx, p, id, nc)
 		},
-		Ended:        p.retire,
-		Mu:           &p.mu,
-		Logger:       p.log,
-		CloseTimeout: CloseTimeout,
+		Stats:  (*conn).stats,
+		Mu:     &p.mu,
+		Logger: p.log,
 	})
-	p.log.Info("spice proxy listening", "listen", ln.Addr().String(), "target", p.target)
-	p.srv.Serve(ctx, ln)
+	p.srv.Serve(ctx, ln, "target", p.target)
 	return p, nil
 }
 
@@ -133,12 +111,7 @@ func (p *Proxy) Mode() Mode { return p.cfg.Mode }
 // Close stops accepting, closes every connection and waits, at most
 // CloseTimeout, for the proxy's goroutines. It is safe to call more than
 // once and returns the same error each time.
-func (p *Proxy) Close() error {
-	if err := p.srv.Close(); err != nil {
-		return fmt.Errorf("close spice proxy: %w", err)
-	}
-	return nil
-}
+func (p *Proxy) Close() error { return p.srv.Close() }
 
 // open yields the open connections by id, for a caller that holds p.mu.
 func (p *Proxy) open(yield func(uint64, *conn) bool) {
@@ -147,16 +120,6 @@ func (p *Proxy) open(yield func(uint64, *conn) bool) {
 			return
 		}
 	}
-}
-
-// retire adds an ended connection's stats to the ended list; the server
-// calls it with p.mu held, as the connection leaves the open set.
-func (p *Proxy) retire(c *conn) {
-	s := c.stats()
-	if len(p.ended) == keptEnded {
-		p.ended = append(p.ended[:0], p.ended[1:]...)
-	}
-	p.ended = append(p.ended, s)
 }
 
 // ConnStats describes one proxied connection (one SPICE channel).
@@ -187,15 +150,4 @@ type ConnStats struct {
 
 // Conns reports the open connections and the last ended ones, in the
 // order they were accepted.
-func (p *Proxy) Conns() []ConnStats {
-	p.mu.Lock()
-	out := append([]ConnStats(nil), p.ended...)
-	open := p.srv.OpenLocked()
-	p.mu.Unlock()
-	for _, c := range open {
-		out = append(out, c.stats())
-	}
-	// ended are in retire order; sort everything by id.
-	slices.SortFunc(out, func(a, b ConnStats) int { return cmp.Compare(a.ID, b.ID) })
-	return out
-}
+func (p *Proxy) Conns() []ConnStats { return p.srv.Conns() }

@@ -22,9 +22,14 @@ import (
 	"time"
 )
 
-// DefaultCloseTimeout bounds Close's wait for the connections' goroutines
-// when Config.CloseTimeout is zero.
-const DefaultCloseTimeout = 5 * time.Second
+// Defaults for Config's zero values.
+const (
+	// DefaultCloseTimeout bounds Close's wait for the connections'
+	// goroutines.
+	DefaultCloseTimeout = 5 * time.Second
+	// DefaultKeep is how many ended connections Conns still reports.
+	DefaultKeep = 256
+)
 
 // Accept's backoff after an error, doubled up to the maximum: an error
 // such as EMFILE must not spin the accept loop.
@@ -44,11 +49,13 @@ type Conn interface {
 	Abort(err error)
 }
 
-// Config says how a Server names itself, makes its connections and tells
-// its owner that one ended.
-type Config[C Conn] struct {
-	// Name names the owner in errors: connections are aborted with
-	// "<Name> shutting down: <cause>".
+// Config says how a Server names itself, makes its connections and
+// reports them. S is what the owner reports of one connection (its
+// stats).
+type Config[C Conn, S any] struct {
+	// Name names the owner in logs and errors: "<Name> listening",
+	// connections aborted with "<Name> shutting down: <cause>", "close
+	// <Name>: 2 connections did not end within 5s".
 	Name string
 	// Closed is the cause Close gives the Server's context and the
 	// connections it aborts (the owner's ErrClosed). Nil means
@@ -59,17 +66,24 @@ type Config[C Conn] struct {
 	// the accepted clients from 1. New runs on the accept goroutine with
 	// Mu held, so it must not block or take Mu.
 	New func(ctx context.Context, id uint64, nc *net.TCPConn) C
-	// Ended, if set, is called once a connection's Run has returned and
-	// it left the open set, with Mu held: what the owner keeps of ended
-	// connections (lists, totals) changes atomically with the open set.
-	// It must not call the Server's locking methods.
-	Ended func(c C)
-	// Mu guards the open set. An owner that keeps records of ended
-	// connections passes its own mutex so that it can read them and the
-	// open set in one critical section (see OpenLocked); nil means a
-	// mutex of the Server's own.
+	// Stats is what Conns reports of a connection, open or ended. It is
+	// called without Mu held.
+	Stats func(c C) S
+	// Ended, if set, is called once a connection's Run has returned,
+	// with its final Stats, as it leaves the open set and with Mu held:
+	// what the owner sums over ended connections changes atomically with
+	// the open set. It must not call the Server's locking methods.
+	Ended func(s S)
+	// Keep is how many ended connections Conns still reports, the
+	// latest; zero means DefaultKeep.
+	Keep int
+	// Mu guards the open set and the ended records. An owner that keeps
+	// sums of ended connections passes its own mutex so that it can read
+	// them and the open set in one critical section (see OpenLocked);
+	// nil means a mutex of the Server's own.
 	Mu *sync.Mutex
-	// Logger receives accept errors; nil discards them.
+	// Logger receives the listening line and accept errors; nil
+	// discards them.
 	Logger *slog.Logger
 	// CloseTimeout bounds Close's wait; zero means DefaultCloseTimeout.
 	CloseTimeout time.Duration
@@ -77,8 +91,8 @@ type Config[C Conn] struct {
 
 // Server accepts clients on one listener and owns their connections.
 // Make it with New, start it with Serve; Close must be called.
-type Server[C Conn] struct {
-	cfg    Config[C]
+type Server[C Conn, S any] struct {
+	cfg    Config[C, S]
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup
@@ -89,6 +103,7 @@ type Server[C Conn] struct {
 	closed bool
 	nextID uint64
 	open   map[uint64]C
+	ended  []record[S] // the last Keep, in the order they ended
 
 	closeOnce sync.Once
 	closeErr  error
@@ -96,10 +111,13 @@ type Server[C Conn] struct {
 
 // New makes a Server that has not started: its context exists (so that
 // connections and the owner can watch it) but nothing is accepted until
-// Serve. It panics if cfg.New is nil, a programming error.
-func New[C Conn](cfg Config[C]) *Server[C] {
-	if cfg.New == nil {
-		panic("tcpserve: Config.New is nil")
+// Serve. It panics if cfg.New or cfg.Stats is nil, a programming error.
+func New[C Conn, S any](cfg Config[C, S]) *Server[C, S] {
+	if cfg.New == nil || cfg.Stats == nil {
+		panic("tcpserve: Config.New or Config.Stats is nil")
+	}
+	if cfg.Keep == 0 {
+		cfg.Keep = DefaultKeep
 	}
 	if cfg.Closed == nil {
 		cfg.Closed = net.ErrClosed
@@ -110,7 +128,7 @@ func New[C Conn](cfg Config[C]) *Server[C] {
 	if cfg.CloseTimeout == 0 {
 		cfg.CloseTimeout = DefaultCloseTimeout
 	}
-	s := &Server[C]{cfg: cfg, mu: cfg.Mu, open: make(map[uint64]C)}
+	s := &Server[C, S]{cfg: cfg, mu: cfg.Mu, open: make(map[uint64]C)}
 	if s.mu == nil {
 		s.mu = new(sync.Mutex)
 	}
@@ -119,10 +137,11 @@ func New[C Conn](cfg Config[C]) *Server[C] {
 }
 
 // Serve starts accepting clients on ln, which the Server now owns (Close
-// closes it). A ctx that ends shuts the Server down as Close does, with
-// ctx's cause; Close must still be called to wait for the goroutines.
-// Serve returns at once; calling it twice is a programming error.
-func (s *Server[C]) Serve(ctx context.Context, ln net.Listener) {
+// closes it), and logs "<Name> listening" with ln's address and attrs.
+// A ctx that ends shuts the Server down as Close does, with ctx's cause;
+// Close must still be called to wait for the goroutines. Serve returns
+// at once; calling it twice is a programming error.
+func (s *Server[C, S]) Serve(ctx context.Context, ln net.Listener, attrs ...any) {
 	s.mu.Lock()
 	if s.ln != nil {
 		s.mu.Unlock()
@@ -136,16 +155,17 @@ func (s *Server[C]) Serve(ctx context.Context, ln net.Listener) {
 		return
 	}
 	s.stop = context.AfterFunc(ctx, func() { s.shutdown(context.Cause(ctx)) })
+	s.cfg.Logger.Info(s.cfg.Name+" listening", append([]any{"listen", ln.Addr().String()}, attrs...)...)
 	s.wg.Add(1)
 	go s.accept(ln)
 }
 
 // Context is the Server's context: it ends at shutdown, its cause the
 // Serve context's cause or Config.Closed.
-func (s *Server[C]) Context() context.Context { return s.ctx }
+func (s *Server[C, S]) Context() context.Context { return s.ctx }
 
 // Addr is the address clients connect to; nil before Serve.
-func (s *Server[C]) Addr() net.Addr {
+func (s *Server[C, S]) Addr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ln == nil {
@@ -158,7 +178,7 @@ func (s *Server[C]) Addr() net.Addr {
 // Config.CloseTimeout, for their goroutines. It is safe to call more than
 // once and returns the same error each time: nil, or how many
 // connections did not end in time (their goroutines are left running).
-func (s *Server[C]) Close() error {
+func (s *Server[C, S]) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		stop := s.stop
@@ -177,7 +197,7 @@ func (s *Server[C]) Close() error {
 			s.mu.Lock()
 			n := len(s.open)
 			s.mu.Unlock()
-			s.closeErr = fmt.Errorf("%d connections did not end within %s", n, s.cfg.CloseTimeout)
+			s.closeErr = fmt.Errorf("close %s: %d connections did not end within %s", s.cfg.Name, n, s.cfg.CloseTimeout)
 		}
 	})
 	return s.closeErr
@@ -185,7 +205,7 @@ func (s *Server[C]) Close() error {
 
 // Open is a snapshot of the open connections, in the order they were
 // accepted. The caller must not hold Config.Mu.
-func (s *Server[C]) Open() []C {
+func (s *Server[C, S]) Open() []C {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.OpenLocked()
@@ -193,7 +213,7 @@ func (s *Server[C]) Open() []C {
 
 // OpenLocked is Open for a caller that holds Config.Mu: read with the
 // owner's records of ended connections, it counts each connection once.
-func (s *Server[C]) OpenLocked() []C {
+func (s *Server[C, S]) OpenLocked() []C {
 	ids := make([]uint64, 0, len(s.open))
 	for id := range s.open {
 		ids = append(ids, id)
@@ -208,7 +228,7 @@ func (s *Server[C]) OpenLocked() []C {
 
 // shutdown closes the listener and aborts every open connection without
 // waiting. Only the first call does anything.
-func (s *Server[C]) shutdown(cause error) {
+func (s *Server[C, S]) shutdown(cause error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -229,7 +249,7 @@ func (s *Server[C]) shutdown(cause error) {
 }
 
 // accept runs one connection per client until the listener closes.
-func (s *Server[C]) accept(ln net.Listener) {
+func (s *Server[C, S]) accept(ln net.Listener) {
 	defer s.wg.Done()
 	backoff := minBackoff
 	for {
@@ -276,13 +296,50 @@ func (s *Server[C]) accept(ln net.Listener) {
 	}
 }
 
-// retire takes an ended connection out of the open set and tells the
-// owner, in one critical section.
-func (s *Server[C]) retire(id uint64, c C) {
+// record is an ended connection's final stats.
+type record[S any] struct {
+	id    uint64
+	stats S
+}
+
+// retire moves an ended connection from the open set to the ended
+// records and tells the owner, in one critical section.
+func (s *Server[C, S]) retire(id uint64, c C) {
+	st := s.cfg.Stats(c)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.open, id)
-	if s.cfg.Ended != nil {
-		s.cfg.Ended(c)
+	if len(s.ended) == s.cfg.Keep {
+		s.ended = append(s.ended[:0], s.ended[1:]...)
 	}
+	s.ended = append(s.ended, record[S]{id, st})
+	if s.cfg.Ended != nil {
+		s.cfg.Ended(st)
+	}
+}
+
+// Conns reports the open connections and the last Keep ended ones, in
+// the order they were accepted. The caller must not hold Config.Mu.
+func (s *Server[C, S]) Conns() []S {
+	s.mu.Lock()
+	recs := append([]record[S](nil), s.ended...)
+	ids := make([]uint64, 0, len(s.open))
+	for id := range s.open {
+		ids = append(ids, id)
+	}
+	open := make([]C, len(ids))
+	for i, id := range ids {
+		open[i] = s.open[id]
+	}
+	s.mu.Unlock()
+	for i, c := range open {
+		recs = append(recs, record[S]{ids[i], s.cfg.Stats(c)})
+	}
+	// ended are in the order they ended; sort everything by id.
+	slices.SortFunc(recs, func(a, b record[S]) int { return cmp.Compare(a.id, b.id) })
+	out := make([]S, len(recs))
+	for i, r := range recs {
+		out[i] = r.stats
+	}
+	return out
 }

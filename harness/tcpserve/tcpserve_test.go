@@ -48,6 +48,14 @@ func (c *echoConn) Abort(err error) {
 	_ = c.nc.Close()
 }
 
+// echoStats is what the test servers report of a connection.
+type echoStats struct {
+	ID      uint64
+	Aborted bool
+}
+
+func (c *echoConn) stats() echoStats { return echoStats{ID: c.id, Aborted: c.abortErr() != nil} }
+
 func (c *echoConn) abortErr() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -59,7 +67,7 @@ func (c *echoConn) abortErr() error {
 type owner struct {
 	mu    sync.Mutex
 	ended []uint64
-	srv   *Server[*echoConn]
+	srv   *Server[*echoConn, echoStats]
 	// heldInEnded records whether Ended ran with mu held.
 	heldInEnded []bool
 }
@@ -68,17 +76,29 @@ type owner struct {
 // connection's hold channel. The test's cleanup closes the server.
 func start(t *testing.T, ctx context.Context, timeout time.Duration, hold chan struct{}) *owner {
 	t.Helper()
+	return startKeep(t, ctx, timeout, hold, 0)
+}
+
+// startKeep is start with Config.Keep set.
+func startKeep(t *testing.T, ctx context.Context, timeout time.Duration, hold chan struct{}, keep int) *owner {
+	t.Helper()
 	o := &owner{}
-	o.srv = New(Config[*echoConn]{
+	o.srv = New(Config[*echoConn, echoStats]{
 		Name:   "test",
 		Closed: errTestClosed,
 		New: func(ctx context.Context, id uint64, nc *net.TCPConn) *echoConn {
 			return &echoConn{id: id, nc: nc, ctx: ctx, hold: hold}
 		},
-		Ended: func(c *echoConn) {
-			o.heldInEnded = append(o.heldInEnded, !o.mu.TryLock())
-			o.ended = append(o.ended, c.id)
+		Stats: (*echoConn).stats,
+		Ended: func(s echoStats) {
+			held := !o.mu.TryLock()
+			if !held {
+				o.mu.Unlock()
+			}
+			o.heldInEnded = append(o.heldInEnded, held)
+			o.ended = append(o.ended, s.ID)
 		},
+		Keep:         keep,
 		Mu:           &o.mu,
 		CloseTimeout: timeout,
 	})
@@ -154,6 +174,26 @@ func TestAcceptRunsOneConnPerClient(t *testing.T) {
 	assert.Empty(t, o.srv.Open())
 }
 
+func TestConnsKeepsTheLastEnded(t *testing.T) {
+	o := startKeep(t, t.Context(), 0, nil, 2)
+	var clients []net.Conn
+	for range 4 {
+		c := dial(t, o)
+		roundTrip(t, c, "x") // accepted in this order
+		clients = append(clients, c)
+	}
+	// End them out of accept order: 3, 1, 2; 4 stays open.
+	for i, idx := range []int{2, 0, 1} {
+		require.NoError(t, clients[idx].Close())
+		waitFor(t, "a connection to end", func() bool { return len(o.endedIDs()) == i+1 })
+	}
+	assert.Equal(t, []uint64{3, 1, 2}, o.endedIDs(), "Ended saw every one, in the order they ended")
+	assert.Equal(t, []echoStats{{ID: 1}, {ID: 2}, {ID: 4}}, o.srv.Conns(),
+		"Conns: the last two ended and the open one, in accept order")
+	require.NoError(t, o.srv.Close())
+	assert.Equal(t, []echoStats{{ID: 2}, {ID: 4, Aborted: true}}, o.srv.Conns(), "the open one was aborted and ended")
+}
+
 func TestCloseAbortsOpenConns(t *testing.T) {
 	o := start(t, t.Context(), 0, nil)
 	c := dial(t, o)
@@ -183,9 +223,17 @@ func TestCloseIsBounded(t *testing.T) {
 	dial(t, o)
 	waitFor(t, "two open connections", func() bool { return len(o.srv.Open()) == 2 })
 
-	err := o.srv.Close()
+	closed := make(chan error, 1)
+	go func() { closed <- o.srv.Close() }()
+	var err error
+	select {
+	case err = <-closed:
+	case <-time.After(10 * time.Second): // a hang guard, 200 times the bound
+		close(hold)
+		require.FailNow(t, "Close did not return: its wait is not bounded")
+	}
 	require.Error(t, err, "connections that ignore Abort make Close give up")
-	assert.Equal(t, "2 connections did not end within 50ms", err.Error())
+	assert.Equal(t, "close test: 2 connections did not end within 50ms", err.Error())
 	assert.Equal(t, err, o.srv.Close(), "a second Close returns the same error")
 	for _, c := range o.srv.Open() {
 		assert.ErrorIs(t, c.abortErr(), errTestClosed, "each was asked to end")
@@ -236,8 +284,9 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 func TestAcceptErrorsAreRetried(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	srv := New(Config[*echoConn]{
-		Name: "test",
+	srv := New(Config[*echoConn, echoStats]{
+		Name:  "test",
+		Stats: (*echoConn).stats,
 		New: func(ctx context.Context, id uint64, nc *net.TCPConn) *echoConn {
 			return &echoConn{id: id, nc: nc, ctx: ctx}
 		},
@@ -253,7 +302,9 @@ func TestAcceptErrorsAreRetried(t *testing.T) {
 }
 
 func TestCloseBeforeServe(t *testing.T) {
-	srv := New(Config[*echoConn]{Name: "test", New: func(context.Context, uint64, *net.TCPConn) *echoConn { return nil }})
+	srv := New(Config[*echoConn, echoStats]{Name: "test",
+		New:   func(context.Context, uint64, *net.TCPConn) *echoConn { return nil },
+		Stats: (*echoConn).stats})
 	assert.Nil(t, srv.Addr())
 	require.NoError(t, srv.Close())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
