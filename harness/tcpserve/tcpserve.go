@@ -149,12 +149,16 @@ func (s *Server[C, S]) Serve(ctx context.Context, ln net.Listener, attrs ...any)
 	}
 	s.ln = ln
 	closed := s.closed
+	if !closed {
+		// The AfterFunc runs on a goroutine of its own: holding mu here
+		// cannot deadlock it, and Close reads stop under mu.
+		s.stop = context.AfterFunc(ctx, func() { s.shutdown(context.Cause(ctx)) })
+	}
 	s.mu.Unlock()
 	if closed { // closed before it served: nothing to accept
 		_ = ln.Close()
 		return
 	}
-	s.stop = context.AfterFunc(ctx, func() { s.shutdown(context.Cause(ctx)) })
 	s.cfg.Logger.Info(s.cfg.Name+" listening", append([]any{"listen", ln.Addr().String()}, attrs...)...)
 	s.wg.Add(1)
 	go s.accept(ln)
@@ -214,16 +218,23 @@ func (s *Server[C, S]) Open() []C {
 // OpenLocked is Open for a caller that holds Config.Mu: read with the
 // owner's records of ended connections, it counts each connection once.
 func (s *Server[C, S]) OpenLocked() []C {
-	ids := make([]uint64, 0, len(s.open))
-	for id := range s.open {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, cmp.Compare)
+	ids := s.openIDsLocked()
 	out := make([]C, len(ids))
 	for i, id := range ids {
 		out[i] = s.open[id]
 	}
 	return out
+}
+
+// openIDsLocked is the ids of the open connections, in accept order; the
+// caller holds Mu.
+func (s *Server[C, S]) openIDsLocked() []uint64 {
+	ids := make([]uint64, 0, len(s.open))
+	for id := range s.open {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // shutdown closes the listener and aborts every open connection without
@@ -323,14 +334,8 @@ func (s *Server[C, S]) retire(id uint64, c C) {
 func (s *Server[C, S]) Conns() []S {
 	s.mu.Lock()
 	recs := append([]record[S](nil), s.ended...)
-	ids := make([]uint64, 0, len(s.open))
-	for id := range s.open {
-		ids = append(ids, id)
-	}
-	open := make([]C, len(ids))
-	for i, id := range ids {
-		open[i] = s.open[id]
-	}
+	ids := s.openIDsLocked()
+	open := s.OpenLocked()
 	s.mu.Unlock()
 	for i, c := range open {
 		recs = append(recs, record[S]{ids[i], s.cfg.Stats(c)})
