@@ -36,13 +36,13 @@ type conn struct {
 	aborted bool
 }
 
-func newConn(l *Link, id uint64, client *net.TCPConn) *conn {
+func newConn(ctx context.Context, l *Link, id uint64, client *net.TCPConn) *conn {
 	c := &conn{l: l, id: id, client: client,
 		log:      l.log.With("conn", id, "client", client.RemoteAddr().String()),
 		toServer: newShaper(l.cfg.Profile, l.seedBase+2*id),
 		toClient: newShaper(l.cfg.Profile, l.seedBase+2*id+1),
 	}
-	c.ctx, c.cancel = context.WithCancel(l.ctx)
+	c.ctx, c.cancel = context.WithCancel(ctx)
 	return c
 }
 
@@ -80,9 +80,12 @@ func (c *conn) stats() ConnStats {
 	return s
 }
 
-// run dials the target and forwards both ways until both directions
+// Abort is how the server ends the connection when the link shuts down.
+func (c *conn) Abort(err error) { c.abort(EndLinkClosed, err) }
+
+// Run dials the target and forwards both ways until both directions
 // have ended.
-func (c *conn) run() {
+func (c *conn) Run() {
 	defer c.cancel()
 	_ = c.client.SetNoDelay(true) // Go's default: a link adds its own delay, not Nagle's
 	d := net.Dialer{Timeout: c.l.cfg.DialTimeout, Control: c.l.cfg.control}
@@ -120,7 +123,7 @@ func (c *conn) run() {
 		return func(err error) {
 			end := EndError
 			switch {
-			case c.l.ctx.Err() != nil:
+			case c.l.srv.Context().Err() != nil:
 				end = EndLinkClosed
 			case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
 				end = EndReset

@@ -66,6 +66,11 @@
 // longest wait, and the time the sender was pushed back. Their JSON is
 // ready for the sidecar.
 //
+// The listener and the open connections (accept, abort on shutdown, the
+// bounded wait of Close) are owned by harness/tcpserve, as the SPICE
+// proxy's are; this package keeps the profile, the shaping and the
+// figures.
+//
 // # Accuracy
 //
 // Delays are made with Go timers, which wake within about a millisecond

@@ -1,7 +1,6 @@
 package link
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,17 +8,16 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/shakenfist/kerbside-latency/harness/address"
+	"github.com/shakenfist/kerbside-latency/harness/tcpserve"
 )
 
 // Defaults for Config's zero values, and the link's fixed bounds.
 const (
-	DefaultListen      = "127.0.0.1:0"
+	DefaultListen      = tcpserve.DefaultListen
 	DefaultDialTimeout = 10 * time.Second
 	// DefaultReadBuffer is the kernel receive buffer (SO_RCVBUF) of the
 	// link's sockets. The bytes the kernel holds before the link reads
@@ -32,9 +30,7 @@ const (
 	DefaultMSS = 1460
 	// CloseTimeout bounds Close's wait for the link's goroutines once
 	// every socket is closed.
-	CloseTimeout = 5 * time.Second
-	// keptEnded is how many ended connections Conns still reports.
-	keptEnded = 256
+	CloseTimeout = tcpserve.DefaultCloseTimeout
 )
 
 // ErrClosed is the cause of the link's context once Close was called.
@@ -89,23 +85,12 @@ func (cfg Config) control(_, _ string, rc syscall.RawConn) error {
 type Link struct {
 	cfg    Config
 	target string
-	ln     net.Listener
 	log    *slog.Logger
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	stop   func() bool // stops the AfterFunc on the Start context
-	wg     sync.WaitGroup
+	srv    *tcpserve.Server[*conn, ConnStats]
 
-	mu       sync.Mutex
-	closed   bool
-	nextID   uint64
-	open     map[uint64]*conn
-	ended    []ConnStats
-	total    Stats // the ended connections, summed
+	mu       sync.Mutex // the server's: guards its open set and total
+	total    Stats      // the ended connections, summed
 	seedBase uint64
-
-	closeOnce sync.Once
-	closeErr  error
 }
 
 // Start listens on cfg.Listen and forwards every client connection to
@@ -113,9 +98,6 @@ type Link struct {
 // A ctx that ends closes every connection, as Close does; Close must
 // still be called to wait for the link's goroutines.
 func Start(ctx context.Context, cfg Config) (*Link, error) {
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
-	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
@@ -131,32 +113,19 @@ func Start(ctx context.Context, cfg Config) (*Link, error) {
 	if err := cfg.Profile.Validate(); err != nil {
 		return nil, fmt.Errorf("start link: %w", err)
 	}
-	if cfg.Target == "" {
-		return nil, errors.New("start link: no target: want the server's host:port")
-	}
-	target, err := address.ParseDirect(cfg.Target)
-	if err != nil {
-		return nil, fmt.Errorf("start link: target: %w", err)
-	}
-	if target.TLSPort != 0 {
-		return nil, fmt.Errorf("start link: target %q names a TLS port too: a link forwards one port, so start one per port", cfg.Target)
-	}
 	if cfg.DialTimeout < 0 {
 		return nil, fmt.Errorf("start link: negative DialTimeout %s", cfg.DialTimeout)
 	}
 	// Accepted sockets inherit the listener's options, set before the
 	// handshake so that the window and the MSS advertised fit them.
-	lc := net.ListenConfig{Control: cfg.control}
-	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	ln, target, err := tcpserve.Listen(ctx, net.ListenConfig{Control: cfg.control}, "link", cfg.Listen, cfg.Target)
 	if err != nil {
-		return nil, fmt.Errorf("start link: listen on %s: %w", cfg.Listen, err)
+		return nil, fmt.Errorf("start link: %w", err)
 	}
 	l := &Link{
 		cfg:      cfg,
-		target:   target.HostPort(),
-		ln:       ln,
+		target:   target,
 		log:      cfg.Logger.With("component", "link", "profile", cfg.Profile.String()),
-		open:     make(map[uint64]*conn),
 		seedBase: cfg.Seed,
 	}
 	if l.seedBase == 0 {
@@ -164,16 +133,23 @@ func Start(ctx context.Context, cfg Config) (*Link, error) {
 	}
 	l.total.Profile = cfg.Profile
 	l.total.Ends = map[string]int{}
-	l.ctx, l.cancel = context.WithCancelCause(context.Background())
-	l.stop = context.AfterFunc(ctx, func() { l.shutdown(context.Cause(ctx)) })
-	l.log.Info("link listening", "listen", ln.Addr().String(), "target", l.target)
-	l.wg.Add(1)
-	go l.accept()
+	l.srv = tcpserve.New(tcpserve.Config[*conn, ConnStats]{
+		Name:   "link",
+		Closed: ErrClosed,
+		New: func(ctx context.Context, id uint64, nc *net.TCPConn) *conn {
+			return newConn(ctx, l, id, nc)
+		},
+		Stats:  (*conn).stats,
+		Ended:  l.total.add,
+		Mu:     &l.mu,
+		Logger: l.log,
+	})
+	l.srv.Serve(ctx, ln, "target", l.target)
 	return l, nil
 }
 
 // Addr is the address clients connect to.
-func (l *Link) Addr() net.Addr { return l.ln.Addr() }
+func (l *Link) Addr() net.Addr { return l.srv.Addr() }
 
 // Profile is the profile the link applies.
 func (l *Link) Profile() Profile { return l.cfg.Profile }
@@ -182,113 +158,11 @@ func (l *Link) Profile() Profile { return l.cfg.Profile }
 // link are dropped, as when a cable is pulled) and waits, at most
 // CloseTimeout, for the link's goroutines. It is safe to call more than
 // once and returns the same error each time.
-func (l *Link) Close() error {
-	l.closeOnce.Do(func() {
-		l.stop()
-		l.shutdown(ErrClosed)
-		done := make(chan struct{})
-		go func() { l.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(CloseTimeout):
-			l.mu.Lock()
-			n := len(l.open)
-			l.mu.Unlock()
-			l.closeErr = fmt.Errorf("close link: %d connections did not end within %s", n, CloseTimeout)
-		}
-	})
-	return l.closeErr
-}
-
-// shutdown closes the listener and every open connection without
-// waiting.
-func (l *Link) shutdown(cause error) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return
-	}
-	l.closed = true
-	open := make([]*conn, 0, len(l.open))
-	for _, c := range l.open {
-		open = append(open, c)
-	}
-	l.mu.Unlock()
-	l.cancel(cause)
-	_ = l.ln.Close()
-	for _, c := range open {
-		c.abort(EndLinkClosed, fmt.Errorf("link shutting down: %w", cause))
-	}
-}
-
-func (l *Link) accept() {
-	defer l.wg.Done()
-	backoff := 5 * time.Millisecond
-	for {
-		nc, err := l.ln.Accept()
-		if err != nil {
-			if l.ctx.Err() != nil {
-				return
-			}
-			l.log.Error("accept", "err", err, "retry_in", backoff)
-			select {
-			case <-l.ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 5 * time.Millisecond
-		l.mu.Lock()
-		if l.closed {
-			l.mu.Unlock()
-			_ = nc.Close()
-			return
-		}
-		l.nextID++
-		c := newConn(l, l.nextID, nc.(*net.TCPConn))
-		l.open[c.id] = c
-		l.wg.Add(1)
-		l.mu.Unlock()
-		go func() {
-			defer l.wg.Done()
-			c.run()
-			l.retire(c)
-		}()
-	}
-}
-
-// retire moves an ended connection's stats from the open set to the
-// totals and the ended list.
-func (l *Link) retire(c *conn) {
-	s := c.stats()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.open, c.id)
-	if len(l.ended) == keptEnded {
-		l.ended = append(l.ended[:0], l.ended[1:]...)
-	}
-	l.ended = append(l.ended, s)
-	l.total.add(s)
-}
+func (l *Link) Close() error { return l.srv.Close() }
 
 // Conns reports the open connections and the last ended ones, in the
 // order they were accepted.
-func (l *Link) Conns() []ConnStats {
-	l.mu.Lock()
-	out := append([]ConnStats(nil), l.ended...)
-	open := make([]*conn, 0, len(l.open))
-	for _, c := range l.open {
-		open = append(open, c)
-	}
-	l.mu.Unlock()
-	for _, c := range open {
-		out = append(out, c.stats())
-	}
-	slices.SortFunc(out, func(a, b ConnStats) int { return cmp.Compare(a.ID, b.ID) })
-	return out
-}
+func (l *Link) Conns() []ConnStats { return l.srv.Conns() }
 
 // Stats is what the link did to every connection so far, open or ended,
 // summed per direction.
@@ -296,10 +170,7 @@ func (l *Link) Stats() Stats {
 	l.mu.Lock()
 	total := l.total
 	total.Ends = maps.Clone(l.total.Ends)
-	open := make([]*conn, 0, len(l.open))
-	for _, c := range l.open {
-		open = append(open, c)
-	}
+	open := l.srv.OpenLocked()
 	l.mu.Unlock()
 	for _, c := range open {
 		total.add(c.stats())

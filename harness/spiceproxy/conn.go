@@ -50,10 +50,10 @@ type conn struct {
 	aborted bool
 }
 
-func newConn(p *Proxy, id uint64, client *net.TCPConn) *conn {
+func newConn(ctx context.Context, p *Proxy, id uint64, client *net.TCPConn) *conn {
 	c := &conn{p: p, id: id, client: client, started: time.Now(),
 		log: p.log.With("conn", id, "client", client.RemoteAddr().String())}
-	c.ctx, c.cancel = context.WithCancel(p.ctx)
+	c.ctx, c.cancel = context.WithCancel(ctx)
 	return c
 }
 
@@ -95,8 +95,12 @@ func (c *conn) stats() ConnStats {
 	return s
 }
 
-// run dials the target and forwards until both directions end.
-func (c *conn) run() {
+// Abort is how the server ends the connection when the proxy shuts
+// down.
+func (c *conn) Abort(err error) { c.abort(err) }
+
+// Run dials the target and forwards until both directions end.
+func (c *conn) Run() {
 	defer c.cancel()
 	mode := c.p.cfg.Mode
 	// Nagle mode keeps Nagle's algorithm on the client's socket; every

@@ -64,5 +64,7 @@
 // cannot be reached closes the client's connection and logs the error.
 // A delaying direction holds at most Config.DelayBuffer bytes and then
 // stops reading, so TCP pushes back on the sender. Close closes every
-// connection and waits, at most CloseTimeout, for every goroutine.
+// connection and waits, at most CloseTimeout, for every goroutine: the
+// listener and the open connections are owned by harness/tcpserve, as
+// the link's are; this package keeps the modes and what they count.
 package spiceproxy

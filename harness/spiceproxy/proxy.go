@@ -1,22 +1,20 @@
 package spiceproxy
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"sync"
 	"time"
 
-	"github.com/shakenfist/kerbside-latency/harness/address"
+	"github.com/shakenfist/kerbside-latency/harness/tcpserve"
 )
 
 // Defaults for Config's zero values, and the proxy's fixed bounds.
 const (
-	DefaultListen      = "127.0.0.1:0"
+	DefaultListen      = tcpserve.DefaultListen
 	DefaultDialTimeout = 10 * time.Second
 	// DefaultDelayBuffer bounds the bytes a delay proxy holds per
 	// direction of one connection. When it is full the proxy stops
@@ -24,9 +22,7 @@ const (
 	DefaultDelayBuffer = 8 << 20
 	// CloseTimeout bounds Close's wait for the proxy's goroutines once
 	// every socket is closed.
-	CloseTimeout = 5 * time.Second
-	// keptEnded is how many ended connections Conns still reports.
-	keptEnded = 256
+	CloseTimeout = tcpserve.DefaultCloseTimeout
 )
 
 // ErrClosed is the cause of the proxy's context once Close was called.
@@ -57,21 +53,10 @@ type Config struct {
 type Proxy struct {
 	cfg    Config
 	target string
-	ln     net.Listener
 	log    *slog.Logger
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	stop   func() bool // stops the AfterFunc on the Start context
-	wg     sync.WaitGroup
+	srv    *tcpserve.Server[*conn, ConnStats]
 
-	mu     sync.Mutex
-	closed bool
-	nextID uint64
-	open   map[uint64]*conn
-	ended  []ConnStats
-
-	closeOnce sync.Once
-	closeErr  error
+	mu sync.Mutex // the server's: guards its open set (see open)
 }
 
 // Start listens on cfg.Listen and proxies every client connection to
@@ -79,9 +64,6 @@ type Proxy struct {
 // that ends closes every connection, as Close does; Close must still be
 // called to wait for the proxy's goroutines.
 func Start(ctx context.Context, cfg Config) (*Proxy, error) {
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
-	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
@@ -94,41 +76,34 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	if err := cfg.Mode.validate(); err != nil {
 		return nil, fmt.Errorf("start spice proxy: %w", err)
 	}
-	if cfg.Target == "" {
-		return nil, errors.New("start spice proxy: no target: want the SPICE server's host:port")
-	}
-	target, err := address.ParseDirect(cfg.Target)
-	if err != nil {
-		return nil, fmt.Errorf("start spice proxy: target: %w", err)
-	}
-	if target.TLSPort != 0 {
-		return nil, fmt.Errorf("start spice proxy: target %q names a TLS port too: a proxy forwards one port, so start one per port", cfg.Target)
-	}
 	if cfg.DialTimeout < 0 || cfg.DelayBuffer < 0 {
 		return nil, fmt.Errorf("start spice proxy: negative DialTimeout (%s) or DelayBuffer (%d)", cfg.DialTimeout, cfg.DelayBuffer)
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	ln, target, err := tcpserve.Listen(ctx, net.ListenConfig{}, "proxy", cfg.Listen, cfg.Target)
 	if err != nil {
-		return nil, fmt.Errorf("start spice proxy: listen on %s: %w", cfg.Listen, err)
+		return nil, fmt.Errorf("start spice proxy: %w", err)
 	}
 	p := &Proxy{
 		cfg:    cfg,
-		target: target.HostPort(),
-		ln:     ln,
+		target: target,
 		log:    cfg.Logger.With("component", "spiceproxy", "mode", cfg.Mode.String()),
-		open:   make(map[uint64]*conn),
 	}
-	p.ctx, p.cancel = context.WithCancelCause(context.Background())
-	p.stop = context.AfterFunc(ctx, func() { p.shutdown(context.Cause(ctx)) })
-	p.log.Info("spice proxy listening", "listen", ln.Addr().String(), "target", p.target)
-	p.wg.Add(1)
-	go p.accept()
+	p.srv = tcpserve.New(tcpserve.Config[*conn, ConnStats]{
+		Name:   "spice proxy",
+		Closed: ErrClosed,
+		New: func(ctx context.Context, id uint64, nc *net.TCPConn) *conn {
+			return newConn(ctx, p, id, nc)
+		},
+		Stats:  (*conn).stats,
+		Mu:     &p.mu,
+		Logger: p.log,
+	})
+	p.srv.Serve(ctx, ln, "target", p.target)
 	return p, nil
 }
 
 // Addr is the address clients connect to.
-func (p *Proxy) Addr() net.Addr { return p.ln.Addr() }
+func (p *Proxy) Addr() net.Addr { return p.srv.Addr() }
 
 // Mode is the mode the proxy runs in.
 func (p *Proxy) Mode() Mode { return p.cfg.Mode }
@@ -136,93 +111,15 @@ func (p *Proxy) Mode() Mode { return p.cfg.Mode }
 // Close stops accepting, closes every connection and waits, at most
 // CloseTimeout, for the proxy's goroutines. It is safe to call more than
 // once and returns the same error each time.
-func (p *Proxy) Close() error {
-	p.closeOnce.Do(func() {
-		p.stop()
-		p.shutdown(ErrClosed)
-		done := make(chan struct{})
-		go func() { p.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(CloseTimeout):
-			p.mu.Lock()
-			n := len(p.open)
-			p.mu.Unlock()
-			p.closeErr = fmt.Errorf("close spice proxy: %d connections did not end within %s", n, CloseTimeout)
-		}
-	})
-	return p.closeErr
-}
+func (p *Proxy) Close() error { return p.srv.Close() }
 
-// shutdown closes the listener and every open connection without
-// waiting.
-func (p *Proxy) shutdown(cause error) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	p.closed = true
-	open := make([]*conn, 0, len(p.open))
-	for _, c := range p.open {
-		open = append(open, c)
-	}
-	p.mu.Unlock()
-	p.cancel(cause)
-	_ = p.ln.Close()
-	for _, c := range open {
-		c.abort(fmt.Errorf("proxy shutting down: %w", cause))
-	}
-}
-
-func (p *Proxy) accept() {
-	defer p.wg.Done()
-	backoff := 5 * time.Millisecond
-	for {
-		nc, err := p.ln.Accept()
-		if err != nil {
-			if p.ctx.Err() != nil {
-				return
-			}
-			p.log.Error("accept", "err", err, "retry_in", backoff)
-			select {
-			case <-p.ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 5 * time.Millisecond
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			_ = nc.Close()
+// open yields the open connections by id, for a caller that holds p.mu.
+func (p *Proxy) open(yield func(uint64, *conn) bool) {
+	for _, c := range p.srv.OpenLocked() {
+		if !yield(c.id, c) {
 			return
 		}
-		p.nextID++
-		c := newConn(p, p.nextID, nc.(*net.TCPConn))
-		p.open[c.id] = c
-		p.wg.Add(1)
-		p.mu.Unlock()
-		go func() {
-			defer p.wg.Done()
-			c.run()
-			p.retire(c)
-		}()
 	}
-}
-
-// retire moves an ended connection's stats to the ended list.
-func (p *Proxy) retire(c *conn) {
-	s := c.stats()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.open, c.id)
-	if len(p.ended) == keptEnded {
-		p.ended = append(p.ended[:0], p.ended[1:]...)
-	}
-	p.ended = append(p.ended, s)
 }
 
 // ConnStats describes one proxied connection (one SPICE channel).
@@ -253,18 +150,4 @@ type ConnStats struct {
 
 // Conns reports the open connections and the last ended ones, in the
 // order they were accepted.
-func (p *Proxy) Conns() []ConnStats {
-	p.mu.Lock()
-	out := append([]ConnStats(nil), p.ended...)
-	open := make([]*conn, 0, len(p.open))
-	for _, c := range p.open {
-		open = append(open, c)
-	}
-	p.mu.Unlock()
-	for _, c := range open {
-		out = append(out, c.stats())
-	}
-	// ended are in retire order; sort everything by id.
-	slices.SortFunc(out, func(a, b ConnStats) int { return cmp.Compare(a.ID, b.ID) })
-	return out
-}
+func (p *Proxy) Conns() []ConnStats { return p.srv.Conns() }
