@@ -762,8 +762,16 @@ func TestE2EABCatchesAStallOnlyInTheRepaint(t *testing.T) {
 				assert.FileExists(t, filepath.Join(o.dir, results.SidecarName(leg)))
 				rows, err := results.ReadPresses(filepath.Join(o.dir, results.PressesName(leg)))
 				require.NoError(t, err)
-				assert.Len(t, rows, 12, "one row per press, numbered across blocks")
-				assert.Equal(t, 12, rows[len(rows)-1].Number)
+				// One row per press, numbered across blocks; a busy host can
+				// make a press late (a row that is no sample).
+				samples := 0
+				for i, r := range rows {
+					assert.Equal(t, i+1, r.Number, "numbered across blocks")
+					if r.Verdict == results.PressSample {
+						samples++
+					}
+				}
+				assert.Equal(t, 12, samples, "a row for every sample")
 			}
 			if tc.tail == "" {
 				assertABPassOrBusyHost(t, o, ab) // VERDICT: a busy host may not pass

@@ -117,7 +117,9 @@ func TestInterruptDuringTheFirstPaintIsInterrupted(t *testing.T) {
 // says which bound it was.
 func TestAFloodIsRefusedWithinTheMaxDuration(t *testing.T) {
 	f := fakeConfig(t, map[string]string{"LATENCY_MAX_DURATION": "3s", "LATENCY_SAMPLES": "3"})
-	r := setupSession(t, f, "FAKERYLL_BACKGROUND_RATE=10", "FAKERYLL_BACKGROUND_PATTERN=steady")
+	// A draw every 20 ms: only a stall of the whole host for the quiet
+	// gap (300 ms) could let the first paint look settled.
+	r := setupSession(t, f, "FAKERYLL_BACKGROUND_RATE=50", "FAKERYLL_BACKGROUND_PATTERN=steady")
 	_, err := r.Measure(t.Context())
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "kept drawing for 3s")

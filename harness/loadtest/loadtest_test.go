@@ -130,16 +130,24 @@ func TestKeypressRunWritesEverySample(t *testing.T) {
 	assert.Len(t, written.Files, 6, "every file written is listed")
 	rows, err := results.ReadPresses(files.Presses)
 	require.NoError(t, err)
-	require.Len(t, rows, 5, "one row per press")
+	// One row per press. A busy host can make a press late (a miss, not
+	// a sample): the rows are then more than the samples, never fewer.
+	require.GreaterOrEqual(t, len(rows), 5, "one row per press")
+	samples := 0
 	for i, p := range rows {
 		assert.Equal(t, i+1, p.Number)
-		assert.Equal(t, results.PressSample, p.Verdict)
+		if p.Verdict != results.PressSample {
+			assert.Contains(t, []string{results.PressLate, results.PressMiss}, p.Verdict, "press %d", p.Number)
+			continue
+		}
+		samples++
 		assert.True(t, p.Answered)
 		assert.GreaterOrEqual(t, p.Repaint, p.FirstDraw)
 	}
+	assert.Equal(t, 5, samples, "a sample row for every sample")
 	assert.NotNil(t, written.FirstDraw)
 	assert.NotNil(t, written.Background)
-	assert.Equal(t, 5, written.Presses)
+	assert.Equal(t, len(rows), written.Presses)
 	assert.Equal(t, "latency-"+f.cfg.RunID, written.CloudServerName, "the booted server is named in the sidecar")
 	assert.NotEmpty(t, written.CloudServerID)
 	for _, f := range []string{files.CSV, files.Presses, files.Sidecar, files.Plot, files.Bench, files.RyllLog} {
