@@ -28,6 +28,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shakenfist/kerbside-latency/harness/guest"
+	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/qemu"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 )
@@ -92,7 +93,11 @@ func TestRealLaneAB(t *testing.T) {
 			}
 			e["LATENCY_B_PROXY"] = tc.proxy
 			o := runAB(t, e)
-			ab := readAB(t, o)
+			want := measure.DefaultConfig(measure.KeypressToScreen).Samples
+			if tc.samples != "" {
+				want, _ = strconv.Atoi(tc.samples)
+			}
+			ab := readAB(t, o, want)
 			first, repaint := ab.Metrics[0], ab.Metrics[1]
 			if len(ab.HostBusy) > 0 {
 				t.Logf("the host was busy (%s): the verdict may not be pass, and is %s", strings.Join(ab.HostBusy, "; "), ab.Verdict)
@@ -137,7 +142,7 @@ func TestRealLaneABUnderLoad(t *testing.T) {
 	env["LATENCY_B_PROXY"] = "nodelay"
 	loadHost(t, runtime.NumCPU(), 8*time.Minute)
 	o := runAB(t, env)
-	ab := readAB(t, o)
+	ab := readAB(t, o, 20)
 	for _, leg := range []results.ABLeg{ab.A, ab.B} {
 		require.NotNil(t, leg.Host, "the host figures of every leg are recorded")
 		assert.Positive(t, leg.Host.Lag.Ticks)
@@ -175,13 +180,13 @@ func runAB(t *testing.T, env map[string]string) outcome {
 // readAB reads the run's latency-<run>-ab.json and checks the rule that
 // holds whatever the host did: pass only when the upper end of every
 // interval lies below the threshold.
-func readAB(t *testing.T, o outcome) results.AB {
+func readAB(t *testing.T, o outcome, samples int) results.AB {
 	t.Helper()
 	ab, err := results.ReadAB(filepath.Join(o.dir, results.ABName(o.runID)))
 	require.NoError(t, err)
 	require.Len(t, ab.Metrics, 2)
-	assert.Equal(t, 60, ab.A.Samples)
-	assert.Equal(t, 60, ab.B.Samples)
+	assert.Equal(t, samples, ab.A.Samples)
+	assert.Equal(t, samples, ab.B.Samples)
 	for _, m := range ab.Metrics {
 		t.Logf("%s: B-A %+.2f ms, 95%% CI [%+.2f, %+.2f] ms: %s", m.Metric, 1000*m.DifferenceS, 1000*m.DifferenceCIS[0], 1000*m.DifferenceCIS[1], m.Outcome)
 		if m.Outcome == "pass" {

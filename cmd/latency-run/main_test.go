@@ -269,8 +269,11 @@ echo written >> "` + marks + `"`
 func TestALauncherKilledOutright(t *testing.T) {
 	dir := t.TempDir()
 	junit, cut := filepath.Join(dir, "junit"), filepath.Join(dir, "cut")
-	script := `echo ready
-cat "$LATENCY_LIFELINE"
+	// The lifeline is opened before "ready": a reader that opened it
+	// only after the launcher died would wait for a writer for ever.
+	script := `exec 3<"$LATENCY_LIFELINE"
+echo ready
+cat <&3
 echo cut > "` + cut + `"
 i=0; while [ $i -lt 2000 ]; do echo "report line $i"; i=$((i+1)); done
 echo written > "` + junit + `"`
