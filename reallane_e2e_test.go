@@ -3,7 +3,7 @@
 // End-to-end tests of the real SPICE lane: the compiled loadtest against
 // the boot-sector guest in a real QEMU, through fakeryll's real SPICE
 // client. They measure real latency, so they run alone, after the unit
-// tests, from `make loadtest-real` (LATENCY_E2E_REAL=1), never in parallel
+// tests, from `make loadtest-real` and `make test-ab` (LATENCY_E2E_REAL=1), never in parallel
 // with the rest of the suite on a shared 2-core machine.
 package latency
 
@@ -36,7 +36,7 @@ import (
 func realLane(t *testing.T) (loadtestBin string, env map[string]string) {
 	t.Helper()
 	if os.Getenv("LATENCY_E2E_REAL") != "1" {
-		t.Skip("the real SPICE lane's end-to-end tests run from `make loadtest-real` (LATENCY_E2E_REAL=1; needs qemu-system-x86_64)")
+		t.Skip("the real SPICE lane's end-to-end tests run from `make loadtest-real` and `make test-ab` (LATENCY_E2E_REAL=1; needs qemu-system-x86_64)")
 	}
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Fatal("LATENCY_E2E_REAL=1 but qemu-system-x86_64 is not installed: apt-get install -y qemu-system-x86")
