@@ -417,7 +417,7 @@ func TestCloudSIGTERMMidBoot(t *testing.T) {
 	o.output = out.String()
 	t.Logf("output:\n%s", o.output)
 	assert.NotEqual(t, 0, o.exitCode)
-	assert.Contains(t, o.output, `msg="run interrupted" signal=terminated`)
+	assert.Contains(t, o.output, `msg="run interrupted" cause="received terminated"`)
 	assert.Contains(t, o.output, "cleanup done")
 	assertNoServerLeft(t, d, o.runID)
 	assertNoSecrets(t, d, o)

@@ -73,6 +73,10 @@ func (r *Run) Explain(err error) error {
 	if err == nil || in == nil {
 		return err
 	}
+	var cs *CutShort
+	if errors.As(err, &cs) {
+		return err // said once
+	}
 	return &CutShort{Interrupted: in, Err: err}
 }
 

@@ -3,6 +3,7 @@ package interrupt
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -61,4 +62,15 @@ func TestWrapOnlyWhatAnInterruptCut(t *testing.T) {
 	assert.ErrorIs(t, err, plain)
 	assert.Same(t, err, Wrap(ctx, err), "wrapped once")
 	assert.Nil(t, Wrap(ctx, nil))
+}
+
+// TestExplainSaysTheInterruptOnce: an error already cut short by the
+// interrupt is not wrapped again.
+func TestExplainSaysTheInterruptOnce(t *testing.T) {
+	r := New("setting up")
+	r.Interrupt("received terminated")
+	once := r.Explain(errors.New("wait for server"))
+	twice := r.Explain(once)
+	assert.Equal(t, once.Error(), twice.Error())
+	assert.Equal(t, 1, strings.Count(twice.Error(), "interrupted:"))
 }
