@@ -144,10 +144,12 @@ func TestExitStatusIsTheCommands(t *testing.T) {
 func TestStopReachesTheLoadtestOnly(t *testing.T) {
 	dir := t.TempDir()
 	marks, pidFile := filepath.Join(dir, "sibling"), filepath.Join(dir, "sibling.pid")
-	sibling := `echo $$ > "` + pidFile + `"; trap 'echo TERM >> "` + marks + `"' TERM; while :; do sleep 0.05; done`
+	// The pid file is written once the trap is in place: its presence is
+	// the sibling's readiness.
+	sibling := `trap 'echo TERM >> "` + marks + `"' TERM; echo $$ > "` + pidFile + `.tmp" && mv "` + pidFile + `.tmp" "` + pidFile + `"; while :; do sleep 0.05; done`
 	cmd, out := start(t, "-grace", "3s", "--", "sh", "-c", `sh -c '`+strings.ReplaceAll(sibling, `'`, `'\''`)+`' > /dev/null 2>&1 & `+loadtestScript)
 	waitFor(t, "the stand-in loadtest starts", func() bool { return strings.Contains(out.String(), "ready") })
-	time.Sleep(100 * time.Millisecond) // let the sibling install its traps
+	waitFor(t, "the sibling installs its trap", func() bool { _, err := os.Stat(pidFile); return err == nil })
 	require.NoError(t, syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM))
 	code := exitOf(t, cmd)
 	assert.Equal(t, 1, code, "the command's status: %s", out)
