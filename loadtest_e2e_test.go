@@ -145,7 +145,11 @@ func childEnv(env map[string]string, extra ...string) []string {
 // to the cloud.
 func openStackOnFakeCloud(t *testing.T, fakeryll string) (*fakecloud.Cloud, map[string]string) {
 	t.Helper()
-	fc := fakecloud.New(t, fakecloud.Options{Images: []string{"uefi-latency-guest"}})
+	// The product polls at a real cloud's interval (5 s): a server that
+	// took two polls to boot and one to go would make every run here
+	// wait 15 s for nothing. This one is ACTIVE at the first poll and
+	// gone as soon as it is deleted.
+	fc := fakecloud.New(t, fakecloud.Options{Images: []string{"uefi-latency-guest"}, BootAfter: time.Nanosecond, DeleteAfterGets: -1})
 	env := simulated(fastEnv(fakeryll))
 	env["LATENCY_PROVIDER"] = "openstack"
 	env["LATENCY_BOOT_TIMEOUT"] = "1m"
