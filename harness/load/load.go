@@ -1,5 +1,5 @@
 // Package load is the contract between the ramp (the loadtest's
-// LATENCY_LOAD steps) and whatever makes busy sessions beside the
+// steps of load) and whatever makes busy sessions beside the
 // measured console: synthetic SPICE sessions of our own, QEMU guests
 // running an activity, or more cloud servers behind Kerbside. The ramp
 // asks a Source for n sessions, measures the console while they run,
