@@ -420,17 +420,23 @@ func (c *Child) climb(ctx context.Context) error {
 		return errors.Join(errs...)
 	}
 	// Reaped: the watcher publishes the exit within DrainGrace. The guard
-	// only keeps a bug from hanging Stop.
-	guard := time.NewTimer(c.spec.DrainGrace + time.Second)
+	// only keeps a bug from hanging Stop, with room for a host so loaded
+	// that the watcher is not scheduled for seconds (load 20 took more
+	// than one).
+	guard := time.NewTimer(c.spec.DrainGrace + publishSlack)
 	defer guard.Stop()
 	select {
 	case <-c.done:
 	case <-guard.C:
 		errs = append(errs, fmt.Errorf("%s (pid %d) exited, but its exit was not published within %s",
-			c.spec.Name, c.pid, c.spec.DrainGrace+time.Second))
+			c.spec.Name, c.pid, c.spec.DrainGrace+publishSlack))
 	}
 	return errors.Join(errs...)
 }
+
+// publishSlack is how long past DrainGrace Stop waits for a reaped
+// child's exit to be published before it calls that a bug.
+const publishSlack = 10 * time.Second
 
 // rung runs one gentle step and waits (bounded by its grace and ctx) for
 // the child to exit.
