@@ -61,8 +61,14 @@ type routeResult struct {
 // ProxyTotals is what the proxy forwarded over all its routes, every
 // connection counted, open or ended.
 type ProxyTotals struct {
-	Routes int `json:"routes"`
-	spiceproxy.Totals
+	Routes int   `json:"routes"`
+	Conns  int64 `json:"conns"` // connections accepted
+	// ToServer and ToClient are the bytes forwarded each way.
+	ToServer int64 `json:"to_server"`
+	ToClient int64 `json:"to_client"`
+	// Messages counts server messages in the modes that frame them
+	// (nagle, cpu:DUR); 0 in the others.
+	Messages int64 `json:"messages"`
 }
 
 // StartProxy starts the proxy process and returns once it runs, with no
