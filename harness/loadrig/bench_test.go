@@ -91,7 +91,7 @@ func benchSynthetic(b *testing.B, n int) {
 	b.ReportMetric((proxy1.CPU-proxy0.CPU).Seconds()/wall, "proxy-cores")
 	b.ReportMetric((proxy1.CPU-proxy0.CPU).Seconds()/wall/per*1000, "proxy-mcores/session")
 	b.ReportMetric(float64(proxy1.RSS-idleProxy.RSS)/per/1024, "proxy-RSS-KiB/session")
-	b.ReportMetric((after.AckWait - before.AckWait).Seconds()/wall/per, "ack-wait-s/s/session")
+	b.ReportMetric((after.AckWait-before.AckWait).Seconds()/wall/per, "ack-wait-s/s/session")
 	b.ReportMetric(float64(lost), "lost")
 	b.ReportMetric(loadavg(b), "host-load1")
 	b.ReportMetric(0, "ns/op")
