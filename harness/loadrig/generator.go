@@ -141,6 +141,10 @@ func StartSynthetic(ctx context.Context, cfg SyntheticConfig) (*Synthetic, error
 	if err != nil {
 		return nil, err
 	}
+	if cfg.GOMAXPROCS > 0 && info.GOMAXPROCS != cfg.GOMAXPROCS {
+		_ = p.close(ctx)
+		return nil, fmt.Errorf("start synthetic sessions: the generator runs with GOMAXPROCS=%d, not the %d asked for", info.GOMAXPROCS, cfg.GOMAXPROCS)
+	}
 	return &Synthetic{p: p, cfg: cfg}, nil
 }
 

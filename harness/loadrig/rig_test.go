@@ -250,3 +250,28 @@ func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestActivities: every preset parses by name, starts a generator and
+// flows; an unknown name says which exist.
+func TestActivities(t *testing.T) {
+	prev := int64(0)
+	for _, a := range Activities {
+		t.Run(a.Name, func(t *testing.T) {
+			got, err := ParseActivity(a.Name)
+			require.NoError(t, err)
+			assert.Equal(t, a, got)
+			assert.Greater(t, a.BitsPerSecond(), prev, "presets go from light to heavy")
+			prev = a.BitsPerSecond()
+			s := startTestSynthetic(t, SyntheticConfig{Activity: a})
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			require.NoError(t, s.Set(ctx, 1))
+			smp, err := s.Sample(ctx)
+			require.NoError(t, err)
+			assert.GreaterOrEqual(t, smp.Bytes, int64(a.DrawSize), "a whole draw was read")
+		})
+	}
+	_, err := ParseActivity("idle")
+	assert.ErrorIs(t, err, ErrBadActivity)
+	assert.ErrorContains(t, err, "typing, scroll, video")
+}
