@@ -275,3 +275,35 @@ func TestActivities(t *testing.T) {
 	assert.ErrorIs(t, err, ErrBadActivity)
 	assert.ErrorContains(t, err, "typing, scroll, video")
 }
+
+// TestCPUModeRunsOutOfCPU: a cpu:DUR proxy on one core forwards at most
+// 1/DUR messages a second, however many its sessions ask for: here they
+// ask three times that, and get no more than half again the cap (a busy
+// host can only lower the count). The servers are held back by the ACK
+// window meanwhile: that is how a proxy out of CPU shows to a session.
+func TestCPUModeRunsOutOfCPU(t *testing.T) {
+	const cost = 10 * time.Millisecond // a cap of 100 messages a second
+	p := startTestProxy(t, "cpu:"+cost.String(), 1)
+	s := startTestSynthetic(t, SyntheticConfig{
+		Activity: Activity{Name: "test", DrawSize: 4096, DrawsPerSecond: 75}, Router: p.Router(),
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	require.NoError(t, s.Set(ctx, 4)) // 300 draws a second asked for
+	start := time.Now()
+	t0, err := p.Totals(ctx)
+	require.NoError(t, err)
+	s0, err := s.Sample(ctx)
+	require.NoError(t, err)
+	time.Sleep(2 * time.Second)
+	t1, err := p.Totals(ctx)
+	require.NoError(t, err)
+	wall := time.Since(start)
+	s1, err := s.Sample(ctx)
+	require.NoError(t, err)
+	msgs := t1.Messages - t0.Messages
+	capacity := wall.Seconds() / cost.Seconds()
+	t.Logf("%d messages in %s (cap %.0f, 300/s asked); ACK wait %s", msgs, wall.Round(time.Millisecond), capacity, s1.AckWait-s0.AckWait)
+	assert.Positive(t, msgs)
+	assert.LessOrEqual(t, float64(msgs), 1.5*capacity+8, "one core at %s a message", cost)
+}
