@@ -145,6 +145,22 @@ func TestParentSeesAHostileChild(t *testing.T) {
 	}
 }
 
+// TestAbandonedCallDoesNotBreakTheChild: a caller that stops waiting
+// (its ctx ended) gets its context's error; the answer that comes later
+// is dropped, and the child still serves.
+func TestAbandonedCallDoesNotBreakTheChild(t *testing.T) {
+	p, err := startProc(t.Context(), "hostile", ChildConfig{}, nil, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	err = p.call(ctx, "slow", nil, nil)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	var got string
+	require.NoError(t, p.call(t.Context(), "echo", nil, &got), "the late answer to slow is not taken for echo's, nor for a broken child")
+	assert.Equal(t, "here", got)
+	assert.NoError(t, p.close(t.Context()))
+}
+
 // TestDeadParentEndsChild: a process that started a proxy child is
 // killed (SIGKILL: no cleanup of its own runs); the proxy child ends
 // anyway.

@@ -29,6 +29,9 @@ const (
 	// flowPoll is how often Set looks for the first draws of new
 	// sessions.
 	flowPoll = 10 * time.Millisecond
+	// maxServers bounds the servers of one generator, so that the answer
+	// listing them stays a line childproc passes whole (64 KiB).
+	maxServers = 2048
 )
 
 // ErrSessionsLost is wrapped by Sample's error when sessions ended by
@@ -274,8 +277,8 @@ func (r *genRole) handle(ctx context.Context, op string, raw json.RawMessage) (a
 		if err := strictDecode(raw, &a); err != nil {
 			return nil, fmt.Errorf("servers: %w", err)
 		}
-		if a.Count < 0 || a.Count > 1<<16 {
-			return nil, fmt.Errorf("servers: count %d out of range", a.Count)
+		if a.Count < 0 || a.Count > maxServers {
+			return nil, fmt.Errorf("servers: count %d: want 0 to %d (raise SessionsPerServer)", a.Count, maxServers)
 		}
 		for len(r.servers) < a.Count {
 			srv, err := loadgen.Listen(context.WithoutCancel(ctx), "127.0.0.1:0", loadgen.ServerConfig{

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -19,7 +20,8 @@ import (
 //
 //	hostile  answers config, then on "garble" writes a line that is not
 //	         an answer, on "stranger" an answer to a command never sent,
-//	         on "exit" exits 3 unasked
+//	         on "exit" exits 3 unasked, answers "slow" late and "echo"
+//	         at once
 //	parent   starts a proxy child of its own and answers config with
 //	         both pids, then waits (a parent the tests kill)
 func TestMain(m *testing.M) {
@@ -44,6 +46,11 @@ func (hostileRole) handle(_ context.Context, op string, _ json.RawMessage) (any,
 	case "exit":
 		fmt.Println("exiting unasked")
 		os.Exit(3)
+	case "slow":
+		time.Sleep(300 * time.Millisecond)
+		return "late", nil
+	case "echo":
+		return "here", nil
 	}
 	return nil, errors.New("hostile: unknown op")
 }

@@ -79,10 +79,13 @@ type proc struct {
 
 	mu      sync.Mutex
 	pending map[uint64]chan answer
-	broken  error         // why no call can succeed any more
-	gone    chan struct{} // closed with broken
-	closing bool
-	watched chan struct{} // closed once the exit watcher has run
+	// abandoned are calls whose caller stopped waiting (its ctx ended):
+	// their late answers are dropped, not taken for a broken child.
+	abandoned map[uint64]bool
+	broken    error         // why no call can succeed any more
+	gone      chan struct{} // closed with broken
+	closing   bool
+	watched   chan struct{} // closed once the exit watcher has run
 }
 
 // startProc re-executes the binary as role and returns once it answered
@@ -114,9 +117,10 @@ func startProc(ctx context.Context, role string, cfg ChildConfig, args any, resu
 	}
 	p := &proc{
 		role: role, cfg: cfg, stdin: w,
-		pending: map[uint64]chan answer{},
-		gone:    make(chan struct{}),
-		watched: make(chan struct{}),
+		pending:   map[uint64]chan answer{},
+		abandoned: map[uint64]bool{},
+		gone:      make(chan struct{}),
+		watched:   make(chan struct{}),
 	}
 	p.child = childproc.New(childproc.Spec{
 		Words:  childproc.Words{Name: "loadrig " + role, Ready: "it answered its first command"},
@@ -190,9 +194,13 @@ func (p *proc) callFor(ctx context.Context, bound time.Duration, op string, args
 	}
 	p.pending[c.ID] = ch
 	p.mu.Unlock()
+	answered := false
 	defer func() {
 		p.mu.Lock()
 		delete(p.pending, c.ID)
+		if !answered {
+			p.abandoned[c.ID] = true
+		}
 		p.mu.Unlock()
 	}()
 	if err := p.write(ctx, append(line, '\n')); err != nil {
@@ -200,6 +208,7 @@ func (p *proc) callFor(ctx context.Context, bound time.Duration, op string, args
 	}
 	select {
 	case a := <-ch:
+		answered = true
 		if a.Error != "" {
 			return &RemoteError{Role: p.role, Op: op, Message: a.Error}
 		}
@@ -312,7 +321,12 @@ func (s *procSink) Line(text string) string {
 	}
 	p.mu.Lock()
 	ch, ok := p.pending[a.ID]
+	late := p.abandoned[a.ID]
+	delete(p.abandoned, a.ID)
 	p.mu.Unlock()
+	if late {
+		return clip([]byte(text), 200) // its caller gave up waiting
+	}
 	if !ok {
 		msg := fmt.Sprintf("%s child (pid %d) answered a command that is not waiting (id %d)", p.role, p.Pid(), a.ID)
 		if a.Error != "" {

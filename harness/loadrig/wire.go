@@ -19,8 +19,10 @@ import (
 // naming the line; the parent treats any answer it did not ask for as a
 // broken child.
 
-// maxLine bounds one line either way. Commands are a few hundred bytes,
-// the largest answer (a "servers" list) a few KiB.
+// maxLine bounds one command line. Commands are a few hundred bytes (a
+// "set" lists a route per server: at most maxServers of them). Answers
+// must stay under childproc's 64 KiB line, which the largest (a
+// "servers" list of at most maxServers addresses) does.
 const maxLine = 1 << 20
 
 // command is one request to a child.
