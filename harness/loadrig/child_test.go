@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shakenfist/kerbside-latency/harness/procstat"
+	"github.com/shakenfist/kerbside-latency/harness/spiceproxy"
 )
 
 // rawChild runs this binary as role with pipes of the test's own, to
@@ -205,4 +206,22 @@ func waitGone(t *testing.T, pid int, within time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("pid %d still runs %s later", pid, within)
+}
+
+// TestABinaryThatIsNoChild: a binary that does not call Child (here
+// echo) is not taken for one: the start fails saying it exited, with its
+// last words, and leaves nothing running.
+func TestABinaryThatIsNoChild(t *testing.T) {
+	echo, err := exec.LookPath("echo")
+	if err != nil {
+		t.Skip("needs echo in PATH (coreutils)")
+	}
+	_, err = StartProxy(t.Context(), ProxyConfig{
+		Mode:        spiceproxy.Mode{Kind: spiceproxy.NoDelay},
+		ChildConfig: ChildConfig{Exec: Exec{Path: echo, Args: []string{"PASS: not a loadrig child"}}},
+	})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ErrChildGone)
+	assert.Contains(t, err.Error(), "exited")
+	assert.Contains(t, err.Error(), "PASS: not a loadrig child", "its output is quoted")
 }

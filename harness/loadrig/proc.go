@@ -204,6 +204,18 @@ func (p *proc) callFor(ctx context.Context, bound time.Duration, op string, args
 		p.mu.Unlock()
 	}()
 	if err := p.write(ctx, append(line, '\n')); err != nil {
+		// A closed pipe most likely means the child exited: say how,
+		// with its last words, once the watcher knows (bounded).
+		timer := time.NewTimer(childproc.DefaultDrainGrace + time.Second)
+		defer timer.Stop()
+		select {
+		case <-p.gone:
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return fmt.Errorf("%s child: send %s: %w", p.role, op, p.broken)
+		case <-timer.C:
+		case <-ctx.Done():
+		}
 		return fmt.Errorf("%s child: send %s: %w", p.role, op, err)
 	}
 	select {
