@@ -221,6 +221,7 @@ func TestABinaryThatIsNoChild(t *testing.T) {
 		ChildConfig: ChildConfig{Exec: Exec{Path: echo, Args: []string{"PASS: not a loadrig child"}}},
 	})
 	require.Error(t, err)
+	t.Log(err)
 	assert.ErrorIs(t, err, ErrChildGone)
 	assert.Contains(t, err.Error(), "exited")
 	assert.Contains(t, err.Error(), "PASS: not a loadrig child", "its output is quoted")
