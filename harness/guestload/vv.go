@@ -64,10 +64,10 @@ func parseVV(b []byte) (vvConsole, error) {
 			continue
 		}
 		p, err := strconv.Atoi(s)
-		if err != nil || p < 1 || p > 65535 {
-			return vvConsole{}, fmt.Errorf(".vv %s=%q: want a port, 1-65535", key, s)
+		if err != nil || p < 0 || p > 65535 {
+			return vvConsole{}, fmt.Errorf(".vv %s=%q: want a port, 1-65535 (0: none)", key, s)
 		}
-		*dst = p
+		*dst = p // 0 is no port, as a writer that has none may put it
 	}
 	if v.Port == 0 && v.TLSPort == 0 {
 		return vvConsole{}, errors.New(".vv names neither port nor tls-port")
