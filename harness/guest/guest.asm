@@ -15,6 +15,9 @@
 ;              - fills rows 0-2 with the next background colour and writes
 ;                ">> ", the key (or '?' when not printable), its scancode in
 ;                hex and the counter in decimal on row 0.
+;              The idle guest fills the whole screen instead, as the guest
+;              always has (23 strips of 32x400, each crossing rows 0-2), so
+;              its figures stay what they were.
 ;   row 3      a separator that never changes, so that QEMU never merges a
 ;              key's damage and the activity's into one rectangle.
 ;   rows 4-24  the activity area, chosen by the byte at offset 509 (ACTIVITY,
@@ -198,6 +201,10 @@ paint:
     mov ah, [attr]
     mov al, ' '
     mov cx, 80*KEYROWS
+    cmp byte [activity], 0      ; idle: the whole screen, as it always did
+    jne .fill
+    mov cx, 80*25
+.fill:
     rep stosw
     xor di, di
     mov al, '>'

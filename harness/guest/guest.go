@@ -4,8 +4,8 @@
 //
 // guest.asm (nasm, BIOS boot sector) is the source and guest.img the
 // committed 512-byte image built from it (`make guest`). On every key the
-// guest repaints its key region (the top three text rows, KeyRegion) with
-// a new background colour and writes ">> ", the key, its scancode and a
+// guest repaints its key region (the top three text rows, KeyRegion; the
+// idle guest, the whole screen) with a new background colour and writes ">> ", the key, its scancode and a
 // key counter, so every key that reaches the guest produces a burst of
 // SPICE draws in that region. The counter lives at a fixed physical
 // address: reading it through QMP at the end of a run proves that every
@@ -83,7 +83,10 @@ const KeyRows = 3
 // KeyRegion is where a key's repaint draws: the top KeyRows text rows,
 // the whole width. The activity never draws there (a separator row keeps
 // it one row away), so a draw whose rectangle touches KeyRegion answers a
-// key, whatever the guest is doing.
+// key, whatever the guest is doing. The idle guest repaints the whole
+// screen on a key, as it always has: QEMU sends that as 32-pixel-wide
+// full-height strips, each of which touches KeyRegion, so its figures are
+// the same with or without a key region.
 var KeyRegion = Box{Left: 0, Top: 0, Right: ScreenWidth, Bottom: KeyRows * 16}
 
 // ScreenWidth and ScreenHeight are the guest's screen once it runs: 80x25
