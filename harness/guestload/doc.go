@@ -22,7 +22,7 @@
 // everything, also after a failed Set, and what a bounded teardown could
 // not finish (a server whose delete failed) is retried by Close. Sample
 // sums what every session ever read and reads each QEMU's CPU time and
-// resident memory from /proc; a session that ended by itself makes Sample
+// resident memory (harness/procstat); a session that ended by itself makes Sample
 // fail loudly rather than report fewer sessions as if all were well.
 //
 // A .vv is read here (vv.go) rather than with fakeryll's reader, which a

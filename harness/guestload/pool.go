@@ -10,6 +10,7 @@ import (
 
 	"github.com/shakenfist/kerbside-latency/harness/load"
 	"github.com/shakenfist/kerbside-latency/harness/loadgen"
+	"github.com/shakenfist/kerbside-latency/harness/procstat"
 )
 
 // Defaults of the knobs both sources share.
@@ -265,12 +266,12 @@ func (p *pool) sample(ctx context.Context) (load.Sample, error) {
 			continue
 		}
 		if ss.pid > 0 {
-			cpu, rss, err := readProc(ss.pid)
+			u, err := procstat.Read(ss.pid)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("busy session %s: %w", ss.name, err))
 				continue
 			}
-			s.Processes = append(s.Processes, load.Process{Role: p.name, Pid: ss.pid, CPU: cpu, RSS: rss})
+			s.Processes = append(s.Processes, u.Process(p.name))
 		}
 	}
 	if len(errs) > 0 {

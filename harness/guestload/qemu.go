@@ -29,7 +29,7 @@ type QemuConfig struct {
 	// qemu.DefaultBinary.
 	Binary string
 	// Activity is what each guest does by itself (the ramp's activity):
-	// "idle" (or empty) is the repaint-on-key guest.
+	// one of guest.Activities; empty is idle.
 	Activity string
 	// Router gives each viewer its way to its guest through the proxy
 	// under test; nil dials the guest itself.
@@ -90,13 +90,12 @@ func NewQemu(cfg QemuConfig) (*Qemu, error) {
 	return q, nil
 }
 
-// imageFor is the boot image of a guest running activity.
+// imageFor is the boot image of a guest running activity (empty: idle).
 func imageFor(activity string) ([]byte, error) {
-	switch activity {
-	case "", "idle":
-		return guest.Image, nil
+	if activity == "" {
+		activity = guest.ActivityIdle
 	}
-	return nil, fmt.Errorf("activity %q: only the idle guest is built so far (want idle)", activity)
+	return guest.ImageFor(activity)
 }
 
 // Name is "qemu".
@@ -165,7 +164,7 @@ func (q *Qemu) start(ctx context.Context, i int) (_ *session, err error) {
 
 func (q *Qemu) activity() string {
 	if q.cfg.Activity == "" {
-		return "idle"
+		return guest.ActivityIdle
 	}
 	return q.cfg.Activity
 }

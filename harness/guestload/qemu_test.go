@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shakenfist/kerbside-latency/harness/guest"
 	"github.com/shakenfist/kerbside-latency/harness/load"
 	"github.com/shakenfist/kerbside-latency/harness/qemu"
 	"github.com/shakenfist/kerbside-latency/harness/spiceproxy"
@@ -227,4 +228,52 @@ func TestNewQemuRefusesWhatItCannotRun(t *testing.T) {
 	needQemu(t)
 	_, err = NewQemu(QemuConfig{Activity: "juggling"})
 	assert.ErrorContains(t, err, `activity "juggling"`)
+}
+
+// TestQemuSourceCancelledSet: a Set whose context ends mid-start (here
+// while the route is being made) returns, and leaves no QEMU.
+func TestQemuSourceCancelledSet(t *testing.T) {
+	needQemu(t)
+	q, err := NewQemu(QemuConfig{LogDir: t.TempDir(), Parallel: 2,
+		Router: func(ctx context.Context, target netip.AddrPort) (netip.AddrPort, error) {
+			<-ctx.Done() // a proxy that never answers
+			return netip.AddrPort{}, context.Cause(ctx)
+		}})
+	require.NoError(t, err)
+	started := recordPids(q.pool)
+	defer func() { assert.NoError(t, q.Close(context.Background())) }()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	err = q.Set(ctx, 2)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	for _, pid := range started() {
+		assert.True(t, gone(pid), "QEMU %d was stopped although the Set's context had ended", pid)
+	}
+}
+
+// TestQemuSourceActivities: a busy guest streams draws by itself, an
+// idle one paints once and then is quiet; Set returns once each has
+// drawn.
+func TestQemuSourceActivities(t *testing.T) {
+	needQemu(t)
+	for _, activity := range guest.Activities {
+		t.Run(activity, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			q, err := NewQemu(QemuConfig{Activity: activity, LogDir: t.TempDir()})
+			require.NoError(t, err)
+			defer func() { assert.NoError(t, q.Close(context.Background())) }()
+			require.NoError(t, q.Set(ctx, 1))
+			first, err := q.Sample(ctx)
+			require.NoError(t, err)
+			require.Positive(t, first.Messages, "flowing: the first paint was read")
+			if activity == guest.ActivityIdle {
+				return // nothing more comes without a key
+			}
+			require.Eventually(t, func() bool {
+				s, err := q.Sample(ctx)
+				return err == nil && s.Messages >= first.Messages+40
+			}, 30*time.Second, 20*time.Millisecond, "a %s guest draws by itself", activity)
+		})
+	}
 }

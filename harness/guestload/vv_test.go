@@ -5,10 +5,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"net"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -131,37 +129,4 @@ func TestParseVVHostile(t *testing.T) {
 			assert.NotContains(t, err.Error(), long)
 		})
 	}
-}
-
-func TestProcStat(t *testing.T) {
-	// A command name with spaces and a parenthesis does not shift the
-	// fields; utime 150 + stime 50 ticks is 2 s.
-	cpu, err := parseStatCPU("4242 (qemu (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 150 50 0 0 20 0 3 0 1000 100000 1000")
-	require.NoError(t, err)
-	assert.Equal(t, 2*time.Second, cpu)
-	_, err = parseStatCPU("4242 qemu S 1")
-	assert.ErrorContains(t, err, "no command name")
-	_, err = parseStatCPU("4242 (qemu) S 1 2 3")
-	assert.ErrorContains(t, err, "want at least 13")
-	_, err = parseStatCPU("4242 (qemu) S 1 4242 4242 0 -1 4194560 100 0 0 0 x 50 0")
-	assert.ErrorContains(t, err, "CPU time")
-
-	rss, err := parseStatusRSS("Name:\tqemu\nVmPeak:\t 1 kB\nVmRSS:\t   56320 kB\nThreads: 3\n")
-	require.NoError(t, err)
-	assert.Equal(t, int64(56320<<10), rss)
-	_, err = parseStatusRSS("Name:\tzombie\nState:\tZ (zombie)\n")
-	assert.ErrorContains(t, err, "no VmRSS")
-	_, err = parseStatusRSS("VmRSS:\t12 MB\n")
-	assert.ErrorContains(t, err, "VmRSS")
-
-	// This process, read for real.
-	if _, err := os.Stat("/proc/self/stat"); err != nil {
-		t.Skip("no /proc here (not Linux): the parsers are tested above")
-	}
-	cpu, rss, err = readProc(os.Getpid())
-	require.NoError(t, err)
-	assert.GreaterOrEqual(t, cpu, time.Duration(0))
-	assert.Greater(t, rss, int64(1<<20), "a Go test binary holds megabytes")
-	_, _, err = readProc(1 << 30)
-	assert.Error(t, err, "no such process")
 }
