@@ -284,3 +284,19 @@ func TestNewCloudRefuses(t *testing.T) {
 	_, err = NewCloud(CloudConfig{Image: "i", RunID: "../x"})
 	assert.ErrorContains(t, err, "invalid run id")
 }
+
+// TestCloudSourceCancelledMidBoot: a Set whose context ends while its
+// server is still building returns, and the server is deleted anyway.
+func TestCloudSourceCancelledMidBoot(t *testing.T) {
+	l := newKerbsideLane(t)
+	l.fc.BuildForever()
+	src, err := NewCloud(l.config("t-cancel", nil))
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, src.Close(context.Background())) }()
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	err = src.Set(ctx, 1)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Empty(t, l.alive(), "the building server was deleted with a context of its own")
+}
