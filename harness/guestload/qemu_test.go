@@ -21,7 +21,7 @@ import (
 )
 
 // needQemu skips a test on a machine without QEMU, saying how to get it.
-func needQemu(t *testing.T) {
+func needQemu(t testing.TB) {
 	t.Helper()
 	if _, err := qemu.LookBinary(""); err != nil {
 		if errors.Is(err, qemu.ErrNotFound) {
