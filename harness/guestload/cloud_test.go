@@ -22,6 +22,7 @@ import (
 	"github.com/shakenfist/kerbside-latency/fixtures/fakecloud"
 	"github.com/shakenfist/kerbside-latency/fixtures/kerbside"
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
+	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/loadgen"
 )
 
@@ -299,4 +300,26 @@ func TestCloudSourceCancelledMidBoot(t *testing.T) {
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Empty(t, l.alive(), "the building server was deleted with a context of its own")
+}
+
+// TestCloudConfigFrom: the busy servers boot LATENCY_LOAD_IMAGE with the
+// measured console's flavor, network and boot timeout; the image is
+// uploaded from LATENCY_IMAGE_URL only when it is the console's own.
+func TestCloudConfigFrom(t *testing.T) {
+	c, err := config.Load([]string{"LATENCY_PROVIDER=openstack", "LATENCY_IMAGE=guest", "LATENCY_IMAGE_URL=https://images.example/guest.qcow2",
+		"LATENCY_FLAVOR=f1", "LATENCY_NETWORK=n1", "LATENCY_BOOT_TIMEOUT=3m", "LATENCY_RUN_ID=r-1"})
+	require.NoError(t, err)
+	cc := CloudConfigFrom(c)
+	assert.Equal(t, "guest", cc.Image)
+	assert.Equal(t, "https://images.example/guest.qcow2", cc.ImageURL)
+	assert.Equal(t, "f1", cc.Flavor)
+	assert.Equal(t, "n1", cc.Network)
+	assert.Equal(t, 3*time.Minute, cc.BootTimeout)
+	assert.Equal(t, "r-1", cc.RunID)
+
+	c, err = config.Load([]string{"LATENCY_PROVIDER=openstack", "LATENCY_IMAGE=guest", "LATENCY_LOAD_IMAGE=busy-video"})
+	require.NoError(t, err)
+	cc = CloudConfigFrom(c)
+	assert.Equal(t, "busy-video", cc.Image)
+	assert.Empty(t, cc.ImageURL, "another image is never uploaded from the console's URL")
 }
