@@ -42,10 +42,12 @@ type QemuConfig struct {
 	// StopTimeout bounds stopping the guests of one Set, or of Close
 	// (DefaultStopTimeout).
 	StopTimeout time.Duration
-	// LogDir receives each guest's QEMU output as qemu-load-<i>.log;
+	// LogDir receives each guest's QEMU output as
+	// qemu-<RunID>-load-<i>.log (qemu-load-<i>.log without a RunID);
 	// empty means a private directory removed by Close (failure messages
 	// still quote QEMU's last lines).
 	LogDir string
+	RunID  string
 	// Logger receives the source's progress; nil discards it.
 	Logger *slog.Logger
 }
@@ -131,7 +133,7 @@ func (q *Qemu) start(ctx context.Context, i int) (_ *session, err error) {
 	pw := qemu.NewPassword()
 	vm, err := qemu.Start(fctx, qemu.Spec{
 		Binary: q.cfg.Binary, Image: q.image, Password: pw, Name: "kerbside-latency-" + name,
-		LogPath: filepath.Join(q.logDir, "qemu-"+name+".log"), Logger: q.log,
+		LogPath: filepath.Join(q.logDir, q.logName(name)), Logger: q.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boot busy guest %s: %w", name, err)
@@ -160,6 +162,15 @@ func (q *Qemu) start(ctx context.Context, i int) (_ *session, err error) {
 	q.log.Info("busy guest flowing", "guest", name, "pid", vm.Pid(), "activity", q.activity(), "spice", target.String(), "via", dial.String(),
 		"boot", booted.Round(time.Millisecond), "first_draw", time.Since(t0).Round(time.Millisecond))
 	return s, nil
+}
+
+// logName is the log file of guest name, beside the run's own
+// qemu-<run>.log (console.QemuLogName).
+func (q *Qemu) logName(name string) string {
+	if q.cfg.RunID == "" {
+		return "qemu-" + name + ".log"
+	}
+	return "qemu-" + q.cfg.RunID + "-" + name + ".log"
 }
 
 func (q *Qemu) activity() string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -125,7 +126,8 @@ func TestQemuSourceUpDownClose(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	r := &proxyRouter{t: t}
-	q, err := NewQemu(QemuConfig{Router: r.route, LogDir: t.TempDir(), Parallel: 2})
+	logs := t.TempDir()
+	q, err := NewQemu(QemuConfig{Router: r.route, LogDir: logs, RunID: "r-7", Parallel: 2})
 	require.NoError(t, err)
 	started := recordPids(q.pool)
 	closed := false
@@ -152,6 +154,9 @@ func TestQemuSourceUpDownClose(t *testing.T) {
 	assert.GreaterOrEqual(t, conns, 4, "each viewer's main and display channels crossed the proxy")
 	assert.GreaterOrEqual(t, through, s2.Bytes, "what the viewers read came through the proxy (SPICE bytes and link)")
 	assert.ElementsMatch(t, started(), pidsOf(s2))
+	for _, name := range []string{"qemu-r-7-load-0.log", "qemu-r-7-load-1.log"} {
+		assert.FileExists(t, filepath.Join(logs, name), "each guest's QEMU log, named after the run")
+	}
 
 	require.NoError(t, q.Set(ctx, 2), "no change")
 	require.NoError(t, q.Set(ctx, 1), "down to one")
