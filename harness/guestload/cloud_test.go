@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -23,7 +25,9 @@ import (
 	"github.com/shakenfist/kerbside-latency/fixtures/kerbside"
 	"github.com/shakenfist/kerbside-latency/harness/cloud"
 	"github.com/shakenfist/kerbside-latency/harness/config"
+	"github.com/shakenfist/kerbside-latency/harness/guest"
 	"github.com/shakenfist/kerbside-latency/harness/loadgen"
+	"github.com/shakenfist/kerbside-latency/harness/qemu"
 )
 
 // kerbsideLane is the cloud lane in one process: the fake cloud's Nova
@@ -55,8 +59,15 @@ func newKerbsideLane(t *testing.T) *kerbsideLane {
 	hv, err := loadgen.Serve(t.Context(), ln, loadgen.ServerConfig{BitsPerSecond: 2_000_000, DrawSize: 2000, Width: 320, Height: 200})
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, hv.Close()) })
-	hvPort := ln.Addr().(*net.TCPAddr).Port
+	l := newKerbsideLaneTo(t, ca, ln.Addr().(*net.TCPAddr).Port)
+	l.hv = hv
+	return l
+}
 
+// newKerbsideLaneTo is the lane with the hypervisor's TLS port at
+// hvPort, its certificate from ca.
+func newKerbsideLaneTo(t *testing.T, ca *kerbside.CA, hvPort int) *kerbsideLane {
+	t.Helper()
 	fc := fakecloud.New(t, fakecloud.Options{VVHost: "127.0.0.1", VVPort: 1, VVTLSPort: hvPort, Images: []string{"busy-guest"}})
 	env := fc.Env()
 	ks, err := kerbside.Start(t.Context(), kerbside.Config{Credentials: env, CA: ca})
@@ -68,7 +79,7 @@ func newKerbsideLane(t *testing.T) *kerbsideLane {
 	require.NoError(t, err)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(tr.CloseIdleConnections)
-	return &kerbsideLane{fc: fc, ks: ks, hv: hv, env: env, http: &http.Client{Timeout: 10 * time.Second,
+	return &kerbsideLane{fc: fc, ks: ks, env: env, http: &http.Client{Timeout: 10 * time.Second,
 		Transport: rewrite{from: fcURL.Host, to: ksURL.Host, path: fakecloud.KerbsidePath, rt: tr}}}
 }
 
@@ -322,4 +333,43 @@ func TestCloudConfigFrom(t *testing.T) {
 	cc = CloudConfigFrom(c)
 	assert.Equal(t, "busy-video", cc.Image)
 	assert.Empty(t, cc.ImageURL, "another image is never uploaded from the console's URL")
+}
+
+// TestCloudSourceToQEMUThroughKerbside: the far end is QEMU's own
+// spice-server on its TLS port (as the dev cloud's fake driver points
+// it): the busy server's viewer links through Kerbside over TLS, the
+// stand-in links to QEMU over TLS, and the guest's first paint arrives.
+func TestCloudSourceToQEMUThroughKerbside(t *testing.T) {
+	needQemu(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	ca, err := kerbside.NewCA("guestload-qemu-lane")
+	require.NoError(t, err)
+	leaf, err := ca.Issue(pkix.Name{CommonName: "hypervisor"}, nil, []net.IP{net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	dir := t.TempDir()
+	x509Dir := filepath.Join(dir, "x509")
+	require.NoError(t, os.Mkdir(x509Dir, 0o700))
+	require.NoError(t, ca.WriteQEMUDir(x509Dir, leaf))
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	tlsPort := free.Addr().(*net.TCPAddr).Port
+	require.NoError(t, free.Close())
+	vm, err := qemu.Start(ctx, qemu.Spec{Image: guest.Image, Name: "guestload-far-end", TLSPort: tlsPort, X509Dir: x509Dir,
+		LogPath: filepath.Join(dir, "qemu.log")})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, vm.Stop(context.WithoutCancel(ctx))) }()
+
+	l := newKerbsideLaneTo(t, ca, tlsPort)
+	src, err := NewCloud(l.config("t-qemu", nil))
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, src.Close(context.Background())) }()
+	require.NoError(t, src.Set(ctx, 1), "a busy server whose console is QEMU behind Kerbside")
+	s, err := src.Sample(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, s.Sessions)
+	assert.Positive(t, s.Messages, "spice-server's display traffic through two TLS legs")
+	assert.Equal(t, 2, l.ks.Stats().Linked)
+	require.NoError(t, src.Close(ctx))
+	assert.Empty(t, l.alive())
 }
