@@ -200,6 +200,9 @@ type Cloud struct {
 	// Console is LATENCY_OPENSTACK_CONSOLE: spice-direct (Kerbside's
 	// console) or direct (the hypervisor's address, for admins).
 	Console string
+	// LoadImage is LATENCY_LOAD_IMAGE: the busy servers' image (Image
+	// by default).
+	LoadImage string
 }
 
 // DefaultImageURL is where the test guest image is published.
@@ -236,6 +239,7 @@ func Load(environ []string, rules ...Rule) (*Config, error) {
 	loadSanity(p, c)
 	loadConsoles(p, c)
 	c.Cloud = loadCloud(p)
+	loadLoadImage(p, c)
 	loadAB(p, c)
 	p.unknownNames(environ)
 	for _, rule := range rules {

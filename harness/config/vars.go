@@ -67,6 +67,7 @@ var Vars = []Var{
 	{Name: "LATENCY_BOOT_TIMEOUT", Default: "10m", Help: "openstack: how long the server has to become ACTIVE"},
 	{Name: "LATENCY_KEEP_SERVER", Default: "0", Help: "openstack: 1 keeps the server after the run"},
 	{Name: "LATENCY_OPENSTACK_CONSOLE", Default: "spice-direct", Help: "openstack: `spice-direct` measures through Kerbside (Nova 2025.1+); `direct` measures the server's direct leg, the hypervisor's address behind a console token (admin only; spice-html5 on older clouds)"},
+	{Name: "LATENCY_LOAD_IMAGE", Default: "LATENCY_IMAGE", Help: "openstack: the Glance image of the busy servers the ramp boots beside the measured console (uploaded from LATENCY_IMAGE_URL only when it is LATENCY_IMAGE)"},
 
 	// Read by the tools around the loadtest, not by Load.
 	{Name: "LATENCY_ALLOW_SIMULATOR", By: "the project's own tests", Help: "1 lets fakeryll's simulator stand in for ryll against a real provider (the openstack provider against a fake cloud in a test); the run is recorded as simulated"},

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,11 +17,17 @@ import (
 
 // ClientConfig says where a busy session's viewer connects.
 type ClientConfig struct {
-	// Addr is the SPICE server's plain port, host:port: a Server, a proxy
-	// in front of one, or any SPICE server.
+	// Addr is the SPICE server's port, host:port: a Server, a proxy in
+	// front of one, or any SPICE server; its TLS port when TLS is set.
 	Addr string
-	// Password is the ticket; it is never logged.
+	// Password is the ticket (a .vv's one-time password, for a console
+	// behind Kerbside); it is never logged.
 	Password secret.String
+	// TLS, when set, runs every channel over TLS with this configuration
+	// (a .vv's tls-port, CA and host-subject): Kerbside's plain port
+	// answers every link NEED_SECURED. The handshake is bounded by the
+	// link's time, like the rest of the link.
+	TLS *tls.Config
 	// LinkTimeout bounds Dial from the first connect to the display
 	// channel linked; 0 means DefaultLinkTimeout.
 	LinkTimeout time.Duration
@@ -56,6 +63,7 @@ type Client struct {
 	c          counters
 	fullHeader bool
 	noAck      bool
+	tls        *tls.Config
 	display    *chanReader
 	conns      []net.Conn
 	running    atomic.Int32 // readers still running; the last closes done
@@ -74,7 +82,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (_ *Client, err error) {
 	}
 	lctx, cancel := context.WithTimeout(ctx, cfg.LinkTimeout)
 	defer cancel()
-	cl := &Client{done: make(chan struct{}), fullHeader: cfg.fullHeader, noAck: cfg.noAck}
+	cl := &Client{done: make(chan struct{}), fullHeader: cfg.fullHeader, noAck: cfg.noAck, tls: cfg.TLS}
 	defer func() {
 		if err != nil {
 			for _, c := range cl.conns {
@@ -141,6 +149,17 @@ func (cl *Client) link(lctx context.Context, addr string, sid uint32, channel ui
 	}
 	stop := context.AfterFunc(lctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
+	if cl.tls != nil {
+		tc := tls.Client(conn, cl.tls)
+		if err := tc.HandshakeContext(lctx); err != nil {
+			conn.Close()
+			return nil, false, fmt.Errorf("TLS for channel type %d on %s: %w", channel, addr, linkErr(lctx, err))
+		}
+		// The TLS connection is what the channel reads, writes and
+		// closes from now on; the raw one is closed with it.
+		cl.conns[len(cl.conns)-1] = tc
+		conn = tc
+	}
 	mini, err := dialLink(conn, sid, channel, 0, pw, !cl.fullHeader)
 	if err != nil {
 		conn.Close()
