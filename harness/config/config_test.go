@@ -168,6 +168,7 @@ func TestVarsCoverEveryVariableLoadReads(t *testing.T) {
 	loadSanity(p, c)
 	loadConsoles(p, c)
 	c.Cloud = loadCloud(p)
+	loadLink(p, c)
 	loadAB(p, c)
 	seen := p.read
 	documented := map[string]bool{}

@@ -58,6 +58,8 @@ var Vars = []Var{
 	{Name: "LATENCY_B_PROVIDER", Help: "A/B: where the B leg's console comes from (same forms as LATENCY_PROVIDER; default the A leg's provider). Setting any LATENCY_B_* runs the A/B"},
 	{Name: "LATENCY_B_CONSOLE", Help: "A/B: the B leg's target, of the same forms as LATENCY_CONSOLE (e.g. a Kerbside .vv URL for the server whose hypervisor port A measures)"},
 	{Name: "LATENCY_B_PROXY", Help: "A/B with qemu: the B leg goes through a SPICE proxy of our own in front of the same guest: nodelay, nagle (one write per message, no TCP_NODELAY) or delay:DUR"},
+	{Name: "LATENCY_LINK", Help: "a link (user-space delay, jitter, rate, queue) between the client and the console it dials, every channel, both ways: lan, wan-20ms-50mbit, wan-80ms-10mbit, wan-80ms-1mbit, or rtt=80ms,rate=10mbit,jitter=5ms,queue=64KiB (a name may take overrides); not with the fake provider; unset: none"},
+	{Name: "LATENCY_B_LINK", Help: "A/B: the B leg's link (forms of LATENCY_LINK; default LATENCY_LINK's); set alone it measures the same console (qemu, direct, file) through it against A through LATENCY_LINK or none; with LATENCY_B_PROXY it sits in front of the proxy"},
 	{Name: "LATENCY_AB_BLOCK", Default: "10", Help: "A/B: presses per block; the legs alternate ABAB... in blocks (ryll reconnected per block) until each has LATENCY_SAMPLES samples"},
 	{Name: "LATENCY_AB_MAX_ADDED", Default: "10ms", Help: "A/B: a keypress figure passes only when the upper end of the 95 % interval of B−A lies below this; it fails when B adds more and the difference is significant; anything between is inconclusive (the run fails)"},
 	{Name: "LATENCY_IMAGE", Default: "uefi-latency-guest", Help: "openstack: Glance image name"},
