@@ -44,6 +44,7 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 	if r.Console != nil {
 		s.QemuVersion, s.Accelerator = r.Console.QemuVersion, r.Console.Accelerator
 		s.CloudServerName, s.CloudServerID = r.Console.ServerName, r.Console.ServerID
+		s.Link = r.Console.LinkStats() // what the link did, every block of a leg
 	}
 	if !cfg.Measure.Metric.Keypress() {
 		s.Scancode = ""

@@ -11,6 +11,7 @@ import (
 
 	"github.com/shakenfist/kerbside-latency/harness/atomicfile"
 	"github.com/shakenfist/kerbside-latency/harness/host"
+	"github.com/shakenfist/kerbside-latency/harness/link"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
 
@@ -225,6 +226,13 @@ type Sidecar struct {
 	// harness's timer lag, the CPU time of the harness, ryll and QEMU,
 	// load, runnable tasks and steal, pooled and per block.
 	Host *HostRecord `json:"host,omitempty"`
+	// Link is what the link between the client and the console did
+	// (LATENCY_LINK; LATENCY_B_LINK for an A/B's B leg): its profile,
+	// its connections (every SPICE channel, every port) and, per
+	// direction, bytes, reads, writes, the queue's high-water mark, the
+	// time bytes stood queued, the longest wait and the time the sender
+	// was pushed back (link.Stats). Absent without a link.
+	Link *link.Stats `json:"link,omitempty"`
 	// ABVerdict is, for a leg of an A/B run, the run's verdict (ABPass,
 	// ABFail, ABInconclusive or ABIncomplete; latency-<run>-ab.json says
 	// why).
