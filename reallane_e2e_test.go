@@ -330,3 +330,54 @@ func TestRealLaneQemuKilledMidRun(t *testing.T) {
 	assert.Equal(t, len(csv), o.sidecar(t).SamplesCollected)
 	assertNoRyllLeft(t, o.output)
 }
+
+// TestRealLaneLinkRTT is issue 21's first link figure on a real SPICE
+// session: the same guest, A through the lan link and B through a link
+// of 80 ms round trip, in one A/B. A key press crosses the link once to
+// the guest and its draw once back, so B−A of both keypress medians is
+// the profile's 80 ms, within 10 ms (the link's timers can only add).
+// The machine is shared: on a host the run found busy the figures are
+// inconclusive, and the test skips saying so, after checking what holds
+// whatever the host did (the verdict is not pass, each leg's sidecar
+// holds its link). 20 samples a leg: an 80 ms difference shows at once.
+func TestRealLaneLinkRTT(t *testing.T) {
+	_, env := realLane(t)
+	env = maps.Clone(env)
+	env["LATENCY_SAMPLES"] = "20"
+	env["LATENCY_LINK"] = "lan"
+	env["LATENCY_B_LINK"] = "rtt=80ms"
+	o := runAB(t, env)
+	ab := readAB(t, o, 20)
+	for _, m := range ab.Metrics {
+		t.Logf("%s medians: A (lan) %.2f ms, B (rtt=80ms) %.2f ms, B-A %+.2f ms", m.Metric, 1000*m.AMedianS, 1000*m.BMedianS, 1000*m.DifferenceS)
+	}
+	for _, leg := range []struct {
+		name, profile string
+		rec           results.ABLeg
+	}{{"A", "lan (rtt=0s)", ab.A}, {"B", "rtt=80ms", ab.B}} {
+		require.NotNil(t, leg.rec.Link, "leg %s: the A/B records its link", leg.name)
+		assert.Equal(t, leg.profile, leg.rec.Link.Profile.String())
+		sc, err := results.ReadSidecar(filepath.Join(o.dir, leg.rec.Sidecar))
+		require.NoError(t, err)
+		require.NotNil(t, sc.Link, "leg %s: the sidecar holds what the link did", leg.name)
+		assert.Equal(t, leg.profile, sc.Link.Profile.String())
+		// Every block's ryll opened its SPICE channels across the link,
+		// and the draws came back across it.
+		assert.GreaterOrEqual(t, sc.Link.Connections, 2*leg.rec.Blocks, "leg %s: main and display channels per block at least", leg.name)
+		assert.Positive(t, sc.Link.ToServer.Bytes)
+		assert.Greater(t, sc.Link.ToClient.Bytes, sc.Link.ToServer.Bytes, "leg %s: the screen comes back", leg.name)
+		assert.Contains(t, o.output, "link of "+leg.name, "the A/B table names each leg's link")
+	}
+	assert.NotEqual(t, "pass", ab.Verdict, "80 ms added can never pass a 10 ms threshold")
+	assert.NotEqual(t, 0, o.exitCode)
+	if len(ab.HostBusy) > 0 {
+		t.Skipf("inconclusive: the host was too busy to measure the link's 80 ms to 10 ms (%s), verdict %s; run `make test-ab` on a quieter host",
+			strings.Join(ab.HostBusy, "; "), ab.Verdict)
+	}
+	for _, m := range ab.Metrics {
+		assert.InDelta(t, 0.080, m.DifferenceS, 0.010, "%s: B-A of the medians is the link's round trip", m.Metric)
+	}
+	assert.Equal(t, "fail", ab.Verdict, "%v", ab.Reasons)
+	assert.Contains(t, o.output, "keypress_to_screen: B adds")
+	assert.Contains(t, o.output, "keypress_to_repaint: B adds")
+}
