@@ -2,7 +2,7 @@ package measure
 
 import (
 	"errors"
-		"testing"
+	"testing"
 	"testing/synctest"
 	"time"
 
