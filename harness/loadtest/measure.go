@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/control"
-	"github.com/shakenfist/kerbside-latency/harness/host"
 	"github.com/shakenfist/kerbside-latency/harness/guest"
+	"github.com/shakenfist/kerbside-latency/harness/host"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 )
