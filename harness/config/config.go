@@ -111,6 +111,10 @@ type Config struct {
 
 	ReadyTimeout time.Duration
 	Scancode     uint16
+	// Activity is what the qemu provider's guest does by itself below
+	// the key's region (LATENCY_ACTIVITY, one of guest.Activities; idle
+	// by default). The key's region is Measure.KeyRegion.
+	Activity string
 
 	// ExpectP50 bounds the median when set (ExpectP50Set): a guard for a
 	// lane whose latency is known, such as the real SPICE lane in CI.
@@ -250,6 +254,7 @@ func Load(environ []string, rules ...Rule) (*Config, error) {
 	loadRun(p, c)
 	loadSource(p, c)
 	loadMeasure(p, c)
+	loadActivity(p, c)
 	loadSanity(p, c)
 	loadConsoles(p, c)
 	c.Cloud = loadCloud(p)
@@ -377,6 +382,7 @@ var measureVars = map[measure.Field]string{
 	measure.FieldSettle:           "LATENCY_SETTLE",
 	measure.FieldMaxMisses:        "LATENCY_MAX_MISSES",
 	measure.FieldMaxContamination: "LATENCY_MAX_CONTAMINATION",
+	measure.FieldKeyRegion:        "LATENCY_KEY_REGION",
 }
 
 // loadMeasure reads the measurement's settings into one measure.Config,

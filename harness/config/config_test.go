@@ -165,6 +165,7 @@ func TestVarsCoverEveryVariableLoadReads(t *testing.T) {
 	loadRun(p, c)
 	loadSource(p, c)
 	loadMeasure(p, c)
+	loadActivity(p, c)
 	loadSanity(p, c)
 	loadConsoles(p, c)
 	c.Cloud = loadCloud(p)

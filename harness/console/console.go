@@ -47,6 +47,9 @@ type Console struct {
 	QemuVersion string
 	Accelerator string
 	QemuLog     string
+	// ActivityProbe is a busy guest's display traffic at a SPICE client
+	// (LATENCY_ACTIVITY other than idle), taken before ryll connected.
+	ActivityProbe *ActivityProbe
 
 	cloud *cloud.Cloud
 	vm    *qemu.VM

@@ -1,18 +1,26 @@
 // Package guest holds the repaint-on-key boot-sector guest that a real
-// SPICE lane boots under QEMU, and the addresses a test reads back from it.
+// SPICE lane boots under QEMU, its activity variants, and the addresses a
+// test reads back from it.
 //
 // guest.asm (nasm, BIOS boot sector) is the source and guest.img the
 // committed 512-byte image built from it (`make guest`). On every key the
-// guest repaints the whole 80x25 text screen with a new background colour
-// and writes ">> ", the key, its scancode and a key counter, so every key
-// that reaches the guest produces a full-screen SPICE draw and no other
-// draws happen. The counter lives at a fixed physical address: reading it
-// through QMP at the end of a run proves that every key sent arrived once.
+// guest repaints its key region (the top three text rows, KeyRegion; the
+// idle guest, the whole screen) with a new background colour and writes ">> ", the key, its scancode and a
+// key counter, so every key that reaches the guest produces a burst of
+// SPICE draws in that region. The counter lives at a fixed physical
+// address: reading it through QMP at the end of a run proves that every
+// key sent arrived once.
+//
+// Below the key region (and a separator row that never changes, so QEMU
+// never merges the two into one damaged rectangle) the guest can keep the
+// screen busy by itself: ImageFor patches one byte of the image to choose
+// the activity (Activities). The idle guest draws nothing but keys.
 package guest
 
 import (
 	_ "embed"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -26,6 +34,60 @@ var Image []byte
 
 // ImageSize is the size of Image: one floppy boot sector.
 const ImageSize = 512
+
+// The activities a guest can run below its key region (LATENCY_ACTIVITY).
+const (
+	// ActivityIdle draws nothing but the key's repaint: the guest of old.
+	ActivityIdle = "idle"
+	// ActivityTyping changes one character cell four times a second, as a
+	// person typing in a terminal would.
+	ActivityTyping = "typing"
+	// ActivityScroll scrolls the whole text area below the key region up
+	// by one line ten times a second.
+	ActivityScroll = "scroll"
+	// ActivityVideo changes every cell of the area below the key region
+	// (glyph and colour) 100 times a second, faster than QEMU's ~30 ms
+	// display refresh: every refresh carries the whole area.
+	ActivityVideo = "video"
+)
+
+// Activities lists the activities in the order of their codes.
+var Activities = []string{ActivityIdle, ActivityTyping, ActivityScroll, ActivityVideo}
+
+// ActivityOffset is the offset in the image of the byte that chooses the
+// activity: its index in Activities (0 idle in the committed image).
+const ActivityOffset = 509
+
+// ImageFor returns a copy of Image whose activity byte chooses activity
+// (one of Activities), so a busy guest is the same program as the idle
+// one. Each QEMU still needs its own copy of the bytes on disk.
+func ImageFor(activity string) ([]byte, error) {
+	code := slices.Index(Activities, activity)
+	if code < 0 {
+		return nil, fmt.Errorf("guest activity %q: want one of %s", activity, strings.Join(Activities, ", "))
+	}
+	img := slices.Clone(Image)
+	img[ActivityOffset] = byte(code)
+	return img, nil
+}
+
+// Box is a rectangle of the guest's screen in pixels: Left and Top
+// inclusive, Right and Bottom exclusive, as SPICE's boxes are.
+type Box struct {
+	Left, Top, Right, Bottom int
+}
+
+// KeyRows is how many text rows, from the top, the key repaints.
+const KeyRows = 3
+
+// KeyRegion is where a key's repaint draws: the top KeyRows text rows,
+// the whole width. The activity never draws there (a separator row keeps
+// it one row away), so a draw whose rectangle touches KeyRegion answers a
+// key, whatever the guest is doing. The idle guest repaints the whole
+// screen on a key, as it always has: QEMU sends that as 32-pixel-wide
+// full-height strips, each of which touches KeyRegion, so its figures are
+// the same with or without a key region.
+var KeyRegion = Box{Left: 0, Top: 0, Right: ScreenWidth, Bottom: KeyRows * 16}
 
 // ScreenWidth and ScreenHeight are the guest's screen once it runs: 80x25
 // text with the VGA's 9x16 font. Before that the BIOS shows a screen of

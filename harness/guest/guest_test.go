@@ -89,3 +89,34 @@ func TestCommands(t *testing.T) {
 		t.Errorf("LastKeyCommand() = %q, want %q", got, want)
 	}
 }
+
+func TestImageFor(t *testing.T) {
+	for code, activity := range Activities {
+		img, err := ImageFor(activity)
+		if err != nil {
+			t.Fatalf("ImageFor(%q): %v", activity, err)
+		}
+		if img[ActivityOffset] != byte(code) {
+			t.Errorf("ImageFor(%q)[%d] = %d, want %d", activity, ActivityOffset, img[ActivityOffset], code)
+		}
+		img[ActivityOffset] = Image[ActivityOffset]
+		if !bytes.Equal(img, Image) {
+			t.Errorf("ImageFor(%q) changed more than the activity byte", activity)
+		}
+	}
+	if Image[ActivityOffset] != 0 {
+		t.Errorf("the committed image's activity byte is %d, want 0 (idle)", Image[ActivityOffset])
+	}
+	for _, bad := range []string{"", "Video", "busy"} {
+		if _, err := ImageFor(bad); err == nil {
+			t.Errorf("ImageFor(%q) accepted an unknown activity", bad)
+		}
+	}
+}
+
+func TestKeyRegionIsTheTopRows(t *testing.T) {
+	k := KeyRegion
+	if k.Left != 0 || k.Top != 0 || k.Right != ScreenWidth || k.Bottom != KeyRows*16 || k.Bottom >= ScreenHeight {
+		t.Errorf("KeyRegion = %+v, want the top %d text rows (16 px each) across %d px", k, KeyRows, ScreenWidth)
+	}
+}

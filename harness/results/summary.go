@@ -36,6 +36,9 @@ func WriteSummary(w io.Writer, s Sidecar) error {
 	if b := s.Background; b != nil {
 		row("background", fmt.Sprintf("%d draws in %.1f s (%.2f/s, %s), contamination %.2f%%", b.Draws, b.ObservedS, b.RatePerS, b.Pattern, 100*b.Contamination))
 	}
+	if a := s.Activity; a != nil {
+		row("activity", activityLine(a))
+	}
 	for _, st := range s.Stalls {
 		row("stall", fmt.Sprintf("press %d saw no draw for %.3f s (%d press(es) held back), then %d draws at once: the console catching up",
 			st.Press, st.DurationS, st.Presses, st.Draws))
@@ -175,4 +178,27 @@ func abRunOf(leg string) string {
 		return leg[:i]
 	}
 	return leg
+}
+
+// activityLine is the summary's line on the guest's own activity: draws
+// per second in and out of the key's region, and bytes per second at a
+// SPICE client.
+func activityLine(a *Activity) string {
+	line := a.Activity
+	if line == "" {
+		line = "-"
+	}
+	if len(a.KeyRegion) == 4 {
+		line += fmt.Sprintf(": %.1f draws/s outside the key region %d,%d,%d,%d, %.1f/s in it",
+			a.OutsidePerS, a.KeyRegion[0], a.KeyRegion[1], a.KeyRegion[2], a.KeyRegion[3], a.InKeyPerS)
+	} else {
+		line += ": no key region"
+	}
+	if a.DrawsNoRect > 0 {
+		line += fmt.Sprintf(", %.1f/s without a rect", a.NoRectPerS)
+	}
+	if p := a.Probe; p != nil {
+		line += fmt.Sprintf("; at a SPICE client %.1f kB/s, %.1f messages/s", p.BytesPerS/1000, p.MessagesPerS)
+	}
+	return line
 }

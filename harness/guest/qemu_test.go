@@ -1,0 +1,139 @@
+package guest_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/shakenfist/kerbside-latency/fakeryll/spice"
+	"github.com/shakenfist/kerbside-latency/harness/guest"
+	"github.com/shakenfist/kerbside-latency/harness/qemu"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The activity variants in a real QEMU, seen through a real SPICE session
+// (fakeryll/spice: a test may use the project's SPICE client). Without
+// qemu-system-x86_64 they skip, saying how to install it.
+
+// bootActivity boots the guest with activity and opens a SPICE session to
+// it, once the guest's own 720x400 screen is up.
+func bootActivity(t *testing.T, activity string) (*qemu.VM, *spice.Session) {
+	t.Helper()
+	if _, err := qemu.LookBinary(""); err != nil {
+		if errors.Is(err, qemu.ErrNotFound) {
+			t.Skipf("guest activity under QEMU: %v", err)
+		}
+		t.Fatal(err)
+	}
+	img, err := guest.ImageFor(activity)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	vm, err := qemu.Start(ctx, qemu.Spec{Image: img, LogPath: filepath.Join(t.TempDir(), "qemu.log")})
+	require.NoError(t, err, "boot the %s guest", activity)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		assert.NoError(t, vm.Stop(ctx))
+	})
+	host, port := vm.SpiceAddr()
+	s, err := spice.Dial(ctx, spice.Config{Host: host, Port: port})
+	require.NoError(t, err, "SPICE session to the %s guest", activity)
+	t.Cleanup(func() { s.Close() })
+	deadline := time.After(20 * time.Second)
+	for up := false; !up; {
+		select {
+		case ev, ok := <-s.Events():
+			require.True(t, ok, "session ended before the guest's screen: %v", s.Err())
+			if sc, ok := ev.(spice.SurfaceCreated); ok && sc.Width == guest.ScreenWidth && sc.Height == guest.ScreenHeight {
+				up = true
+			}
+		case <-deadline:
+			t.Fatalf("%s guest: no %dx%d surface within 20 s", activity, guest.ScreenWidth, guest.ScreenHeight)
+		}
+	}
+	return vm, s
+}
+
+// inKey reports whether a draw's box overlaps the key region.
+func inKey(b spice.Rect) bool {
+	k := guest.KeyRegion
+	return int(b.Left) < k.Right && int(b.Right) > k.Left && int(b.Top) < k.Bottom && int(b.Bottom) > k.Top
+}
+
+// tally counts the draws inside and outside the key region for d, and
+// the union of the boxes of those inside. A dropped event fails the test.
+func tally(t *testing.T, s *spice.Session, d time.Duration) (key, other int, union spice.Rect) {
+	t.Helper()
+	end := time.After(d)
+	for {
+		select {
+		case ev, ok := <-s.Events():
+			require.True(t, ok, "session ended: %v", s.Err())
+			switch ev := ev.(type) {
+			case spice.Draw:
+				if inKey(ev.Box) {
+					if key == 0 {
+						union = ev.Box
+					}
+					union = spice.Rect{Top: min(union.Top, ev.Box.Top), Left: min(union.Left, ev.Box.Left),
+						Bottom: max(union.Bottom, ev.Box.Bottom), Right: max(union.Right, ev.Box.Right)}
+					key++
+				} else {
+					other++
+				}
+			case spice.Dropped:
+				t.Fatalf("the test's SPICE session dropped %d events: counts would be wrong", ev.Count)
+			}
+		case <-end:
+			return key, other, union
+		}
+	}
+}
+
+const spaceBar = 0x39
+
+// TestActivityVariants boots every activity, and checks that the activity
+// draws outside the key region at its rate and never inside it, that a key
+// repaints exactly the key region (the idle guest: the whole screen), and
+// that the counter counts the keys.
+func TestActivityVariants(t *testing.T) {
+	// The least draws outside the key region in window: typing changes a
+	// cell 4 times a second, scroll 10 times (a whole area: many strips),
+	// video every display refresh (~33 a second, many strips each).
+	const window = 3 * time.Second
+	minOther := map[string]int{guest.ActivityIdle: 0, guest.ActivityTyping: 4, guest.ActivityScroll: 15, guest.ActivityVideo: 60}
+	for _, activity := range guest.Activities {
+		t.Run(activity, func(t *testing.T) {
+			vm, s := bootActivity(t, activity)
+			// Let the boot's own paint pass, then watch the activity alone.
+			tally(t, s, time.Second)
+			key, other, _ := tally(t, s, window)
+			t.Logf("%s: %d draws outside the key region and %d inside in %s without a key", activity, other, key, window)
+			assert.Zero(t, key, "the activity drew in the key region")
+			if activity == guest.ActivityIdle {
+				assert.Zero(t, other, "the idle guest drew without a key")
+			} else {
+				assert.GreaterOrEqual(t, other, minOther[activity], "too few activity draws")
+			}
+			const keys = 3
+			for range keys {
+				require.NoError(t, s.KeyDown(t.Context(), spaceBar))
+				require.NoError(t, s.KeyUp(t.Context(), spaceBar))
+				key, _, union := tally(t, s, 500*time.Millisecond)
+				assert.Positive(t, key, "a key drew nothing in the key region")
+				want := spice.Rect{Right: int32(guest.KeyRegion.Right), Bottom: int32(guest.KeyRegion.Bottom)}
+				if activity == guest.ActivityIdle {
+					want = spice.Rect{Right: guest.ScreenWidth, Bottom: guest.ScreenHeight} // as it always did
+				}
+				assert.Equal(t, want, union, "what the key repainted")
+			}
+			n, err := vm.ReadCounter(t.Context(), guest.CounterAddr, guest.CounterSize)
+			require.NoError(t, err)
+			assert.Equal(t, uint64(keys), n, "key counter")
+		})
+	}
+}
