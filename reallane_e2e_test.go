@@ -381,3 +381,51 @@ func TestRealLaneLinkRTT(t *testing.T) {
 	assert.Contains(t, o.output, "keypress_to_screen: B adds")
 	assert.Contains(t, o.output, "keypress_to_repaint: B adds")
 }
+
+// TestRealLaneLinkACKWindow is issue 21's second link figure: the video
+// guest (about 20 Mbit/s of display traffic) behind wan-80ms-1mbit. The
+// key's draw waits behind what the display channel already has in flight,
+// so both medians are far above the 80 ms round trip, about a second. Is
+// that the link's queue or spice-server's own per-channel ACK window? The
+// same run with the link's queue 16 times larger (1 MiB) tells: a queue
+// bound would grow with it (to seconds more), the ACK window does not, and
+// the link then never has to push the sender back. The figures are in the
+// log and in each run's sidecar; the bounds below are relations with
+// margins of seconds, which no scheduler delay crosses.
+func TestRealLaneLinkACKWindow(t *testing.T) {
+	_, env := realLane(t)
+	env = maps.Clone(env)
+	env["LATENCY_ACTIVITY"] = "video"
+	env["LATENCY_SAMPLES"] = "10"
+	env["LATENCY_CADENCE"] = "6s" // a press well after the previous one's draws drained
+	env["LATENCY_WINDOW"] = "5s"
+	env["LATENCY_SANITY_MAX"] = "10"
+	env["LATENCY_MAX_DURATION"] = "150s"
+	run := func(profile string) results.Sidecar {
+		e := maps.Clone(env)
+		e["LATENCY_LINK"] = profile
+		o := runLoadtest(t, e)
+		require.Equal(t, 0, o.exitCode, "LATENCY_LINK=%s", profile)
+		s := o.sidecar(t)
+		require.NotNil(t, s.FirstDraw)
+		require.NotNil(t, s.Repaint)
+		require.NotNil(t, s.Link)
+		require.NotNil(t, s.Activity)
+		require.NotNil(t, s.Activity.Probe, "a SPICE client measured the activity's bytes")
+		t.Logf("%s: first draw p50 %.0f ms, repaint p50 %.0f ms; %s; activity %.0f kB/s at the client",
+			profile, 1000*s.FirstDraw.P50, 1000*s.Repaint.P50, results.LinkLine(*s.Link), s.Activity.Probe.BytesPerS/1000)
+		return s
+	}
+	small := run("wan-80ms-1mbit")
+	big := run("wan-80ms-1mbit,queue=1MiB")
+	for _, s := range []results.Sidecar{small, big} {
+		assert.Greater(t, s.FirstDraw.P50, 0.5, "the key's draw waits behind the display's backlog, far beyond the round trip")
+		assert.Greater(t, s.Repaint.P50, 0.5)
+	}
+	assert.Positive(t, small.Link.ToClient.BlockedS, "the default queue (64 KiB) fills: the link pushes the sender back")
+	assert.Less(t, big.Link.ToClient.QueueHighWater, int64(1<<20), "with 1 MiB of queue the sender stopped by itself (its ACK window) before filling it")
+	// A queue-bound delay would be 1 MiB at 1 Mbit/s, 8.4 s; the ACK
+	// window keeps it near the small queue's.
+	assert.Less(t, big.FirstDraw.P50, 3.0, "the bound does not grow with the queue: it is spice-server's ACK window")
+	assert.Less(t, big.Repaint.P50, 3.0)
+}
