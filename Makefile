@@ -121,7 +121,7 @@ test-ab:
 		echo "SKIPPED: the real lane's A/B (make test-ab) needs QEMU: apt-get install -y qemu-system-x86"; exit 0; fi
 	@mkdir -p $(RESULTS_DIR)/real
 	LATENCY_E2E_REAL=1 $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/real/junit-ab.xml -- \
-		-count=1 -timeout 20m -run '^TestRealLaneAB' .
+		-count=1 -timeout 25m -run '^(TestRealLaneAB|TestRealLaneActivityRects|TestRealLaneLink(RTT|ACKWindow))' .
 
 loadtest: loadtest-bin
 	@mkdir -p $(RESULTS_DIR)

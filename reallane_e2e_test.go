@@ -330,3 +330,102 @@ func TestRealLaneQemuKilledMidRun(t *testing.T) {
 	assert.Equal(t, len(csv), o.sidecar(t).SamplesCollected)
 	assertNoRyllLeft(t, o.output)
 }
+
+// TestRealLaneLinkRTT is issue 21's first link figure on a real SPICE
+// session: the same guest, A through the lan link and B through a link
+// of 80 ms round trip, in one A/B. A key press crosses the link once to
+// the guest and its draw once back, so B−A of both keypress medians is
+// the profile's 80 ms, within 10 ms (the link's timers can only add).
+// The machine is shared: on a host the run found busy the figures are
+// inconclusive, and the test skips saying so, after checking what holds
+// whatever the host did (the verdict is not pass, each leg's sidecar
+// holds its link). 20 samples a leg: an 80 ms difference shows at once.
+func TestRealLaneLinkRTT(t *testing.T) {
+	_, env := realLane(t)
+	env = maps.Clone(env)
+	env["LATENCY_SAMPLES"] = "20"
+	env["LATENCY_LINK"] = "lan"
+	env["LATENCY_B_LINK"] = "rtt=80ms"
+	o := runAB(t, env)
+	ab := readAB(t, o, 20)
+	for _, m := range ab.Metrics {
+		t.Logf("%s medians: A (lan) %.2f ms, B (rtt=80ms) %.2f ms, B-A %+.2f ms", m.Metric, 1000*m.AMedianS, 1000*m.BMedianS, 1000*m.DifferenceS)
+	}
+	for _, leg := range []struct {
+		name, profile string
+		rec           results.ABLeg
+	}{{"A", "lan (rtt=0s)", ab.A}, {"B", "rtt=80ms", ab.B}} {
+		require.NotNil(t, leg.rec.Link, "leg %s: the A/B records its link", leg.name)
+		assert.Equal(t, leg.profile, leg.rec.Link.Profile.String())
+		sc, err := results.ReadSidecar(filepath.Join(o.dir, leg.rec.Sidecar))
+		require.NoError(t, err)
+		require.NotNil(t, sc.Link, "leg %s: the sidecar holds what the link did", leg.name)
+		assert.Equal(t, leg.profile, sc.Link.Profile.String())
+		// Every block's ryll opened its SPICE channels across the link,
+		// and the draws came back across it.
+		assert.GreaterOrEqual(t, sc.Link.Connections, 2*leg.rec.Blocks, "leg %s: main and display channels per block at least", leg.name)
+		assert.Positive(t, sc.Link.ToServer.Bytes)
+		assert.Greater(t, sc.Link.ToClient.Bytes, sc.Link.ToServer.Bytes, "leg %s: the screen comes back", leg.name)
+		assert.Contains(t, o.output, "link of "+leg.name, "the A/B table names each leg's link")
+	}
+	assert.NotEqual(t, "pass", ab.Verdict, "80 ms added can never pass a 10 ms threshold")
+	assert.NotEqual(t, 0, o.exitCode)
+	if len(ab.HostBusy) > 0 {
+		t.Skipf("inconclusive: the host was too busy to measure the link's 80 ms to 10 ms (%s), verdict %s; run `make test-ab` on a quieter host",
+			strings.Join(ab.HostBusy, "; "), ab.Verdict)
+	}
+	for _, m := range ab.Metrics {
+		assert.InDelta(t, 0.080, m.DifferenceS, 0.010, "%s: B-A of the medians is the link's round trip", m.Metric)
+	}
+	assert.Equal(t, "fail", ab.Verdict, "%v", ab.Reasons)
+	assert.Contains(t, o.output, "keypress_to_screen: B adds")
+	assert.Contains(t, o.output, "keypress_to_repaint: B adds")
+}
+
+// TestRealLaneLinkACKWindow is issue 21's second link figure: the video
+// guest (about 20 Mbit/s of display traffic) behind wan-80ms-1mbit. The
+// key's draw waits behind what the display channel already has in flight,
+// so both medians are far above the 80 ms round trip, about a second. Is
+// that the link's queue or spice-server's own per-channel ACK window? The
+// same run with the link's queue 16 times larger (1 MiB) tells: a queue
+// bound would grow with it (to seconds more), the ACK window does not, and
+// the link then never has to push the sender back. The figures are in the
+// log and in each run's sidecar; the bounds below are relations with
+// margins of seconds, which no scheduler delay crosses.
+func TestRealLaneLinkACKWindow(t *testing.T) {
+	_, env := realLane(t)
+	env = maps.Clone(env)
+	env["LATENCY_ACTIVITY"] = "video"
+	env["LATENCY_SAMPLES"] = "10"
+	env["LATENCY_CADENCE"] = "6s" // a press well after the previous one's draws drained
+	env["LATENCY_WINDOW"] = "5s"
+	env["LATENCY_SANITY_MAX"] = "10"
+	env["LATENCY_MAX_DURATION"] = "150s"
+	run := func(profile string) results.Sidecar {
+		e := maps.Clone(env)
+		e["LATENCY_LINK"] = profile
+		o := runLoadtest(t, e)
+		require.Equal(t, 0, o.exitCode, "LATENCY_LINK=%s", profile)
+		s := o.sidecar(t)
+		require.NotNil(t, s.FirstDraw)
+		require.NotNil(t, s.Repaint)
+		require.NotNil(t, s.Link)
+		require.NotNil(t, s.Activity)
+		require.NotNil(t, s.Activity.Probe, "a SPICE client measured the activity's bytes")
+		t.Logf("%s: first draw p50 %.0f ms, repaint p50 %.0f ms; %s; activity %.0f kB/s at the client",
+			profile, 1000*s.FirstDraw.P50, 1000*s.Repaint.P50, results.LinkLine(*s.Link), s.Activity.Probe.BytesPerS/1000)
+		return s
+	}
+	small := run("wan-80ms-1mbit")
+	big := run("wan-80ms-1mbit,queue=1MiB")
+	for _, s := range []results.Sidecar{small, big} {
+		assert.Greater(t, s.FirstDraw.P50, 0.5, "the key's draw waits behind the display's backlog, far beyond the round trip")
+		assert.Greater(t, s.Repaint.P50, 0.5)
+	}
+	assert.Positive(t, small.Link.ToClient.BlockedS, "the default queue (64 KiB) fills: the link pushes the sender back")
+	assert.Less(t, big.Link.ToClient.QueueHighWater, int64(1<<20), "with 1 MiB of queue the sender stopped by itself (its ACK window) before filling it")
+	// A queue-bound delay would be 1 MiB at 1 Mbit/s, 8.4 s; the ACK
+	// window keeps it near the small queue's.
+	assert.Less(t, big.FirstDraw.P50, 3.0, "the bound does not grow with the queue: it is spice-server's ACK window")
+	assert.Less(t, big.Repaint.P50, 3.0)
+}

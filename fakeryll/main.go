@@ -81,6 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	fs.BoolVar(&verbose, "v", false, "Enable verbose logging (shorthand)")
 	showVersion := fs.Bool("version", false, "Print version")
 	sessionFlag := fs.String(sessionKnob.FlagName(), sessionKnob.Default, sessionKnob.Usage+" (env "+sessionKnob.EnvName()+")")
+	noRectFlag := fs.String(live.NoRectKnob.FlagName(), live.NoRectKnob.Default, live.NoRectKnob.Usage+" (env "+live.NoRectKnob.EnvName()+")")
 	knobFlags := map[string]*string{}
 	for _, k := range sim.Knobs() {
 		knobFlags[k.Name] = fs.String(k.FlagName(), k.Default, k.Usage+" (env "+k.EnvName()+")")
@@ -109,6 +110,15 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 		return 2
 	}
 	mode, err := sessionMode(given[sessionKnob.FlagName()], *sessionFlag, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return 2
+	}
+	noRectValue := *noRectFlag
+	if v, ok := getenv(live.NoRectKnob.EnvName()); ok && !given[live.NoRectKnob.FlagName()] {
+		noRectValue = v
+	}
+	noRect, err := live.ParseNoRect(noRectValue)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return 2
@@ -142,7 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 		if ignored := simOnlyKnobsSet(given, getenv); len(ignored) > 0 {
 			log.Warn("simulation knobs have no effect on a real SPICE session", "knobs", strings.Join(ignored, ","))
 		}
-		return runSPICE(ctx, cfg, console, log, stderr)
+		return runSPICE(ctx, cfg, console, noRect, log, stderr)
 	}
 	s, err := sim.New(cfg)
 	if err != nil {
@@ -191,7 +201,7 @@ func simOnlyKnobsSet(given map[string]bool, getenv func(string) (string, bool)) 
 // console. Like ryll in headless mode it exits 0 when the session ends,
 // whether it closed or never linked (the cause is logged), and 1 only
 // when the control socket could not be set up.
-func runSPICE(ctx context.Context, cfg sim.Config, console vv.Config, log *slog.Logger, stderr io.Writer) int {
+func runSPICE(ctx context.Context, cfg sim.Config, console vv.Config, noRect bool, log *slog.Logger, stderr io.Writer) int {
 	sc := spice.Config{
 		Host:     console.Host,
 		Port:     int(console.Port),
@@ -203,12 +213,16 @@ func runSPICE(ctx context.Context, cfg sim.Config, console vv.Config, log *slog.
 		HostSubject: console.HostSubject,
 		Logger:      log,
 	}
+	session := live.New(sc, log, nil)
+	if noRect {
+		session.OmitRect()
+	}
 	srv, err := sim.NewServer(sim.ServerConfig{
 		SocketPath:      cfg.SocketPath,
 		Logger:          log,
 		ProtocolVersion: cfg.ProtocolVersion,
 		QueueDrop:       cfg.QueueDrop,
-	}, live.New(sc, log, nil))
+	}, session)
 	if err != nil {
 		fmt.Fprintf(stderr, "Error: %v\n", err)
 		return 1

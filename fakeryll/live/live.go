@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +67,8 @@ type Session struct {
 	log  *slog.Logger
 	dial Dialer
 	keys chan keyEvent // ryll's bounded input queue
+	// noRect leaves rect out of surface_drawn (OmitRect); set before Run.
+	noRect bool
 
 	mu    sync.Mutex
 	start time.Time // session-relative clock for produced_at_secs
@@ -152,13 +155,41 @@ func (s *Session) end() {
 }
 
 // Draw is the surface_drawn payload: ryll's fields, then the damaged box
-// and the SPICE message type, which ryll does not send and clients
-// ignore.
+// as Kerbside's key-to-draw rig adds it to a patched ryll (rect: [left,
+// top, right, bottom], which the loadtest reads to keep a busy guest's
+// activity apart from the key's repaint; left out with NoRect), the same
+// box as an object and the SPICE message type, which ryll does not send
+// and clients ignore.
 type Draw struct {
 	sim.SurfaceDrawn
-	Box         Box    `json:"box"`
-	MessageType string `json:"message_type"`
+	Rect        *[4]int32 `json:"rect,omitempty"`
+	Box         Box       `json:"box"`
+	MessageType string    `json:"message_type"`
 }
+
+// NoRectKnob (FAKERYLL_NO_RECT=1) leaves rect out of every surface_drawn,
+// as ryll 1.2 does, so a test can show what the loadtest does without it.
+// It follows the simulation knobs' convention but is the real session's.
+var NoRectKnob = sim.Knob{
+	Name:    "no-rect",
+	Default: "0",
+	Usage:   "1 leaves the draw rectangle (rect [l,t,r,b]) out of surface_drawn in a real SPICE session, as ryll 1.2 does",
+}
+
+// ParseNoRect reads NoRectKnob's value: 0 or 1.
+func ParseNoRect(v string) (bool, error) {
+	switch strings.TrimSpace(v) {
+	case "", "0":
+		return false, nil
+	case "1":
+		return true, nil
+	}
+	return false, fmt.Errorf("%s=%q: want 0 or 1", NoRectKnob.EnvName(), v)
+}
+
+// OmitRect makes the session leave rect out of surface_drawn (NoRectKnob).
+// Call it before Run.
+func (s *Session) OmitRect() { s.noRect = true }
 
 // Box is a draw's damaged area in surface pixels.
 type Box struct {
@@ -176,7 +207,7 @@ func (s *Session) relay(srv *sim.Server, ev spice.Event, lastPing *time.Time) {
 		if !srv.Wants(sim.EventSurfaceDrawn) {
 			return
 		}
-		srv.Emit(sim.EventSurfaceDrawn, Draw{
+		d := Draw{
 			SurfaceDrawn: sim.SurfaceDrawn{
 				DisplayChannelID: e.Channel,
 				SurfaceID:        e.Surface,
@@ -185,7 +216,11 @@ func (s *Session) relay(srv *sim.Server, ev spice.Event, lastPing *time.Time) {
 			},
 			Box:         Box{Top: e.Box.Top, Left: e.Box.Left, Bottom: e.Box.Bottom, Right: e.Box.Right},
 			MessageType: e.Type.String(),
-		})
+		}
+		if !s.noRect {
+			d.Rect = &[4]int32{e.Box.Left, e.Box.Top, e.Box.Right, e.Box.Bottom}
+		}
+		srv.Emit(sim.EventSurfaceDrawn, d)
 	case spice.Ping:
 		prev := *lastPing
 		*lastPing = e.Received

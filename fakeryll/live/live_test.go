@@ -129,7 +129,7 @@ type harness struct {
 
 // serve runs a control server over a live.Session whose dial waits for
 // h.link and then returns h.conn (or dialErr).
-func serve(t *testing.T, cfg spice.Config, dialErr error) *harness {
+func serve(t *testing.T, cfg spice.Config, dialErr error, opts ...func(*live.Session)) *harness {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "lv")
 	require.NoError(t, err)
@@ -149,8 +149,12 @@ func serve(t *testing.T, cfg spice.Config, dialErr error) *harness {
 		}
 		return h.conn, nil
 	}
+	session := live.New(cfg, logger, dial)
+	for _, o := range opts {
+		o(session)
+	}
 	srv, err := sim.NewServer(sim.ServerConfig{SocketPath: h.sock, Logger: logger, ProtocolVersion: sim.Version{Major: 1, Minor: 2}},
-		live.New(cfg, logger, dial))
+		session)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
@@ -353,4 +357,47 @@ func field(t *testing.T, data json.RawMessage, name string) json.RawMessage {
 	v, ok := m[name]
 	require.True(t, ok, "no %s in %s", name, data)
 	return v
+}
+
+// TestSurfaceDrawnCarriesRect: each surface_drawn carries the draw's box
+// as rect [l,t,r,b], as Kerbside's patched ryll does, and the control
+// client reads it; OmitRect (FAKERYLL_NO_RECT=1) leaves it out, as ryll
+// 1.2 does.
+func TestSurfaceDrawnCarriesRect(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []func(*live.Session)
+		want *control.Rect
+	}{
+		{"by default", nil, &control.Rect{Left: 32, Top: 0, Right: 64, Bottom: 48}},
+		{"FAKERYLL_NO_RECT", []func(*live.Session){(*live.Session).OmitRect}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := serve(t, spice.Config{Host: "spice.test", Port: 5900}, nil, tc.opts...)
+			c := h.client(t)
+			ctx, cancel := context.WithTimeout(t.Context(), wait)
+			defer cancel()
+			_, err := c.Subscribe(ctx, control.EventSurfaceDrawn)
+			require.NoError(t, err)
+			close(h.link)
+			h.conn.events <- spice.Draw{Box: spice.Rect{Top: 0, Left: 32, Bottom: 48, Right: 64}, Type: spice.DisplayDrawCopy, Received: time.Now()}
+			ev := nextEvent(t, c)
+			require.Equal(t, control.EventSurfaceDrawn, ev.Name)
+			d, err := ev.SurfaceDrawn()
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, d.Rect)
+		})
+	}
+}
+
+func TestParseNoRect(t *testing.T) {
+	for v, want := range map[string]bool{"": false, "0": false, "1": true, " 1 ": true} {
+		got, err := live.ParseNoRect(v)
+		require.NoError(t, err, v)
+		assert.Equal(t, want, got, v)
+	}
+	for _, bad := range []string{"yes", "2", "true"} {
+		_, err := live.ParseNoRect(bad)
+		assert.ErrorContains(t, err, "FAKERYLL_NO_RECT", bad)
+	}
 }

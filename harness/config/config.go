@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/address"
+	"github.com/shakenfist/kerbside-latency/harness/link"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/runid"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
@@ -110,6 +111,10 @@ type Config struct {
 
 	ReadyTimeout time.Duration
 	Scancode     uint16
+	// Activity is what the qemu provider's guest does by itself below
+	// the key's region (LATENCY_ACTIVITY, one of guest.Activities; idle
+	// by default). The key's region is Measure.KeyRegion.
+	Activity string
 
 	// ExpectP50 bounds the median when set (ExpectP50Set): a guard for a
 	// lane whose latency is known, such as the real SPICE lane in CI.
@@ -117,6 +122,12 @@ type Config struct {
 	ExpectP50Set               bool
 	SanityMin                  float64
 	SanityMax                  float64
+
+	// Link is the link (LATENCY_LINK) between the client and the console
+	// it dials, on every channel and both ways, parsed once; nil for none
+	// (the console is dialled as it is). An A/B leg's Config holds that
+	// leg's link (Leg).
+	Link *link.Profile
 
 	// Consoles is how many consoles one run measures at once; Parallel
 	// bounds how many are provisioned and started at the same time.
@@ -161,6 +172,15 @@ type AB struct {
 	// spice-direct console (Kerbside), A being that server's direct leg
 	// (LATENCY_OPENSTACK_CONSOLE=direct): one server, both ways.
 	SameServer bool
+	// SameGuest: the B leg is the A leg's qemu guest reached again, only
+	// through another link (LATENCY_B_LINK set alone with qemu).
+	SameGuest bool
+	// BLink is the B leg's link: LATENCY_B_LINK, or LATENCY_LINK's when
+	// that is unset (both legs cross the same kind of link); nil for
+	// none. With BProxy the link sits in front of the proxy.
+	BLink *link.Profile
+	// BLinkSet says LATENCY_B_LINK was given.
+	BLinkSet bool
 	// Block is how many presses a leg measures before the other's turn.
 	Block int
 	// MaxAdded is the threshold of the A/B's equivalence check: a figure
@@ -182,6 +202,7 @@ func (c *Config) Leg(b bool) *Config {
 	}
 	out.RunID = c.RunID + "-b"
 	out.Provider, out.Requested, out.Console = c.AB.BProvider, c.AB.BProvider, c.AB.BConsole
+	out.Link = c.AB.BLink
 	if c.AB.SameServer {
 		out.Provider, out.Requested, out.Console = c.Provider, c.Requested, Target{}
 		out.Cloud.Console = "spice-direct"
@@ -236,10 +257,12 @@ func Load(environ []string, rules ...Rule) (*Config, error) {
 	loadRun(p, c)
 	loadSource(p, c)
 	loadMeasure(p, c)
+	loadActivity(p, c)
 	loadSanity(p, c)
 	loadConsoles(p, c)
 	c.Cloud = loadCloud(p)
 	loadLoadImage(p, c)
+	loadLink(p, c)
 	loadAB(p, c)
 	p.unknownNames(environ)
 	for _, rule := range rules {
@@ -363,6 +386,7 @@ var measureVars = map[measure.Field]string{
 	measure.FieldSettle:           "LATENCY_SETTLE",
 	measure.FieldMaxMisses:        "LATENCY_MAX_MISSES",
 	measure.FieldMaxContamination: "LATENCY_MAX_CONTAMINATION",
+	measure.FieldKeyRegion:        "LATENCY_KEY_REGION",
 }
 
 // loadMeasure reads the measurement's settings into one measure.Config,
@@ -476,9 +500,10 @@ func loadCloud(p *parser) Cloud {
 // turns the A/B on.
 func loadAB(p *parser, c *Config) {
 	bp, bc, bx := strings.TrimSpace(p.raw("LATENCY_B_PROVIDER")), p.raw("LATENCY_B_CONSOLE"), strings.TrimSpace(p.raw("LATENCY_B_PROXY"))
+	bl := strings.TrimSpace(p.raw("LATENCY_B_LINK"))
 	block := p.positiveInt("LATENCY_AB_BLOCK", 10)
 	maxAdded := p.duration("LATENCY_AB_MAX_ADDED", 10*time.Millisecond, true)
-	if bp == "" && bc == "" && bx == "" {
+	if bp == "" && bc == "" && bx == "" && bl == "" {
 		return
 	}
 	ab := &AB{BProvider: Provider(bp), Block: block, MaxAdded: maxAdded}
@@ -504,6 +529,7 @@ func loadAB(p *parser, c *Config) {
 		p.failf("the A/B takes LATENCY_SAMPLES=%d per leg, at least %s for both legs, more than LATENCY_MAX_DURATION=%s: raise it or take fewer samples",
 			mc.Samples, 2*time.Duration(mc.Samples)*mc.MinPressInterval(), mc.MaxDuration)
 	}
+	loadBLink(p, c, bl)
 	loadBLeg(p, c, bp, bc, bx)
 }
 
@@ -513,6 +539,9 @@ func loadAB(p *parser, c *Config) {
 func loadBLeg(p *parser, c *Config, bp, bc, bx string) {
 	ab := c.AB
 	switch {
+	case bp == "" && bc == "" && bx == "":
+		// LATENCY_B_LINK alone: the same console, through B's link.
+		sameConsole(p, c)
 	case bx != "":
 		if c.Provider != ProviderQemu {
 			p.failf("LATENCY_B_PROXY needs LATENCY_PROVIDER=qemu (our proxy in front of our own guest); for another console point LATENCY_B_CONSOLE at the proxied console instead")
@@ -537,6 +566,24 @@ func loadBLeg(p *parser, c *Config, bp, bc, bx string) {
 		ab.BConsole = p.target("LATENCY_B_PROVIDER", "LATENCY_B_CONSOLE", ab.BProvider, bc)
 	default:
 		p.failf("LATENCY_B_PROVIDER=%q: want url, file or direct", ab.BProvider)
+	}
+}
+
+// sameConsole makes the B leg the A leg's own console reached through
+// LATENCY_B_LINK only: the qemu guest (its SPICE port dialled again), or
+// the same direct address or .vv file. A console URL may be one-time
+// (Kerbside's) and an openstack A leg would boot a second server.
+func sameConsole(p *parser, c *Config) {
+	ab := c.AB
+	switch c.Provider {
+	case ProviderQemu:
+		ab.BProvider, ab.SameGuest = ProviderQemu, true
+	case ProviderDirect, ProviderFile:
+		ab.BProvider, ab.BConsole = c.Provider, c.Console
+	case ProviderFake, ProviderAttached:
+		// refuseLink said why.
+	default:
+		p.failf("LATENCY_B_LINK alone measures the A leg's console again through another link: LATENCY_PROVIDER=%s cannot be reached twice that way; use qemu, direct or file, or name the B leg (LATENCY_B_PROVIDER, LATENCY_B_CONSOLE)", c.Provider)
 	}
 }
 

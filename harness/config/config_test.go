@@ -165,10 +165,12 @@ func TestVarsCoverEveryVariableLoadReads(t *testing.T) {
 	loadRun(p, c)
 	loadSource(p, c)
 	loadMeasure(p, c)
+	loadActivity(p, c)
 	loadSanity(p, c)
 	loadConsoles(p, c)
 	c.Cloud = loadCloud(p)
 	loadLoadImage(p, c)
+	loadLink(p, c)
 	loadAB(p, c)
 	seen := p.read
 	documented := map[string]bool{}

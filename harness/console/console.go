@@ -47,6 +47,9 @@ type Console struct {
 	QemuVersion string
 	Accelerator string
 	QemuLog     string
+	// ActivityProbe is a busy guest's display traffic at a SPICE client
+	// (LATENCY_ACTIVITY other than idle), taken before ryll connected.
+	ActivityProbe *ActivityProbe
 
 	cloud *cloud.Cloud
 	vm    *qemu.VM
@@ -56,7 +59,9 @@ type Console struct {
 	shared *qemu.VM
 	// same is the console whose server this one reaches another way
 	// (SameServer).
-	same       *Console
+	same *Console
+	// link is the link in front of what the client dials (PutLink).
+	link       *linked
 	privateDir string
 	logger     *slog.Logger
 }
@@ -139,6 +144,12 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Console, erro
 	default:
 		return nil, fmt.Errorf("unknown provider %q", cfg.Provider)
 	}
+	if cfg.Link != nil {
+		if err := c.PutLink(ctx, *cfg.Link); err != nil {
+			c.closeQuietly()
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
@@ -191,6 +202,9 @@ func urlSecrets(u secret.URL) []string { return u.Parts() }
 // (cloud.CleanupContext).
 func (c *Console) Close(ctx context.Context) error {
 	var errs []error
+	if err := c.stopLink(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.vm != nil {
 		if err := c.vm.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop QEMU: %w", err))
@@ -242,8 +256,10 @@ func (c *Console) RyllSource() (u secret.URL, file string, direct address.Direct
 }
 
 // Describe is a one-line, secret-free description for logs and the
-// sidecar.
-func (c *Console) Describe() string {
+// sidecar, its link included.
+func (c *Console) Describe() string { return c.describeSource() + c.describeLink() }
+
+func (c *Console) describeSource() string {
 	switch {
 	case !c.URL.IsZero():
 		s := string(c.Provider) + " " + c.URL.Redacted()
@@ -253,6 +269,8 @@ func (c *Console) Describe() string {
 		return s
 	case c.proxy != nil:
 		return fmt.Sprintf("%s guest through the SPICE proxy %s (%s)", c.Provider, c.proxy.Addr(), c.proxy.Mode())
+	case c.shared != nil:
+		return fmt.Sprintf("%s guest of the A leg at %s", c.Provider, guestAddr(c.shared))
 	case c.vm != nil:
 		host, port := c.vm.SpiceAddr()
 		return fmt.Sprintf("%s %s:%d (QEMU %s, %s, pid %d)", c.Provider, host, port, c.QemuVersion, c.Accelerator, c.vm.Pid())

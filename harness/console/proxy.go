@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -49,5 +50,32 @@ func Proxied(ctx context.Context, a *Console, m spiceproxy.Mode, logger *slog.Lo
 		return nil, fmt.Errorf("write the proxied .vv file: %w", err)
 	}
 	logger.Info("SPICE proxy in front of the guest", "mode", m.String(), "listen", listen.String(), "target", target.String())
+	return c, nil
+}
+
+// SameGuest is the same guest as a, reached again on its own SPICE port
+// with a .vv of its own: the B leg of an A/B run with LATENCY_B_LINK set
+// alone, whose link (PutLink) is then the only difference from A. Like
+// Proxied it shares a's guest and never stops it: Close stops only what
+// it owns (its link, its private directory).
+func SameGuest(a *Console, logger *slog.Logger) (*Console, error) {
+	if a.vm == nil {
+		return nil, errors.New("LATENCY_B_LINK alone needs the qemu provider's guest")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Console{Provider: config.ProviderQemu, logger: logger, shared: a.vm,
+		QemuVersion: a.QemuVersion, Accelerator: a.Accelerator, Secrets: append([]string(nil), a.Secrets...)}
+	dir, err := tmpdir.Make("latency-console-")
+	if err != nil {
+		return nil, fmt.Errorf("private directory for the B leg's .vv file: %w", err)
+	}
+	c.privateDir = dir
+	c.File = filepath.Join(dir, "console.vv")
+	if err := os.WriteFile(c.File, []byte(vvFile(guestAddr(a.vm), a.vm.Password())), 0o600); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("write the B leg's .vv file: %w", err)
+	}
 	return c, nil
 }

@@ -26,9 +26,13 @@ func (c *Console) openQemu(ctx context.Context, cfg *config.Config) error {
 	pw := qemu.NewPassword()
 	c.Secrets = append(c.Secrets, pw.Reveal())
 	c.QemuLog = filepath.Join(cfg.ResultsDir, QemuLogName(cfg.RunID))
+	img, err := guest.ImageFor(cfg.Activity)
+	if err != nil {
+		return fmt.Errorf("the guest for LATENCY_ACTIVITY: %w", err)
+	}
 	vm, err := qemu.Start(ctx, qemu.Spec{
 		Binary:   cfg.Qemu,
-		Image:    guest.Image,
+		Image:    img,
 		Password: pw,
 		Name:     "latency-" + cfg.RunID,
 		LogPath:  c.QemuLog,
@@ -44,6 +48,15 @@ func (c *Console) openQemu(ctx context.Context, cfg *config.Config) error {
 	info := vm.Version()
 	c.QemuVersion, c.Accelerator = info.QEMU, info.Accel
 	spice := guestAddr(vm)
+	if cfg.Activity != "" && cfg.Activity != guest.ActivityIdle {
+		p, err := probeActivity(ctx, spice, pw, probeWarmup, probeSpan)
+		if err != nil {
+			return fmt.Errorf("measure the %s guest's display traffic: %w", cfg.Activity, err)
+		}
+		c.ActivityProbe = &p
+		c.logger.Info("the guest's activity at a SPICE client", "activity", cfg.Activity, "messages_per_s", p.MessagesPerS(),
+			"draws_per_s", p.DrawsPerS(), "bytes_per_s", p.BytesPerS(), "span", p.Duration.Round(time.Millisecond))
+	}
 	dir, err := tmpdir.Make("latency-console-")
 	if err != nil {
 		return fmt.Errorf("private directory for the guest's .vv file: %w", err)

@@ -44,5 +44,8 @@ func (c *Console) Refresh(ctx context.Context, opts Options) error {
 	}
 	c.URL, c.File = u, ""
 	c.Secrets = append(c.Secrets, urlSecrets(u)...)
-	return c.fetchVV(ctx, opts.HTTPClient)
+	if err := c.fetchVV(ctx, opts.HTTPClient); err != nil {
+		return err
+	}
+	return c.relink(ctx) // the new .vv may name another port
 }

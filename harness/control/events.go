@@ -49,6 +49,47 @@ type SurfaceDrawn struct {
 	SurfaceID        uint32  `json:"surface_id"`
 	ProducedAtSecs   float64 `json:"produced_at_secs"`
 	WallclockUS      uint64  `json:"wallclock_us"`
+	// Rect is the draw's damaged box, when the server sends one: protocol
+	// 1.2 has none; a ryll patched as Kerbside's key-to-draw rig does, and
+	// fakeryll's SPICE client, add `rect: [l,t,r,b]`. Nil when absent.
+	Rect *Rect `json:"rect,omitempty"`
+}
+
+// Rect is a draw's damaged box in surface pixels, as surface_drawn's
+// rect [left, top, right, bottom] gives it: right and bottom exclusive.
+type Rect struct {
+	Left, Top, Right, Bottom int
+}
+
+// MaxRectCoord bounds a rect's coordinates: no SPICE surface is wider or
+// taller (spice-server caps a surface well below it).
+const MaxRectCoord = 1 << 16
+
+// parseRect reads surface_drawn's optional rect: absent or null is nil;
+// anything but four integers 0 <= left <= right <= MaxRectCoord and
+// 0 <= top <= bottom <= MaxRectCoord is an error, never a guess.
+func parseRect(raw json.RawMessage) (*Rect, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var ns []*int64 // a pointer each: null is no number, not 0
+	if err := json.Unmarshal(raw, &ns); err != nil {
+		return nil, fmt.Errorf("rect %.40s: want [left, top, right, bottom] integers: %v", raw, err)
+	}
+	if len(ns) != 4 {
+		return nil, fmt.Errorf("rect %.40s: %d numbers, want 4 [left, top, right, bottom]", raw, len(ns))
+	}
+	var v [4]int64
+	for i, n := range ns {
+		if n == nil || *n < 0 || *n > MaxRectCoord {
+			return nil, fmt.Errorf("rect %.40s: want 4 integers in 0..%d", raw, MaxRectCoord)
+		}
+		v[i] = *n
+	}
+	if v[0] > v[2] || v[1] > v[3] {
+		return nil, fmt.Errorf("rect %.40s: want left <= right and top <= bottom", raw)
+	}
+	return &Rect{Left: int(v[0]), Top: int(v[1]), Right: int(v[2]), Bottom: int(v[3])}, nil
 }
 
 // Wallclock is the server's wall clock when it translated the draw. It is
@@ -114,14 +155,17 @@ func unixMicro(us uint64) time.Time {
 	return time.UnixMicro(int64(min(us, 1<<63-1)))
 }
 
-// SurfaceDrawn decodes a surface_drawn event. Every field is required: a
-// missing wallclock would silently become a bogus latency sample.
+// SurfaceDrawn decodes a surface_drawn event. Every field of protocol
+// 1.2 is required: a missing wallclock would silently become a bogus
+// latency sample. rect is optional, and one that is not four integers in
+// range is an error (ErrMalformed), not a box.
 func (e Event) SurfaceDrawn() (SurfaceDrawn, error) {
 	var raw struct {
-		DisplayChannelID *uint8   `json:"display_channel_id"`
-		SurfaceID        *uint32  `json:"surface_id"`
-		ProducedAtSecs   *float64 `json:"produced_at_secs"`
-		WallclockUS      *uint64  `json:"wallclock_us"`
+		DisplayChannelID *uint8          `json:"display_channel_id"`
+		SurfaceID        *uint32         `json:"surface_id"`
+		ProducedAtSecs   *float64        `json:"produced_at_secs"`
+		WallclockUS      *uint64         `json:"wallclock_us"`
+		Rect             json.RawMessage `json:"rect"`
 	}
 	if err := e.decode(EventSurfaceDrawn, &raw); err != nil {
 		return SurfaceDrawn{}, err
@@ -131,7 +175,12 @@ func (e Event) SurfaceDrawn() (SurfaceDrawn, error) {
 		"wallclock_us", raw.WallclockUS != nil); err != nil {
 		return SurfaceDrawn{}, err
 	}
-	return SurfaceDrawn{*raw.DisplayChannelID, *raw.SurfaceID, *raw.ProducedAtSecs, *raw.WallclockUS}, nil
+	rect, err := parseRect(raw.Rect)
+	if err != nil {
+		return SurfaceDrawn{}, fmt.Errorf("decode %s event: %w: %v", EventSurfaceDrawn, ErrMalformed, err)
+	}
+	return SurfaceDrawn{DisplayChannelID: *raw.DisplayChannelID, SurfaceID: *raw.SurfaceID,
+		ProducedAtSecs: *raw.ProducedAtSecs, WallclockUS: *raw.WallclockUS, Rect: rect}, nil
 }
 
 // Latency decodes a latency event; both fields are required.

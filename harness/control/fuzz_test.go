@@ -16,6 +16,8 @@ var fuzzSeeds = []string{
 	`{"id": 1, "ok": true, "result": {}}`,
 	`{"ok": false, "error": {"code": "busy", "message": "another client is connected"}}`,
 	`{"event": "latency", "data": {"sample_ms": 0.83, "wallclock_us": 1717000000456789}}`,
+	`{"event": "surface_drawn", "data": {"display_channel_id": 0, "surface_id": 0, "produced_at_secs": 1, "wallclock_us": 1717000000456789, "rect": [0, 0, 32, 48]}}`,
+	`{"event": "surface_drawn", "data": {"display_channel_id": 0, "surface_id": 0, "produced_at_secs": 1, "wallclock_us": 1, "rect": [0, -1, 1e400, null]}}`,
 	`{"id": "x", "ok": false, "error": {"code": 5}}`,
 	`{"id": 18446744073709551615, "ok": true, "result": null}`,
 	`{"id": 18446744073709551616, "ok": true}`,

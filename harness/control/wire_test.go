@@ -33,7 +33,7 @@ func TestTypedEventDecodersOnDocumentExamples(t *testing.T) {
 	}{
 		{`{"event": "surface_drawn", "data": {"display_channel_id": 0, "surface_id": 0, "produced_at_secs": 1.234, "wallclock_us": 1717000000123456}}`,
 			func(e Event) (any, error) { return e.SurfaceDrawn() },
-			SurfaceDrawn{0, 0, 1.234, 1717000000123456}},
+			SurfaceDrawn{DisplayChannelID: 0, SurfaceID: 0, ProducedAtSecs: 1.234, WallclockUS: 1717000000123456}},
 		{`{"event": "latency", "data": {"sample_ms": 12.4, "wallclock_us": 1717000000123456}}`,
 			func(e Event) (any, error) { return e.Latency() },
 			Latency{12.4, 1717000000123456}},

@@ -2,9 +2,9 @@
 // dials: a TCP forwarder that, on every connection and in both
 // directions, adds a one-way delay (RTT/2 each way), jitter, a rate limit
 // and a bounded queue, as a WAN between a person and their console
-// would. It is the link the loadtest is to put in front of a console
-// (issue 21: the link setting is not yet read by the configuration) on machines whose kernel
-// has no netem (facts.md, "Links, load and the kernel here"), so the
+// would. It is the link the loadtest puts in front of a console
+// (LATENCY_LINK, LATENCY_B_LINK; harness/console's PutLink) on machines
+// whose kernel has no netem (facts.md, "Links, load and the kernel here"), so the
 // delay is made here, in user space. It uses only the standard library.
 //
 // toxiproxy (github.com/Shopify/toxiproxy/v2) was measured against it

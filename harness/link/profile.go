@@ -51,6 +51,26 @@ func (p Profile) MarshalJSON() ([]byte, error) {
 		JitterS: p.Jitter.Seconds(), Rate: p.Rate, Queue: p.Queue})
 }
 
+// UnmarshalJSON reads a profile the sidecar recorded (MarshalJSON): its
+// explicit form, parsed again, and its name.
+func (p *Profile) UnmarshalJSON(b []byte) error {
+	var j profileJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	if j.Explicit == "" {
+		*p = Profile{Name: j.Name}
+		return nil
+	}
+	q, err := Parse(j.Explicit)
+	if err != nil {
+		return err
+	}
+	q.Name = j.Name
+	*p = q
+	return nil
+}
+
 // The profiles the loadtest names (issue 21). Their queue is the
 // default: one bandwidth-delay product, at least MinDefaultQueue.
 var named = []Profile{

@@ -96,3 +96,29 @@ func (s *Stats) add(c ConnStats) {
 	s.ToServer.add(c.ToServer)
 	s.ToClient.add(c.ToClient)
 }
+
+// Plus is s and o summed as one link's figures: counts and times added,
+// high-water marks and maxima the larger, ends merged. A console whose
+// client dials two ports (SPICE's plain and TLS) has a link on each, and
+// a console asked for again (a one-time .vv) gets new links: Plus gives
+// what the link did to the console as a whole. The profile is s's, or
+// o's when s has none.
+func (s Stats) Plus(o Stats) Stats {
+	out := s
+	if out.Profile == (Profile{}) {
+		out.Profile = o.Profile
+	}
+	out.Connections += o.Connections
+	if len(s.Ends)+len(o.Ends) > 0 {
+		out.Ends = make(map[string]int, len(s.Ends)+len(o.Ends))
+		for k, v := range s.Ends {
+			out.Ends[k] += v
+		}
+		for k, v := range o.Ends {
+			out.Ends[k] += v
+		}
+	}
+	out.ToServer.add(o.ToServer)
+	out.ToClient.add(o.ToClient)
+	return out
+}

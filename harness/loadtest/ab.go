@@ -91,19 +91,30 @@ func SetupAB(ctx context.Context, cfg *config.Config, opts Options) *AB {
 	a.ownsConsole = true
 	a.Console.Secrets = append(a.Console.Secrets, opts.Secrets...)
 	copts.Logger = logger.With("leg", "B")
+	opened := false // console.Open puts the leg's link in itself
 	switch {
 	case cfg.AB.Proxied():
 		b.Console, err = console.Proxied(ctx, a.Console, cfg.AB.BProxy, copts.Logger)
 	case cfg.AB.SameServer:
 		b.Console, err = console.SameServer(ctx, a.Console, copts)
+	case cfg.AB.SameGuest:
+		b.Console, err = console.SameGuest(a.Console, copts.Logger)
 	default:
 		b.Console, err = console.Open(ctx, b.Cfg, copts)
+		opened = true
 	}
 	if err != nil {
 		ab.SetupErr = fmt.Errorf("leg B: %w", err)
 		return ab
 	}
 	b.ownsConsole = true
+	if !opened && b.Cfg.Link != nil {
+		// In front of whatever B's client dials: the proxy, or the guest.
+		if err := b.Console.PutLink(ctx, *b.Cfg.Link); err != nil {
+			ab.SetupErr = fmt.Errorf("leg B: %w", err)
+			return ab
+		}
+	}
 	b.Console.Secrets = append(b.Console.Secrets, opts.Secrets...)
 	for _, l := range ab.Legs {
 		if l.sink, err = newSink(l.Cfg); err != nil {
@@ -497,6 +508,7 @@ func (ab *AB) Compare() results.AB {
 		legs[i].Sidecar = results.SidecarName(l.Cfg.RunID)
 		if l.Console != nil {
 			legs[i].Console = l.Console.Describe()
+			legs[i].Link = l.Console.LinkStats()
 		}
 		legs[i].Blocks = len(l.Blocks)
 		// VERDICT: the host figures, per leg and per block, and whether

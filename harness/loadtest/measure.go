@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/control"
+	"github.com/shakenfist/kerbside-latency/harness/guest"
 	"github.com/shakenfist/kerbside-latency/harness/host"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/results"
@@ -270,7 +271,7 @@ func (r *Session) settleIn(ctx context.Context, quiet, limit time.Duration, bad 
 	defer deadline.Stop()
 	still := time.NewTimer(quiet)
 	defer still.Stop()
-	n := 0
+	n, rectless := 0, 0
 	for {
 		select {
 		case ev, ok := <-r.Client.Events():
@@ -278,8 +279,13 @@ func (r *Session) settleIn(ctx context.Context, quiet, limit time.Duration, bad 
 				return n, fmt.Errorf("the control connection ended before the first press: %w", r.Client.Err())
 			}
 			if ev.Name == control.EventSurfaceDrawn {
-				if _, err := ev.SurfaceDrawn(); err != nil {
+				d, err := ev.SurfaceDrawn()
+				if err != nil {
 					bad.draws++
+				} else if !r.answersKey(d) {
+					continue // the guest's activity: it never stops, and never answers a key
+				} else if d.Rect == nil {
+					rectless++
 				}
 				n++
 				still.Reset(quiet)
@@ -290,11 +296,38 @@ func (r *Session) settleIn(ctx context.Context, quiet, limit time.Duration, bad 
 			}
 			return n, nil
 		case <-deadline.C:
-			return n, fmt.Errorf("the console kept drawing for %s after ryll connected (%d draws, never %s without one; the wait is the smaller of LATENCY_READY_TIMEOUT=%s and LATENCY_MAX_DURATION=%s): is the guest the latency guest, which draws only on a key? Does something else draw on its screen?", limit, n, quiet, r.Cfg.ReadyTimeout, r.Cfg.Measure.MaxDuration)
+			return n, fmt.Errorf("the console kept drawing for %s after ryll connected (%d draws, never %s without one; the wait is the smaller of LATENCY_READY_TIMEOUT=%s and LATENCY_MAX_DURATION=%s): is the guest the latency guest, which draws only on a key? Does something else draw on its screen?%s", limit, n, quiet, r.Cfg.ReadyTimeout, r.Cfg.Measure.MaxDuration, r.busyHint(rectless))
 		case <-ctx.Done():
 			return n, context.Cause(ctx)
 		}
 	}
+}
+
+// answersKey reports whether a draw may be the key's: it has no rect, or
+// no key region is set, or its rect touches the region (measure's rule,
+// for the wait before the first press).
+func (r *Session) answersKey(d control.SurfaceDrawn) bool {
+	region := r.Cfg.Measure.KeyRegion
+	if d.Rect == nil || region.IsZero() {
+		return true
+	}
+	return measure.Rect{Left: d.Rect.Left, Top: d.Rect.Top, Right: d.Rect.Right, Bottom: d.Rect.Bottom}.Overlaps(region)
+}
+
+// busyHint tells the person whose guest is busy on purpose what to do
+// when its activity could not be told from the key's draws: rectless
+// draws were seen (ryll 1.2 reports no rect), or there is no key region.
+func (r *Session) busyHint(rectless int) string {
+	busy := r.Cfg.Activity != "" && r.Cfg.Activity != guest.ActivityIdle
+	switch {
+	case busy && rectless > 0:
+		return fmt.Sprintf(" LATENCY_ACTIVITY=%s keeps the guest drawing, and the client reported no rect on %d of its draws, so they cannot be told from the key's: use a client that reports rect on surface_drawn (fakeryll's SPICE client; a ryll patched as Kerbside's rig does; not ryll 1.2), or set LATENCY_ACTIVITY=idle", r.Cfg.Activity, rectless)
+	case busy:
+		return fmt.Sprintf(" LATENCY_ACTIVITY=%s keeps the guest drawing: measure it with a key region (LATENCY_KEY_REGION) and a client that reports rect on surface_drawn, or set LATENCY_ACTIVITY=idle", r.Cfg.Activity)
+	case rectless > 0 && !r.Cfg.Measure.KeyRegion.IsZero():
+		return " The client reports no rect on surface_drawn, so draws outside the key region cannot be set apart: use a client that reports rect (fakeryll's SPICE client; a patched ryll)"
+	}
+	return ""
 }
 
 // pressRow is the presses CSV's record of one press.
@@ -366,8 +399,13 @@ func (r *Session) pump(ctx context.Context, draws chan<- measure.Draw, pings cha
 				r.logger.Warn("skip a surface_drawn event that does not decode", "err", err)
 				continue
 			}
+			md := measure.Draw{Wallclock: d.Wallclock(), Received: ev.Received}
+			if d.Rect != nil {
+				md.Rect = measure.Rect{Left: d.Rect.Left, Top: d.Rect.Top, Right: d.Rect.Right, Bottom: d.Rect.Bottom}
+				md.HasRect = true
+			}
 			select {
-			case draws <- measure.Draw{Wallclock: d.Wallclock(), Received: ev.Received}:
+			case draws <- md:
 			case <-ctx.Done():
 				return
 			}

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/shakenfist/kerbside-latency/harness/console"
 	"github.com/shakenfist/kerbside-latency/harness/control"
+	"github.com/shakenfist/kerbside-latency/harness/guest"
 	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
@@ -44,6 +46,7 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 	if r.Console != nil {
 		s.QemuVersion, s.Accelerator = r.Console.QemuVersion, r.Console.Accelerator
 		s.CloudServerName, s.CloudServerID = r.Console.ServerName, r.Console.ServerID
+		s.Link = r.Console.LinkStats() // what the link did, every block of a leg
 	}
 	if !cfg.Measure.Metric.Keypress() {
 		s.Scancode = ""
@@ -62,6 +65,7 @@ func (r *Session) Sidecar(m *Measurement, end time.Time, runErrs ...error) resul
 		s.StopReason = string(res.StopReason)
 		if cfg.Measure.Metric.Keypress() {
 			keypressRecord(&s, m)
+			s.Activity = r.activityRecord(m)
 		}
 		if m.Host != nil {
 			s.Host = results.NewHostRecord(*m.Host)
@@ -133,6 +137,35 @@ func keypressRecord(s *results.Sidecar, m *Measurement) {
 	if m.PressesPath != "" {
 		s.PressesFile = filepath.Base(m.PressesPath)
 	}
+}
+
+// activityRecord is the sidecar's record of the guest's own activity,
+// for a run with an activity or a key region (nil otherwise: nothing to
+// say that the background does not).
+func (r *Session) activityRecord(m *Measurement) *results.Activity {
+	res := m.Result
+	a := res.Activity
+	var probe *console.ActivityProbe
+	if r.Console != nil {
+		probe = r.Console.ActivityProbe
+	}
+	activity := r.Cfg.Activity
+	if (activity == "" || activity == guest.ActivityIdle) && a.KeyRegion.IsZero() && probe == nil {
+		return nil
+	}
+	d := res.End.Sub(res.Start).Seconds()
+	in, out, none := a.Rates(d)
+	rec := &results.Activity{Activity: activity, DurationS: d, DrawsInKey: a.InKey, DrawsOutside: a.Outside, DrawsNoRect: a.NoRect,
+		InKeyPerS: in, OutsidePerS: out, NoRectPerS: none}
+	if r := a.KeyRegion; !r.IsZero() {
+		rec.KeyRegion = []int{r.Left, r.Top, r.Right, r.Bottom}
+	}
+	if probe != nil {
+		rec.Probe = &results.ActivityProbe{Client: "harness/loadgen Client (reads and ACKs every display message)",
+			DurationS: probe.Duration.Seconds(), Messages: probe.Messages, Draws: probe.Draws, Bytes: probe.Bytes,
+			MessagesPerS: probe.MessagesPerS(), DrawsPerS: probe.DrawsPerS(), BytesPerS: probe.BytesPerS()}
+	}
+	return rec
 }
 
 // Files names the files a run leaves in the results directory, for the

@@ -20,6 +20,8 @@ type fakeGuest struct {
 	// answer gives the draws for press n (1-based), as offsets from
 	// sentAt. A negative offset is a draw before the press.
 	answer func(n int) []time.Duration
+	// answerBoxed, if set, is answer with a box per draw (nil: none).
+	answerBoxed func(n int) []boxedDraw
 	// downErr, if set, fails press n's key down.
 	downErr func(n int, ctx context.Context) error
 	// upErr, if set, fails press n's key up.
@@ -37,6 +39,13 @@ type fakeGuest struct {
 	downs   int
 	ups     int
 	sentAts []time.Time
+}
+
+// boxedDraw is a draw at an offset from the press, with its box (nil:
+// the client reported none).
+type boxedDraw struct {
+	at  time.Duration
+	box *Rect
 }
 
 func newFakeGuest() *fakeGuest {
@@ -70,6 +79,15 @@ func (g *fakeGuest) KeyDown(ctx context.Context) (time.Time, error) {
 	if g.answer != nil {
 		for _, off := range g.answer(n) {
 			g.draws <- Draw{Wallclock: sentAt.Add(off), Received: sentAt.Add(off + 2*time.Millisecond)}
+		}
+	}
+	if g.answerBoxed != nil {
+		for _, b := range g.answerBoxed(n) {
+			d := Draw{Wallclock: sentAt.Add(b.at), Received: sentAt.Add(b.at + 2*time.Millisecond)}
+			if b.box != nil {
+				d.Rect, d.HasRect = *b.box, true
+			}
+			g.draws <- d
 		}
 	}
 	return sentAt, nil

@@ -259,6 +259,12 @@ type Draw struct {
 	// Received is when the client read the event; zero if unknown. Used
 	// only to report how late events arrive (Result.MaxDrawLag).
 	Received time.Time
+	// Rect is the box the client said the draw damaged, when HasRect
+	// (ryll 1.2 reports none; fakeryll's SPICE client and a patched ryll
+	// do). With Config.KeyRegion, a draw whose box does not touch the
+	// region never answers a press (see Activity).
+	Rect    Rect
+	HasRect bool
 }
 
 // Ping is a latency event.
@@ -494,6 +500,11 @@ type Config struct {
 	// MaxContamination is the largest estimated share of samples that
 	// may come from background draws, in (0, 1]. Zero means 0.01.
 	MaxContamination float64
+	// KeyRegion, when not zero, is where the key's repaint draws: only
+	// draws whose box touches it answer a press; draws with a box outside
+	// it are the guest's activity (Result.Activity), neither background
+	// nor part of a burst. Draws without a box are judged as before.
+	KeyRegion Rect
 	// Seed seeds the jitter; zero picks one at random. Result.Config.Seed
 	// holds the seed used, so a run's gaps can be reproduced.
 	Seed uint64
@@ -599,6 +610,8 @@ type Result struct {
 	// InvalidPings counts latency events whose sample_ms was negative or
 	// not finite; they are not samples.
 	InvalidPings int
+	// Activity counts the draws by where they were (Config.KeyRegion).
+	Activity Activity
 	// Stalls are the console's stalls, in order (see Stall).
 	Stalls []Stall
 	// MaxDrawLag is the largest Received-Wallclock seen on a draw, to
@@ -691,6 +704,7 @@ const (
 	FieldMaxMisses        Field = "MaxMisses"
 	FieldMaxContamination Field = "MaxContamination"
 	FieldProgressInterval Field = "ProgressInterval"
+	FieldKeyRegion        Field = "KeyRegion"
 )
 
 // AllFields lists every Field, for callers that map them to their own
@@ -698,7 +712,7 @@ const (
 func AllFields() []Field {
 	return []Field{FieldMetric, FieldSamples, FieldMaxDuration, FieldCadence, FieldJitter, FieldHold,
 		FieldWindow, FieldGrace, FieldQuiet, FieldLateWait, FieldSettle, FieldBaseline, FieldMaxQuietWait,
-		FieldMaxMisses, FieldMaxContamination, FieldProgressInterval}
+		FieldMaxMisses, FieldMaxContamination, FieldProgressInterval, FieldKeyRegion}
 }
 
 // Problem is one rule of the measurement that a Config breaks. Fields are
@@ -769,6 +783,11 @@ func (c Config) Problems() []Problem {
 		}
 		if !(c.MaxContamination > 0 && c.MaxContamination <= 1) {
 			bad(one(FieldMaxContamination), "max contamination is %v, want more than 0 and at most 1", c.MaxContamination)
+		}
+		if !c.KeyRegion.IsZero() {
+			if err := c.KeyRegion.Check(); err != nil {
+				bad(one(FieldKeyRegion), "key %v", err)
+			}
 		}
 	case c.Metric == PingInterval:
 	default:

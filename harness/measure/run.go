@@ -71,6 +71,7 @@ func Run(ctx context.Context, cfg Config, src Sources) (Result, error) {
 		kbDone: make(chan kbResult, 1),
 	}
 	r.res.Config = cfg
+	r.res.Activity.KeyRegion = cfg.KeyRegion
 	return r.run(ctx)
 }
 
@@ -402,6 +403,9 @@ func (r *runner) onDraw(d Draw) *outcome {
 			r.res.MaxDrawLag = lag
 		}
 	}
+	if !r.res.Activity.place(d) {
+		return nil // the guest's activity, away from the key's region
+	}
 	if r.pressing {
 		if len(r.pending) < maxPending {
 			r.pending = append(r.pending, d)
@@ -675,9 +679,9 @@ func (r *runner) checkBackground(now time.Time) *outcome {
 			"%.1f%%). Stop what draws on the guest's screen (a blinking cursor, a clock, a screensaver) "+
 			"or measure with the latency guest (uefi-latency-guest), which draws only when a key is "+
 			"pressed; if the extra draws are a repaint arriving in pieces more than LATENCY_SETTLE (%v) "+
-			"apart, raise LATENCY_SETTLE",
+			"apart, raise LATENCY_SETTLE%s",
 		ErrBackground, b.Draws, b.Observed.Round(time.Millisecond), b.Rate, b.Pattern, 100*share,
-		exposure.Round(time.Microsecond), 100*r.cfg.MaxContamination, r.cfg.Settle)}
+		exposure.Round(time.Microsecond), 100*r.cfg.MaxContamination, r.cfg.Settle, r.res.Activity.busyHint())}
 }
 
 // neverQuiet fails the run when no quiet gap came for a press.
@@ -692,9 +696,9 @@ func (r *runner) neverQuiet(now time.Time, waited time.Duration) *outcome {
 		"%w: the screen never stayed quiet for %v (LATENCY_QUIET) in %v, so press %d could not be sent "+
 			"without risking another draw's sample (%d draws no key caused in %v observed, %.2f draws/s, "+
 			"%s). Stop what draws on the guest's screen (a blinking cursor, a clock, a screensaver) or "+
-			"measure with the latency guest (uefi-latency-guest), which draws only when a key is pressed",
+			"measure with the latency guest (uefi-latency-guest), which draws only when a key is pressed%s",
 		ErrBackground, r.cfg.Quiet, waited.Round(time.Millisecond), r.seq+1, b.Draws,
-		b.Observed.Round(time.Millisecond), b.Rate, b.Pattern)}
+		b.Observed.Round(time.Millisecond), b.Rate, b.Pattern, r.res.Activity.busyHint())}
 }
 
 // stalled ends the run on the console's stalls (Result.Stalls), naming

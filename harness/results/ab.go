@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/shakenfist/kerbside-latency/harness/atomicfile"
+	"github.com/shakenfist/kerbside-latency/harness/link"
 )
 
 // ABSuffix ends latency-<run>-ab.json.
@@ -74,6 +75,8 @@ type ABLeg struct {
 	Sidecar string `json:"sidecar"`
 	// Host is what the host did to the leg, pooled and per block.
 	Host *HostRecord `json:"host,omitempty"`
+	// Link is what the leg's link did (absent without one).
+	Link *link.Stats `json:"link,omitempty"`
 }
 
 // ABMetric compares one keypress figure of the two legs.
@@ -146,6 +149,14 @@ func WriteABTable(w io.Writer, ab AB) error {
 	for _, m := range ab.Metrics {
 		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%+.2f\t[%+.2f, %+.2f]\t%.3g\t%s\n", m.Metric, m.AMedianS*1000, m.BMedianS*1000,
 			m.DifferenceS*1000, m.DifferenceCIS[0]*1000, m.DifferenceCIS[1]*1000, m.P, oneLine(m.Verdict))
+	}
+	for _, l := range []struct {
+		name string
+		leg  ABLeg
+	}{{"A", ab.A}, {"B", ab.B}} {
+		if st := l.leg.Link; st != nil {
+			fmt.Fprintf(tw, "link of %s	%s\n", l.name, oneLine(LinkLine(*st)))
+		}
 	}
 	for _, l := range []struct {
 		name string

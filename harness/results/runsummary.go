@@ -84,6 +84,10 @@ type ConsoleSummary struct {
 	DroppedEvents    int    `json:"dropped_events"`
 	StopReason       string `json:"stop_reason"`
 
+	// Link is the profile of the console's link (LATENCY_LINK), as the
+	// sidecar records it; empty without one.
+	Link string `json:"link,omitempty"`
+
 	// Summary is computed from the samples, not copied from the sidecar.
 	Summary stats.Summary `json:"summary"`
 	// SanityVerdict is the sidecar's verdict (VerdictPass or VerdictFail).
@@ -218,6 +222,9 @@ func consoleRow(label string, sc Sidecar, samples []float64) ConsoleSummary {
 		Summary:          stats.Summarize(samples),
 		SanityVerdict:    sc.Sanity.Verdict,
 		Errors:           append([]string{}, sc.Errors...),
+	}
+	if sc.Link != nil {
+		row.Link = sc.Link.Profile.String()
 	}
 	if sc.SamplesCollected != len(samples) {
 		row.Notes = append(row.Notes, fmt.Sprintf("sidecar counts %d samples collected but %d were read (the CSV is the truth)", sc.SamplesCollected, len(samples)))
@@ -393,7 +400,10 @@ func WriteRunSummaryTable(w io.Writer, rs RunSummary) error {
 	}
 	for _, c := range rs.Consoles {
 		var err error
-		if c.Failed {
+		if c.Link != "" {
+			_, err = fmt.Fprintf(w, "link %s (run %s): %s\n", oneLine(c.Label), c.RunID, oneLine(c.Link))
+		}
+		if c.Failed && err == nil {
 			_, err = fmt.Fprintf(w, "FAILED %s (run %s): %s\n", oneLine(c.Label), c.RunID, oneLine(strings.Join(c.FailReasons, "; ")))
 		}
 		for _, n := range c.Notes {

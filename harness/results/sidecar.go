@@ -11,6 +11,7 @@ import (
 
 	"github.com/shakenfist/kerbside-latency/harness/atomicfile"
 	"github.com/shakenfist/kerbside-latency/harness/host"
+	"github.com/shakenfist/kerbside-latency/harness/link"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
 
@@ -207,6 +208,9 @@ type Sidecar struct {
 	MaxContamination float64 `json:"max_contamination,omitempty"`
 	// Background is what was seen of the draws no key caused.
 	Background *Background `json:"background,omitempty"`
+	// Activity is what the guest did by itself and where its draws were
+	// against the key's region (LATENCY_ACTIVITY, LATENCY_KEY_REGION).
+	Activity *Activity `json:"activity,omitempty"`
 	// Stalls are the console's stalls (stop reason stall): a press that
 	// got no draw for a second or more from a console that had answered in
 	// time, then the held-back draws at once.
@@ -225,6 +229,13 @@ type Sidecar struct {
 	// harness's timer lag, the CPU time of the harness, ryll and QEMU,
 	// load, runnable tasks and steal, pooled and per block.
 	Host *HostRecord `json:"host,omitempty"`
+	// Link is what the link between the client and the console did
+	// (LATENCY_LINK; LATENCY_B_LINK for an A/B's B leg): its profile,
+	// its connections (every SPICE channel, every port) and, per
+	// direction, bytes, reads, writes, the queue's high-water mark, the
+	// time bytes stood queued, the longest wait and the time the sender
+	// was pushed back (link.Stats). Absent without a link.
+	Link *link.Stats `json:"link,omitempty"`
 	// ABVerdict is, for a leg of an A/B run, the run's verdict (ABPass,
 	// ABFail, ABInconclusive or ABIncomplete; latency-<run>-ab.json says
 	// why).
@@ -323,6 +334,44 @@ type Background struct {
 	// Contamination is the estimated share of samples taken from, or
 	// changed by, a draw no key caused.
 	Contamination float64 `json:"contamination"`
+}
+
+// Activity is a run's record of the guest's own activity: which one, the
+// key's region, the draws the client reported in it and outside it (and
+// without a rect), and the activity's traffic at a real SPICE client.
+type Activity struct {
+	// Activity is LATENCY_ACTIVITY: idle, typing, scroll or video.
+	Activity string `json:"activity"`
+	// KeyRegion is [left, top, right, bottom] in pixels; absent for none.
+	KeyRegion []int `json:"key_region,omitempty"`
+	// DrawsInKey, DrawsOutside and DrawsNoRect count the draws the
+	// client reported during the measurement (DurationS), by where their
+	// rect was; the rates are per second. Outside is the activity; with
+	// no key region every draw with a rect counts as in it.
+	DurationS    float64 `json:"duration_s"`
+	DrawsInKey   int     `json:"draws_in_key"`
+	DrawsOutside int     `json:"draws_outside"`
+	DrawsNoRect  int     `json:"draws_no_rect"`
+	InKeyPerS    float64 `json:"draws_in_key_per_s"`
+	OutsidePerS  float64 `json:"draws_outside_per_s"`
+	NoRectPerS   float64 `json:"draws_no_rect_per_s"`
+	// Probe is the activity alone (no key) at a real SPICE client that
+	// reads and ACKs the guest's display, before ryll connected; absent
+	// for an idle guest, which draws nothing without a key.
+	Probe *ActivityProbe `json:"probe,omitempty"`
+}
+
+// ActivityProbe is the guest's display traffic at a SPICE client.
+type ActivityProbe struct {
+	// Client names what read the display.
+	Client       string  `json:"client"`
+	DurationS    float64 `json:"duration_s"`
+	Messages     uint64  `json:"messages"`
+	Draws        uint64  `json:"draws"`
+	Bytes        uint64  `json:"bytes"`
+	MessagesPerS float64 `json:"messages_per_s"`
+	DrawsPerS    float64 `json:"draws_per_s"`
+	BytesPerS    float64 `json:"bytes_per_s"`
 }
 
 // Stall is one stall of the console: the first press it held back, how

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/shakenfist/kerbside-latency/harness/host"
+	"github.com/shakenfist/kerbside-latency/harness/link"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
 
@@ -35,6 +36,9 @@ func WriteSummary(w io.Writer, s Sidecar) error {
 	if b := s.Background; b != nil {
 		row("background", fmt.Sprintf("%d draws in %.1f s (%.2f/s, %s), contamination %.2f%%", b.Draws, b.ObservedS, b.RatePerS, b.Pattern, 100*b.Contamination))
 	}
+	if a := s.Activity; a != nil {
+		row("activity", activityLine(a))
+	}
 	for _, st := range s.Stalls {
 		row("stall", fmt.Sprintf("press %d saw no draw for %.3f s (%d press(es) held back), then %d draws at once: the console catching up",
 			st.Press, st.DurationS, st.Presses, st.Draws))
@@ -59,6 +63,9 @@ func WriteSummary(w io.Writer, s Sidecar) error {
 		figures("", s.Summary)
 	}
 
+	if s.Link != nil {
+		row("link", LinkLine(*s.Link))
+	}
 	if h := s.Host; h != nil {
 		row("host", oneLine(h.Figures.String()))
 		row("late samples", fmt.Sprintf("%d of %d taken while the harness was more than %s late", h.LateSamples, h.Samples, host.MaxLagP99))
@@ -114,7 +121,39 @@ func laneLine(s Sidecar) string {
 	if s.Lane == LaneSimulated {
 		return fmt.Sprintf("SIMULATED: %s, no SPICE session (provider %s); these numbers say nothing about a console", client, s.Provider)
 	}
-	return fmt.Sprintf("%s SPICE session, %s (provider %s)", s.Lane, client, s.Provider)
+	line := fmt.Sprintf("%s SPICE session, %s (provider %s)", s.Lane, client, s.Provider)
+	if s.Link != nil {
+		line += ", through the link " + s.Link.Profile.String()
+	}
+	return line
+}
+
+// LinkLine says in one line what a link did: its profile, its
+// connections, and per direction the bytes, the reads, and, when it
+// queued or pushed back, the queue's high-water mark, the time queued,
+// the longest wait and the time the sender was pushed back.
+func LinkLine(st link.Stats) string {
+	dir := func(name string, d link.DirStats) string {
+		out := fmt.Sprintf("%s %s in %d reads", name, byteCount(d.Bytes), d.Reads)
+		if d.QueueHighWater > 0 || d.QueuedS > 0 || d.BlockedS > 0 {
+			out += fmt.Sprintf(" (queue high-water %s, queued %.3f s, longest wait %.1f ms, pushed back %.3f s)",
+				byteCount(d.QueueHighWater), d.QueuedS, 1000*d.QueueWaitMaxS, d.BlockedS)
+		}
+		return out
+	}
+	return fmt.Sprintf("%s, %d connections; %s; %s", st.Profile.String(), st.Connections,
+		dir("to server", st.ToServer), dir("to client", st.ToClient))
+}
+
+// byteCount is n bytes in the largest binary unit that keeps it above 1.
+func byteCount(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 // errorsLine is each error on one line, cut to a length a table row can
@@ -139,4 +178,27 @@ func abRunOf(leg string) string {
 		return leg[:i]
 	}
 	return leg
+}
+
+// activityLine is the summary's line on the guest's own activity: draws
+// per second in and out of the key's region, and bytes per second at a
+// SPICE client.
+func activityLine(a *Activity) string {
+	line := a.Activity
+	if line == "" {
+		line = "-"
+	}
+	if len(a.KeyRegion) == 4 {
+		line += fmt.Sprintf(": %.1f draws/s outside the key region %d,%d,%d,%d, %.1f/s in it",
+			a.OutsidePerS, a.KeyRegion[0], a.KeyRegion[1], a.KeyRegion[2], a.KeyRegion[3], a.InKeyPerS)
+	} else {
+		line += ": no key region"
+	}
+	if a.DrawsNoRect > 0 {
+		line += fmt.Sprintf(", %.1f/s without a rect", a.NoRectPerS)
+	}
+	if p := a.Probe; p != nil {
+		line += fmt.Sprintf("; at a SPICE client %.1f kB/s, %.1f messages/s", p.BytesPerS/1000, p.MessagesPerS)
+	}
+	return line
 }
