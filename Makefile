@@ -43,7 +43,7 @@ DEVCLOUD_STATE  ?= /var/tmp/kerbside-devcloud
 DEVCLOUD_CHROOT ?= /var/tmp/kerbside-devcloud-chroot
 DEVCLOUD_NETNS  ?= kerbside-devcloud
 DEVCLOUD_DIR    ?= $(DEVCLOUD_STATE)/out
-DEVCLOUD_ENV    := DEVCLOUD_STATE=$(DEVCLOUD_STATE) DEVCLOUD_CHROOT=$(DEVCLOUD_CHROOT) DEVCLOUD_NETNS=$(DEVCLOUD_NETNS)
+DEVCLOUD_ENV    := DEVCLOUD_GO=$(GO) DEVCLOUD_STATE=$(DEVCLOUD_STATE) DEVCLOUD_CHROOT=$(DEVCLOUD_CHROOT) DEVCLOUD_NETNS=$(DEVCLOUD_NETNS)
 
 .PHONY: help test test-ab unit loadtest-bin loadtest-short loadtest-real loadtest lint bench fleet-bench fuzz sweep compare guest guest-image clean cloud-up cloud-test cloud-down cloud-purge
 
