@@ -723,9 +723,10 @@ guest_pids() {
 	for f in "$STATE"/nova/guests/*/qemu.pid; do
 		read -r pid start <"$f" || continue
 		[[ -n $pid && -n $start ]] || continue
-		[[ $(starttime "$pid") == "$start" ]] && echo "$pid"
+		if [[ $(starttime "$pid") == "$start" ]]; then echo "$pid"; fi
 	done
 	shopt -u nullglob
+	return 0
 }
 
 cmd_down() {
