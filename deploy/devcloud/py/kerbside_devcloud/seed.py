@@ -79,12 +79,11 @@ def seed_image(conn):
             return
         conn.image.delete_image(i)
         say("image %s (%s) is not the guest's: deleted" % (IMAGE, i.id))
-    # The UEFI properties are what the loadtest uploads with its image;
-    # the dev cloud's driver boots every guest with SeaBIOS regardless.
+    # A BIOS guest: no hw_firmware_type=uefi (the loadtest's own uploads
+    # carry it; the dev cloud's driver boots every guest with SeaBIOS).
     conn.image.create_image(name=IMAGE, filename=path, disk_format="qcow2",
                             container_format="bare", visibility="public",
-                            hw_firmware_type="uefi", hw_video_ram="64",
-                            wait=True, timeout=120)
+                            hw_video_ram="64", wait=True, timeout=120)
     say("image %s created from %s (%d bytes)" % (IMAGE, path, len(data)))
 
 
