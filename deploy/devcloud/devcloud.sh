@@ -2,7 +2,7 @@
 # A minimal real OpenStack 2025.1 (Debian 13's nova 31, keystone 27,
 # glance 30, placement 13, neutron 26) for the openstack provider's
 # end-to-end tests: Keystone, Glance, Placement, Nova (compute_driver =
-# kerbside_devcloud.virt.GuestDriver, Nova's fake driver that boots a real
+# kerbside_devcloud.virt's GuestDriver, Nova's fake driver that boots a real
 # QEMU guest for servers of the flavor vdi-guest; spice-direct at
 # microversion 2.99) and Neutron with no agents, over a private MariaDB
 # (Unix socket only) and a private RabbitMQ. Glance is seeded with our own
@@ -297,7 +297,7 @@ EOF
 [DEFAULT]
 host = devcloud
 my_ip = 127.0.0.1
-compute_driver = kerbside_devcloud.virt.GuestDriver
+compute_driver = devcloud_guest.GuestDriver
 transport_url = $rabbit
 state_path = $S/nova
 instances_path = $S/nova/instances

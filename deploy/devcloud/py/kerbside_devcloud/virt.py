@@ -1,7 +1,8 @@
 """Nova's fake virt driver, with a real guest for the servers that ask.
 
 The dev cloud runs nova-compute with `compute_driver =
-kerbside_devcloud.virt.GuestDriver`. Every server is the fake driver's
+devcloud_guest.GuestDriver` (compute.py names this module
+nova.virt.devcloud_guest: Nova 2025.1 loads drivers from nova.virt only). Every server is the fake driver's
 (no hypervisor, ACTIVE within a poll) except a server whose flavor has
 the extra spec `devcloud:guest=qemu` (the seeded flavor vdi-guest): for
 that one, spawn downloads the server's image from Glance, as a real
