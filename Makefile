@@ -43,9 +43,9 @@ DEVCLOUD_STATE  ?= /var/tmp/kerbside-devcloud
 DEVCLOUD_CHROOT ?= /var/tmp/kerbside-devcloud-chroot
 DEVCLOUD_NETNS  ?= kerbside-devcloud
 DEVCLOUD_DIR    ?= $(DEVCLOUD_STATE)/out
-DEVCLOUD_ENV    := DEVCLOUD_STATE=$(DEVCLOUD_STATE) DEVCLOUD_CHROOT=$(DEVCLOUD_CHROOT) DEVCLOUD_NETNS=$(DEVCLOUD_NETNS)
+DEVCLOUD_ENV    := DEVCLOUD_GO=$(GO) DEVCLOUD_STATE=$(DEVCLOUD_STATE) DEVCLOUD_CHROOT=$(DEVCLOUD_CHROOT) DEVCLOUD_NETNS=$(DEVCLOUD_NETNS)
 
-.PHONY: help test test-ab unit loadtest-bin loadtest-short loadtest-real loadtest lint bench fleet-bench fuzz sweep compare guest clean cloud-up cloud-test cloud-down cloud-purge
+.PHONY: help test test-ab unit loadtest-bin loadtest-short loadtest-real loadtest lint bench fleet-bench fuzz sweep compare guest guest-image clean cloud-up cloud-test cloud-down cloud-purge
 
 help:
 	@echo "make test       unit tests with -race, a short simulated loadtest and, where QEMU is installed, a short"
@@ -62,6 +62,7 @@ help:
 	@echo "make sweep      delete servers left by earlier runs (OpenStack; SWEEP_ARGS='-older-than 2h -dry-run')"
 	@echo "make compare    OLD=results/latency-A.csv NEW=results/latency-B.csv: medians, confidence and p-value"
 	@echo "make guest      rebuild the boot-sector guest harness/guest/guest.img from guest.asm (needs nasm)"
+	@echo "make guest-image the guest as a disk image Glance takes: GUEST_FORMAT=qcow2|raw (qcow2) into GUEST_IMAGE ($(RESULTS_DIR)/latency-guest.FORMAT)"
 	@echo "make cloud-test the openstack provider's end-to-end cases against a real Nova 2025.1 (root, Debian: builds a trixie chroot, starts the cloud in its own network namespace)"
 	@echo "make cloud-down stop the dev cloud and delete its state (the chroot is kept)"
 	@echo "make cloud-purge cloud-down, then delete the chroot too"
@@ -170,6 +171,14 @@ compare:
 guest:
 	@command -v nasm >/dev/null || { echo "nasm not installed: apt-get install -y nasm"; exit 1; }
 	nasm -f bin -o harness/guest/guest.img harness/guest/guest.asm
+
+# The guest as a 1 MiB hard disk (MBR, SeaBIOS) that a cloud boots from
+# Glance; the qcow2 is written by harness/guest, no qemu-img.
+GUEST_FORMAT ?= qcow2
+GUEST_IMAGE  ?= $(RESULTS_DIR)/latency-guest.$(GUEST_FORMAT)
+guest-image:
+	@mkdir -p $(dir $(GUEST_IMAGE))
+	$(GO) run ./cmd/latency-guest-image -format $(GUEST_FORMAT) -o $(GUEST_IMAGE)
 
 cloud-up:
 	@mkdir -p $(RESULTS_DIR)/cloud

@@ -16,12 +16,16 @@
 // The far end is real where a case says so (farEnd): the boot-sector
 // guest in QEMU on the fake driver's console address (plain 6969, TLS
 // 6970 with the lane's own CA), and the Kerbside stand-in
-// (fixtures/kerbside) on Nova's spice_direct_proxy_base_url. Those cases
-// run one after another (every server's console is the same QEMU, which
-// serves one client at a time), before the parallel ones, which measure
-// with fakeryll's simulator. After each case no server of its run is left
-// in Nova, and no password, console token or .vv password is in any
-// output.
+// (fixtures/kerbside) on Nova's spice_direct_proxy_base_url. Servers of
+// the flavor DEVCLOUD_FLAVOR_GUEST (vdi-guest) get a guest of their own
+// instead: the dev cloud's driver (deploy/devcloud, kerbside_devcloud.virt)
+// boots the seeded image, our guest's qcow2, in a QEMU per server, its TLS
+// port certified by the lane's CA (guestFarEnd). Those cases run one
+// after another (the stand-in has one address, and every server of the
+// other flavors has the same QEMU, which serves one client at a time),
+// before the parallel ones, which measure with fakeryll's simulator.
+// After each case no server of its run is left in Nova, and no password,
+// console token or .vv password is in any output.
 package latency
 
 import (
@@ -31,6 +35,7 @@ import (
 	"crypto/rand"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -566,27 +571,41 @@ func startFarEnd(t *testing.T, d devCloud) farEnd {
 	tlsPort, err := strconv.Atoi(d.info["DEVCLOUD_CONSOLE_TLS_PORT"])
 	require.NoError(t, err)
 
-	ca, err := kerbside.NewCA("kerbside-latency cloud lane")
-	require.NoError(t, err)
-	leaf, err := ca.Issue(pkix.Name{Organization: []string{"kerbside-latency"}, CommonName: host},
-		[]string{host}, []net.IP{net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
 	dir := t.TempDir()
 	x509Dir := filepath.Join(dir, "x509")
-	require.NoError(t, os.Mkdir(x509Dir, 0o700))
-	require.NoError(t, ca.WriteQEMUDir(x509Dir, leaf))
+	ca := laneCA(t, host, x509Dir)
 
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	vm, err := qemu.Start(t.Context(), qemu.Spec{Image: guest.Image, Name: "cloud-lane", SpicePort: port, TLSPort: tlsPort,
 		X509Dir: x509Dir, LogPath: filepath.Join(dir, "qemu.log"), Logger: logger})
 	require.NoError(t, err, "the lane's guest on %s:%d and TLS %d", host, port, tlsPort)
 	t.Cleanup(func() { _ = vm.Stop(context.WithoutCancel(t.Context())) })
+	return farEnd{vm: vm, ks: startStandIn(t, d, ca, logger)}
+}
 
+// laneCA makes the lane's CA and writes QEMU's x509 directory (its CA,
+// and a certificate for the console host and 127.0.0.1) into x509Dir.
+func laneCA(t *testing.T, host, x509Dir string) *kerbside.CA {
+	t.Helper()
+	ca, err := kerbside.NewCA("kerbside-latency cloud lane")
+	require.NoError(t, err)
+	leaf, err := ca.Issue(pkix.Name{Organization: []string{"kerbside-latency"}, CommonName: host},
+		[]string{host}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(x509Dir, 0o700))
+	require.NoError(t, ca.WriteQEMUDir(x509Dir, leaf))
+	return ca
+}
+
+// startStandIn starts the Kerbside stand-in on Nova's
+// spice_direct_proxy_base_url for one test.
+func startStandIn(t *testing.T, d devCloud, ca *kerbside.CA, logger *slog.Logger) *kerbside.Kerbside {
+	t.Helper()
 	ks, err := kerbside.Start(t.Context(), kerbside.Config{Listen: d.info["DEVCLOUD_KERBSIDE_LISTEN"], Credentials: d.admin,
 		CA: ca, Logger: logger})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = ks.Close() })
-	return farEnd{vm: vm, ks: ks}
+	return ks
 }
 
 // testWriter sends log lines to t.Log.
@@ -759,32 +778,170 @@ func TestCloudABOneServer(t *testing.T) {
 	assertNoSecrets(t, d, o, fe.ks.Secrets()...)
 }
 
+// guestFarEnd is the far end of servers with a guest of their own: the
+// lane's CA writes the x509 directory that the dev cloud's driver gives
+// every guest's TLS port (DEVCLOUD_GUEST_X509, read when a guest starts,
+// so before the boot), and the Kerbside stand-in trusts that CA.
+func guestFarEnd(t *testing.T, d devCloud) *kerbside.Kerbside {
+	t.Helper()
+	x509Dir := d.info["DEVCLOUD_GUEST_X509"]
+	require.NotEmpty(t, x509Dir, "devcloud.env names no DEVCLOUD_GUEST_X509: rerun devcloud.sh up")
+	ca := laneCA(t, d.info["DEVCLOUD_CONSOLE_HOST"], x509Dir)
+	t.Cleanup(func() { _ = os.RemoveAll(x509Dir) })
+	return startStandIn(t, d, ca, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+}
+
+// guestKeys reads the key counter of a server's own guest, through the
+// QMP socket the dev cloud's driver gives its QEMU.
+func guestKeys(t *testing.T, d devCloud, id string) uint32 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	q, err := qemu.DialQMP(ctx, filepath.Join(d.info["DEVCLOUD_GUEST_DIR"], id, "qmp.sock"))
+	require.NoError(t, err, "server %s has no guest of its own", id)
+	defer func() { _ = q.Close() }()
+	var out string
+	require.NoError(t, q.Execute(ctx, "human-monitor-command", map[string]string{"command-line": guest.CounterCommand()}, &out))
+	n, err := guest.ParseCounter(out)
+	require.NoError(t, err)
+	return n
+}
+
+// guestPID is the pid of a server's QEMU, from the driver's pidfile.
+func guestPID(t *testing.T, d devCloud, id string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(d.info["DEVCLOUD_GUEST_DIR"], id, "qemu.pid"))
+	require.NoError(t, err, "server %s has no guest of its own", id)
+	pid, err := strconv.Atoi(strings.Fields(string(b))[0])
+	require.NoError(t, err)
+	return pid
+}
+
+// TestCloudTwoServersOwnGuests: two servers of the guest flavor, booted
+// from the seeded image (our guest's qcow2, from Glance), each get a QEMU
+// of their own; each console is measured with real SPICE through its
+// spice-direct console and the Kerbside stand-in, and each guest counts
+// only its own keys: A's presses reach A's counter and not B's, and the
+// other way round. Deleting a server stops its QEMU.
+func TestCloudTwoServersOwnGuests(t *testing.T) {
+	d := theDevCloud(t)
+	_, _ = binaries(t)
+	ks := guestFarEnd(t, d)
+	sc := compute(t, d.admin)
+	suffix := randomSuffix(t)
+	ids, took := bootServers(t, d, sc, d.info["DEVCLOUD_FLAVOR_GUEST"],
+		cloud.ServerNamePrefix+"cloudtest-guest-a-"+suffix, cloud.ServerNamePrefix+"cloudtest-guest-b-"+suffix)
+	pids := make([]int, len(ids))
+	for i, id := range ids {
+		pids[i] = guestPID(t, d, id)
+		t.Logf("server %c %s: create to ACTIVE (its guest painted) in %s, QEMU pid %d", 'A'+i, id, took[i].Round(time.Millisecond), pids[i])
+		t.Attr(fmt.Sprintf("boot_ms_%c", 'a'+i), strconv.FormatInt(took[i].Milliseconds(), 10))
+		assert.Zero(t, guestKeys(t, d, id), "a fresh guest has counted no key")
+	}
+	require.NotEqual(t, pids[0], pids[1], "each server has a QEMU of its own")
+
+	samples := []int{10, 6}
+	keys := make([]uint32, len(ids))
+	for i, id := range ids {
+		u := spiceDirectURL(t, sc, id)
+		env := realEnv(nil)
+		delete(env, "LATENCY_BOOT_TIMEOUT")
+		delete(env, "LATENCY_IMAGE_URL")
+		env["LATENCY_PROVIDER"] = "url"
+		env["LATENCY_CONSOLE"] = u
+		env["LATENCY_SAMPLES"] = strconv.Itoa(samples[i])
+		o := runLoadtest(t, env)
+		require.Equal(t, 0, o.exitCode)
+		got := o.csv(t)
+		assert.Len(t, got, samples[i])
+		for _, v := range got {
+			assert.Greater(t, v, 0.0)
+		}
+		assert.Contains(t, o.output, "fakeryll's real SPICE client stands in for ryll")
+		assertNoSecrets(t, d, o, append(ks.Secrets(), tokenOf(t, u))...)
+		keys[i] = guestKeys(t, d, id)
+		assert.GreaterOrEqual(t, keys[i], uint32(samples[i]), "server %c's guest counted every key of its run", 'A'+i)
+		for j := range ids {
+			switch {
+			case j < i:
+				assert.Equal(t, keys[j], guestKeys(t, d, ids[j]), "server %c's guest saw none of %c's keys", 'A'+j, 'A'+i)
+			case j > i:
+				assert.Zero(t, guestKeys(t, d, ids[j]), "server %c's guest saw none of %c's keys", 'A'+j, 'A'+i)
+			}
+		}
+	}
+	t.Logf("key counters: A %d, B %d", keys[0], keys[1])
+	assert.NotEqual(t, keys[0], keys[1])
+	st, fx := ks.Stats(), ks.Fetches()
+	t.Logf("stand-in: %+v, fetches %+v", st, fx)
+	assert.Equal(t, 2, fx.VV, "one .vv for each console")
+	assert.GreaterOrEqual(t, st.Linked, 6, "main, display and inputs of both sessions linked through the stand-in")
+	assert.Zero(t, st.Denied)
+
+	for i, id := range ids {
+		require.NoError(t, servers.Delete(t.Context(), sc, id).ExtractErr())
+		require.Eventually(t, func() bool {
+			_, err := os.Stat(filepath.Join(d.info["DEVCLOUD_GUEST_DIR"], id))
+			return errors.Is(err, os.ErrNotExist) && !running(pids[i])
+		}, time.Minute, 200*time.Millisecond, "server %c deleted: its QEMU (pid %d) stopped and its directory removed", 'A'+i, pids[i])
+	}
+}
+
 // bootServer boots a server of the seeded image, flavor and network and
 // waits for ACTIVE; it is deleted after the test if still there.
 func bootServer(t *testing.T, d devCloud, sc *gophercloud.ServiceClient, name string) string {
 	t.Helper()
+	ids, _ := bootServers(t, d, sc, d.info["DEVCLOUD_FLAVOR"], name)
+	return ids[0]
+}
+
+// bootServers creates a server of the seeded image and network and of
+// flavor for each name, all at once, and waits until every one is
+// ACTIVE (failing at once on ERROR with Nova's fault). It returns their
+// ids and each one's time from its create to ACTIVE (polled every
+// 200 ms). The servers are deleted after the test if still there.
+func bootServers(t *testing.T, d devCloud, sc *gophercloud.ServiceClient, flavor string, names ...string) ([]string, []time.Duration) {
+	t.Helper()
 	img := imagesNamed(t, d, d.info["DEVCLOUD_IMAGE"])
 	require.NotEmpty(t, img)
-	fl := flavorID(t, sc, d.info["DEVCLOUD_FLAVOR"])
-	require.NotEmpty(t, fl)
+	fl := flavorID(t, sc, flavor)
+	require.NotEmpty(t, fl, "flavor %s: rerun devcloud.sh up to seed it", flavor)
 	nc := serviceClient(t, d.admin, openstack.NewNetworkV2)
 	pages, err := networks.List(nc, networks.ListOpts{Name: d.info["DEVCLOUD_NETWORK"]}).AllPages(t.Context())
 	require.NoError(t, err)
 	nets, err := networks.ExtractNetworks(pages)
 	require.NoError(t, err)
 	require.Len(t, nets, 1)
-	s, err := servers.Create(t.Context(), sc, servers.CreateOpts{
-		Name: name, ImageRef: img[0].ID, FlavorRef: fl, Networks: []servers.Network{{UUID: nets[0].ID}},
-	}, nil).Extract()
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = servers.Delete(context.WithoutCancel(t.Context()), sc, s.ID).ExtractErr() })
-	require.Eventually(t, func() bool {
-		got, err := servers.Get(t.Context(), sc, s.ID).Extract()
+	ids := make([]string, len(names))
+	took := make([]time.Duration, len(names))
+	created := make([]time.Time, len(names))
+	for i, name := range names {
+		created[i] = time.Now()
+		s, err := servers.Create(t.Context(), sc, servers.CreateOpts{
+			Name: name, ImageRef: img[0].ID, FlavorRef: fl, Networks: []servers.Network{{UUID: nets[0].ID}},
+		}, nil).Extract()
 		require.NoError(t, err)
-		require.NotEqual(t, "ERROR", got.Status)
-		return got.Status == "ACTIVE"
-	}, 2*time.Minute, 500*time.Millisecond)
-	return s.ID
+		ids[i] = s.ID
+		t.Cleanup(func() { _ = servers.Delete(context.WithoutCancel(t.Context()), sc, s.ID).ExtractErr() })
+	}
+	require.Eventually(t, func() bool {
+		done := true
+		for i, id := range ids {
+			if took[i] > 0 {
+				continue
+			}
+			got, err := servers.Get(t.Context(), sc, id).Extract()
+			require.NoError(t, err)
+			require.NotEqual(t, "ERROR", got.Status, "server %s: %s", got.Name, got.Fault.Message)
+			if got.Status == "ACTIVE" {
+				took[i] = time.Since(created[i])
+			} else {
+				done = false
+			}
+		}
+		return done
+	}, 3*time.Minute, 200*time.Millisecond)
+	return ids, took
 }
 
 // spiceDirectURL asks Nova (2.99) for a spice-direct console: Kerbside's

@@ -32,6 +32,9 @@ PACKAGES=(
 	python3-keystone python3-glance python3-placement python3-nova python3-neutron
 	python3-pymysql python3-openstacksdk
 	uwsgi-core uwsgi-plugin-python3
+	# The hypervisor of the per-server guests (kerbside_devcloud.virt):
+	# QEMU with SPICE (a module of its own in trixie) and SeaBIOS.
+	qemu-system-x86 qemu-system-modules-spice
 )
 
 log() { printf 'devcloud: %s\n' "$*" >&2; }

@@ -2,8 +2,11 @@
 # A minimal real OpenStack 2025.1 (Debian 13's nova 31, keystone 27,
 # glance 30, placement 13, neutron 26) for the openstack provider's
 # end-to-end tests: Keystone, Glance, Placement, Nova (compute_driver =
-# fake.FakeDriver, spice-direct at microversion 2.99) and Neutron with no
-# agents, over a private MariaDB (Unix socket only) and a private RabbitMQ.
+# kerbside_devcloud.virt's GuestDriver, Nova's fake driver that boots a real
+# QEMU guest for servers of the flavor vdi-guest; spice-direct at
+# microversion 2.99) and Neutron with no agents, over a private MariaDB
+# (Unix socket only) and a private RabbitMQ. Glance is seeded with our own
+# guest (harness/guest) as a qcow2, written by cmd/latency-guest-image.
 # The daemons run in a trixie chroot (chroot.sh builds it) and in a network
 # namespace of their own, bound to its 127.0.0.1: their ports never meet the
 # host's, and nothing outside the namespace can reach them.
@@ -53,6 +56,14 @@ EPMD_PORT=$((BASE + 7))
 # endpoint, which the tests' stand-in (fixtures/kerbside) serves.
 KERBSIDE_PORT=$((BASE + 8))
 SPICE_PROXY_PORT=$((BASE + 9)) # spice-html5 URLs only: nothing listens there
+# The per-server guests' SPICE ports (kerbside_devcloud.virt), in pairs
+# (plain, TLS): 28400-28499 by default, 50 guests.
+GUEST_PORT_BASE="${DEVCLOUD_GUEST_PORT_BASE:-$((BASE + 50))}"
+GUEST_PORTS="${DEVCLOUD_GUEST_PORTS:-100}"
+# The Go toolchain that writes the guest's image at `up` (run as root,
+# whose PATH may lack it: the Makefile passes its own).
+GO="${DEVCLOUD_GO:-go}"
+REPO="$(cd "$HERE/../.." && pwd)"
 
 # The fake virt driver gives every server this console address; the
 # chroot's /etc/hosts and `exec`'s make the name this machine.
@@ -286,7 +297,7 @@ EOF
 [DEFAULT]
 host = devcloud
 my_ip = 127.0.0.1
-compute_driver = fake.FakeDriver
+compute_driver = devcloud_guest.GuestDriver
 transport_url = $rabbit
 state_path = $S/nova
 instances_path = $S/nova/instances
@@ -512,7 +523,10 @@ cmd_up() {
 		start nova-scheduler "$PY" -c 'import sys; sys.argv[0] = "nova-scheduler"; from nova.cmd.scheduler import main; sys.exit(main())' "${N[@]}"
 		# The fake driver's node UUID is random per process, and nova-compute
 		# refuses a second start whose node is new; the launcher pins it.
-		start nova-compute env PYTHONPATH="$S/src/py" DEVCLOUD_NOVA_STATE="$S/nova" "$PY" -m kerbside_devcloud.compute "${N[@]}"
+		# The driver's guests: see kerbside_devcloud/virt.py.
+		start nova-compute env PYTHONPATH="$S/src/py" DEVCLOUD_NOVA_STATE="$S/nova" DEVCLOUD_CONSOLE_HOST="$CONSOLE_HOST" \
+			DEVCLOUD_GUEST_PORT_BASE="$GUEST_PORT_BASE" DEVCLOUD_GUEST_PORTS="$GUEST_PORTS" DEVCLOUD_GUEST_X509="$S/x509" \
+			"$PY" -m kerbside_devcloud.compute "${N[@]}"
 		wait_for glance "Glance answering" http_up "$GLANCE_PORT"
 		wait_for placement "Placement answering" http_up "$PLACEMENT_PORT"
 		wait_for neutron "Neutron answering" http_up "$NEUTRON_PORT"
@@ -534,6 +548,7 @@ cmd_up() {
 	fi
 	local ts
 	ts=$(now)
+	guest_image
 	seed all
 	write_outputs "$out"
 	{
@@ -542,6 +557,15 @@ cmd_up() {
 		echo "up_seconds=$(elapsed "$t0")"
 		echo "rss_mib=$(rss_mib)"
 	} | tee "$out/devcloud-times.env"
+}
+
+# guest_image: our guest (harness/guest) as the qcow2 that seed uploads,
+# written by our own Go command (no qemu-img).
+guest_image() {
+	local img="$STATE/glance/seed-image.qcow2"
+	(cd "$REPO" && "$GO" run ./cmd/latency-guest-image -format qcow2 -o "$img") >&2 ||
+		die "cannot write the guest's image with $GO run ./cmd/latency-guest-image (DEVCLOUD_GO names the Go toolchain)"
+	echo "guest_image_bytes=$(stat -c %s "$img")"
 }
 
 seed() {
@@ -626,6 +650,10 @@ DEVCLOUD_PORT_BASE=$BASE
 DEVCLOUD_IMAGE=uefi-latency-guest
 DEVCLOUD_FLAVOR=vdi-tiny
 DEVCLOUD_FLAVOR_TOO_BIG=devcloud-too-big
+DEVCLOUD_FLAVOR_GUEST=vdi-guest
+DEVCLOUD_GUEST_DIR=$STATE/nova/guests
+DEVCLOUD_GUEST_X509=$STATE/x509
+DEVCLOUD_GUEST_PORTS=$GUEST_PORT_BASE-$((GUEST_PORT_BASE + GUEST_PORTS - 1))
 DEVCLOUD_NETWORK=public1
 DEVCLOUD_IMAGE_FILE=$STATE/glance/seed-image.qcow2
 DEVCLOUD_KERBSIDE_LISTEN=127.0.0.1:$KERBSIDE_PORT
@@ -683,7 +711,22 @@ cmd_status() {
 		fi
 	done
 	echo "namespace $NS; ports: keystone $KEYSTONE_PORT, glance $GLANCE_PORT, placement $PLACEMENT_PORT, nova $NOVA_PORT, neutron $NEUTRON_PORT, amqp $RABBIT_PORT, kerbside $KERBSIDE_PORT"
+	echo "guests: $(guest_pids | wc -w) QEMU running (ports $GUEST_PORT_BASE-$((GUEST_PORT_BASE + GUEST_PORTS - 1)))"
 	echo "rss_mib=$(rss_mib)"
+}
+
+# guest_pids: the live QEMUs of the driver's guests (their pidfiles hold
+# pid and start time, so a reused pid is never named).
+guest_pids() {
+	local f pid start
+	shopt -s nullglob
+	for f in "$STATE"/nova/guests/*/qemu.pid; do
+		read -r pid start <"$f" || continue
+		[[ -n $pid && -n $start ]] || continue
+		if [[ $(starttime "$pid") == "$start" ]]; then echo "$pid"; fi
+	done
+	shopt -u nullglob
+	return 0
 }
 
 cmd_down() {
@@ -709,6 +752,18 @@ cmd_down() {
 		# Workers left in a session (uwsgi, eventlet forks, Erlang) go with it.
 		kill -KILL -- "-$pid" 2>/dev/null || true
 	done
+	# The guests die with nova-compute (pdeathsig, and its session was
+	# killed); one that did not is killed here and named: none may outlive
+	# the cloud.
+	local left
+	left=$(guest_pids | tr '\n' ' ')
+	if [[ -n ${left// /} ]]; then
+		log "guest QEMUs still running after nova-compute stopped: $left; killing them"
+		# shellcheck disable=SC2086
+		kill -KILL $left 2>/dev/null || true
+		sleep 0.5
+		[[ -z $(guest_pids) ]] || die "guest QEMUs $(guest_pids | tr '\n' ' ') survive SIGKILL"
+	fi
 	rm -f "$STATE"/run/*.pid
 	if [[ -d $STATE ]]; then
 		case $STATE in

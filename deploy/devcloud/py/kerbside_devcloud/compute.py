@@ -8,7 +8,10 @@ process. So: pin the sentinel to a UUID kept in the state directory, and
 write compute_id with the same UUID once, before nova-compute starts.
 
 DEVCLOUD_NOVA_STATE is Nova's state_path; the host name is devcloud
-(nova.conf's [DEFAULT] host), the fake driver's node name.
+(nova.conf's [DEFAULT] host), the fake driver's node name. The driver is
+kerbside_devcloud.virt's GuestDriver (Nova's fake driver that boots a real
+guest per server of the flavor vdi-guest), registered as
+nova.virt.devcloud_guest.
 """
 
 import os
@@ -38,6 +41,13 @@ def pin_node_uuid(state):
 def main():
     pin_node_uuid(os.environ["DEVCLOUD_NOVA_STATE"])
     sys.argv[0] = "nova-compute"
+    # eventlet's monkey patching first, as nova-compute's own start does,
+    # then the driver: Nova 2025.1 loads compute_driver from the nova.virt
+    # namespace only, so ours (kerbside_devcloud.virt, nova.conf's
+    # devcloud_guest.GuestDriver) is named there.
+    import nova.cmd  # noqa: F401
+    from kerbside_devcloud import virt
+    sys.modules["nova.virt.devcloud_guest"] = virt
     from nova.cmd.compute import main as compute_main
     return compute_main()
 

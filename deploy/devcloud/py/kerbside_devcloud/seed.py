@@ -2,14 +2,15 @@
 
   seed catalog   services and endpoints (needed before nova-compute starts)
   seed all       the catalog, then projects, a user, roles, quotas, an
-                 image, flavors and a network
+                 image (our guest's qcow2, which devcloud.sh writes first
+                 with cmd/latency-guest-image), flavors and a network
 
 Each step looks before it creates, so a second run changes nothing.
 Configuration comes from DEVCLOUD_* variables set by devcloud.sh.
 """
 
+import hashlib
 import os
-import struct
 import sys
 
 import openstack
@@ -26,6 +27,9 @@ USER = "latency"
 IMAGE = "uefi-latency-guest"
 FLAVOR = "vdi-tiny"
 FLAVOR_TOO_BIG = "devcloud-too-big"  # more RAM than the fake host has: boots go to ERROR
+# Servers of this flavor get a real QEMU guest of their own (kerbside_devcloud.virt).
+FLAVOR_GUEST = "vdi-guest"
+GUEST_SPEC = {"hw_video:ram_max_mb": "64", "devcloud:guest": "qemu"}
 NETWORK = "public1"
 
 SERVICES = [
@@ -62,20 +66,25 @@ def seed_catalog(conn):
                                               url=url, region_id="RegionOne")
 
 
-def qcow2_image():
-    """A valid, empty 1 MiB qcow2 (version 2, 64 KiB clusters): header,
-    refcount table, one refcount block and an empty L1 table. The fake
-    virt driver never reads it; Glance and the client see a real qcow2."""
-    cluster = 1 << 16
-    header = struct.pack(
-        ">4sIQIIQIIQQIIQ", b"QFI\xfb", 2, 0, 0, 16, 1 << 20, 0, 1,
-        3 * cluster, cluster, 1, 0, 0)
-    img = bytearray(4 * cluster)
-    img[:len(header)] = header
-    struct.pack_into(">Q", img, cluster, 2 * cluster)  # refcount table -> block
-    for i in range(4):  # clusters 0..3 are in use once
-        struct.pack_into(">H", img, 2 * cluster + 2 * i, 1)
-    return bytes(img)
+def seed_image(conn):
+    """The image IMAGE is our guest's qcow2 (devcloud.sh writes it before
+    seeding): uploaded when missing, replaced when its checksum is not
+    the file's (a cloud seeded by an older version, or a changed guest)."""
+    path = os.path.join(STATE, "glance", "seed-image.qcow2")
+    with open(path, "rb") as f:
+        data = f.read()
+    sha512 = hashlib.sha512(data).hexdigest()
+    for i in conn.image.images(name=IMAGE):
+        if i.status == "active" and i.hash_value == sha512:
+            return
+        conn.image.delete_image(i)
+        say("image %s (%s) is not the guest's: deleted" % (IMAGE, i.id))
+    # A BIOS guest: no hw_firmware_type=uefi (the loadtest's own uploads
+    # carry it; the dev cloud's driver boots every guest with SeaBIOS).
+    conn.image.create_image(name=IMAGE, filename=path, disk_format="qcow2",
+                            container_format="bare", visibility="public",
+                            hw_video_ram="64", wait=True, timeout=120)
+    say("image %s created from %s (%d bytes)" % (IMAGE, path, len(data)))
 
 
 def seed_all(conn):
@@ -108,23 +117,17 @@ def seed_all(conn):
     conn.set_compute_quotas(projects[PROJECT].id, instances=50, cores=200, ram=4000000)
     conn.set_compute_quotas(projects[NOQUOTA_PROJECT].id, instances=0)
 
-    path = os.path.join(STATE, "glance", "seed-image.qcow2")
-    if not os.path.exists(path):
-        with open(path + ".tmp", "wb") as f:
-            f.write(qcow2_image())
-        os.rename(path + ".tmp", path)
-    if not [i for i in conn.image.images(name=IMAGE) if i.status == "active"]:
-        conn.image.create_image(name=IMAGE, filename=path, disk_format="qcow2",
-                                container_format="bare", visibility="public",
-                                hw_firmware_type="uefi", hw_video_ram="64",
-                                wait=True, timeout=120)
-        say("image %s created" % IMAGE)
+    seed_image(conn)
 
     flavors = {f.name: f for f in conn.compute.flavors()}
     if FLAVOR not in flavors:
         f = conn.compute.create_flavor(name=FLAVOR, ram=512, vcpus=1, disk=2, is_public=True)
         conn.compute.create_flavor_extra_specs(f, {"hw_video:ram_max_mb": "64"})
         say("flavor %s created" % FLAVOR)
+    if FLAVOR_GUEST not in flavors:
+        f = conn.compute.create_flavor(name=FLAVOR_GUEST, ram=512, vcpus=1, disk=2, is_public=True)
+        conn.compute.create_flavor_extra_specs(f, GUEST_SPEC)
+        say("flavor %s created" % FLAVOR_GUEST)
     if FLAVOR_TOO_BIG not in flavors:
         conn.compute.create_flavor(name=FLAVOR_TOO_BIG, ram=2000000, vcpus=1, disk=2, is_public=True)
         say("flavor %s created" % FLAVOR_TOO_BIG)
