@@ -44,9 +44,6 @@ func TestRealLaneActivityRects(t *testing.T) {
 	idleOut, idle := run("idle", nil)
 	require.Equal(t, 0, idleOut.exitCode, "the idle run")
 	videoOut, video := run("video", nil)
-	if why := append(busy(idle), busy(video)...); len(why) > 0 {
-		t.Skipf("the host was too busy to compare medians to 5 ms (%s): run make test-ab on a quieter host", strings.Join(why, "; "))
-	}
 	require.Equal(t, 0, videoOut.exitCode, "the video run with rectangles")
 	require.NotNil(t, idle.FirstDraw)
 	require.NotNil(t, video.FirstDraw)
@@ -55,7 +52,6 @@ func TestRealLaneActivityRects(t *testing.T) {
 	t.Logf("first draw p50: idle %.2f ms, video %.2f ms; repaint p50: idle %.2f ms, video %.2f ms",
 		1000*idle.FirstDraw.P50, 1000*video.FirstDraw.P50, 1000*idle.Repaint.P50, 1000*video.Repaint.P50)
 	t.Logf("video: %.1f draws/s outside the key region, %.1f/s in it; probe %+v", a.OutsidePerS, a.InKeyPerS, a.Probe)
-	assert.InDelta(t, 1000*idle.FirstDraw.P50, 1000*video.FirstDraw.P50, 5, "first-draw medians (ms): video with rects against idle")
 	assert.Equal(t, "video", a.Activity)
 	assert.Equal(t, []int{0, 0, 720, 48}, a.KeyRegion)
 	assert.Greater(t, a.OutsidePerS, 10*a.InKeyPerS, "the activity outdraws the keys")
@@ -68,4 +64,10 @@ func TestRealLaneActivityRects(t *testing.T) {
 	assert.NotEqual(t, 0, noRectOut.exitCode, "without rectangles a video guest is refused")
 	assert.Contains(t, noRectOut.output, "no rect")
 	assert.Contains(t, noRectOut.output, "LATENCY_ACTIVITY=idle")
+
+	if why := append(busy(idle), busy(video)...); len(why) > 0 {
+		t.Skipf("first-draw medians idle %.2f ms, video %.2f ms, but the host was too busy to compare them to 5 ms (%s): run make test-ab on a quieter host",
+			1000*idle.FirstDraw.P50, 1000*video.FirstDraw.P50, strings.Join(why, "; "))
+	}
+	assert.InDelta(t, 1000*idle.FirstDraw.P50, 1000*video.FirstDraw.P50, 5, "first-draw medians (ms): video with rects against idle")
 }

@@ -11,7 +11,7 @@ import (
 // loadActivity reads what the measured guest does by itself
 // (LATENCY_ACTIVITY: the qemu provider boots guest.ImageFor it) and where
 // the key's repaint draws (LATENCY_KEY_REGION; the qemu provider's guest
-// brings its own, guest.KeyRegion). With a region, only draws whose rect
+// brings its own, guest.KeyRegionFor the activity). With a region, only draws whose rect
 // touches it answer a press, so a busy console can be measured by a
 // client that reports rectangles; without one, or without rectangles,
 // the activity is background and the run is refused, saying why.
@@ -33,7 +33,7 @@ func loadActivity(p *parser, c *Config) {
 		return
 	}
 	if c.Provider == ProviderQemu {
-		k := guest.KeyRegion
+		k := guest.KeyRegionFor(c.Activity)
 		c.Measure.KeyRegion = measure.Rect{Left: k.Left, Top: k.Top, Right: k.Right, Bottom: k.Bottom}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 func TestActivityAndKeyRegion(t *testing.T) {
 	guestRegion := measure.Rect{Left: guest.KeyRegion.Left, Top: guest.KeyRegion.Top, Right: guest.KeyRegion.Right, Bottom: guest.KeyRegion.Bottom}
+	wholeScreen := measure.Rect{Right: guest.ScreenWidth, Bottom: guest.ScreenHeight}
 	for _, tc := range []struct {
 		name         string
 		vars         map[string]string
@@ -18,7 +19,7 @@ func TestActivityAndKeyRegion(t *testing.T) {
 		wantRegion   measure.Rect
 	}{
 		{"defaults: idle, no region", map[string]string{"LATENCY_PROVIDER": "fake"}, "idle", measure.Rect{}},
-		{"qemu: the guest's region", map[string]string{"LATENCY_PROVIDER": "qemu"}, "idle", guestRegion},
+		{"qemu idle: the whole screen, which its key repaints", map[string]string{"LATENCY_PROVIDER": "qemu"}, "idle", wholeScreen},
 		{"qemu video", map[string]string{"LATENCY_PROVIDER": "qemu", "LATENCY_ACTIVITY": "Video"}, "video", guestRegion},
 		{"a region of one's own", map[string]string{"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "127.0.0.1:5900",
 			"LATENCY_KEY_REGION": " 0, 0 ,640,32"}, "idle", measure.Rect{Right: 640, Bottom: 32}},

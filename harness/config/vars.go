@@ -51,7 +51,7 @@ var Vars = []Var{
 	{Name: "LATENCY_READY_TIMEOUT", Default: "60s", Help: "how long ryll has to answer hello and show a surface"},
 	{Name: "LATENCY_SCANCODE", Default: "0x39", Help: "the key pressed (AT set-1 make code; 0x39 is space)"},
 	{Name: "LATENCY_ACTIVITY", Default: "idle", Help: "qemu: what the guest does by itself below the key's region: idle (nothing), typing (a cell changes 4 times a second), scroll (the area scrolls 10 lines a second) or video (the whole area changes every display refresh); a busy guest is measured only with a client that reports draw rectangles (see Activity and rectangles)"},
-	{Name: "LATENCY_KEY_REGION", Default: "qemu: the guest's key region 0,0,720,48; others: none", Help: "left,top,right,bottom in pixels: only draws whose rect touches it answer a press (both figures); draws outside it are counted as activity"},
+	{Name: "LATENCY_KEY_REGION", Default: "qemu: the guest's key region (0,0,720,48; idle: the whole screen, 0,0,720,400); others: none", Help: "left,top,right,bottom in pixels: only draws whose rect touches it answer a press (both figures); draws outside it are counted as activity"},
 	{Name: "LATENCY_SANITY_MIN", Default: "keypress, repaint: 0.001, ping: 0", Help: "smallest sane sample, seconds"},
 	{Name: "LATENCY_SANITY_MAX", Default: "keypress, repaint: 0.5, ping: 20", Help: "largest sane sample, seconds"},
 	{Name: "LATENCY_EXPECT_P50", Help: "min-max in seconds (e.g. 0.005-0.05): the Sanity check also fails when the median is outside it"},

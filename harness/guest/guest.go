@@ -80,14 +80,23 @@ type Box struct {
 // KeyRows is how many text rows, from the top, the key repaints.
 const KeyRows = 3
 
-// KeyRegion is where a key's repaint draws: the top KeyRows text rows,
-// the whole width. The activity never draws there (a separator row keeps
-// it one row away), so a draw whose rectangle touches KeyRegion answers a
-// key, whatever the guest is doing. The idle guest repaints the whole
-// screen on a key, as it always has: QEMU sends that as 32-pixel-wide
-// full-height strips, each of which touches KeyRegion, so its figures are
-// the same with or without a key region.
+// KeyRegion is where a busy guest's key repaint draws: the top KeyRows
+// text rows, the whole width. The activity never draws there (a separator
+// row keeps it one row away), so a draw whose rectangle touches KeyRegion
+// answers a key, whatever the guest is doing.
 var KeyRegion = Box{Left: 0, Top: 0, Right: ScreenWidth, Bottom: KeyRows * 16}
+
+// KeyRegionFor is where the key's repaint draws for activity: KeyRegion
+// for a busy guest, the whole screen for the idle one, which repaints the
+// whole screen on a key as it always has. (A display refresh can catch
+// that repaint half done: its second half then comes as strips below
+// KeyRegion, which must still count as the key's.)
+func KeyRegionFor(activity string) Box {
+	if activity == ActivityIdle {
+		return Box{Right: ScreenWidth, Bottom: ScreenHeight}
+	}
+	return KeyRegion
+}
 
 // ScreenWidth and ScreenHeight are the guest's screen once it runs: 80x25
 // text with the VGA's 9x16 font. Before that the BIOS shows a screen of

@@ -120,3 +120,14 @@ func TestKeyRegionIsTheTopRows(t *testing.T) {
 		t.Errorf("KeyRegion = %+v, want the top %d text rows (16 px each) across %d px", k, KeyRows, ScreenWidth)
 	}
 }
+
+func TestKeyRegionFor(t *testing.T) {
+	if got := KeyRegionFor(ActivityIdle); got != (Box{Right: ScreenWidth, Bottom: ScreenHeight}) {
+		t.Errorf("KeyRegionFor(idle) = %+v, want the whole screen (the idle guest repaints it all)", got)
+	}
+	for _, a := range Activities[1:] {
+		if got := KeyRegionFor(a); got != KeyRegion {
+			t.Errorf("KeyRegionFor(%s) = %+v, want KeyRegion", a, got)
+		}
+	}
+}
