@@ -37,7 +37,7 @@ func TestPlanRoundsBoundedBySamples(t *testing.T) {
 
 func TestPlanRefuses(t *testing.T) {
 	for name, tc := range map[string]struct {
-		steps            []int
+		steps           []int
 		rounds, samples int
 	}{
 		"no baseline":    {[]int{8, 16}, 1, 10},
