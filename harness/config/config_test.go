@@ -169,6 +169,7 @@ func TestVarsCoverEveryVariableLoadReads(t *testing.T) {
 	loadConsoles(p, c)
 	c.Cloud = loadCloud(p)
 	loadAB(p, c)
+	loadLoad(p, c)
 	seen := p.read
 	documented := map[string]bool{}
 	for _, v := range Vars {
