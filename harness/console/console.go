@@ -54,6 +54,9 @@ type Console struct {
 	// console's guest through a SPICE proxy of ours (Proxied).
 	proxy  *spiceproxy.Proxy
 	shared *qemu.VM
+	// routed describes the proxy under test of a load ramp that a
+	// Routed console reaches its guest through ("" otherwise).
+	routed string
 	// same is the console whose server this one reaches another way
 	// (SameServer).
 	same       *Console
@@ -253,6 +256,8 @@ func (c *Console) Describe() string {
 		return s
 	case c.proxy != nil:
 		return fmt.Sprintf("%s guest through the SPICE proxy %s (%s)", c.Provider, c.proxy.Addr(), c.proxy.Mode())
+	case c.routed != "":
+		return fmt.Sprintf("%s guest through the proxy under test %s", c.Provider, c.routed)
 	case c.vm != nil:
 		host, port := c.vm.SpiceAddr()
 		return fmt.Sprintf("%s %s:%d (QEMU %s, %s, pid %d)", c.Provider, host, port, c.QemuVersion, c.Accelerator, c.vm.Pid())

@@ -201,7 +201,7 @@ func Judge(steps []Step, r Rules) Judgement {
 		if j.Knee >= 0 {
 			what = fmt.Sprintf("at or before the rise at %d sessions, which is therefore not the proxy's knee", j.Knee)
 		}
-		j.Reasons = append(j.Reasons, fmt.Sprintf("host-bound: the host's %d cores saturated %s (%s); measure on a larger or quieter host, or with fewer busy sessions per host",
+		j.Reasons = append(j.Reasons, fmt.Sprintf("host-bound: the host (%d cores) was saturated %s (%s); measure on a larger or quieter host, or with fewer busy sessions per host",
 			r.Cores, what, strings.Join(saturated, "; ")))
 	case len(short) > 0:
 		j.Verdict, j.Fails = Inconclusive, true

@@ -129,7 +129,7 @@ func TestJudgeHostBoundWinsOverAKnee(t *testing.T) {
 	assert.Equal(t, HostBound, j.Verdict)
 	assert.True(t, j.Fails)
 	assert.Equal(t, 16, j.Knee, "the rise is still recorded")
-	assert.Contains(t, j.Reasons[0], "2 cores")
+	assert.Contains(t, j.Reasons[0], "(2 cores)")
 	assert.Contains(t, j.Reasons[0], "not the proxy's knee")
 	assert.InDelta(t, 1.8, j.Steps[2].LoadCores, 1e-9)
 
