@@ -201,11 +201,11 @@ func Judge(steps []Step, r Rules) Judgement {
 		if j.Knee >= 0 {
 			what = fmt.Sprintf("at or before the rise at %d sessions, which is therefore not the proxy's knee", j.Knee)
 		}
-		j.Reasons = append(j.Reasons, fmt.Sprintf("host-bound: the host (%d cores) was saturated %s (%s); measure on a larger or quieter host, or with fewer busy sessions per host",
+		j.Reasons = append(j.Reasons, fmt.Sprintf("the host (%d cores) was saturated %s (%s); measure on a larger or quieter host, or with fewer busy sessions per host",
 			r.Cores, what, strings.Join(saturated, "; ")))
 	case len(short) > 0:
 		j.Verdict, j.Fails = Inconclusive, true
-		j.Reasons = append(j.Reasons, fmt.Sprintf("inconclusive: steps with too few samples to judge their p95 (at least %d, and all asked for, are needed): %s; raise LATENCY_SAMPLES or LATENCY_MAX_DURATION",
+		j.Reasons = append(j.Reasons, fmt.Sprintf("steps with too few samples to judge their p95 (at least %d, and all asked for, are needed): %s; raise LATENCY_SAMPLES or LATENCY_MAX_DURATION",
 			MinStepSamples, strings.Join(short, ", ")))
 	case j.Knee >= 0:
 		j.Verdict = Knee
@@ -233,7 +233,7 @@ func Judge(steps []Step, r Rules) Judgement {
 	}
 	if len(unproven) > 0 {
 		j.Verdict, j.Fails = Inconclusive, true
-		j.Reasons = slices.Insert(j.Reasons, 0, fmt.Sprintf("inconclusive at LATENCY_LOAD_TARGET=%d: the upper end of the interval of the p95 added does not lie below %s at %s; more samples (LATENCY_SAMPLES) or a quieter host can settle it",
+		j.Reasons = slices.Insert(j.Reasons, 0, fmt.Sprintf("at LATENCY_LOAD_TARGET=%d the upper end of the interval of the p95 added does not lie below %s at %s; more samples (LATENCY_SAMPLES) or a quieter host can settle it",
 			r.Target, thr, strings.Join(unproven, ", ")))
 	}
 	return j
