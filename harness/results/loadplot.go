@@ -155,4 +155,3 @@ func WriteLoadPlot(path string, l Load) error {
 	}
 	return writeAtomic(path, c.WritePNG)
 }
-
