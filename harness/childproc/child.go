@@ -112,6 +112,11 @@ type Command struct {
 	// Output receives every line the child prints on stdout or stderr.
 	// Nil keeps them in the Tail only.
 	Output Sink
+	// Stdin, if set, is the child's standard input (typically the read
+	// end of an os.Pipe whose write end the owner keeps, to talk to the
+	// child; the owner closes its copy of this end once Start returned).
+	// Nil is the null device.
+	Stdin *os.File
 }
 
 // Child owns one child process from Start to Stop. Make it with New.
@@ -200,6 +205,9 @@ func (c *Child) Start(ctx context.Context, cmd Command) error {
 		ec.Env = []string{} // explicit: nil would inherit ours
 	}
 	ec.Dir = cmd.Dir
+	if cmd.Stdin != nil {
+		ec.Stdin = cmd.Stdin
+	}
 	// One pipe for both streams keeps their lines in the order written.
 	ec.Stdout = w
 	ec.Stderr = w

@@ -86,6 +86,7 @@ var Vars = []Var{
 	{Name: "LATENCY_GID", Default: "1000", By: "the container", Help: "build argument of the container image: the gid the loadtest runs as"},
 	{Name: "LATENCY_E2E_REAL", Default: "0", By: "tests", Help: "1 runs the real SPICE lane's end-to-end tests (make loadtest-real and make test-ab set it)"},
 	{Name: "LATENCY_RUN_TEST_AS_MAIN", By: "tests", Help: "cmd/latency-run's tests: makes the test binary act as the command it tests"},
+	{Name: "LATENCY_CHILD_ROLE", By: "the loadtest itself", Help: "set by the loadtest for the processes it starts from its own binary (harness/loadrig): proxy (the proxy under test) or generator (synthetic busy sessions); not for users"},
 }
 
 // defaults are the measurement's own defaults: the loadtest's defaults

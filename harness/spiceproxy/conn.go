@@ -39,6 +39,7 @@ type conn struct {
 	started time.Time
 	ctx     context.Context
 	cancel  context.CancelFunc
+	cost    time.Duration // CPU mode's busy time per server message
 
 	toServer, toClient     atomic.Int64
 	clientWrites, messages atomic.Int64
@@ -53,6 +54,9 @@ type conn struct {
 func newConn(ctx context.Context, p *Proxy, id uint64, client *net.TCPConn) *conn {
 	c := &conn{p: p, id: id, client: client, started: time.Now(),
 		log: p.log.With("conn", id, "client", client.RemoteAddr().String())}
+	if p.cfg.Mode.Kind == CPU {
+		c.cost = p.cfg.Mode.Delay
+	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	return c
 }
@@ -152,7 +156,7 @@ func (c *conn) Run() {
 			func() error {
 				return copyDelayed(c.ctx, server, toClient, mode.Delay, limit, fail(dirToClient))
 			})
-	case Nagle:
+	case Nagle, CPU:
 		c.nagle(toServer, toClient)
 	}
 	c.finish()
@@ -354,6 +358,7 @@ func (c *conn) frame(sr *bufio.Reader, toClient io.Writer, h header) error {
 		size := int64(h.messageSize(buf[:hs]))
 		if size > maxHeld {
 			// Too big to hold: header now, the body as it arrives.
+			c.spend()
 			if _, err := toClient.Write(buf[:hs]); err != nil {
 				return fmt.Errorf("write: %w", err)
 			}
@@ -378,10 +383,19 @@ func (c *conn) frame(sr *bufio.Reader, toClient io.Writer, h header) error {
 			}
 			return fmt.Errorf("read: %w", err)
 		}
+		c.spend()
 		if _, err := toClient.Write(buf); err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
 		c.messages.Add(1)
+	}
+}
+
+// spend costs the CPU that CPU mode charges for one message, before it
+// is written; in the other modes it does nothing.
+func (c *conn) spend() {
+	if c.cost > 0 {
+		burn(c.cost)
 	}
 }
 

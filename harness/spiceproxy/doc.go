@@ -30,8 +30,17 @@
 //     unacknowledged messages, and repaints arrived split (facts.md, "What
 //     a proxy does to a repaint"). A failed socket is not delayed: it ends
 //     the connection at once.
+//   - cpu:DUR: a proxy that costs CPU. As nodelay (TCP_NODELAY on both
+//     sockets), but every server-to-client SPICE message is framed as in
+//     nagle mode and costs DUR of busy CPU time (the thread's own CPU
+//     clock, not the wall clock, so a busy host never makes it cheaper)
+//     before it is written. A proxy process capped at one core
+//     (GOMAXPROCS=1) then carries at most 1/DUR messages a second over all
+//     its sessions: past that, every session's draws queue behind the
+//     others', which is how a proxy that runs out of CPU shows. On a link
+//     it cannot follow it forwards unframed and costs nothing.
 //
-// # Framing in nagle mode
+// # Framing in nagle and cpu modes
 //
 // SPICE opens one TCP connection per channel (main, display, inputs,
 // cursor, ...); each accepted connection dials the target and is proxied

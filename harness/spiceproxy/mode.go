@@ -23,6 +23,12 @@ const (
 	// Delay holds the bytes of both directions for Mode.Delay, as a slow
 	// link does, so a key's round trip grows by twice Mode.Delay.
 	Delay
+	// CPU is a well-behaved proxy (TCP_NODELAY on both sockets) that
+	// spends Mode.Delay of CPU time, busy, on every server-to-client
+	// SPICE message it forwards (framed as in Nagle mode), so that a
+	// proxy that runs out of CPU can be shown: with GOMAXPROCS=1 it
+	// carries at most 1/Mode.Delay messages a second in all.
+	CPU
 )
 
 // MaxDelay bounds delay:DUR. A longer hold is almost certainly a typo
@@ -30,23 +36,29 @@ const (
 // end the session anyway.
 const MaxDelay = time.Minute
 
+// MaxCPU bounds cpu:DUR: a message costing more than this is a typo
+// (cpu:1s for cpu:1ms), and one session would saturate a core.
+const MaxCPU = 100 * time.Millisecond
+
 // ErrBadMode is wrapped by Parse's errors.
 var ErrBadMode = errors.New("not a spice proxy mode")
 
 // validForms is quoted by every Parse error, so the user sees the fix.
-const validForms = `want "nodelay", "nagle" or "delay:DUR" with DUR a Go duration such as delay:30ms (the forms LATENCY_B_PROXY takes)`
+const validForms = `want "nodelay", "nagle", "delay:DUR" or "cpu:DUR" with DUR a Go duration such as delay:30ms or cpu:200us (the forms LATENCY_B_PROXY takes)`
 
 // Mode is a Kind with its parameter. The zero Mode is not valid: Start
 // refuses it rather than guess.
 type Mode struct {
 	Kind Kind
-	// Delay is the hold in each direction; only for Kind Delay.
+	// Delay is the hold in each direction for Kind Delay, and the CPU
+	// time spent per message for Kind CPU.
 	Delay time.Duration
 }
 
 // Parse reads a mode in the form LATENCY_B_PROXY takes: "nodelay",
-// "nagle" or "delay:DUR" (DUR as time.ParseDuration reads it, above zero
-// and at most MaxDelay). The error names the valid forms.
+// "nagle", "delay:DUR" (DUR as time.ParseDuration reads it, above zero
+// and at most MaxDelay) or "cpu:DUR" (above zero, at most MaxCPU). The
+// error names the valid forms.
 func Parse(s string) (Mode, error) {
 	switch s {
 	case "nodelay":
@@ -54,7 +66,12 @@ func Parse(s string) (Mode, error) {
 	case "nagle":
 		return Mode{Kind: Nagle}, nil
 	}
+	kind := Delay
 	rest, ok := strings.CutPrefix(s, "delay:")
+	if !ok {
+		kind = CPU
+		rest, ok = strings.CutPrefix(s, "cpu:")
+	}
 	if !ok {
 		return Mode{}, fmt.Errorf("%w: %q: %s", ErrBadMode, s, validForms)
 	}
@@ -62,7 +79,7 @@ func Parse(s string) (Mode, error) {
 	if err != nil {
 		return Mode{}, fmt.Errorf("%w: %q: %q is not a duration: %s", ErrBadMode, s, rest, validForms)
 	}
-	m := Mode{Kind: Delay, Delay: d}
+	m := Mode{Kind: kind, Delay: d}
 	if err := m.validate(); err != nil {
 		return Mode{}, fmt.Errorf("%q: %w", s, err)
 	}
@@ -85,14 +102,25 @@ func (m Mode) validate() error {
 			return fmt.Errorf("%w: delay %s is above the %s limit: %s", ErrBadMode, m.Delay, MaxDelay, validForms)
 		}
 		return nil
+	case CPU:
+		if m.Delay <= 0 {
+			return fmt.Errorf("%w: cpu %s must be above zero (for no cost use nodelay): %s", ErrBadMode, m.Delay, validForms)
+		}
+		if m.Delay > MaxCPU {
+			return fmt.Errorf("%w: cpu %s is above the %s limit: %s", ErrBadMode, m.Delay, MaxCPU, validForms)
+		}
+		return nil
 	}
 	return fmt.Errorf("%w: no mode set: %s", ErrBadMode, validForms)
 }
 
 // String is the mode as Parse reads it back.
 func (m Mode) String() string {
-	if m.Kind == Delay {
+	switch m.Kind {
+	case Delay:
 		return "delay:" + m.Delay.String()
+	case CPU:
+		return "cpu:" + m.Delay.String()
 	}
 	return m.Kind.String()
 }
@@ -105,6 +133,8 @@ func (k Kind) String() string {
 		return "nagle"
 	case Delay:
 		return "delay"
+	case CPU:
+		return "cpu"
 	}
 	return fmt.Sprintf("kind-%d", int(k))
 }

@@ -18,6 +18,8 @@ func TestParse(t *testing.T) {
 		{"delay:30ms", Mode{Kind: Delay, Delay: 30 * time.Millisecond}},
 		{"delay:1.1s", Mode{Kind: Delay, Delay: 1100 * time.Millisecond}},
 		{"delay:1m", Mode{Kind: Delay, Delay: time.Minute}},
+		{"cpu:200us", Mode{Kind: CPU, Delay: 200 * time.Microsecond}},
+		{"cpu:100ms", Mode{Kind: CPU, Delay: 100 * time.Millisecond}},
 	}
 	for _, tc := range good {
 		t.Run(tc.in, func(t *testing.T) {
@@ -40,6 +42,10 @@ func TestParse(t *testing.T) {
 		{"delay:-5ms", "above zero"},
 		{"delay:2m", "above the 1m0s limit"},
 		{"slow", `"slow"`},
+		{"cpu", `"cpu"`},
+		{"cpu:", `"" is not a duration`},
+		{"cpu:0s", "above zero (for no cost use nodelay)"},
+		{"cpu:1s", "above the 100ms limit"},
 	}
 	for _, tc := range bad {
 		t.Run("bad "+tc.in, func(t *testing.T) {
@@ -50,7 +56,7 @@ func TestParse(t *testing.T) {
 			assert.True(t, errors.Is(err, ErrBadMode), "errors.Is(err, ErrBadMode): %v", err)
 			assert.Contains(t, err.Error(), tc.says)
 			assert.Contains(t, err.Error(), "LATENCY_B_PROXY", "names the variable's forms")
-			assert.Contains(t, err.Error(), `"nodelay", "nagle" or "delay:DUR"`)
+			assert.Contains(t, err.Error(), `"nodelay", "nagle", "delay:DUR" or "cpu:DUR"`)
 		})
 	}
 }
@@ -63,6 +69,7 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	}{
 		{"no mode", Config{Target: "127.0.0.1:5900"}, "no mode set"},
 		{"nagle with a delay", Config{Target: "127.0.0.1:5900", Mode: Mode{Kind: Nagle, Delay: time.Second}}, "takes no delay"},
+		{"cpu without a cost", Config{Target: "127.0.0.1:5900", Mode: Mode{Kind: CPU}}, "cpu 0s must be above zero"},
 		{"no target", Config{Mode: Mode{Kind: NoDelay}}, "no target"},
 		{"bad target", Config{Target: "localhost", Mode: Mode{Kind: NoDelay}}, "target"},
 		{"two ports", Config{Target: "127.0.0.1:5900:5901", Mode: Mode{Kind: NoDelay}}, "one per port"},

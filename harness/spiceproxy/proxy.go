@@ -56,7 +56,8 @@ type Proxy struct {
 	log    *slog.Logger
 	srv    *tcpserve.Server[*conn, ConnStats]
 
-	mu sync.Mutex // the server's: guards its open set (see open)
+	mu    sync.Mutex // the server's: guards its open set (see open) and ended
+	ended Totals     // summed over the connections that ended
 }
 
 // Start listens on cfg.Listen and proxies every client connection to
@@ -95,6 +96,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 			return newConn(ctx, p, id, nc)
 		},
 		Stats:  (*conn).stats,
+		Ended:  p.ended.add,
 		Mu:     &p.mu,
 		Logger: p.log,
 	})
@@ -134,15 +136,15 @@ type ConnStats struct {
 	// ClientWrites counts the writes made to the client's socket.
 	ClientWrites int64
 	// Messages counts the server messages forwarded one per write after
-	// the link (Nagle mode only). The link takes three writes of its
+	// the link (Nagle and CPU modes only). The link takes three writes of its
 	// own (the server's link header, its reply, the link result), so
 	// ClientWrites is Messages+3 on a framed connection that sent no
 	// message too large to hold.
 	Messages int64
-	// Framing says how the server's bytes were cut in Nagle mode: "mini
-	// header", "full header", or "plain: <why>" when the link could not
-	// be followed and bytes were forwarded as they came. Empty in the
-	// other modes.
+	// Framing says how the server's bytes were cut in Nagle and CPU
+	// modes: "mini header", "full header", or "plain: <why>" when the
+	// link could not be followed and bytes were forwarded as they came.
+	// Empty in the other modes.
 	Framing string
 	// Err says why the connection ended, if not by both sides closing.
 	Err string
@@ -151,3 +153,32 @@ type ConnStats struct {
 // Conns reports the open connections and the last ended ones, in the
 // order they were accepted.
 func (p *Proxy) Conns() []ConnStats { return p.srv.Conns() }
+
+// Totals is what a proxy forwarded over every connection so far, open
+// or ended (Conns keeps only the last ended ones).
+type Totals struct {
+	Conns              int64 // connections accepted and counted
+	ToServer, ToClient int64 // bytes forwarded each way
+	// Messages counts the server messages forwarded one per write: in
+	// Nagle and CPU modes only, the modes that frame (see ConnStats).
+	Messages int64
+}
+
+func (t *Totals) add(s ConnStats) {
+	t.Conns++
+	t.ToServer += s.ToServer
+	t.ToClient += s.ToClient
+	t.Messages += s.Messages
+}
+
+// Totals sums every connection so far, open or ended.
+func (p *Proxy) Totals() Totals {
+	p.mu.Lock()
+	t := p.ended
+	open := p.srv.OpenLocked()
+	p.mu.Unlock()
+	for _, c := range open {
+		t.add(c.stats())
+	}
+	return t
+}

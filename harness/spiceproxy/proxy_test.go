@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var testModes = []Mode{{Kind: NoDelay}, {Kind: Nagle}, {Kind: Delay, Delay: 5 * time.Millisecond}}
+var testModes = []Mode{{Kind: NoDelay}, {Kind: Nagle}, {Kind: Delay, Delay: 5 * time.Millisecond}, {Kind: CPU, Delay: 20 * time.Microsecond}}
 
 // streamCase is one conversation through the proxy: both sides' scripts
 // and what Nagle mode must make of it.
@@ -103,7 +103,9 @@ func TestStreamsArriveUnchanged(t *testing.T) {
 				assert.Equal(t, int64(len(ctr.sent)), cs.ToServer, "ToServer")
 				assert.Equal(t, int64(len(str.sent)), cs.ToClient, "ToClient")
 				assert.Empty(t, cs.Err, "a conversation that both sides ended is not an error")
-				if mode.Kind != Nagle {
+				tot := p.Totals()
+				assert.Equal(t, Totals{Conns: 1, ToServer: cs.ToServer, ToClient: cs.ToClient, Messages: cs.Messages}, tot, "Totals sum the ended connection")
+				if mode.Kind != Nagle && mode.Kind != CPU {
 					assert.Empty(t, cs.Framing)
 					assert.Zero(t, cs.Messages)
 					return

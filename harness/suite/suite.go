@@ -31,6 +31,7 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/interrupt"
 	"github.com/shakenfist/kerbside-latency/harness/lifeline"
+	"github.com/shakenfist/kerbside-latency/harness/loadrig"
 	"github.com/shakenfist/kerbside-latency/harness/loadtest"
 )
 
@@ -84,6 +85,7 @@ var run state
 // checks of the environment (the fakes' FAKERYLL_* knobs), judged with
 // the configuration, in its one message, before anything is set up.
 func Main(m M, wire Wire, rules ...config.Rule) int {
+	loadrig.Child() // a proxy or load generator re-executed from this binary runs its role and exits
 	if !flag.Parsed() {
 		flag.Parse()
 	}
