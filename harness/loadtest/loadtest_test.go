@@ -27,12 +27,14 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/shakenfist/kerbside-latency/harness/ryll"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
+	"github.com/shakenfist/kerbside-latency/harness/loadrig"
 	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
 
 var fakeryll string
 
 func TestMain(m *testing.M) {
+	loadrig.Child() // the ramp's proxy and generator are this binary re-executed
 	dir, err := tmpdir.Make("loadtest-pkg-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

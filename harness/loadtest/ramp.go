@@ -102,7 +102,7 @@ func SetupRamp(ctx context.Context, cfg *config.Config, opts Options) *Ramp {
 	r.Guest.Secrets = append(r.Guest.Secrets, opts.Secrets...)
 	newRig := opts.RampRig
 	if newRig == nil {
-		newRig = inProcessRig
+		newRig = processRig
 	}
 	if r.Rig, err = newRig(context.WithoutCancel(ctx), rc, logger.With("component", "ramp")); err != nil {
 		r.SetupErr = fmt.Errorf("the proxy under test and the busy sessions: %w", err)
@@ -164,6 +164,10 @@ func (r *Ramp) Run(ctx context.Context) error {
 		}
 		rb.Result, rb.Host, err = r.block(ctx, b, &keys)
 		after, serr := r.Rig.Source.Sample(ctx)
+		if p, perr := r.Rig.Proxy.Process(); perr == nil && p.Pid > 0 {
+			p.Role = ramp.ProxyRole
+			after.Processes = append(after.Processes, p)
+		}
 		rb.After = after
 		if err = errors.Join(err, serr); err != nil {
 			rb.Err = fmt.Errorf("block %d, %d busy sessions: %w", b.Index+1, b.Sessions, err)
@@ -270,11 +274,12 @@ func (r *Ramp) processes(sess *Session) []host.Process {
 	if pid := r.Rig.Proxy.Pid(); pid > 0 {
 		ps = append(ps, host.Process{Role: ramp.ProxyRole, Pid: pid})
 	}
-	if s, err := r.Rig.Source.Sample(context.Background()); err == nil {
-		for _, p := range s.Processes {
-			if p.Pid > 0 {
-				ps = append(ps, host.Process{Role: p.Role, Pid: p.Pid})
-			}
+	// A source with a process of its own (loadrig's generator) says so.
+	if src, ok := r.Rig.Source.(interface {
+		Process() (load.Process, error)
+	}); ok {
+		if p, err := src.Process(); err == nil && p.Pid > 0 {
+			ps = append(ps, host.Process{Role: p.Role, Pid: p.Pid})
 		}
 	}
 	return ps
@@ -303,7 +308,7 @@ func (r *Ramp) Teardown(ctx context.Context) error {
 		r.Console = nil
 	}
 	if r.Rig.Proxy != nil {
-		if err := r.Rig.Proxy.Close(); err != nil {
+		if err := r.Rig.Proxy.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop the proxy under test: %w", err))
 		}
 		r.Rig.Proxy = nil

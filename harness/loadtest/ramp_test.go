@@ -3,7 +3,6 @@ package loadtest
 import (
 	"context"
 	"math/rand/v2"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -101,49 +100,42 @@ func TestRampJudgesItsBlocks(t *testing.T) {
 	})
 }
 
-// TestInProcessRigSetsSessionsUpAndDown runs the in-process rig's
-// synthetic sessions through its proxy: Set starts and stops them, and
-// Sample's counters grow while they run.
-func TestInProcessRigSetsSessionsUpAndDown(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+// TestProcessRigSetsSessionsUpAndDown runs loadrig's proxy and
+// synthetic sessions as the ramp does: Set starts and stops them through
+// the proxy, Sample's counters grow while they run, and each is a
+// process of its own.
+func TestProcessRigSetsSessionsUpAndDown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	rc := &config.Ramp{Steps: []int{0, 3}, Source: config.LoadSynthetic, Activity: "typing", Rate: 200_000, Proxy: spiceproxy.Mode{}}
 	m, err := spiceproxy.Parse("nodelay")
 	require.NoError(t, err)
-	rc.Proxy = m
-	rig, err := inProcessRig(ctx, rc, nil)
+	rc := &config.Ramp{Steps: []int{0, 3}, Source: config.LoadSynthetic, Activity: "typing", Rate: 200_000, Proxy: m}
+	rig, err := processRig(ctx, rc, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		assert.NoError(t, rig.Source.Close(context.Background()))
-		assert.NoError(t, rig.Proxy.Close())
+		assert.NoError(t, rig.Proxy.Close(context.Background()))
 	})
 	assert.Equal(t, "synthetic", rig.Source.Name())
-	assert.Zero(t, rig.Proxy.Pid(), "in the harness's process")
+	assert.Positive(t, rig.Proxy.Pid(), "a process of its own")
+	assert.Contains(t, rig.Proxy.Describe(), "nodelay")
 
 	require.NoError(t, rig.Source.Set(ctx, 3))
 	s1, err := rig.Source.Sample(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 3, s1.Sessions)
 	assert.Positive(t, s1.Bytes, "Set returns once every session read display traffic")
+	require.NotEmpty(t, s1.Processes)
+	assert.Equal(t, "generator", s1.Processes[0].Role)
 	require.NoError(t, rig.Source.Set(ctx, 1))
 	s2, err := rig.Source.Sample(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 1, s2.Sessions)
 	assert.GreaterOrEqual(t, s2.Bytes, s1.Bytes, "cumulative, stopped sessions included")
-	require.NoError(t, rig.Source.Set(ctx, 0))
-	s3, err := rig.Source.Sample(ctx)
+	p, err := rig.Proxy.Process()
 	require.NoError(t, err)
-	assert.Zero(t, s3.Sessions)
+	assert.Equal(t, rig.Proxy.Pid(), p.Pid)
 
-	// The router gives one route per target, the same each time.
-	route := rig.Proxy.Router()
-	target := netip.MustParseAddrPort("127.0.0.1:9")
-	a1, err := route(ctx, target)
-	require.NoError(t, err)
-	a2, err := route(ctx, target)
-	require.NoError(t, err)
-	assert.Equal(t, a1, a2)
-
-	_, err = inProcessRig(ctx, &config.Ramp{Source: config.LoadQemu, Proxy: m}, nil)
+	_, err = processRig(ctx, &config.Ramp{Source: config.LoadQemu, Proxy: m}, nil)
 	assert.ErrorContains(t, err, "LATENCY_LOAD_SOURCE=qemu")
 }
