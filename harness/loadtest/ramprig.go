@@ -39,6 +39,12 @@ type RampRig struct {
 // ends).
 type NewRampRig func(ctx context.Context, r *config.Ramp, logger *slog.Logger) (RampRig, error)
 
+// rigCores caps the proxy's and the generator's Go code at one core
+// each (GOMAXPROCS): on the small hosts this runs on, a proxy that runs
+// out of CPU then does so at one core, leaving the rest of the host to
+// the harness and QEMU, so its knee is its own and not the host's.
+const rigCores = 1
+
 // processRig is the rig of harness/loadrig: the proxy under test and
 // the synthetic load generator each a process of its own (the
 // loadtest's binary re-executed), so that their CPU and memory are
@@ -52,7 +58,7 @@ func processRig(ctx context.Context, r *config.Ramp, logger *slog.Logger) (RampR
 	if err != nil {
 		return RampRig{}, fmt.Errorf("LATENCY_LOAD_ACTIVITY: %w", err)
 	}
-	cc := loadrig.ChildConfig{Logger: logger}
+	cc := loadrig.ChildConfig{Logger: logger, GOMAXPROCS: rigCores}
 	px, err := loadrig.StartProxy(ctx, loadrig.ProxyConfig{ChildConfig: cc, Mode: r.Proxy})
 	if err != nil {
 		return RampRig{}, fmt.Errorf("start the proxy under test (LATENCY_PROXY=%s): %w", r.Proxy, err)
