@@ -24,10 +24,10 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/console"
 	"github.com/shakenfist/kerbside-latency/harness/control"
+	"github.com/shakenfist/kerbside-latency/harness/loadrig"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/shakenfist/kerbside-latency/harness/ryll"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
-	"github.com/shakenfist/kerbside-latency/harness/loadrig"
 	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
 
