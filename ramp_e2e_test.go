@@ -75,4 +75,18 @@ func TestRealLaneRampShort(t *testing.T) {
 	pid, _ := strconv.Atoi(m[1])
 	assert.False(t, running(pid), "QEMU is gone after the ramp")
 	assertNoRyllLeft(t, o.output)
+	// The proxy and the generator are processes of their own, gone too.
+	rig := regexp.MustCompile(`msg="stopping loadrig (proxy|generator)".* pid=(\d+)`).FindAllStringSubmatch(o.output, -1)
+	assert.Len(t, rig, 2, "the log names the proxy and generator it stopped")
+	for _, m := range rig {
+		pid, _ := strconv.Atoi(m[2])
+		assert.False(t, running(pid), "the %s (pid %d) is gone after the ramp", m[1], pid)
+	}
+	for _, s := range l.Steps {
+		var roles []string
+		for _, c := range s.CPU {
+			roles = append(roles, c.Role)
+		}
+		assert.Subset(t, roles, []string{"harness", "qemu", "proxy", "generator"}, "%d sessions: the CPU of each, apart", s.Sessions)
+	}
 }
