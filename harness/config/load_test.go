@@ -38,6 +38,10 @@ func TestRampSettings(t *testing.T) {
 	assert.Equal(t, 4, r.Target)
 	assert.Equal(t, "delay:2ms", r.Proxy.String())
 
+	c, err = Load(env(map[string]string{"LATENCY_PROVIDER": "qemu", "LATENCY_LOAD": "0,4", "LATENCY_PROXY": "cpu:200us"}))
+	require.NoError(t, err)
+	assert.Equal(t, "cpu:200µs", c.Ramp.Proxy.String(), "the proxy that costs CPU per message")
+
 	c, err = Load(env(map[string]string{"LATENCY_PROVIDER": "qemu"}))
 	require.NoError(t, err)
 	assert.Nil(t, c.Ramp, "no LATENCY_LOAD: no ramp")

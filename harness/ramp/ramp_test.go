@@ -209,3 +209,19 @@ func TestNewFigure(t *testing.T) {
 	assert.Less(t, f.P50, f.P95)
 	assert.Equal(t, Figure{}, NewFigure(nil))
 }
+
+// A p95 above the margin that the interval cannot separate from the
+// baseline's (a few stalls in the tail) is no knee: noise never makes
+// one.
+func TestJudgeNoKneeFromATailTheIntervalCannotProve(t *testing.T) {
+	st := steps(map[int]float64{0: 0.020, 8: 0.020}, []int{0, 8}, 40)
+	for _, i := range []int{3, 17, 31} {
+		st[1].Repaint[i] += 0.040
+	}
+	j := Judge(st, rules)
+	require.Len(t, j.Steps, 2)
+	assert.Greater(t, j.Steps[1].P95AddedS, rules.MaxAdded, "the point estimate is above the margin")
+	assert.LessOrEqual(t, j.Steps[1].P95AddedCIS[0], rules.MaxAdded, "its interval's lower end is not")
+	assert.Equal(t, NoKnee, j.Verdict, "%v", j.Reasons)
+	assert.Equal(t, -1, j.Knee)
+}
