@@ -45,7 +45,7 @@ DEVCLOUD_NETNS  ?= kerbside-devcloud
 DEVCLOUD_DIR    ?= $(DEVCLOUD_STATE)/out
 DEVCLOUD_ENV    := DEVCLOUD_STATE=$(DEVCLOUD_STATE) DEVCLOUD_CHROOT=$(DEVCLOUD_CHROOT) DEVCLOUD_NETNS=$(DEVCLOUD_NETNS)
 
-.PHONY: help test test-ab unit loadtest-bin loadtest-short loadtest-real loadtest-load loadtest lint bench fleet-bench fuzz sweep compare guest clean cloud-up cloud-test cloud-down cloud-purge
+.PHONY: help test test-ab unit loadtest-bin loadtest-short loadtest-real loadtest lint bench fleet-bench fuzz sweep compare guest clean cloud-up cloud-test cloud-down cloud-purge
 
 help:
 	@echo "make test       unit tests with -race, a short simulated loadtest and, where QEMU is installed, a short"
@@ -136,6 +136,7 @@ LOAD_LOADTEST_ENV := LATENCY_PROVIDER=qemu LATENCY_LOAD=0,8,32 LATENCY_SAMPLES=2
 	LATENCY_CADENCE=300ms LATENCY_KEY_HOLD=30ms LATENCY_CADENCE_JITTER=100ms \
 	LATENCY_MAX_DURATION=180s LATENCY_RESULTS_DIR=$(RESULTS_DIR)/load
 
+.PHONY: loadtest-load
 loadtest-load:
 	@if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then \
 		echo "SKIPPED: the load ramp (make loadtest-load) needs QEMU: apt-get install -y qemu-system-x86"; exit 0; fi

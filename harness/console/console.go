@@ -248,6 +248,8 @@ func (c *Console) RyllSource() (u secret.URL, file string, direct address.Direct
 // sidecar.
 func (c *Console) Describe() string {
 	switch {
+	case c.routed != "":
+		return fmt.Sprintf("%s guest through the proxy under test %s", c.Provider, c.routed)
 	case !c.URL.IsZero():
 		s := string(c.Provider) + " " + c.URL.Redacted()
 		if c.ServerName != "" {
@@ -256,8 +258,6 @@ func (c *Console) Describe() string {
 		return s
 	case c.proxy != nil:
 		return fmt.Sprintf("%s guest through the SPICE proxy %s (%s)", c.Provider, c.proxy.Addr(), c.proxy.Mode())
-	case c.routed != "":
-		return fmt.Sprintf("%s guest through the proxy under test %s", c.Provider, c.routed)
 	case c.vm != nil:
 		host, port := c.vm.SpiceAddr()
 		return fmt.Sprintf("%s %s:%d (QEMU %s, %s, pid %d)", c.Provider, host, port, c.QemuVersion, c.Accelerator, c.vm.Pid())
