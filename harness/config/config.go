@@ -139,6 +139,9 @@ type Config struct {
 	// AB, when set, measures a second console source for the same guest
 	// (the B leg) against the first, in alternating blocks.
 	AB *AB
+	// Ramp, when set, runs a load ramp (LATENCY_LOAD): the console
+	// measured at each step of busy sessions beside it.
+	Ramp *Ramp
 }
 
 // Target is a console the user names (LATENCY_CONSOLE,
@@ -264,6 +267,7 @@ func Load(environ []string, rules ...Rule) (*Config, error) {
 	loadLoadImage(p, c)
 	loadLink(p, c)
 	loadAB(p, c)
+	loadLoad(p, c)
 	p.unknownNames(environ)
 	for _, rule := range rules {
 		p.errs = append(p.errs, rule(environ)...)

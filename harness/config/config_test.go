@@ -172,6 +172,7 @@ func TestVarsCoverEveryVariableLoadReads(t *testing.T) {
 	loadLoadImage(p, c)
 	loadLink(p, c)
 	loadAB(p, c)
+	loadLoad(p, c)
 	seen := p.read
 	documented := map[string]bool{}
 	for _, v := range Vars {

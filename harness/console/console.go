@@ -57,6 +57,9 @@ type Console struct {
 	// console's guest through a SPICE proxy of ours (Proxied).
 	proxy  *spiceproxy.Proxy
 	shared *qemu.VM
+	// routed describes the proxy under test of a load ramp that a
+	// Routed console reaches its guest through ("" otherwise).
+	routed string
 	// same is the console whose server this one reaches another way
 	// (SameServer).
 	same *Console
@@ -261,6 +264,8 @@ func (c *Console) Describe() string { return c.describeSource() + c.describeLink
 
 func (c *Console) describeSource() string {
 	switch {
+	case c.routed != "":
+		return fmt.Sprintf("%s guest through the proxy under test %s", c.Provider, c.routed)
 	case !c.URL.IsZero():
 		s := string(c.Provider) + " " + c.URL.Redacted()
 		if c.ServerName != "" {

@@ -67,6 +67,9 @@ type Options struct {
 	// Lane says what runs in ryll's place, for the records (ryll when
 	// empty).
 	Lane Lane
+	// RampRig makes a load ramp's proxy under test and source of busy
+	// sessions (LATENCY_LOAD); nil is the one this build has.
+	RampRig NewRampRig
 }
 
 // Session is one console measured through one ryll: what Setup made.

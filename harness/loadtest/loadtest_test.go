@@ -24,6 +24,7 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/config"
 	"github.com/shakenfist/kerbside-latency/harness/console"
 	"github.com/shakenfist/kerbside-latency/harness/control"
+	"github.com/shakenfist/kerbside-latency/harness/loadrig"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/shakenfist/kerbside-latency/harness/ryll"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
@@ -33,6 +34,7 @@ import (
 var fakeryll string
 
 func TestMain(m *testing.M) {
+	loadrig.Child() // the ramp's proxy and generator are this binary re-executed
 	dir, err := tmpdir.Make("loadtest-pkg-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

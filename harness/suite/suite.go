@@ -69,8 +69,9 @@ type state struct {
 	lane     loadtest.Lane
 	stop     *interrupt.Run // the run's phase and interrupt
 	fleet    *loadtest.Fleet
-	ab       *loadtest.AB // set instead of fleet for an A/B run
-	setupErr error        // nothing was set up: the test says why, once
+	ab       *loadtest.AB   // set instead of fleet for an A/B run
+	ramp     *loadtest.Ramp // set instead of fleet for a load ramp
+	setupErr error          // nothing was set up: the test says why, once
 	// ctx ends on SIGINT, SIGTERM, or shortly before go test's own
 	// -timeout (which would kill the binary without any cleanup).
 	ctx context.Context
@@ -169,10 +170,14 @@ func runMain(m M, wire Wire, rules ...config.Rule) (code int) {
 			logger.Error("writing results failed", "err", err)
 			code = max(code, 1)
 		}
+		if _, err := run.ramp.WriteResults(stdout); err != nil {
+			logger.Error("writing results failed", "err", err)
+			code = max(code, 1)
+		}
 		if err := stdout.Err(); err != nil {
 			logger.Warn("the summary could not be printed; the results directory holds it all", "err", err)
 		}
-		if err := errors.Join(run.fleet.Teardown(tctx), run.ab.Teardown(tctx)); err != nil {
+		if err := errors.Join(run.fleet.Teardown(tctx), run.ab.Teardown(tctx), run.ramp.Teardown(tctx)); err != nil {
 			logger.Error("cleanup failed", "run", cfg.RunID, "err", err)
 			code = max(code, 1)
 		}
@@ -209,6 +214,10 @@ func runMain(m M, wire Wire, rules ...config.Rule) (code int) {
 	stop.Enter("setting up the console and ryll")
 	if cfg.AB != nil {
 		run.ab = loadtest.SetupAB(ctx, cfg, opts)
+		return m.Run()
+	}
+	if cfg.Ramp != nil {
+		run.ramp = loadtest.SetupRamp(ctx, cfg, opts)
 		return m.Run()
 	}
 	run.fleet = loadtest.SetupFleet(ctx, cfg, opts)

@@ -28,6 +28,10 @@ func TestLatency(t *testing.T) {
 		testAB(t, run.ab)
 		return
 	}
+	if run.ramp != nil {
+		testRamp(t, run.ramp)
+		return
+	}
 	fleet := run.fleet
 	run.stop.Enter("measuring")
 	// Every console is measured at once, here, whatever go test's
@@ -230,5 +234,60 @@ func testAB(t *testing.T, ab *loadtest.AB) {
 		if c.Verdict != "pass" {
 			t.Errorf("A/B verdict %s: %s", c.Verdict, strings.Join(c.Reasons, "; "))
 		}
+	})
+}
+
+// testRamp runs the load ramp and judges it: the measured console's
+// samples (sanity, as any run's) and the ramp's verdict (harness/ramp):
+// a knee at or below LATENCY_LOAD_TARGET, a host-bound ramp or one too
+// short to judge fails; the knee and each step are JUnit properties.
+func testRamp(t *testing.T, r *loadtest.Ramp) {
+	if r.SetupErr != nil {
+		t.Fatalf("the load ramp's setup did not finish; nothing was measured:\n%v", run.stop.Explain(r.SetupErr))
+	}
+	run.stop.Enter("measuring the load ramp")
+	runErr := r.Run(run.ctx)
+	t.Run("Measure", func(t *testing.T) {
+		m := r.Measurement
+		if m == nil {
+			t.Fatal("the ramp measured nothing")
+		}
+		res := m.Result
+		t.Logf("%s: %d samples in %d blocks, %d misses, %d suspect", r.Console.Describe(), len(res.Samples), len(r.Blocks), len(res.Misses), res.Suspects)
+		if runErr != nil {
+			t.Fatalf("the ramp ended early (what was collected is kept): %v", runErr)
+		}
+		s := results.NewSanity(res.Values(), r.Cfg.SanityMin, r.Cfg.SanityMax)
+		for _, o := range s.OutOfRange {
+			t.Errorf("sample %d = %.6f s is outside [%g, %g] s", o.Index, o.Value, r.Cfg.SanityMin, r.Cfg.SanityMax)
+		}
+		attrFigures(t, len(res.Samples), len(res.Misses), res.Dropped, stats.Summarize(res.Values()))
+	})
+	t.Run("Ramp", func(t *testing.T) {
+		l := r.Judge()
+		t.Attr("load_source", l.Source)
+		t.Attr("load_proxy", l.Proxy)
+		t.Attr("load_verdict", l.Verdict)
+		t.Attr("load_max_added_s", fmt.Sprintf("%.6f", l.MaxAddedS))
+		if l.Knee != nil {
+			t.Attr("load_knee", fmt.Sprint(*l.Knee))
+		} else {
+			t.Attr("load_knee", "none")
+		}
+		for _, s := range l.Steps {
+			p := fmt.Sprintf("load_%d_", s.Sessions)
+			t.Attr(p+"samples", fmt.Sprint(s.Repaint.Samples))
+			t.Attr(p+"first_p50_s", fmt.Sprintf("%.6f", s.FirstDraw.P50S))
+			t.Attr(p+"repaint_p95_s", fmt.Sprintf("%.6f", s.Repaint.P95S))
+			t.Attr(p+"p95_added_s", fmt.Sprintf("%.6f", s.P95AddedS))
+			t.Attr(p+"bytes_per_s", fmt.Sprintf("%.0f", s.BytesPerS))
+			t.Logf("%d sessions: first draw p50 %.1f ms, repaint p95 %.1f ms (%+.1f ms [%+.1f, %+.1f]), %.2f MB/s through the proxy",
+				s.Sessions, 1000*s.FirstDraw.P50S, 1000*s.Repaint.P95S, 1000*s.P95AddedS, 1000*s.P95AddedCIS[0], 1000*s.P95AddedCIS[1], s.BytesPerS/1e6)
+		}
+		if l.Fails {
+			t.Errorf("load ramp %s: %s", l.Verdict, strings.Join(l.Reasons, "; "))
+			return
+		}
+		t.Logf("load ramp %s: %s", l.Verdict, strings.Join(l.Reasons, "; "))
 	})
 }
