@@ -104,7 +104,7 @@ func SetupRamp(ctx context.Context, cfg *config.Config, opts Options) *Ramp {
 	if newRig == nil {
 		newRig = processRig
 	}
-	if r.Rig, err = newRig(context.WithoutCancel(ctx), rc, logger.With("component", "ramp")); err != nil {
+	if r.Rig, err = newRig(context.WithoutCancel(ctx), cfg, logger.With("component", "ramp")); err != nil {
 		r.SetupErr = fmt.Errorf("the proxy under test and the busy sessions: %w", err)
 		return r
 	}

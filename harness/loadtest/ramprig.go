@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/config"
+	"github.com/shakenfist/kerbside-latency/harness/guestload"
 	"github.com/shakenfist/kerbside-latency/harness/load"
 	"github.com/shakenfist/kerbside-latency/harness/loadrig"
 )
@@ -37,7 +38,7 @@ type RampRig struct {
 // NewRampRig makes a ramp's proxy and source from its configuration.
 // ctx bounds the rig's life (its proxy closes every connection when it
 // ends).
-type NewRampRig func(ctx context.Context, r *config.Ramp, logger *slog.Logger) (RampRig, error)
+type NewRampRig func(ctx context.Context, cfg *config.Config, logger *slog.Logger) (RampRig, error)
 
 // rigCores caps the proxy's and the generator's Go code at one core
 // each (GOMAXPROCS): on the small hosts this runs on, a proxy that runs
@@ -50,27 +51,50 @@ const rigCores = 1
 // loadtest's binary re-executed), so that their CPU and memory are
 // told apart from the harness's and QEMU's, and a proxy that runs out
 // of CPU shows as the proxy's.
-func processRig(ctx context.Context, r *config.Ramp, logger *slog.Logger) (RampRig, error) {
-	if r.Source != config.LoadSynthetic {
-		return RampRig{}, fmt.Errorf("LATENCY_LOAD_SOURCE=%s: this build runs only synthetic busy sessions in a ramp (the qemu source, harness/guestload, is not wired into the ramp yet); use LATENCY_LOAD_SOURCE=synthetic", r.Source)
-	}
-	act, err := loadrig.ParseActivity(r.Activity)
-	if err != nil {
-		return RampRig{}, fmt.Errorf("LATENCY_LOAD_ACTIVITY: %w", err)
-	}
+func processRig(ctx context.Context, cfg *config.Config, logger *slog.Logger) (RampRig, error) {
+	r := cfg.Ramp
 	cc := loadrig.ChildConfig{Logger: logger, GOMAXPROCS: rigCores}
 	px, err := loadrig.StartProxy(ctx, loadrig.ProxyConfig{ChildConfig: cc, Mode: r.Proxy})
 	if err != nil {
 		return RampRig{}, fmt.Errorf("start the proxy under test (LATENCY_PROXY=%s): %w", r.Proxy, err)
 	}
-	src, err := loadrig.StartSynthetic(ctx, loadrig.SyntheticConfig{ChildConfig: cc, Activity: act, BitsPerSecond: r.Rate, Router: px.Router()})
+	src, err := busySource(ctx, cfg, cc, px.Router(), logger)
 	if err != nil {
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		_ = px.Close(tctx)
-		return RampRig{}, fmt.Errorf("start the synthetic load generator: %w", err)
+		return RampRig{}, err
 	}
 	return RampRig{Proxy: processProxy{px}, Source: src}, nil
+}
+
+// busySource makes the ramp's busy sessions through the proxy's router:
+// synthetic sessions from a generator process of their own, or QEMU
+// guests of our own running the activity (each QEMU its own process,
+// whose CPU the samples carry).
+func busySource(ctx context.Context, cfg *config.Config, cc loadrig.ChildConfig, router load.Router, logger *slog.Logger) (load.Source, error) {
+	r := cfg.Ramp
+	switch r.Source {
+	case config.LoadSynthetic:
+		act, err := loadrig.ParseActivity(r.Activity)
+		if err != nil {
+			return nil, fmt.Errorf("LATENCY_LOAD_ACTIVITY: %w", err)
+		}
+		src, err := loadrig.StartSynthetic(ctx, loadrig.SyntheticConfig{ChildConfig: cc, Activity: act, BitsPerSecond: r.Rate, Router: router})
+		if err != nil {
+			return nil, fmt.Errorf("start the synthetic load generator: %w", err)
+		}
+		return src, nil
+	case config.LoadQemu:
+		src, err := guestload.NewQemu(guestload.QemuConfig{Binary: cfg.Qemu, Activity: r.Activity, Router: router,
+			LogDir: cfg.ResultsDir, RunID: cfg.RunID, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("busy QEMU guests (LATENCY_LOAD_SOURCE=qemu): %w", err)
+		}
+		return src, nil
+	default:
+		return nil, fmt.Errorf("LATENCY_LOAD_SOURCE=%s: want synthetic or qemu", r.Source)
+	}
 }
 
 // processProxy is loadrig's proxy as the ramp's RampProxy.
