@@ -81,7 +81,13 @@ func TestRoutesForwardBytes(t *testing.T) {
 		assert.Equal(t, msg, got)
 		c.Close()
 	}
-	tot, err := p.Totals(t.Context())
+	// The proxy counts a write once it returned, which may be just after
+	// the echo reached us: read its totals until they settle.
+	var tot ProxyTotals
+	assert.Eventually(t, func() bool {
+		tot, err = p.Totals(t.Context())
+		return err == nil && tot.ToServer == 2*30 && tot.ToClient == 2*30
+	}, 10*time.Second, 10*time.Millisecond, "every byte each way counted")
 	require.NoError(t, err)
 	assert.Equal(t, 2, tot.Routes)
 	assert.Equal(t, int64(2), tot.Conns)
