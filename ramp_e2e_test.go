@@ -17,7 +17,7 @@ import (
 )
 
 // TestRealLaneRampShort is a short load ramp on the real lane, for make
-// test: the qemu guest through a nodelay proxy, with 0 and 8 synthetic
+// test-ab: the qemu guest through a nodelay proxy, with 0 and 8 synthetic
 // busy sessions (1 Mbit/s each) through the same proxy, 20 samples a
 // step over two interleaved rounds (0,8,8,0). What it checks holds
 // whatever the shared host does: the record's shape (each step its

@@ -40,6 +40,7 @@ func setupSession(t *testing.T, f fake, knobs ...string) *Session {
 // events with bad data alike, during the first paint and the
 // measurement), and more than a stated share of them fails the run.
 func TestUndecodableEventsAreCountedAndFailTheRun(t *testing.T) {
+	t.Parallel()
 	f := fakeConfig(t, map[string]string{"LATENCY_TRANSCRIPT": "1"})
 	r := setupSession(t, f, "FAKERYLL_MALFORMED_EVERY=4")
 	m, err := r.Measure(t.Context())
@@ -116,6 +117,7 @@ func TestInterruptDuringTheFirstPaintIsInterrupted(t *testing.T) {
 // maximum duration, not the (longer) readiness timeout, and the error
 // says which bound it was.
 func TestAFloodIsRefusedWithinTheMaxDuration(t *testing.T) {
+	t.Parallel()
 	f := fakeConfig(t, map[string]string{"LATENCY_MAX_DURATION": "3s", "LATENCY_SAMPLES": "3"})
 	// A draw every 20 ms: only a stall of the whole host for the quiet
 	// gap (300 ms) could let the first paint look settled.
@@ -132,6 +134,7 @@ func TestAFloodIsRefusedWithinTheMaxDuration(t *testing.T) {
 // samples_reached with 5 of 20 samples and no error, and latency-merge
 // counted it a success.
 func TestABInterruptedInABBlockRecordsEveryLegsEnd(t *testing.T) {
+	t.Parallel()
 	f := fakeConfig(t, map[string]string{
 		"LATENCY_PROVIDER": "direct", "LATENCY_CONSOLE": "127.0.0.1:5900", "LATENCY_B_CONSOLE": "127.0.0.1:5901",
 		"LATENCY_SAMPLES": "20", "LATENCY_AB_BLOCK": "5",
@@ -174,6 +177,7 @@ func TestABInterruptedInABBlockRecordsEveryLegsEnd(t *testing.T) {
 // came on the socket), with the verb that waited: it said only "waiting
 // for response: context deadline exceeded" before.
 func TestAHungRyllIsNamed(t *testing.T) {
+	t.Parallel()
 	f := fakeConfig(t, map[string]string{"LATENCY_SAMPLES": "100"})
 	r := setupSession(t, f, "FAKERYLL_HANG_AFTER=3s")
 	m, err := r.Measure(t.Context())
@@ -221,13 +225,14 @@ func TestSignalMidMeasurementIsAlwaysInterrupted(t *testing.T) {
 	}
 }
 
-// A console that stops for 5 s mid-run (fakeryll's stall knobs, as QEMU
+// A console that stops for 2.5 s mid-run (fakeryll's stall knobs, as QEMU
 // under kill -STOP and -CONT) is reported as a stall, through the real
 // client: before, it failed as "the guest draws on its own".
 func TestAStalledConsoleIsReportedAsAStall(t *testing.T) {
-	f := fakeConfig(t, map[string]string{"LATENCY_SAMPLES": "20", "LATENCY_CADENCE": "300ms", "LATENCY_KEY_HOLD": "30ms",
+	t.Parallel()
+	f := fakeConfig(t, map[string]string{"LATENCY_SAMPLES": "8", "LATENCY_CADENCE": "300ms", "LATENCY_KEY_HOLD": "30ms",
 		"LATENCY_CADENCE_JITTER": "100ms"})
-	r := setupSession(t, f, "FAKERYLL_STALL_AFTER=2s", "FAKERYLL_STALL_FOR=5s")
+	r := setupSession(t, f, "FAKERYLL_STALL_AFTER=1s", "FAKERYLL_STALL_FOR=2500ms")
 	m, err := r.Measure(t.Context())
 	require.Error(t, err)
 	require.NotNil(t, m)

@@ -34,6 +34,7 @@ func TestMemberConfigNamesEachConsole(t *testing.T) {
 }
 
 func TestFleetOneConsoleFailsOthersMeasure(t *testing.T) {
+	t.Parallel()
 	fx := fakeConfig(t, map[string]string{"LATENCY_CONSOLES": "3", "LATENCY_SAMPLES": "3", "LATENCY_RUN_ID": "fleet"})
 	cfg := fx.cfg
 	opts := fx.opts
@@ -363,6 +364,7 @@ func TestTeardownOfManyConsolesIsParallelAndBounded(t *testing.T) {
 // each keeps its CSV, sidecar and benchmark file, and the pooled plot
 // shows them all.
 func TestALargeRunWritesNoPlotPerConsole(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{2, PlotConsolesUpTo + 1} {
 		f := syntheticFleet(t, n, 5)
 		w, err := f.WriteResults(io.Discard)

@@ -117,6 +117,7 @@ func session(t testing.TB, f fake, knobs ...string) (*Session, *Measurement) {
 }
 
 func TestKeypressRunWritesEverySample(t *testing.T) {
+	t.Parallel()
 	f := fakeConfig(t, nil)
 	r, m := session(t, f)
 	require.Len(t, m.Result.Samples, 5)

@@ -88,6 +88,7 @@ func TestStreamsArriveUnchanged(t *testing.T) {
 	for _, mode := range testModes {
 		for _, tc := range streamCases(uint64(100 + len(mode.String()))) {
 			t.Run(mode.String()+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
 				srv := startFakeServer(t, func(c net.Conn) transcript { return talk(c, tc.server) })
 				p, logs := startProxy(t, srv.addr(), mode)
 				ctr := talk(dialProxy(t, p), tc.client)
