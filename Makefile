@@ -55,6 +55,8 @@ help:
 	@echo "                ramp); about ten minutes; CI runs it after make test"
 	@echo "make loadtest   the loadtest; the default lane (LATENCY_PROVIDER=auto) is a real SPICE session to a local"
 	@echo "                QEMU guest where qemu-system-x86_64 is installed, else the simulated fake chain; results in $(RESULTS_DIR)/"
+	@echo "make loadtest-load a short load ramp on the real lane (0, 8 and 32 synthetic busy sessions through a nodelay proxy):"
+	@echo "                the knee table, latency-<run>-load.json and its curve in $(RESULTS_DIR)/load/"
 	@echo "make lint       gofmt, go vet (with and without -tags loadtest and cloudtest), staticcheck, go mod tidy check"
 	@echo "make bench      benchmarks (control client, pairing, accuracy; with QEMU, BenchmarkRealFleet boots up to 25 QEMUs);"
 	@echo "                output in $(RESULTS_DIR)/go-bench.txt; BENCHTIME, BENCHCOUNT, BENCHPKGS"
