@@ -21,6 +21,7 @@ import (
 // rig (suite.Main hands it to loadrig.Child before anything of the
 // loadtest runs) and forwards bytes on a route.
 func TestE2ELoadtestBinaryIsALoadrigChild(t *testing.T) {
+	t.Parallel()
 	bin, _ := binaries(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()

@@ -249,6 +249,8 @@ func loadHost(t *testing.T, n int, d time.Duration) {
 // real SPICE server fails at once with the server's refusal, and the
 // password is in no output.
 func TestRealLaneWrongPasswordFailsFast(t *testing.T) {
+	// Its own guest: it runs beside the other quick real-lane cases.
+	t.Parallel()
 	_, env := realLane(t)
 	dir := t.TempDir()
 	vm, err := qemu.Start(t.Context(), qemu.Spec{Image: guest.Image, Password: qemu.NewPassword(), LogPath: filepath.Join(dir, "qemu.log")})
@@ -278,6 +280,8 @@ func TestRealLaneWrongPasswordFailsFast(t *testing.T) {
 // through the direct and file providers: the console address and the
 // .vv reach the SPICE client as given, and real samples come back.
 func TestRealLaneNoCloudProviders(t *testing.T) {
+	// Its own guest: it runs beside the other quick real-lane cases.
+	t.Parallel()
 	_, env := realLane(t)
 	dir := t.TempDir()
 	vm, err := qemu.Start(t.Context(), qemu.Spec{Image: guest.Image, LogPath: filepath.Join(dir, "qemu.log")})
@@ -309,6 +313,8 @@ func TestRealLaneNoCloudProviders(t *testing.T) {
 // TestRealLaneQemuKilledMidRun: QEMU dying mid-run ends the run at once,
 // names QEMU as the cause and keeps every sample taken.
 func TestRealLaneQemuKilledMidRun(t *testing.T) {
+	// Its own guest: it runs beside the other quick real-lane cases.
+	t.Parallel()
 	_, env := realLane(t)
 	env["LATENCY_SAMPLES"] = "200"
 	cmd, out, o := startLoadtest(t, env)
