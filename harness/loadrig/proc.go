@@ -332,6 +332,13 @@ func (s *procSink) Line(text string) string {
 		return text
 	}
 	p.mu.Lock()
+	if p.broken != nil {
+		// A child that broke the protocol is not believed again: an
+		// answer after that must not pass for the call's (the call
+		// fails with why the child broke).
+		p.mu.Unlock()
+		return clip([]byte(text), 200)
+	}
 	ch, ok := p.pending[a.ID]
 	late := p.abandoned[a.ID]
 	delete(p.abandoned, a.ID)
