@@ -20,6 +20,14 @@ func DifferenceCI(a, b []float64, level float64) (lo, hi float64, ok bool) {
 		return 0, 0, false
 	}
 	rng := rand.New(rand.NewPCG(uint64(len(a)), uint64(len(b))))
+	return interval(bootstrapDifference(a, b, rng, median), level)
+}
+
+// bootstrapDifference draws bootstrapRounds resamples of a and of b
+// (with replacement, from rng) and returns stat(b) - stat(a) of each:
+// the one bootstrap of a difference that the median's and a
+// percentile's intervals share. stat may sort its argument.
+func bootstrapDifference(a, b []float64, rng *rand.Rand, stat func([]float64) float64) []float64 {
 	diffs := make([]float64, bootstrapRounds)
 	ra, rb := make([]float64, len(a)), make([]float64, len(b))
 	for i := range diffs {
@@ -29,13 +37,9 @@ func DifferenceCI(a, b []float64, level float64) (lo, hi float64, ok bool) {
 		for j := range rb {
 			rb[j] = b[rng.IntN(len(b))]
 		}
-		diffs[i] = median(rb) - median(ra)
+		diffs[i] = stat(rb) - stat(ra)
 	}
-	slices.Sort(diffs)
-	tail := (1 - level) / 2
-	lo = diffs[int(tail*float64(len(diffs)))]
-	hi = diffs[min(len(diffs)-1, int((1-tail)*float64(len(diffs))))]
-	return lo, hi, true
+	return diffs
 }
 
 // median sorts v in place and returns its median.

@@ -38,20 +38,10 @@ func QuantileDifferenceCI(a, b []float64, p, level float64) (lo, hi float64, ok 
 		return 0, 0, false
 	}
 	rng := rand.New(rand.NewPCG(uint64(len(a))<<20|uint64(len(b)), uint64(p*1000)+13))
-	diffs := make([]float64, bootstrapRounds)
-	ra, rb := make([]float64, len(a)), make([]float64, len(b))
-	for i := range diffs {
-		for j := range ra {
-			ra[j] = a[rng.IntN(len(a))]
-		}
-		for j := range rb {
-			rb[j] = b[rng.IntN(len(b))]
-		}
-		slices.Sort(ra)
-		slices.Sort(rb)
-		diffs[i] = stats.Percentile(rb, p) - stats.Percentile(ra, p)
-	}
-	return interval(diffs, level)
+	return interval(bootstrapDifference(a, b, rng, func(v []float64) float64 {
+		slices.Sort(v)
+		return stats.Percentile(v, p)
+	}), level)
 }
 
 // interval sorts draws and returns their central level interval.
