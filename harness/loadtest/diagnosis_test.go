@@ -225,14 +225,14 @@ func TestSignalMidMeasurementIsAlwaysInterrupted(t *testing.T) {
 	}
 }
 
-// A console that stops for 2.5 s mid-run (fakeryll's stall knobs, as QEMU
+// A console that stops for 5 s mid-run (fakeryll's stall knobs, as QEMU
 // under kill -STOP and -CONT) is reported as a stall, through the real
 // client: before, it failed as "the guest draws on its own".
 func TestAStalledConsoleIsReportedAsAStall(t *testing.T) {
 	t.Parallel()
-	f := fakeConfig(t, map[string]string{"LATENCY_SAMPLES": "8", "LATENCY_CADENCE": "300ms", "LATENCY_KEY_HOLD": "30ms",
+	f := fakeConfig(t, map[string]string{"LATENCY_SAMPLES": "20", "LATENCY_CADENCE": "300ms", "LATENCY_KEY_HOLD": "30ms",
 		"LATENCY_CADENCE_JITTER": "100ms"})
-	r := setupSession(t, f, "FAKERYLL_STALL_AFTER=1s", "FAKERYLL_STALL_FOR=2500ms")
+	r := setupSession(t, f, "FAKERYLL_STALL_AFTER=2s", "FAKERYLL_STALL_FOR=5s")
 	m, err := r.Measure(t.Context())
 	require.Error(t, err)
 	require.NotNil(t, m)
