@@ -23,8 +23,9 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // wait bounds every wait in these tests; it is a deadline against hangs,
-// never an assertion about speed.
-const wait = 15 * time.Second
+// never an assertion about speed. An RGBA screenshot (megabytes of
+// base64 under -race) took more than 15 s beside a second make test.
+const wait = time.Minute
 
 // running is one simulator under test.
 type running struct {
