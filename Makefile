@@ -27,7 +27,7 @@ SHORT_LOADTEST_ENV := LATENCY_PROVIDER=fake LATENCY_SAMPLES=8 \
 # fakeryll's SPICE client), jittered presses; the median must land where
 # a real SPICE session on these machines puts it (facts: 11-23 ms, with a
 # generous margin for a loaded CI machine).
-REAL_LOADTEST_ENV := LATENCY_PROVIDER=qemu LATENCY_SAMPLES=20 \
+REAL_LOADTEST_ENV := LATENCY_PROVIDER=qemu LATENCY_SAMPLES=12 \
 	LATENCY_CADENCE=300ms LATENCY_KEY_HOLD=30ms LATENCY_CADENCE_JITTER=100ms \
 	LATENCY_MAX_DURATION=120s LATENCY_EXPECT_P50=0.003-0.08 LATENCY_RESULTS_DIR=$(RESULTS_DIR)/real
 
