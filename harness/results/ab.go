@@ -113,25 +113,14 @@ type ABMetric struct {
 // WriteAB writes latency-<run>-ab.json atomically.
 func WriteAB(path string, ab AB) error {
 	ab.FormatVersion = ABFormatVersion
-	b, err := json.MarshalIndent(ab, "", "  ")
-	if err != nil {
-		return fmt.Errorf("write A/B comparison %s: %w", path, err)
-	}
-	if err := atomicfile.WriteBytes(path, 0o644, append(b, '\n')); err != nil {
-		return fmt.Errorf("write A/B comparison %s: %w", path, err)
-	}
-	return nil
+	return writeRecord(path, "A/B comparison", ab)
 }
 
 // ReadAB reads a file written by WriteAB.
 func ReadAB(path string) (AB, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return AB{}, fmt.Errorf("read A/B comparison: %w", err)
-	}
 	var ab AB
-	if err := json.Unmarshal(b, &ab); err != nil {
-		return AB{}, fmt.Errorf("read A/B comparison %s: %w", path, err)
+	if err := readRecord(path, "A/B comparison", &ab); err != nil {
+		return AB{}, err
 	}
 	if ab.FormatVersion < 1 || ab.FormatVersion > ABFormatVersion {
 		return AB{}, fmt.Errorf("read A/B comparison %s: format_version %d is not supported (this reader knows 1 to %d)", path, ab.FormatVersion, ABFormatVersion)
@@ -182,4 +171,31 @@ func confidenceOf(ab AB) float64 {
 		return ab.Metrics[0].Confidence
 	}
 	return 0.95
+}
+
+// writeRecord writes v as indented JSON to path atomically: the one way
+// the run's JSON records (the A/B comparison, the load ramp) are
+// written. what names the record in errors.
+func writeRecord(path, what string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write %s %s: %w", what, path, err)
+	}
+	if err := atomicfile.WriteBytes(path, 0o644, append(b, '\n')); err != nil {
+		return fmt.Errorf("write %s %s: %w", what, path, err)
+	}
+	return nil
+}
+
+// readRecord reads the JSON record at path into v; the caller checks
+// its format version.
+func readRecord(path, what string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", what, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("read %s %s: %w", what, path, err)
+	}
+	return nil
 }

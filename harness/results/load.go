@@ -1,14 +1,11 @@
 package results
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/shakenfist/kerbside-latency/harness/atomicfile"
 )
 
 // LoadSuffix ends latency-<run>-load.json; LoadPlotSuffix its curve.
@@ -141,25 +138,14 @@ type LoadCPU struct {
 // WriteLoad writes latency-<run>-load.json atomically.
 func WriteLoad(path string, l Load) error {
 	l.FormatVersion = LoadFormatVersion
-	b, err := json.MarshalIndent(l, "", "  ")
-	if err != nil {
-		return fmt.Errorf("write the load ramp %s: %w", path, err)
-	}
-	if err := atomicfile.WriteBytes(path, 0o644, append(b, '\n')); err != nil {
-		return fmt.Errorf("write the load ramp %s: %w", path, err)
-	}
-	return nil
+	return writeRecord(path, "the load ramp", l)
 }
 
 // ReadLoad reads a file written by WriteLoad.
 func ReadLoad(path string) (Load, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Load{}, fmt.Errorf("read the load ramp: %w", err)
-	}
 	var l Load
-	if err := json.Unmarshal(b, &l); err != nil {
-		return Load{}, fmt.Errorf("read the load ramp %s: %w", path, err)
+	if err := readRecord(path, "the load ramp", &l); err != nil {
+		return Load{}, err
 	}
 	if l.FormatVersion != LoadFormatVersion {
 		return Load{}, fmt.Errorf("read the load ramp %s: format_version %d is not supported (this reader knows %d)", path, l.FormatVersion, LoadFormatVersion)
