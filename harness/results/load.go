@@ -5,7 +5,6 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-
 )
 
 // LoadSuffix ends latency-<run>-load.json; LoadPlotSuffix its curve.
