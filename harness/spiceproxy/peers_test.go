@@ -40,6 +40,15 @@ type step struct {
 type conversation struct {
 	link   []step
 	stream [][]byte
+	expect int // the bytes this side expects to read after the link (a size hint)
+}
+
+func streamLen(stream [][]byte) int {
+	n := 0
+	for _, w := range stream {
+		n += len(w)
+	}
+	return n
 }
 
 // transcript is what a peer sent and received.
@@ -83,12 +92,17 @@ func talk(conn net.Conn, cv conversation) transcript {
 			werr = cw.CloseWrite()
 		}
 	})
-	rest, rerr := io.ReadAll(conn)
+	// Under -race every byte a test copies into fresh memory costs the
+	// detector's shadow pages, so the buffers are sized once, not grown.
+	got := bytes.NewBuffer(append(make([]byte, 0, len(tr.got)+cv.expect+bytes.MinRead), tr.got...))
+	_, rerr := got.ReadFrom(conn)
 	wg.Wait()
+	sent := make([]byte, 0, len(tr.sent)+streamLen(cv.stream))
+	tr.sent = append(sent, tr.sent...)
 	for _, w := range cv.stream {
 		tr.sent = append(tr.sent, w...)
 	}
-	tr.got = append(tr.got, rest...)
+	tr.got = got.Bytes()
 	tr.err = errors.Join(werr, rerr)
 	return tr
 }
@@ -146,6 +160,10 @@ func linkReply(rng *rand.Rand, errCode, caps uint32) []byte {
 }
 
 func fill(rng *rand.Rand, b []byte) {
+	for len(b) >= 8 {
+		binary.LittleEndian.PutUint64(b, rng.Uint64())
+		b = b[8:]
+	}
 	for i := range b {
 		b[i] = byte(rng.Uint32())
 	}
@@ -180,7 +198,7 @@ func linkSteps(rng *rand.Rand, spec linkSpec) (client, server []step) {
 // messages is n random server messages with the given header, and the
 // whole of them.
 func messages(rng *rand.Rand, h header, n, maxBody int) ([][]byte, []byte) {
-	var all []byte
+	all := make([]byte, 0, n*(maxBody/2+16))
 	msgs := make([][]byte, n)
 	for i := range msgs {
 		size := rng.IntN(maxBody + 1)
