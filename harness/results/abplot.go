@@ -13,7 +13,6 @@ import (
 	"gonum.org/v1/plot/text"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // ABPlotSuffix ends latency-<run>-ab.png.
@@ -180,7 +179,7 @@ func median(v []float64) float64 {
 // WritePNG renders the panels one above the other, FigureWidth x
 // FigureHeight at FigureDPI.
 func (f *ABFigure) WritePNG(w io.Writer) error {
-	img := vgimg.NewWith(vgimg.UseWH(FigureWidth, FigureHeight), vgimg.UseDPI(FigureDPI), vgimg.UseBackgroundColor(color.White))
+	img := newCanvas()
 	c := draw.New(img)
 	tiles := draw.Tiles{Rows: len(f.Panels), Cols: 1, PadTop: vg.Points(6), PadBottom: vg.Points(6),
 		PadLeft: vg.Points(6), PadRight: vg.Points(12), PadY: vg.Points(18)}
@@ -192,7 +191,7 @@ func (f *ABFigure) WritePNG(w io.Writer) error {
 	for i, p := range f.Panels {
 		p.Draw(canvases[i][0])
 	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
+	if err := encodePNG(w, img); err != nil {
 		return fmt.Errorf("encode A/B plot as PNG: %w", err)
 	}
 	return nil

@@ -10,7 +10,6 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // LoadFigureMarks are what the curve of a ramp marks, in milliseconds
@@ -139,9 +138,9 @@ func BuildLoadCurve(l Load) (*LoadCurve, error) {
 
 // WritePNG renders the curve, FigureWidth x FigureHeight at FigureDPI.
 func (c *LoadCurve) WritePNG(w io.Writer) error {
-	img := vgimg.NewWith(vgimg.UseWH(FigureWidth, FigureHeight), vgimg.UseDPI(FigureDPI), vgimg.UseBackgroundColor(color.White))
+	img := newCanvas()
 	c.Plot.Draw(draw.New(img))
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
+	if err := encodePNG(w, img); err != nil {
 		return fmt.Errorf("encode the load curve as PNG: %w", err)
 	}
 	return nil

@@ -222,6 +222,7 @@ func BenchmarkPlotPNG(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(buf.Len()), "png-bytes")
 }
 
 func TestSeriesBeyondThePaletteDifferInShape(t *testing.T) {
