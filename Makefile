@@ -5,6 +5,12 @@
 # only Go.
 
 GO          ?= go
+# -trimpath keeps the checkout's path out of every build and so out of Go's
+# build cache keys: a fresh clone (CI's, a second checkout) reuses what
+# another compiled instead of compiling the whole tree again. Compiling and
+# linking make test's race-built tests in a fresh clone took 76 s without
+# it and 40 s with it. The go commands the tests run inherit it.
+export GOFLAGS += -trimpath
 RESULTS_DIR ?= $(or $(LATENCY_RESULTS_DIR),results)
 # go test's own timeout. The loadtest stops itself (and cleans up) a
 # minute before it, because a go test timeout kills the binary without
@@ -229,7 +235,7 @@ cloud-test: cloud-up
 	$(GO) build -o bin/ ./fakeryll ./cmd/latency-run ./cmd/latency-sweep
 	@$(GOTESTSUM) --version >/dev/null
 	@t0=$$(date +%s); rm -f $(RESULTS_DIR)/cloud/status; \
-	{ $(DEVCLOUD_ENV) $(DEVCLOUD) exec env DEVCLOUD_DIR=$(DEVCLOUD_DIR) GOFLAGS=-mod=readonly GOPROXY=off \
+	{ $(DEVCLOUD_ENV) $(DEVCLOUD) exec env DEVCLOUD_DIR=$(DEVCLOUD_DIR) GOFLAGS='$(GOFLAGS) -mod=readonly' GOPROXY=off \
 		$(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/cloud/junit.xml --jsonfile $(RESULTS_DIR)/cloud/cloud-test.json --raw-command -- \
 		$(GO) tool test2json -t -p latency bin/cloud.test -test.v=test2json -test.count=1 -test.timeout 20m -test.run '^TestCloud'; \
 		echo $$? > $(RESULTS_DIR)/cloud/status; } 2>&1 | tee $(RESULTS_DIR)/cloud/cloud-test.log; \
