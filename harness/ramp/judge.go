@@ -70,10 +70,10 @@ func LoadFailure(sessions int, err error) (cause string, ok bool) {
 		err   error
 		cause string
 	}{
-		{measure.ErrStall, "the measured console stalled (no draw for presses it had answered, then a burst)"},
+		{measure.ErrStall, "the measured console stalled"},
 		{measure.ErrLateDraws, "the measured console's draws came after the window, press after press"},
 		{measure.ErrNoDraws, "no draw answered the measured console's presses"},
-		{measure.ErrBackground, "the measured console's repaints came apart into draws no key could be said to cause"},
+		{measure.ErrBackground, "the measured console's repaints came apart into draws no key caused"},
 	} {
 		if errors.Is(err, f.err) {
 			return f.cause, true
