@@ -165,6 +165,7 @@ func (r *Ramp) Run(ctx context.Context) error {
 	keys := 0
 	var runErr error
 	failed := -1 // the lowest step a block failed at because of its load
+	skipped := 0
 	for _, b := range r.Plan {
 		if ctx.Err() != nil {
 			runErr = context.Cause(ctx)
@@ -174,6 +175,7 @@ func (r *Ramp) Run(ctx context.Context) error {
 			break
 		}
 		if failed >= 0 && b.Step >= failed {
+			skipped++
 			continue // load only grows: nothing at or above a step the console could not be measured at
 		}
 		rb := RampBlock{Block: b}
@@ -218,8 +220,7 @@ func (r *Ramp) Run(ctx context.Context) error {
 			break
 		}
 	}
-	if failed >= 0 {
-		skipped := len(r.Plan) - len(r.Blocks)
+	if skipped > 0 {
 		r.logger.Warn("blocks not taken: a step at or below theirs could not be measured", "blocks", skipped, "from_sessions", r.Cfg.Ramp.Steps[failed])
 	}
 	// One guest: its counter must hold every key sent (settleKeys took
