@@ -223,6 +223,7 @@ type rig struct {
 	keys    *fakeKeys
 	failAt  int
 	fail    func(sessions int) error
+	round   int // the first round whose blocks fail
 	lost    int // keys the failing block loses
 	failCPU []host.ProcessCPU
 }
@@ -248,7 +249,7 @@ var blockStart = time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)
 func (g *rig) block(_ context.Context, b ramp.Block, keys *int) (measure.Result, results.HostBlock, error) {
 	rng := rand.New(rand.NewPCG(uint64(b.Index+1), 7))
 	res := measure.Result{Start: blockStart.Add(time.Duration(b.Index) * time.Second), StopReason: measure.StopSamplesReached}
-	n, failing := b.Samples, g.failAt >= 0 && b.Sessions >= g.failAt
+	n, failing := b.Samples, g.failAt >= 0 && b.Sessions >= g.failAt && b.Round >= g.round
 	var err error
 	if failing {
 		n, err, res.StopReason = 3, g.fail(b.Sessions), measure.StopStall
@@ -332,6 +333,7 @@ func TestRampAStepThatCannotBeMeasuredIsOverloaded(t *testing.T) {
 	assert.Contains(t, strings.Join(out.Console.Sidecar.Errors, "\n"), "went on below them")
 
 	t.Run("target at or above it fails", func(t *testing.T) {
+		t.Parallel()
 		g := newRig(t, []int{0, 8, 16, 32}, 30)
 		g.failAt, g.fail = 16, stall
 		g.r.Cfg.Ramp.Target, g.r.Cfg.Ramp.TargetSet = 16, true
@@ -342,6 +344,7 @@ func TestRampAStepThatCannotBeMeasuredIsOverloaded(t *testing.T) {
 		assert.Contains(t, l.Reasons[0], "LATENCY_LOAD_TARGET=16")
 	})
 	t.Run("target below it passes", func(t *testing.T) {
+		t.Parallel()
 		g := newRig(t, []int{0, 8, 16, 32}, 30)
 		g.failAt, g.fail = 16, stall
 		g.r.Cfg.Ramp.Target, g.r.Cfg.Ramp.TargetSet = 8, true
@@ -350,6 +353,7 @@ func TestRampAStepThatCannotBeMeasuredIsOverloaded(t *testing.T) {
 		assert.False(t, l.Fails, "%v", l.Reasons)
 	})
 	t.Run("on a saturated host it is host-bound", func(t *testing.T) {
+		t.Parallel()
 		g := newRig(t, []int{0, 8, 16, 32}, 30)
 		g.failAt, g.fail = 16, stall
 		g.failCPU = []host.ProcessCPU{{Role: "harness", CPUS: 0.6}, {Role: "generator", CPUS: 1.0}, {Role: "qemu", CPUS: 0.3}}
@@ -362,7 +366,22 @@ func TestRampAStepThatCannotBeMeasuredIsOverloaded(t *testing.T) {
 		assert.False(t, l.Steps[2].Overloaded)
 		assert.NotEmpty(t, l.Steps[2].Failure)
 	})
+	t.Run("a lower step failing in a later round", func(t *testing.T) {
+		// 0,8,16 then 16,8(fails),0: 16 ran in full but is above it.
+		g := newRig(t, []int{0, 8, 16}, 30)
+		g.failAt, g.fail, g.round = 8, stall, 1
+		require.NoError(t, g.r.Run(t.Context()))
+		assert.Equal(t, []int{0, 8, 16, 16, 8, 0}, g.sessionsTaken())
+		l := g.r.Judge()
+		assert.Equal(t, ramp.Overloaded, l.Verdict, "%v", l.Reasons)
+		require.NotNil(t, l.Overloaded)
+		assert.Equal(t, 8, *l.Overloaded)
+		assert.False(t, l.Steps[2].NotRun, "16 took both its blocks")
+		assert.False(t, l.Steps[2].Above || l.Steps[2].Within || l.Steps[2].TooFew, "but is not judged above a failed step")
+		assert.False(t, l.Steps[1].NotRun, "8 took both its blocks, the second failed")
+	})
 	t.Run("more keys lost than went unanswered is an error", func(t *testing.T) {
+		t.Parallel()
 		g := newRig(t, []int{0, 8, 16}, 30)
 		g.failAt, g.fail, g.lost = 16, stall, 5
 		err := g.r.Run(t.Context())
@@ -394,6 +413,7 @@ func TestRampEndsOnAFailureThatIsNotTheLoads(t *testing.T) {
 		})
 	}
 	t.Run("a stall at the baseline", func(t *testing.T) {
+		t.Parallel()
 		g := newRig(t, []int{0, 8}, 30)
 		g.failAt, g.fail = 0, stall
 		require.Error(t, g.r.Run(t.Context()), "no load at the baseline: its failure is the console's")

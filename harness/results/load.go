@@ -184,6 +184,7 @@ func WriteLoadTable(w io.Writer, l Load) error {
 	fmt.Fprintf(tw, "load ramp\t%s: %s busy sessions (%s, %s each) beside the measured console, all through the proxy %s; %d rounds, knee margin %.1f ms\n",
 		l.RunID, l.Source, l.Activity, bitRate(l.RateBitsPerS), l.Proxy, l.Rounds, 1000*l.MaxAddedS)
 	fmt.Fprintf(tw, "sessions\tsamples\tfirst p50\tp95\trepaint p50\tp95\tp95 added [%.0f%% CI]\tmisses\tMB/s\tCPU (cores)\thost\n", 100*l.Confidence)
+	failedBelow := false // a step below this one failed at its load
 	for i, s := range l.Steps {
 		added := fmt.Sprintf("%+.1f [%+.1f, %+.1f]", 1000*s.P95AddedS, 1000*s.P95AddedCIS[0], 1000*s.P95AddedCIS[1])
 		switch {
@@ -197,6 +198,8 @@ func WriteLoadTable(w io.Writer, l Load) error {
 			added = "not run"
 		case s.NotRun:
 			added = "not run in full"
+		case failedBelow:
+			added = "not judged (above a failed step)"
 		case s.TooFew:
 			added = "too few samples"
 		}
@@ -214,6 +217,7 @@ func WriteLoadTable(w io.Writer, l Load) error {
 		fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%d\t%.2f\t%s\t%s\n", s.Sessions, s.Repaint.Samples,
 			1000*s.FirstDraw.P50S, 1000*s.FirstDraw.P95S, 1000*s.Repaint.P50S, 1000*s.Repaint.P95S, added, s.Misses,
 			s.BytesPerS/1e6, strings.Join(cpu, ", "), hostCol)
+		failedBelow = failedBelow || s.Failure != ""
 	}
 	for _, s := range l.Steps {
 		switch {

@@ -160,6 +160,16 @@ func TestLoadRecordsAnOverloadedStep(t *testing.T) {
 	assert.Contains(t, c.Plot.Title.Text, "overloaded")
 	require.NoError(t, WriteLoadPlot(filepath.Join(t.TempDir(), LoadPlotName("r1")), l))
 
+	t.Run("a step above it that ran in full is not judged", func(t *testing.T) {
+		l := overloadedLoad()
+		l.Steps[3] = LoadStep{Sessions: 32, Blocks: 2, Repaint: LoadFigure{Samples: 40, P95S: 0.03}}
+		var b bytes.Buffer
+		require.NoError(t, WriteLoadTable(&b, l))
+		assert.Regexp(t, `(?m)^32 +40 .* not judged \(above a failed step\) `, b.String())
+		c, err := BuildLoadCurve(l)
+		require.NoError(t, err)
+		assert.Len(t, c.Marks.Lines["repaint p95"], 2)
+	})
 	t.Run("on a saturated host", func(t *testing.T) {
 		l := overloadedLoad()
 		l.Steps[2].Overloaded, l.Steps[2].Saturated = false, "everything but the proxy took 1.90 of 2 cores"

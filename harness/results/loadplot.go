@@ -39,7 +39,7 @@ type LoadCurve struct {
 // and p95 against sessions, each point with its interval, the threshold
 // (the baseline's repaint p95 plus the margin), the knee, and the lowest
 // step that failed at its load ("overloaded: <cause>"; its partial
-// samples are not drawn, they are no figure of the step).
+// samples, and the steps above it, are not drawn: they are not judged).
 func BuildLoadCurve(l Load) (*LoadCurve, error) {
 	var measured []LoadStep
 	var failed *LoadStep
@@ -47,7 +47,7 @@ func BuildLoadCurve(l Load) (*LoadCurve, error) {
 		if s.Failure != "" && failed == nil {
 			failed = &l.Steps[i]
 		}
-		if s.Repaint.Samples > 0 && s.Failure == "" && !s.NotRun {
+		if s.Repaint.Samples > 0 && failed == nil && !s.NotRun {
 			measured = append(measured, s)
 		}
 	}
