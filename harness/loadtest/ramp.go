@@ -258,7 +258,13 @@ func (r *Ramp) Run(ctx context.Context) error {
 			m.BlockStarts = append(m.BlockStarts, b.Result.Start)
 		}
 	}
-	m.KeysCounted, m.KeysSent, m.KeysSeen = counted, keys, seen
+	// keys counts those lost in blocks that failed at their load as
+	// never sent (settleKeys): the record says what was sent.
+	lost := 0
+	for _, b := range r.Blocks {
+		lost += b.KeysLost
+	}
+	m.KeysCounted, m.KeysSent, m.KeysSeen = counted, keys+lost, seen
 	if runErr != nil && parent.Err() != nil {
 		m.Result.StopReason = measure.StopInterrupted
 	} else if runErr != nil && !m.Result.StopReason.Failed() {
@@ -695,8 +701,12 @@ func (r *Ramp) WriteResults(w io.Writer) (RampWritten, error) {
 	// its sidecar says why, and that the ramp went on below it.
 	for _, b := range r.Blocks {
 		if b.Overload != "" && b.Err != nil {
-			runErrs = append(runErrs, fmt.Errorf("%w (at this load the measured console could not be measured: the ramp took no block at %d sessions or above and went on below them; see %s)",
-				b.Err, b.Sessions, results.LoadName(r.Cfg.RunID)))
+			held := ""
+			if b.KeysLost > 0 {
+				held = fmt.Sprintf("; %d of its key presses never reached the guest", b.KeysLost)
+			}
+			runErrs = append(runErrs, fmt.Errorf("%w (at this load the measured console could not be measured%s: the ramp took no block at %d sessions or above and went on below them; see %s)",
+				b.Err, held, b.Sessions, results.LoadName(r.Cfg.RunID)))
 		}
 	}
 	cr := ConsoleResults{Label: "ramp", Measurement: r.Measurement}

@@ -331,6 +331,10 @@ func TestRampAStepThatCannotBeMeasuredIsOverloaded(t *testing.T) {
 	assert.FileExists(t, out.Plot)
 	assert.Equal(t, results.StopStall, out.Console.Sidecar.StopReason, "the console's own record says what it did")
 	assert.Contains(t, strings.Join(out.Console.Sidecar.Errors, "\n"), "went on below them")
+	assert.Contains(t, strings.Join(out.Console.Sidecar.Errors, "\n"), "2 of its key presses never reached the guest")
+	require.NotNil(t, out.Console.Sidecar.KeysSent)
+	assert.Equal(t, g.keys.sent, *out.Console.Sidecar.KeysSent, "every key sent, those lost too")
+	assert.Equal(t, g.keys.seen(), *out.Console.Sidecar.KeysSeenByGuest)
 
 	t.Run("target at or above it fails", func(t *testing.T) {
 		t.Parallel()
