@@ -41,6 +41,12 @@ type RampBlock struct {
 	Before, After load.Sample
 	// Err is why the block ended early.
 	Err error
+	// Overload is ramp.LoadFailure's cause when the block failed
+	// because of its load ("" otherwise): the ramp went on below it.
+	// KeysLost are the key presses sent in it that never reached the
+	// guest (held or dropped at that load).
+	Overload string
+	KeysLost int
 }
 
 // Ramp is a load ramp run.
@@ -65,6 +71,12 @@ type Ramp struct {
 	// consoleCfg is the measured console's configuration: the run's,
 	// with every step's samples as its target.
 	consoleCfg *config.Config
+	// measureBlock takes one block's samples (r.block when nil; tests
+	// set it to measure without ryll or a guest).
+	measureBlock func(ctx context.Context, b ramp.Block, keys *int) (measure.Result, results.HostBlock, error)
+	// keys is the guest's key counter when a test sets it (else the
+	// guest's own).
+	keys keyCounter
 }
 
 // SetupRamp checks what it can, boots the guest, starts the proxy under
@@ -130,9 +142,14 @@ func SetupRamp(ctx context.Context, cfg *config.Config, opts Options) *Ramp {
 }
 
 // Run takes the plan's blocks in order, setting the busy sessions
-// before each, until every block is taken, one fails, ctx ends or
-// LATENCY_MAX_DURATION passes. It returns the first error that ended
-// it.
+// before each, until every block is taken, ctx ends,
+// LATENCY_MAX_DURATION passes or a block fails for any reason but its
+// load. A block that fails because of its load (ramp.LoadFailure: the
+// measured console could not be measured with that many sessions) is
+// the ramp's answer, not its end: Run records it on the block, takes no
+// further block at that step or above (load only grows), and finishes
+// the rounds of the steps below; Judge says what it means. It returns
+// the first error that ended it (never the load's).
 func (r *Ramp) Run(ctx context.Context) error {
 	if r.SetupErr != nil {
 		return r.SetupErr
@@ -141,8 +158,14 @@ func (r *Ramp) Run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeoutCause(ctx, r.Cfg.Measure.MaxDuration,
 		fmt.Errorf("the ramp reached LATENCY_MAX_DURATION=%s short of its blocks", r.Cfg.Measure.MaxDuration))
 	defer cancel()
+	measureBlock := r.measureBlock
+	if measureBlock == nil {
+		measureBlock = r.block
+	}
 	keys := 0
 	var runErr error
+	failed := -1 // the lowest step a block failed at because of its load
+	skipped := 0
 	for _, b := range r.Plan {
 		if ctx.Err() != nil {
 			runErr = context.Cause(ctx)
@@ -150,6 +173,10 @@ func (r *Ramp) Run(ctx context.Context) error {
 				runErr = interrupted(parent, fmt.Sprintf("the ramp, after %d of %d blocks", len(r.Blocks), len(r.Plan)))
 			}
 			break
+		}
+		if failed >= 0 && b.Step >= failed {
+			skipped++
+			continue // load only grows: nothing at or above a step the console could not be measured at
 		}
 		rb := RampBlock{Block: b}
 		err := r.Rig.Source.Set(ctx, b.Sessions)
@@ -162,15 +189,30 @@ func (r *Ramp) Run(ctx context.Context) error {
 			runErr = rb.Err
 			break
 		}
-		rb.Result, rb.Host, err = r.block(ctx, b, &keys)
+		rb.Result, rb.Host, err = measureBlock(ctx, b, &keys)
 		after, serr := r.Rig.Source.Sample(ctx)
 		if p, perr := r.Rig.Proxy.Process(); perr == nil && p.Pid > 0 {
 			p.Role = ramp.ProxyRole
 			after.Processes = append(after.Processes, p)
 		}
 		rb.After = after
+		// The load's failure is the measurement's alone, in a ramp still
+		// running: an interrupt racing it may be what failed it.
+		cause, overloaded := ramp.LoadFailure(b.Sessions, err)
+		overloaded = overloaded && serr == nil && ctx.Err() == nil
 		if err = errors.Join(err, serr); err != nil {
 			rb.Err = fmt.Errorf("block %d, %d busy sessions: %w", b.Index+1, b.Sessions, err)
+		}
+		switch {
+		case overloaded:
+			rb.Overload = cause
+			if failed < 0 || b.Step < failed {
+				failed = b.Step
+			}
+			r.logger.Error("the measured console could not be measured at this load: the ramp takes no block at this step or above (load only grows) and finishes the steps below",
+				"block", b.Index+1, "sessions", b.Sessions, "cause", cause, "err", rb.Err)
+			runErr = r.settleKeys(ctx, &rb, &keys)
+		case rb.Err != nil:
 			runErr = rb.Err
 		}
 		r.Blocks = append(r.Blocks, rb)
@@ -178,12 +220,16 @@ func (r *Ramp) Run(ctx context.Context) error {
 			break
 		}
 	}
-	// One guest: its counter must hold every key sent.
+	if skipped > 0 {
+		r.logger.Warn("blocks not taken: a step at or below theirs could not be measured", "blocks", skipped, "from_sessions", r.Cfg.Ramp.Steps[failed])
+	}
+	// One guest: its counter must hold every key sent (settleKeys took
+	// what a block that failed at its load held or lost).
 	seen, counted := 0, false
-	if r.Guest.CountsKeys() {
+	if kc := r.counter(); kc != nil {
 		kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), keyTimeout)
 		var err error
-		seen, err = r.Guest.KeysSeen(kctx)
+		seen, err = kc.KeysSeen(kctx)
 		kcancel()
 		counted = err == nil
 		switch {
@@ -193,20 +239,32 @@ func (r *Ramp) Run(ctx context.Context) error {
 			runErr = errors.Join(runErr, fmt.Errorf("the guest counted %d key presses, the ramp sent %d: keys were lost or doubled on the way", seen, keys))
 		}
 	}
-	if err := r.sink.Close(); err != nil {
-		runErr = errors.Join(runErr, err)
+	var m *Measurement
+	if r.sink != nil {
+		if err := r.sink.Close(); err != nil {
+			runErr = errors.Join(runErr, err)
+		}
+		m = &Measurement{CSVPath: r.sink.CSV.Path(), PressesPath: r.sink.Presses.Path()}
+	} else {
+		m = &Measurement{}
 	}
 	var res []measure.Result
 	for _, b := range r.Blocks {
 		res = append(res, b.Result)
 	}
-	m := &Measurement{Result: measure.Merge(res...), CSVPath: r.sink.CSV.Path(), PressesPath: r.sink.Presses.Path()}
+	m.Result = measure.Merge(res...)
 	for _, b := range r.Blocks[min(1, len(r.Blocks)):] {
 		if !b.Result.Start.IsZero() {
 			m.BlockStarts = append(m.BlockStarts, b.Result.Start)
 		}
 	}
-	m.KeysCounted, m.KeysSent, m.KeysSeen = counted, keys, seen
+	// keys counts those lost in blocks that failed at their load as
+	// never sent (settleKeys): the record says what was sent.
+	lost := 0
+	for _, b := range r.Blocks {
+		lost += b.KeysLost
+	}
+	m.KeysCounted, m.KeysSent, m.KeysSeen = counted, keys+lost, seen
 	if runErr != nil && parent.Err() != nil {
 		m.Result.StopReason = measure.StopInterrupted
 	} else if runErr != nil && !m.Result.StopReason.Failed() {
@@ -215,6 +273,83 @@ func (r *Ramp) Run(ctx context.Context) error {
 	r.Measurement = m
 	r.Err = runErr
 	return runErr
+}
+
+// keyCounter is the guest's key counter (console.Console's).
+type keyCounter interface {
+	CountsKeys() bool
+	KeysSeen(ctx context.Context) (int, error)
+}
+
+// counter is the guest's key counter; nil when it has none.
+func (r *Ramp) counter() keyCounter {
+	if r.keys != nil {
+		return r.keys
+	}
+	if r.Guest == nil || !r.Guest.CountsKeys() {
+		return nil
+	}
+	return r.Guest
+}
+
+// keySettle bounds the wait for the guest's key counter to stop moving
+// after a block that failed at its load; keyStill is how long it must
+// stay still.
+const (
+	keySettle = 10 * time.Second
+	keyStill  = time.Second
+)
+
+// settleKeys follows a block that failed at its load: keys sent into an
+// overloaded proxy may still be on their way, or lost, when the block
+// ends. It waits (bounded) for the guest's counter to stay still, then
+// takes its count as the keys sent so far, so the blocks below are
+// checked against what the guest really has, and says so on the block.
+// A guest that counted more keys than were sent, or fewer by more than
+// the block's unanswered presses, is an error: that is no load's doing.
+func (r *Ramp) settleKeys(ctx context.Context, rb *RampBlock, keys *int) error {
+	kc := r.counter()
+	if kc == nil {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, keySettle)
+	defer cancel()
+	last, still := -1, time.Time{}
+	for {
+		n, err := kc.KeysSeen(sctx)
+		switch {
+		case err != nil && sctx.Err() != nil && last >= 0:
+			// The bound passed while it still moved: take the last count.
+		case err != nil:
+			return fmt.Errorf("read the guest's key count after block %d: %w", rb.Index+1, err)
+		case n != last:
+			last, still = n, time.Now()
+		}
+		if err != nil || time.Since(still) >= keyStill {
+			break
+		}
+		select {
+		case <-sctx.Done():
+		case <-time.After(keyStill / 5):
+		}
+	}
+	unanswered := 0
+	for _, p := range rb.Result.Presses {
+		if p.Verdict != measure.VerdictSample {
+			unanswered++
+		}
+	}
+	switch lost := *keys - last; {
+	case lost < 0:
+		return fmt.Errorf("the guest counted %d key presses after block %d, the ramp sent %d: keys were doubled on the way", last, rb.Index+1, *keys)
+	case lost > unanswered:
+		return fmt.Errorf("the guest counted %d key presses after block %d, the ramp sent %d: %d lost, more than the block's %d unanswered presses", last, rb.Index+1, *keys, lost, unanswered)
+	case lost > 0:
+		rb.KeysLost = lost
+		r.logger.Warn("key presses held or lost in a block that failed at its load", "block", rb.Index+1, "lost", lost, "unanswered", unanswered)
+		*keys = last
+	}
+	return nil
 }
 
 // block starts ryll on the measured console, takes the block's samples
@@ -326,6 +461,11 @@ func (r *Ramp) Teardown(ctx context.Context) error {
 type stepOf struct {
 	sessions int
 	blocks   []RampBlock
+	// planned is how many blocks the plan gave the step; notRun says
+	// some were not taken because it or a step below it failed at its
+	// load.
+	planned int
+	notRun  bool
 }
 
 // steps groups the blocks taken by step, in the order of the steps.
@@ -334,8 +474,18 @@ func (r *Ramp) steps() []stepOf {
 	for i, s := range r.Cfg.Ramp.Steps {
 		out[i].sessions = s
 	}
+	for _, b := range r.Plan {
+		out[b.Step].planned++
+	}
+	failed := len(out)
 	for _, b := range r.Blocks {
 		out[b.Step].blocks = append(out[b.Step].blocks, b)
+		if b.Overload != "" {
+			failed = min(failed, b.Step)
+		}
+	}
+	for i := failed; i < len(out); i++ {
+		out[i].notRun = len(out[i].blocks) < out[i].planned
 	}
 	return out
 }
@@ -343,8 +493,17 @@ func (r *Ramp) steps() []stepOf {
 // rampStep is one step's figures: what harness/ramp judges, and what
 // the record shows.
 func rampStep(s stepOf, want int) (ramp.Step, results.LoadStep) {
-	st := ramp.Step{Sessions: s.sessions, Want: want}
-	ls := results.LoadStep{Sessions: s.sessions, Blocks: len(s.blocks)}
+	st := ramp.Step{Sessions: s.sessions, Want: want, NotRun: s.notRun}
+	ls := results.LoadStep{Sessions: s.sessions, Blocks: len(s.blocks), NotRun: s.notRun}
+	for _, b := range s.blocks {
+		if b.Overload != "" {
+			st.Failed = failedBlock(b)
+			ls.FailureError = b.Err.Error()
+			if b.KeysLost > 0 {
+				ls.FailureError += fmt.Sprintf(" (%d of its key presses never reached the guest)", b.KeysLost)
+			}
+		}
+	}
 	var hosts []results.HostBlock
 	cpu := map[string]float64{}
 	var roles []string
@@ -402,6 +561,21 @@ func rampStep(s stepOf, want int) (ramp.Step, results.LoadStep) {
 	return st, ls
 }
 
+// failedBlock is a block that failed at its load, with its own host
+// figures, as harness/ramp judges it.
+func failedBlock(b RampBlock) *ramp.FailedBlock {
+	f := &ramp.FailedBlock{Block: b.Index + 1, Cause: b.Overload, HostBusy: b.Host.BusyReasons}
+	if b.Err != nil {
+		f.Err = b.Err.Error()
+	}
+	if d := b.Host.EndTime.Sub(b.Host.StartTime).Seconds(); d > 0 {
+		for _, c := range b.Host.CPU {
+			f.CPU = append(f.CPU, ramp.RoleCPU{Role: c.Role, Share: c.CPUS / d})
+		}
+	}
+	return f
+}
+
 // Judge is the ramp's record: every step's figures, the knee and the
 // verdict (harness/ramp), and what ended the ramp early.
 func (r *Ramp) Judge() results.Load {
@@ -439,10 +613,15 @@ func (r *Ramp) Judge() results.Load {
 		ls.P95AddedS, ls.P95AddedCIS = sj.P95AddedS, sj.P95AddedCIS
 		ls.Above, ls.Within, ls.TooFew = sj.Above, sj.Within, sj.TooFew
 		ls.LoadCores, ls.Saturated = sj.LoadCores, sj.Saturated
+		ls.Failure, ls.Overloaded = sj.Failure, sj.Overloaded
 	}
 	if j.Knee >= 0 {
 		k := j.Knee
 		out.Knee = &k
+	}
+	if j.Overloaded >= 0 {
+		o := j.Overloaded
+		out.Overloaded = &o
 	}
 	out.Verdict, out.Fails, out.Reasons = j.Verdict, j.Fails, j.Reasons
 	for _, err := range []error{r.SetupErr, r.Err} {
@@ -516,6 +695,18 @@ func (r *Ramp) WriteResults(w io.Writer) (RampWritten, error) {
 	for _, err := range []error{r.SetupErr, r.Err} {
 		if err != nil {
 			runErrs = append(runErrs, err)
+		}
+	}
+	// A block that failed at its load gave the console's stop reason:
+	// its sidecar says why, and that the ramp went on below it.
+	for _, b := range r.Blocks {
+		if b.Overload != "" && b.Err != nil {
+			held := ""
+			if b.KeysLost > 0 {
+				held = fmt.Sprintf("; %d of its key presses never reached the guest", b.KeysLost)
+			}
+			runErrs = append(runErrs, fmt.Errorf("%w (at this load the measured console could not be measured%s: the ramp took no block at %d sessions or above and went on below them; see %s)",
+				b.Err, held, b.Sessions, results.LoadName(r.Cfg.RunID)))
 		}
 	}
 	cr := ConsoleResults{Label: "ramp", Measurement: r.Measurement}

@@ -11,7 +11,9 @@
 // with no load. Here the margin must be proven (the lower end of a
 // bootstrap interval of the p95 difference above it), so that noise
 // never makes a knee, and a host that saturated before the proxy did is
-// named instead of a knee of the proxy.
+// named instead of a knee of the proxy. A step at which the measured
+// console cannot be measured at all (LoadFailure) is the proxy's limit
+// too: the ramp climbs no further, and the knee is at or below it.
 package ramp
 
 import (

@@ -1,11 +1,16 @@
 package ramp
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/shakenfist/kerbside-latency/harness/measure"
 )
 
 func TestPlanInterleavesRoundsAndSplitsSamples(t *testing.T) {
@@ -224,4 +229,138 @@ func TestJudgeNoKneeFromATailTheIntervalCannotProve(t *testing.T) {
 	assert.LessOrEqual(t, j.Steps[1].P95AddedCIS[0], rules.MaxAdded, "its interval's lower end is not")
 	assert.Equal(t, NoKnee, j.Verdict, "%v", j.Reasons)
 	assert.Equal(t, -1, j.Knee)
+}
+
+// overloadAt marks step i as failed at its load in its block block, on
+// a host that kept up, and every step above it as not run.
+func overloadAt(st []Step, i, block int) []Step {
+	st[i].Failed = &FailedBlock{Block: block, Cause: "the measured console stalled", Err: "stall: press 4 got no draw for 3s",
+		CPU: []RoleCPU{{"harness", 0.2}, {"qemu", 0.3}, {ProxyRole, 1.0}}}
+	st[i].Repaint = st[i].Repaint[:len(st[i].Repaint)/3]
+	for k := i; k < len(st); k++ {
+		st[k].NotRun = true
+	}
+	for k := i + 1; k < len(st); k++ {
+		st[k].Repaint, st[k].FirstDraw = nil, nil
+	}
+	return st
+}
+
+func TestJudgeAStepTheProxyCouldNotCarryBoundsTheKnee(t *testing.T) {
+	flat := func() []Step {
+		return steps(map[int]float64{0: 0.020, 8: 0.021, 16: 0.021, 32: 0.020}, []int{0, 8, 16, 32}, 40)
+	}
+	j := Judge(overloadAt(flat(), 2, 3), rules)
+	assert.Equal(t, Overloaded, j.Verdict, "%v", j.Reasons)
+	assert.Equal(t, 16, j.Overloaded)
+	assert.Equal(t, -1, j.Knee, "no step below it is proven above the margin")
+	assert.False(t, j.Fails, "without a target the limit is reported, as a knee is, not failed")
+	require.Len(t, j.Steps, 4)
+	assert.True(t, j.Steps[2].Overloaded)
+	assert.Contains(t, j.Steps[2].Failure, "stalled (block 3)")
+	assert.False(t, j.Steps[2].TooFew, "a step that failed is not judged short: it is the answer")
+	assert.True(t, j.Steps[3].NotRun)
+	assert.False(t, j.Steps[3].TooFew, "a step above it that was not run is not judged")
+	assert.True(t, j.Steps[1].Within)
+	assert.Contains(t, j.Reasons[0], "overloaded at 16 sessions")
+	assert.Contains(t, j.Reasons[0], "at or below 16 sessions")
+	assert.Contains(t, j.Reasons[0], "not run (load only grows)")
+
+	t.Run("target at or above it fails", func(t *testing.T) {
+		for _, target := range []int{16, 32} {
+			r := rules
+			r.Target, r.TargetSet = target, true
+			j := Judge(overloadAt(flat(), 2, 3), r)
+			assert.True(t, j.Fails, "target %d", target)
+			assert.Equal(t, Overloaded, j.Verdict)
+			assert.Contains(t, j.Reasons[0], "could not carry 16 sessions")
+		}
+	})
+	t.Run("target below it passes when proven", func(t *testing.T) {
+		r := rules
+		r.Target, r.TargetSet = 8, true
+		j := Judge(overloadAt(flat(), 2, 3), r)
+		assert.False(t, j.Fails, "%v", j.Reasons)
+		assert.Equal(t, Overloaded, j.Verdict)
+	})
+	t.Run("target below it unproven is inconclusive", func(t *testing.T) {
+		st := overloadAt(flat(), 2, 3)
+		st[1].Repaint = st[1].Repaint[:10]
+		r := rules
+		r.Target, r.TargetSet = 8, true
+		j := Judge(st, r)
+		assert.True(t, j.Fails)
+		assert.Equal(t, Inconclusive, j.Verdict, "%v", j.Reasons)
+	})
+	t.Run("a knee below it stays the knee", func(t *testing.T) {
+		st := steps(map[int]float64{0: 0.020, 8: 0.050, 16: 0.090, 32: 0.090}, []int{0, 8, 16, 32}, 40)
+		j := Judge(overloadAt(st, 2, 3), rules)
+		assert.Equal(t, Knee, j.Verdict, "%v", j.Reasons)
+		assert.Equal(t, 8, j.Knee)
+		assert.Equal(t, -1, j.Overloaded)
+		assert.Contains(t, j.Reasons[1], "at 16 sessions the measured console could not be measured")
+	})
+	t.Run("the lowest failed step decides", func(t *testing.T) {
+		st := overloadAt(flat(), 2, 3)
+		st[3].Failed = &FailedBlock{Block: 4, Cause: "no draw"}
+		j := Judge(st, rules)
+		assert.Equal(t, 16, j.Overloaded)
+	})
+	t.Run("a short step below it does not move the bound", func(t *testing.T) {
+		st := overloadAt(flat(), 2, 3)
+		st[1].Repaint = st[1].Repaint[:10]
+		j := Judge(st, rules)
+		assert.Equal(t, Overloaded, j.Verdict, "the knee is at or below 16 whatever 8 did")
+		assert.Contains(t, j.Reasons[0], "8 sessions: 10 samples")
+	})
+}
+
+func TestJudgeAFailureOnABusyHostIsHostBound(t *testing.T) {
+	st := overloadAt(steps(map[int]float64{0: 0.020, 8: 0.021, 16: 0.021}, []int{0, 8, 16}, 40), 2, 3)
+	st[2].Failed.CPU = []RoleCPU{{"harness", 0.5}, {"generator", 1.0}, {"qemu", 0.4}, {ProxyRole, 0.1}}
+	j := Judge(st, rules)
+	assert.Equal(t, HostBound, j.Verdict, "%v", j.Reasons)
+	assert.True(t, j.Fails)
+	assert.Equal(t, -1, j.Overloaded, "never overloaded on a saturated host")
+	assert.False(t, j.Steps[2].Overloaded)
+	assert.NotEmpty(t, j.Steps[2].Failure, "what happened is still said")
+	assert.Contains(t, j.Reasons[0], "not the proxy's limit")
+	assert.Contains(t, j.Reasons[0], "during the block that failed")
+
+	t.Run("by the host's own rule", func(t *testing.T) {
+		st := overloadAt(steps(map[int]float64{0: 0.020, 8: 0.021}, []int{0, 8}, 40), 1, 2)
+		st[1].Failed.HostBusy = []string{"the harness's timer lag p99 was 12.0 ms"}
+		r := rules
+		r.Target, r.TargetSet = 8, true
+		j := Judge(st, r)
+		assert.Equal(t, HostBound, j.Verdict)
+		assert.Contains(t, j.Reasons[0], "timer lag")
+	})
+}
+
+func TestLoadFailureTellsTheLoadFromEverythingElse(t *testing.T) {
+	for name, tc := range map[string]struct {
+		sessions int
+		err      error
+		load     bool
+	}{
+		"stall":              {16, fmt.Errorf("block 3: %w: press 4", measure.ErrStall), true},
+		"late draws":         {16, fmt.Errorf("%w", measure.ErrLateDraws), true},
+		"no draws":           {16, errors.Join(fmt.Errorf("%w", measure.ErrNoDraws), errors.New("the guest counted 3 key presses")), true},
+		"background":         {16, fmt.Errorf("%w: 40 draws", measure.ErrBackground), true},
+		"at the baseline":    {0, fmt.Errorf("%w", measure.ErrStall), false},
+		"interrupted":        {16, fmt.Errorf("interrupted: %w", context.Canceled), false},
+		"max duration":       {16, fmt.Errorf("%w (cause: LATENCY_MAX_DURATION)", context.DeadlineExceeded), false},
+		"ryll exited":        {16, errors.New("ryll exited during the run: exit status 2"), false},
+		"connection lost":    {16, fmt.Errorf("the control connection to ryll was lost: %w", measure.ErrSourceClosed), false},
+		"no error":           {16, nil, false},
+		"interrupted stall":  {16, errors.Join(measure.ErrStall, context.Canceled), false},
+		"setup of the block": {16, errors.New("start ryll: no such file"), false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cause, ok := LoadFailure(tc.sessions, tc.err)
+			assert.Equal(t, tc.load, ok)
+			assert.Equal(t, tc.load, cause != "", "a cause exactly when it is the load's")
+		})
+	}
 }

@@ -3,6 +3,7 @@ package results
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -19,8 +20,14 @@ func LoadName(run string) string { return FilePrefix + run + LoadSuffix }
 // LoadPlotName is the curve of a load ramp: latency-<run>-load.png.
 func LoadPlotName(run string) string { return FilePrefix + run + LoadPlotSuffix }
 
-// LoadFormatVersion is the format of latency-<run>-load.json.
-const LoadFormatVersion = 1
+// LoadFormatVersion is the format of latency-<run>-load.json. 2 added
+// the overloaded step (Load.Overloaded, LoadStep.Failure, Overloaded,
+// NotRun) and the verdict "overloaded"; a format 1 record reads as one
+// without them.
+const LoadFormatVersion = 2
+
+// loadFormatsRead are the formats ReadLoad reads.
+var loadFormatsRead = []int{1, LoadFormatVersion}
 
 // Load is the latency-<run>-load.json file: the measured console's two
 // keypress figures at each step of busy sessions beside it, what the
@@ -59,8 +66,13 @@ type Load struct {
 	// Knee is the sessions of the first step whose repaint p95 is proven
 	// above the baseline's by MaxAddedS; null when none is.
 	Knee *int `json:"knee"`
-	// Verdict is no-knee, knee, host-bound or inconclusive (package
-	// ramp); Fails whether the run fails; Reasons say it in words.
+	// Overloaded is the sessions of the lowest step the proxy could not
+	// carry (the measured console could not be measured there, on a
+	// host that kept up): the knee is at or below it. Absent when none.
+	Overloaded *int `json:"overloaded,omitempty"`
+	// Verdict is no-knee, knee, overloaded, host-bound or inconclusive
+	// (package ramp); Fails whether the run fails; Reasons say it in
+	// words.
 	Verdict string   `json:"verdict"`
 	Fails   bool     `json:"fails"`
 	Reasons []string `json:"reasons,omitempty"`
@@ -109,6 +121,19 @@ type LoadStep struct {
 	Saturated string  `json:"saturated,omitempty"`
 	// Host is what the host did during each of the step's blocks.
 	Host *HostRecord `json:"host,omitempty"`
+	// Failure is why a block of the step failed because of its load:
+	// the measured console could not be measured with that many
+	// sessions ("" when none did); FailureError that block's error in
+	// full. Overloaded says the host kept up during it, so the proxy
+	// could not carry the step; without it the host was saturated and
+	// the ramp is host-bound. A failed step is not judged against the
+	// margin.
+	Failure      string `json:"failure,omitempty"`
+	FailureError string `json:"failure_error,omitempty"`
+	Overloaded   bool   `json:"overloaded,omitempty"`
+	// NotRun says some or all of the step's blocks were not taken: it
+	// or a step below it failed at its load, and load only grows.
+	NotRun bool `json:"not_run,omitempty"`
 }
 
 // LoadFigure is one keypress figure at one step: percentiles with
@@ -146,8 +171,8 @@ func ReadLoad(path string) (Load, error) {
 	if err := readRecord(path, "the load ramp", &l); err != nil {
 		return Load{}, err
 	}
-	if l.FormatVersion != LoadFormatVersion {
-		return Load{}, fmt.Errorf("read the load ramp %s: format_version %d is not supported (this reader knows %d)", path, l.FormatVersion, LoadFormatVersion)
+	if !slices.Contains(loadFormatsRead, l.FormatVersion) {
+		return Load{}, fmt.Errorf("read the load ramp %s: format_version %d is not supported (this reader knows %v)", path, l.FormatVersion, loadFormatsRead)
 	}
 	return l, nil
 }
@@ -159,11 +184,22 @@ func WriteLoadTable(w io.Writer, l Load) error {
 	fmt.Fprintf(tw, "load ramp\t%s: %s busy sessions (%s, %s each) beside the measured console, all through the proxy %s; %d rounds, knee margin %.1f ms\n",
 		l.RunID, l.Source, l.Activity, bitRate(l.RateBitsPerS), l.Proxy, l.Rounds, 1000*l.MaxAddedS)
 	fmt.Fprintf(tw, "sessions\tsamples\tfirst p50\tp95\trepaint p50\tp95\tp95 added [%.0f%% CI]\tmisses\tMB/s\tCPU (cores)\thost\n", 100*l.Confidence)
+	failedBelow := false // a step below this one failed at its load
 	for i, s := range l.Steps {
 		added := fmt.Sprintf("%+.1f [%+.1f, %+.1f]", 1000*s.P95AddedS, 1000*s.P95AddedCIS[0], 1000*s.P95AddedCIS[1])
 		switch {
 		case i == 0:
 			added = "baseline"
+		case s.Overloaded:
+			added = "OVERLOADED"
+		case s.Failure != "":
+			added = "failed, host saturated"
+		case s.NotRun && s.Blocks == 0:
+			added = "not run"
+		case s.NotRun:
+			added = "not run in full"
+		case failedBelow:
+			added = "not judged (above a failed step)"
 		case s.TooFew:
 			added = "too few samples"
 		}
@@ -172,16 +208,31 @@ func WriteLoadTable(w io.Writer, l Load) error {
 			cpu = append(cpu, fmt.Sprintf("%s %.2f", c.Role, c.CoreShare))
 		}
 		hostCol := "ok"
-		if s.Saturated != "" {
+		switch {
+		case s.Saturated != "":
 			hostCol = "SATURATED"
+		case s.Blocks == 0:
+			hostCol = "-"
 		}
 		fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%d\t%.2f\t%s\t%s\n", s.Sessions, s.Repaint.Samples,
 			1000*s.FirstDraw.P50S, 1000*s.FirstDraw.P95S, 1000*s.Repaint.P50S, 1000*s.Repaint.P95S, added, s.Misses,
 			s.BytesPerS/1e6, strings.Join(cpu, ", "), hostCol)
+		failedBelow = failedBelow || s.Failure != ""
+	}
+	for _, s := range l.Steps {
+		switch {
+		case s.Overloaded:
+			fmt.Fprintf(tw, "%d sessions\toverloaded: %s\n", s.Sessions, oneLine(s.Failure))
+		case s.Failure != "":
+			fmt.Fprintf(tw, "%d sessions\tfailed on a saturated host (host-bound, not the proxy): %s\n", s.Sessions, oneLine(s.Failure))
+		}
 	}
 	knee := "none"
-	if l.Knee != nil {
+	switch {
+	case l.Knee != nil:
 		knee = fmt.Sprintf("%d sessions", *l.Knee)
+	case l.Overloaded != nil:
+		knee = fmt.Sprintf("at or below %d sessions (the proxy could not carry %d; no step above it was run)", *l.Overloaded, *l.Overloaded)
 	}
 	fmt.Fprintf(tw, "knee\t%s\n", knee)
 	verdict := l.Verdict

@@ -110,3 +110,96 @@ func TestLoadCurveMarksTheThresholdAndTheKnee(t *testing.T) {
 	_, err = BuildLoadCurve(Load{RunID: "r2", Steps: []LoadStep{{Sessions: 0}}})
 	assert.ErrorIs(t, err, ErrNoSamples)
 }
+
+// overloadedLoad is sampleLoad with its 16-session step overloaded (the
+// measured console stalled in its first block) and a 32-session step
+// above it not run.
+func overloadedLoad() Load {
+	l := sampleLoad()
+	s := &l.Steps[2]
+	s.Above, s.P95AddedS, s.P95AddedCIS = false, 0, [2]float64{}
+	s.Repaint.Samples, s.Blocks = 7, 1
+	s.Failure, s.FailureError, s.Overloaded, s.NotRun = "the measured console stalled (block 3)", "block 3, 16 busy sessions: stall: press 8 got no draw for 4.8s", true, true
+	l.Steps = append(l.Steps, LoadStep{Sessions: 32, NotRun: true})
+	over := 16
+	l.Knee, l.Overloaded, l.Verdict = nil, &over, "overloaded"
+	l.Order = []int{0, 8, 16, 8, 0}
+	l.Reasons = []string{"overloaded at 16 sessions: the measured console stalled (block 3): the proxy could not carry them"}
+	return l
+}
+
+func TestLoadRecordsAnOverloadedStep(t *testing.T) {
+	l := overloadedLoad()
+	path := filepath.Join(t.TempDir(), LoadName("r1"))
+	require.NoError(t, WriteLoad(path, l))
+	got, err := ReadLoad(path)
+	require.NoError(t, err)
+	l.FormatVersion = LoadFormatVersion
+	assert.Equal(t, l, got, "the record round-trips")
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Contains(t, string(raw), `"overloaded": 16`)
+	assert.Contains(t, string(raw), `"failure": "the measured console stalled (block 3)"`)
+	assert.Contains(t, string(raw), `"not_run": true`)
+
+	var b bytes.Buffer
+	require.NoError(t, WriteLoadTable(&b, l))
+	out := b.String()
+	assert.Regexp(t, `(?m)^16 +7 .* OVERLOADED `, out)
+	assert.Regexp(t, `(?m)^32 +0 .* not run `, out)
+	assert.Regexp(t, `(?m)^16 sessions +overloaded: the measured console stalled \(block 3\)$`, out)
+	assert.Regexp(t, `(?m)^knee +at or below 16 sessions`, out)
+	assert.Contains(t, out, "ramp verdict  overloaded: ")
+
+	c, err := BuildLoadCurve(l)
+	require.NoError(t, err)
+	assert.Equal(t, 16, c.Marks.Failed)
+	assert.True(t, c.Marks.Overloaded)
+	assert.Len(t, c.Marks.Lines["repaint p95"], 2, "the overloaded step's few samples are no figure of it")
+	assert.GreaterOrEqual(t, c.Plot.X.Max, 16.0, "the overloaded step is on the curve")
+	assert.Contains(t, c.Plot.Title.Text, "overloaded")
+	require.NoError(t, WriteLoadPlot(filepath.Join(t.TempDir(), LoadPlotName("r1")), l))
+
+	t.Run("a step above it that ran in full is not judged", func(t *testing.T) {
+		l := overloadedLoad()
+		l.Steps[3] = LoadStep{Sessions: 32, Blocks: 2, Repaint: LoadFigure{Samples: 40, P95S: 0.03}}
+		var b bytes.Buffer
+		require.NoError(t, WriteLoadTable(&b, l))
+		assert.Regexp(t, `(?m)^32 +40 .* not judged \(above a failed step\) `, b.String())
+		c, err := BuildLoadCurve(l)
+		require.NoError(t, err)
+		assert.Len(t, c.Marks.Lines["repaint p95"], 2)
+	})
+	t.Run("on a saturated host", func(t *testing.T) {
+		l := overloadedLoad()
+		l.Steps[2].Overloaded, l.Steps[2].Saturated = false, "everything but the proxy took 1.90 of 2 cores"
+		l.Overloaded, l.Verdict = nil, "host-bound"
+		var b bytes.Buffer
+		require.NoError(t, WriteLoadTable(&b, l))
+		assert.Contains(t, b.String(), "failed on a saturated host (host-bound, not the proxy)")
+		assert.NotContains(t, b.String(), "OVERLOADED")
+		c, err := BuildLoadCurve(l)
+		require.NoError(t, err)
+		assert.Equal(t, 16, c.Marks.Failed)
+		assert.False(t, c.Marks.Overloaded)
+	})
+}
+
+// A format 1 record, written before a step could be overloaded, still
+// reads: as one without an overloaded step.
+func TestLoadReadsFormatOne(t *testing.T) {
+	path := filepath.Join(t.TempDir(), LoadName("old"))
+	require.NoError(t, os.WriteFile(path, []byte(`{"format_version": 1, "run_id": "old", "source": "synthetic",
+  "steps": [{"sessions": 0, "keypress_to_repaint": {"samples": 20, "p95_s": 0.03}}, {"sessions": 8, "above": true}],
+  "knee": 8, "verdict": "knee", "fails": false, "sidecar": "latency-old.json"}`), 0o644))
+	l, err := ReadLoad(path)
+	require.NoError(t, err)
+	assert.Equal(t, 1, l.FormatVersion)
+	require.NotNil(t, l.Knee)
+	assert.Equal(t, 8, *l.Knee)
+	assert.Nil(t, l.Overloaded)
+	for _, s := range l.Steps {
+		assert.Empty(t, s.Failure)
+		assert.False(t, s.Overloaded || s.NotRun)
+	}
+}

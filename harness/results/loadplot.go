@@ -20,6 +20,11 @@ type LoadFigureMarks struct {
 	Threshold float64
 	// Knee is the knee's sessions; -1 when there is none.
 	Knee int
+	// Failed is the sessions of the lowest step that failed at its load
+	// (overloaded, or on a saturated host); -1 when none did. Overloaded
+	// says which.
+	Failed     int
+	Overloaded bool
 	// Lines names each curve drawn, with its points (sessions, ms).
 	Lines map[string]plotter.XYs
 }
@@ -32,11 +37,17 @@ type LoadCurve struct {
 
 // BuildLoadCurve lays out the curve of l: both keypress figures' p50
 // and p95 against sessions, each point with its interval, the threshold
-// (the baseline's repaint p95 plus the margin) and the knee.
+// (the baseline's repaint p95 plus the margin), the knee, and the lowest
+// step that failed at its load ("overloaded: <cause>"; its partial
+// samples, and the steps above it, are not drawn: they are not judged).
 func BuildLoadCurve(l Load) (*LoadCurve, error) {
 	var measured []LoadStep
-	for _, s := range l.Steps {
-		if s.Repaint.Samples > 0 {
+	var failed *LoadStep
+	for i, s := range l.Steps {
+		if s.Failure != "" && failed == nil {
+			failed = &l.Steps[i]
+		}
+		if s.Repaint.Samples > 0 && failed == nil && !s.NotRun {
 			measured = append(measured, s)
 		}
 	}
@@ -51,7 +62,7 @@ func BuildLoadCurve(l Load) (*LoadCurve, error) {
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Legend.TextStyle.Font.Size = vg.Points(9)
 	p.Add(plotter.NewGrid())
-	c := &LoadCurve{Plot: p, Marks: LoadFigureMarks{Knee: -1, Lines: map[string]plotter.XYs{}}}
+	c := &LoadCurve{Plot: p, Marks: LoadFigureMarks{Knee: -1, Failed: -1, Lines: map[string]plotter.XYs{}}}
 	hi := 0.0
 	curves := []struct {
 		name string
@@ -104,6 +115,9 @@ func BuildLoadCurve(l Load) (*LoadCurve, error) {
 		c.Marks.Lines[cv.name] = pts
 	}
 	xmax := float64(measured[len(measured)-1].Sessions)
+	if failed != nil {
+		xmax = math.Max(xmax, float64(failed.Sessions))
+	}
 	if base := l.Steps[0]; base.Repaint.Samples > 0 {
 		c.Marks.Threshold = 1000 * (base.Repaint.P95S + l.MaxAddedS)
 		thr, err := plotter.NewLine(plotter.XYs{{X: 0, Y: c.Marks.Threshold}, {X: math.Max(xmax, 1), Y: c.Marks.Threshold}})
@@ -130,6 +144,23 @@ func BuildLoadCurve(l Load) (*LoadCurve, error) {
 		k.Width = vg.Points(2)
 		p.Add(k)
 		p.Legend.Add(fmt.Sprintf("knee: %d sessions (%s)", *l.Knee, l.Verdict), k)
+	}
+	if failed != nil {
+		c.Marks.Failed, c.Marks.Overloaded = failed.Sessions, failed.Overloaded
+		f, err := plotter.NewLine(plotter.XYs{{X: float64(failed.Sessions), Y: 0}, {X: float64(failed.Sessions), Y: hi * 1.05}})
+		if err != nil {
+			return nil, err
+		}
+		f.Color = abFailColor
+		label := fmt.Sprintf("overloaded at %d sessions: %s; the knee is at or below", failed.Sessions, failed.Failure)
+		if !failed.Overloaded {
+			f.Color = abInconclusiveColor
+			label = fmt.Sprintf("failed at %d sessions on a saturated host: %s", failed.Sessions, failed.Failure)
+		}
+		f.Width = vg.Points(2)
+		f.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
+		p.Add(f)
+		p.Legend.Add(label, f)
 	}
 	p.X.Min, p.X.Max = 0, math.Max(xmax, 1)*1.05
 	p.Y.Min, p.Y.Max = 0, hi*1.1
