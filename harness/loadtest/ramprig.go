@@ -146,8 +146,10 @@ func cloudRig(opts Options) NewRampRig {
 // and the ramp's host figures, the host-bound verdict among them, cover
 // the harness's host only; Notes say both in the records. Its Router
 // gives the address a busy viewer dials: with LATENCY_LINK, a link of
-// that profile in front of the console (one per address, every
-// connection its own link), else the console itself.
+// that profile in front of the console (one per address the .vv names,
+// every connection its own link, kept until Close: Kerbside's stand-in
+// names a port per console, so a long ramp keeps one listener per busy
+// session it ever started), else the console itself.
 type remoteProxy struct {
 	ctx     context.Context
 	profile *link.Profile
