@@ -60,6 +60,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/remoteconsoles"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/stretchr/testify/assert"
@@ -978,4 +979,110 @@ func fetch(t *testing.T, u string) (int, []byte) {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	require.NoError(t, err)
 	return resp.StatusCode, b
+}
+
+// uploadGuestImage puts our guest running activity into Glance as name
+// (qcow2), in the loadtest's project, and deletes it after the test.
+func uploadGuestImage(t *testing.T, d devCloud, name, activity string) {
+	t.Helper()
+	boot, err := guest.ImageFor(activity)
+	require.NoError(t, err)
+	disk, err := guest.Disk(boot, guest.FormatQCOW2)
+	require.NoError(t, err)
+	ic := serviceClient(t, d.admin, openstack.NewImageV2)
+	im, err := images.Create(t.Context(), ic, images.CreateOpts{Name: name, DiskFormat: "qcow2", ContainerFormat: "bare"}).Extract()
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
+		defer cancel()
+		_ = images.Delete(ctx, ic, im.ID).ExtractErr()
+	})
+	require.NoError(t, imagedata.Upload(t.Context(), ic, im.ID, bytes.NewReader(disk)).ExtractErr())
+	require.Eventually(t, func() bool {
+		got, err := images.Get(t.Context(), ic, im.ID).Extract()
+		return err == nil && got.Status == images.ImageStatusActive
+	}, time.Minute, 200*time.Millisecond, "image %s active", name)
+}
+
+// TestCloudRampBusyServers: a load ramp on the openstack provider (issue
+// 21, "Remote consoles"). The measured console is a vdi-guest server's
+// spice-direct console through the Kerbside stand-in, whose guest is our
+// idle one; the busy sessions are more vdi-guest servers booted from our
+// typing guest (uploaded to Glance by the test), each with a QEMU of its
+// own and its own spice-direct console through the same stand-in, viewed
+// by the harness's cheap SPICE client. Steps 0 and 2, one round, 20
+// samples each (the fewest whose p95 the ramp judges), with
+// LATENCY_LINK=lan in front of every console. It checks what the run
+// says of itself, not the latency (a shared host): the proxy is Kerbside,
+// remote, its CPU not measured (no "proxy" CPU, no zero that passes for
+// one), the host figures are the harness's host only, the busy servers'
+// bytes come from their viewers (none at the baseline, some at 2), every
+// busy console was a .vv of the stand-in's, and no server of the run, busy
+// or measured, is left in Nova. About 60 s on the dev cloud.
+func TestCloudRampBusyServers(t *testing.T) {
+	d := theDevCloud(t)
+	_, _ = binaries(t)
+	ks := guestFarEnd(t, d)
+	busyImage := "latency-cloudtest-typing-" + randomSuffix(t)
+	uploadGuestImage(t, d, busyImage, guest.ActivityTyping)
+
+	env := realEnv(d.member)
+	env["LATENCY_FLAVOR"] = d.info["DEVCLOUD_FLAVOR_GUEST"]
+	env["LATENCY_LOAD"] = "0,2"
+	env["LATENCY_LOAD_REPEAT"] = "1"
+	env["LATENCY_LOAD_IMAGE"] = busyImage
+	env["LATENCY_SAMPLES"] = "20"
+	env["LATENCY_LINK"] = "lan"
+	t0 := time.Now()
+	o := runLoadtest(t, env)
+	t.Attr("ramp_s", strconv.FormatFloat(time.Since(t0).Seconds(), 'f', 1, 64))
+
+	l, err := results.ReadLoad(filepath.Join(o.dir, results.LoadName(o.runID)))
+	require.NoError(t, err, "the ramp's record")
+	assert.Empty(t, l.Errors)
+	assert.Equal(t, "openstack", l.Source)
+	assert.Contains(t, l.Activity, busyImage, "the busy servers do what their image does, said so")
+	assert.Contains(t, l.Proxy, "Kerbside")
+	assert.Contains(t, l.Proxy, "not measured")
+	assert.Equal(t, []int{0, 2}, l.Order)
+	require.Len(t, l.Steps, 2)
+	for _, s := range l.Steps {
+		assert.Equal(t, 20, s.Repaint.Samples, "%d busy servers: LATENCY_SAMPLES", s.Sessions)
+		assert.NotNil(t, s.Host, "host figures per step")
+		var roles []string
+		for _, c := range s.CPU {
+			roles = append(roles, c.Role)
+		}
+		assert.Contains(t, roles, "harness")
+		assert.NotContains(t, roles, "proxy", "Kerbside's CPU is not measured: no figure for it")
+	}
+	assert.Zero(t, l.Steps[0].BytesPerS, "no busy server at the baseline")
+	assert.Positive(t, l.Steps[1].BytesPerS, "the busy servers' viewers read their displays")
+	reasons := strings.Join(l.Reasons, "; ")
+	assert.Contains(t, reasons, "Kerbside, remote: its CPU is not measured")
+	assert.Contains(t, reasons, "this harness's host only")
+	switch l.Verdict {
+	case "no-knee", "knee", "host-bound":
+	default:
+		t.Errorf("verdict %s (%v): want no-knee, knee, or host-bound on a busy host", l.Verdict, l.Reasons)
+	}
+	assert.Equal(t, l.Fails, o.exitCode != 0, "the exit code says the verdict (%s)", l.Verdict)
+	assert.Contains(t, o.output, "ramp verdict")
+	assert.Contains(t, o.output, "through the proxy Kerbside (remote")
+
+	// Two busy servers, named and viewed as guestload makes them.
+	for _, i := range []string{"0", "1"} {
+		assert.Regexp(t, `msg="busy server flowing" .*server=`+regexp.QuoteMeta(cloud.ServerNamePrefix+o.runID+"-l"+i)+" ", o.output)
+	}
+	assert.Contains(t, o.output, `msg="link in front of the console"`, "LATENCY_LINK in front of the measured console")
+	assert.Regexp(t, `msg="link in front of the busy consoles" .*profile="lan `, o.output, "and in front of the busy viewers")
+	fx, st := ks.Fetches(), ks.Stats()
+	t.Logf("stand-in: %+v, fetches %+v", st, fx)
+	// The measured console's .vv passwords are one-time: one at boot
+	// (console.Open), one when the ramp took the console, one for its
+	// second block; then one per busy server.
+	assert.Equal(t, 5, fx.VV, "a .vv per block of the measured console and one per busy server")
+	assert.Zero(t, st.Denied)
+	assertNoServerLeft(t, d, o.runID)
+	assertNoSecrets(t, d, o, ks.Secrets()...)
 }

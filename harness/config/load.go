@@ -18,13 +18,16 @@ type Ramp struct {
 	// leaves it out).
 	Steps []int
 	// Source makes the busy sessions: "synthetic" (SPICE sessions of
-	// our own) or "qemu" (guests running Activity).
+	// our own), "qemu" (guests running Activity) or "openstack" (more
+	// servers booted from LATENCY_LOAD_IMAGE, each viewed through its
+	// own console through Kerbside).
 	Source string
 	// Activity is what a busy session's display does: typing, scroll
-	// or video.
+	// or video; on openstack, whatever the busy servers' image does
+	// (said so, with the image's name).
 	Activity string
 	// Rate is each synthetic session's display bit rate, in bits per
-	// second.
+	// second; 0 on openstack (the image sets it).
 	Rate int64
 	// Repeat is how many interleaved rounds of all the steps the ramp
 	// takes (each step's LATENCY_SAMPLES split over them).
@@ -36,27 +39,40 @@ type Ramp struct {
 	Target    int
 	TargetSet bool
 	// Proxy is the proxy under test (LATENCY_PROXY, parsed once) for the
-	// measured console and every busy session.
+	// measured console and every busy session; unused on openstack,
+	// where the proxy under test is Kerbside (Remote).
 	Proxy spiceproxy.Mode
+	// Remote is set on openstack: the proxy under test is Kerbside,
+	// whatever the spice-direct consoles point at, not a process of
+	// ours, so its CPU is not measured here.
+	Remote bool
 }
 
 // The sources and activities of busy sessions.
 const (
 	LoadSynthetic = "synthetic"
 	LoadQemu      = "qemu"
+	LoadOpenStack = "openstack"
 )
 
 // loadActivities are LATENCY_LOAD_ACTIVITY's values.
 var loadActivities = []string{"typing", "scroll", "video"}
 
 // loadLoad reads LATENCY_LOAD and its settings. A ramp needs the qemu
-// provider (our guest behind our proxy) and refuses to run with an A/B,
-// several consoles or a metric other than a keypress figure; its
-// settings without LATENCY_LOAD are mistakes, said so.
+// provider (our guest behind our proxy) or the openstack provider (the
+// server's console through Kerbside, with more servers as the busy
+// sessions), and refuses to run with an A/B, several consoles or a
+// metric other than a keypress figure; its settings without
+// LATENCY_LOAD, and those that mean nothing to the provider, are
+// mistakes, said so here, before anything is provisioned.
 func loadLoad(p *parser, c *Config) {
 	steps := strings.TrimSpace(p.raw("LATENCY_LOAD"))
+	defSource := LoadSynthetic
+	if c.Provider == ProviderOpenStack {
+		defSource = LoadOpenStack
+	}
 	l := &Ramp{
-		Source:   p.str("LATENCY_LOAD_SOURCE", LoadSynthetic),
+		Source:   p.str("LATENCY_LOAD_SOURCE", defSource),
 		Activity: p.str("LATENCY_LOAD_ACTIVITY", "video"),
 		Repeat:   p.positiveInt("LATENCY_LOAD_REPEAT", 2),
 		MaxAdded: p.duration("LATENCY_LOAD_MAX_ADDED", 10*time.Millisecond, true),
@@ -91,25 +107,17 @@ func loadLoad(p *parser, c *Config) {
 	}
 	c.Ramp = l
 	l.Steps = p.steps("LATENCY_LOAD", steps)
-	if l.Source != LoadSynthetic && l.Source != LoadQemu {
-		p.failName("LATENCY_LOAD_SOURCE", "LATENCY_LOAD_SOURCE=%q: want synthetic (SPICE sessions of our own) or qemu (guests running LATENCY_LOAD_ACTIVITY)", l.Source)
-	}
-	if !contains(loadActivities, l.Activity) {
-		p.failName("LATENCY_LOAD_ACTIVITY", "LATENCY_LOAD_ACTIVITY=%q: want typing, scroll or video", l.Activity)
-	}
-	if proxy == "" {
-		proxy = "nodelay"
-	}
-	m, err := spiceproxy.Parse(proxy)
-	if err != nil {
-		p.failName("LATENCY_PROXY", "LATENCY_PROXY: %v", err)
-	}
-	l.Proxy = m
 	if c.AB != nil {
 		p.failf("LATENCY_LOAD runs a load ramp and LATENCY_B_* an A/B: one run does one of them; unset LATENCY_LOAD or every LATENCY_B_* variable")
 	}
-	if c.Provider != ProviderQemu {
-		p.failf("LATENCY_LOAD needs LATENCY_PROVIDER=qemu (our guest behind our own proxy, with the busy sessions through the same proxy); it is %s, which the ramp does not support yet", c.Provider)
+	switch c.Provider {
+	case ProviderQemu:
+		loadLocalRamp(p, l, proxy)
+	case ProviderOpenStack:
+		loadCloudRamp(p, c, l, proxy)
+	default:
+		p.failf("LATENCY_LOAD needs LATENCY_PROVIDER=qemu (our guest behind our own proxy, with the busy sessions through the same proxy) "+
+			"or openstack (the server's console through Kerbside, with more servers as the busy sessions); it is %s, which the ramp does not support", c.Provider)
 	}
 	if c.Consoles > 1 {
 		p.failf("LATENCY_LOAD measures one console while busy sessions run beside it: LATENCY_CONSOLES=%d is not supported with it", c.Consoles)
@@ -124,6 +132,64 @@ func loadLoad(p *parser, c *Config) {
 				mc.Samples, n, least, mc.MaxDuration)
 		}
 	}
+}
+
+// loadLocalRamp checks a qemu ramp's source, activity and proxy under
+// test (ours, LATENCY_PROXY).
+func loadLocalRamp(p *parser, l *Ramp, proxy string) {
+	if l.Source != LoadSynthetic && l.Source != LoadQemu {
+		hint := ""
+		if l.Source == LoadOpenStack {
+			hint = " (openstack boots busy servers in a cloud: it needs LATENCY_PROVIDER=openstack)"
+		}
+		p.failName("LATENCY_LOAD_SOURCE", "LATENCY_LOAD_SOURCE=%q: want synthetic (SPICE sessions of our own) or qemu (guests running LATENCY_LOAD_ACTIVITY)%s", l.Source, hint)
+	}
+	if !contains(loadActivities, l.Activity) {
+		p.failName("LATENCY_LOAD_ACTIVITY", "LATENCY_LOAD_ACTIVITY=%q: want typing, scroll or video", l.Activity)
+	}
+	if proxy == "" {
+		proxy = "nodelay"
+	}
+	m, err := spiceproxy.Parse(proxy)
+	if err != nil {
+		p.failName("LATENCY_PROXY", "LATENCY_PROXY: %v", err)
+	}
+	l.Proxy = m
+}
+
+// loadCloudRamp checks an openstack ramp: the measured console is the
+// server's spice-direct console and the busy sessions are more servers
+// (LATENCY_LOAD_IMAGE), each through its own console; the proxy under
+// test is Kerbside, whatever those consoles point at. What only our own
+// proxy or our own sessions have is refused, naming why: a synthetic or
+// qemu session of ours cannot be put through Kerbside (it proxies the
+// consoles of the cloud's servers only), LATENCY_PROXY would be a second
+// proxy nobody measures, and the busy servers do what their image does.
+func loadCloudRamp(p *parser, c *Config, l *Ramp, proxy string) {
+	l.Remote = true
+	if l.Source != LoadOpenStack {
+		p.failName("LATENCY_LOAD_SOURCE", "LATENCY_LOAD_SOURCE=%q with LATENCY_PROVIDER=openstack: the proxy under test is Kerbside, which proxies "+
+			"the consoles of the cloud's servers only, so our own synthetic or qemu sessions cannot cross it; want openstack "+
+			"(more servers booted from LATENCY_LOAD_IMAGE, the default here)", l.Source)
+	}
+	if proxy != "" {
+		p.failName("LATENCY_PROXY", "LATENCY_PROXY=%q with LATENCY_PROVIDER=openstack: the proxy under test is Kerbside (whatever the "+
+			"spice-direct consoles point at), not one of ours; unset LATENCY_PROXY", proxy)
+	}
+	if v := strings.TrimSpace(p.raw("LATENCY_LOAD_ACTIVITY")); v != "" {
+		p.failName("LATENCY_LOAD_ACTIVITY", "LATENCY_LOAD_ACTIVITY=%q with LATENCY_PROVIDER=openstack: the busy servers do what their image "+
+			"does; choose an activity image with LATENCY_LOAD_IMAGE and unset LATENCY_LOAD_ACTIVITY", v)
+	}
+	if v := strings.TrimSpace(p.raw("LATENCY_LOAD_RATE")); v != "" {
+		p.failName("LATENCY_LOAD_RATE", "LATENCY_LOAD_RATE=%q with LATENCY_PROVIDER=openstack: it is the synthetic sessions' rate; "+
+			"the busy servers send what their image draws (unset it)", v)
+	}
+	if c.Cloud.Console != "spice-direct" {
+		p.failName("LATENCY_OPENSTACK_CONSOLE", "LATENCY_OPENSTACK_CONSOLE=%s with LATENCY_LOAD: the busy servers load Kerbside, "+
+			"and the direct leg measures around it; an openstack ramp measures the spice-direct console (unset it)", c.Cloud.Console)
+	}
+	l.Activity = "as the image " + c.Cloud.LoadImage + " does"
+	l.Rate = 0
 }
 
 // maxLoadSessions bounds a step: more sessions than one host carries

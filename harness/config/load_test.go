@@ -86,3 +86,65 @@ func TestRampProblems(t *testing.T) {
 		})
 	}
 }
+
+// An openstack ramp: the measured console through Kerbside, more servers
+// as the busy sessions; its source is openstack by default.
+func TestRampOpenStack(t *testing.T) {
+	c, err := Load(env(map[string]string{"LATENCY_PROVIDER": "openstack", "LATENCY_LOAD": "0,2", "LATENCY_LOAD_IMAGE": "busy-video",
+		"LATENCY_LINK": "rtt=20ms"}))
+	require.NoError(t, err)
+	require.NotNil(t, c.Ramp)
+	r := c.Ramp
+	assert.Equal(t, []int{0, 2}, r.Steps)
+	assert.Equal(t, LoadOpenStack, r.Source, "openstack is the default source with the openstack provider")
+	assert.True(t, r.Remote, "the proxy under test is Kerbside, not ours")
+	assert.Equal(t, "as the image busy-video does", r.Activity, "the busy servers' activity is their image's, said so")
+	assert.Zero(t, r.Rate, "no synthetic rate on openstack")
+	require.NotNil(t, c.Link, "LATENCY_LINK works with an openstack ramp")
+
+	c, err = Load(env(map[string]string{"LATENCY_PROVIDER": "openstack", "LATENCY_LOAD": "0,2", "LATENCY_LOAD_SOURCE": "openstack"}))
+	require.NoError(t, err)
+	assert.Equal(t, "as the image uefi-latency-guest does", c.Ramp.Activity, "LATENCY_LOAD_IMAGE defaults to LATENCY_IMAGE")
+
+	c, err = Load(env(map[string]string{"LATENCY_PROVIDER": "qemu", "LATENCY_LOAD": "0,2"}))
+	require.NoError(t, err)
+	assert.False(t, c.Ramp.Remote, "on qemu the proxy under test is ours")
+}
+
+// Every refusal of an openstack ramp happens in Load, naming why, before
+// anything is provisioned.
+func TestRampOpenStackProblems(t *testing.T) {
+	os := func(kv ...string) map[string]string {
+		m := map[string]string{"LATENCY_PROVIDER": "openstack", "LATENCY_LOAD": "0,2"}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want []string
+	}{
+		"synthetic source": {os("LATENCY_LOAD_SOURCE", "synthetic"), []string{"LATENCY_LOAD_SOURCE=\"synthetic\" with LATENCY_PROVIDER=openstack", "cannot cross it"}},
+		"qemu source":      {os("LATENCY_LOAD_SOURCE", "qemu"), []string{"LATENCY_LOAD_SOURCE=\"qemu\"", "Kerbside"}},
+		"a proxy of ours":  {os("LATENCY_PROXY", "nodelay"), []string{"LATENCY_PROXY=\"nodelay\" with LATENCY_PROVIDER=openstack", "the proxy under test is Kerbside"}},
+		"an activity":      {os("LATENCY_LOAD_ACTIVITY", "video"), []string{"LATENCY_LOAD_ACTIVITY", "LATENCY_LOAD_IMAGE"}},
+		"a rate":           {os("LATENCY_LOAD_RATE", "1mbit"), []string{"LATENCY_LOAD_RATE", "synthetic sessions' rate"}},
+		"the direct leg":   {os("LATENCY_OPENSTACK_CONSOLE", "direct"), []string{"LATENCY_OPENSTACK_CONSOLE=direct with LATENCY_LOAD"}},
+		"several consoles": {os("LATENCY_CONSOLES", "2"), []string{"LATENCY_CONSOLES=2 is not supported"}},
+		"an A/B":           {os("LATENCY_B_PROVIDER", "openstack"), []string{"one run does one of them"}},
+		"openstack on qemu": {map[string]string{"LATENCY_PROVIDER": "qemu", "LATENCY_LOAD": "0,2", "LATENCY_LOAD_SOURCE": "openstack"},
+			[]string{"it needs LATENCY_PROVIDER=openstack"}},
+		"the fake provider": {map[string]string{"LATENCY_PROVIDER": "fake", "LATENCY_LOAD": "0,2"}, []string{"LATENCY_LOAD needs LATENCY_PROVIDER=qemu", "or openstack"}},
+		"several at once": {os("LATENCY_LOAD_SOURCE", "synthetic", "LATENCY_PROXY", "nagle"),
+			[]string{"LATENCY_LOAD_SOURCE", "LATENCY_PROXY=\"nagle\""}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Load(env(tc.env))
+			require.Error(t, err)
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}

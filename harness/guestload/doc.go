@@ -13,7 +13,10 @@
 //     like the measured console's server, so make sweep finds any that a
 //     crash left), each with its own spice-direct console fetched through
 //     Kerbside: the .vv's tls-port, CA, host-subject and one-time
-//     password are what its Client links with.
+//     password are what its Client links with. An openstack load ramp
+//     (LATENCY_LOAD with LATENCY_PROVIDER=openstack; harness/loadtest's
+//     cloudRig) makes its busy sessions with it, from CloudConfigFrom,
+//     with a Router only when LATENCY_LINK puts a link in front of them.
 //
 // Both share one pool of sessions (pool.go): Set starts sessions in
 // parallel with a bound and returns once each has read a draw, or rolls

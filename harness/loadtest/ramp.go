@@ -114,13 +114,28 @@ func SetupRamp(ctx context.Context, cfg *config.Config, opts Options) *Ramp {
 	r.Guest.Secrets = append(r.Guest.Secrets, opts.Secrets...)
 	newRig := opts.RampRig
 	if newRig == nil {
-		newRig = processRig
+		newRig = rigFor(cfg, opts)
 	}
 	if r.Rig, err = newRig(context.WithoutCancel(ctx), cfg, logger.With("component", "ramp")); err != nil {
 		r.SetupErr = fmt.Errorf("the proxy under test and the busy sessions: %w", err)
 		return r
 	}
-	if r.Console, err = console.Routed(ctx, r.Guest, r.Rig.Proxy.Router(), r.Rig.Proxy.Describe(), logger); err != nil {
+	if rc.Remote {
+		// openstack: the measured console is the server's spice-direct
+		// console through Kerbside, asked for again per block (its .vv
+		// passwords are one-time) as an A/B's B leg is, behind
+		// LATENCY_LINK's link.
+		if r.Console, err = console.SameServer(ctx, r.Guest, copts); err != nil {
+			r.SetupErr = fmt.Errorf("the measured console through Kerbside: %w", err)
+			return r
+		}
+		if cfg.Link != nil {
+			if err = r.Console.PutLink(ctx, *cfg.Link); err != nil {
+				r.SetupErr = err
+				return r
+			}
+		}
+	} else if r.Console, err = console.Routed(ctx, r.Guest, r.Rig.Proxy.Router(), r.Rig.Proxy.Describe(), logger); err != nil {
 		r.SetupErr = err
 		return r
 	}
@@ -358,6 +373,14 @@ func (r *Ramp) block(ctx context.Context, b ramp.Block, keys *int) (measure.Resu
 	opts := r.opts
 	opts.Logger = r.logger.With("block", b.Index+1, "sessions", b.Sessions)
 	opts.AppendRyllLog = len(r.Blocks) > 0
+	if len(r.Blocks) > 0 {
+		// A one-time console (Kerbside's) is asked for again per block.
+		copts := r.opts.Console
+		copts.Logger = opts.Logger
+		if err := r.Console.Refresh(ctx, copts); err != nil {
+			return measure.Result{}, results.HostBlock{}, err
+		}
+	}
 	sess, err := attachBlock(ctx, r.consoleCfg, r.Console, r.pf, opts)
 	defer func() {
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -589,6 +612,8 @@ func (r *Ramp) Judge() results.Load {
 	}
 	if r.Rig.Proxy != nil {
 		out.Proxy = r.Rig.Proxy.Describe()
+	} else if rc.Remote {
+		out.Proxy = remoteDescription // the rig never started: still Kerbside, not LATENCY_PROXY's default
 	}
 	if r.Console != nil {
 		out.Console = r.Console.Describe()
@@ -636,6 +661,10 @@ func (r *Ramp) Judge() results.Load {
 	}
 	if r.pidless() {
 		out.Reasons = append(out.Reasons, "the proxy and the synthetic sessions ran inside the harness: their CPU is the harness's")
+	}
+	// A remote proxy (Kerbside) says what the ramp could not measure.
+	if n, ok := r.Rig.Proxy.(interface{ Notes() []string }); ok {
+		out.Reasons = append(out.Reasons, n.Notes()...)
 	}
 	return out
 }

@@ -181,8 +181,12 @@ func ReadLoad(path string) (Load, error) {
 // row per step, then the verdict.
 func WriteLoadTable(w io.Writer, l Load) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "load ramp\t%s: %s busy sessions (%s, %s each) beside the measured console, all through the proxy %s; %d rounds, knee margin %.1f ms\n",
-		l.RunID, l.Source, l.Activity, bitRate(l.RateBitsPerS), l.Proxy, l.Rounds, 1000*l.MaxAddedS)
+	rate := bitRate(l.RateBitsPerS) + " each"
+	if l.RateBitsPerS == 0 {
+		rate = "each at its own rate" // busy servers: what their image draws
+	}
+	fmt.Fprintf(tw, "load ramp\t%s: %s busy sessions (%s, %s) beside the measured console, all through the proxy %s; %d rounds, knee margin %.1f ms\n",
+		l.RunID, l.Source, l.Activity, rate, l.Proxy, l.Rounds, 1000*l.MaxAddedS)
 	fmt.Fprintf(tw, "sessions\tsamples\tfirst p50\tp95\trepaint p50\tp95\tp95 added [%.0f%% CI]\tmisses\tMB/s\tCPU (cores)\thost\n", 100*l.Confidence)
 	failedBelow := false // a step below this one failed at its load
 	for i, s := range l.Steps {
