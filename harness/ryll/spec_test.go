@@ -125,8 +125,20 @@ func TestChildEnvIsAnAllowList(t *testing.T) {
 	assert.ErrorContains(t, err, "refused", "OS_ names are refused whatever their case")
 }
 
+// shortTempDir is a private TMPDIR for a test that makes a control
+// socket: t.TempDir's path carries the test's name, and under a TMPDIR of
+// some length (CI's, a nested mktemp) the socket's path would pass the
+// 103-byte limit that makeSocketDir refuses.
+func shortTempDir(t *testing.T) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "s")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	t.Setenv("TMPDIR", dir)
+}
+
 func TestMakeSocketDirIsPrivate(t *testing.T) {
-	t.Setenv("TMPDIR", t.TempDir())
+	shortTempDir(t)
 	dir, path, err := makeSocketDir()
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
@@ -146,7 +158,7 @@ func TestConsoleFileForIPv6(t *testing.T) {
 // made only after those of harnesses that died are removed (the sweep
 // itself is harness/tmpdir's, tested there).
 func TestStaleSocketDirsOfDeadHarnessesAreSwept(t *testing.T) {
-	t.Setenv("TMPDIR", t.TempDir())
+	shortTempDir(t)
 	// A pid that is surely dead: a child we started and reaped.
 	cmd := exec.Command("true")
 	require.NoError(t, cmd.Run())
