@@ -3,14 +3,19 @@
 package latency
 
 import (
+	"fmt"
 	"maps"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/shakenfist/kerbside-latency/harness/results"
+	"github.com/shakenfist/kerbside-latency/harness/stats"
 )
 
 // TestRealLaneActivityRects is issue 21's rect matching on the real lane
@@ -65,9 +70,49 @@ func TestRealLaneActivityRects(t *testing.T) {
 	assert.Contains(t, noRectOut.output, "no rect")
 	assert.Contains(t, noRectOut.output, "LATENCY_ACTIVITY=idle")
 
-	if why := append(busy(idle), busy(video)...); len(why) > 0 {
+	// The video guest's own bursts (TCG, 700+ frames/s) keep the harness's
+	// timer late now and then even on a quiet host (p99 8 ms, 5 of 80
+	// samples late, host 19% busy), so the product rightly calls its run
+	// busy. The samples it names as taken while it was late are left out;
+	// the rest are compared, if most are on time and nothing else was busy.
+	var why []string
+	for _, r := range append(busy(idle), busy(video)...) {
+		if !strings.Contains(r, "timer lag") {
+			why = append(why, r)
+		}
+	}
+	idleOn, videoOn := onTimeFirstDraws(t, idleOut, idle), onTimeFirstDraws(t, videoOut, video)
+	for name, on := range map[string][]float64{"idle": idleOn, "video": videoOn} {
+		if len(on) < 60 {
+			why = append(why, fmt.Sprintf("%s: only %d of 80 samples taken while the harness was on time", name, len(on)))
+		}
+	}
+	if len(why) > 0 {
 		t.Skipf("first-draw medians idle %.2f ms, video %.2f ms, but the host was too busy to compare them to 5 ms (%s): run make test-ab on a quieter host",
 			1000*idle.FirstDraw.P50, 1000*video.FirstDraw.P50, strings.Join(why, "; "))
 	}
-	assert.InDelta(t, 1000*idle.FirstDraw.P50, 1000*video.FirstDraw.P50, 5, "first-draw medians (ms): video with rects against idle")
+	slices.Sort(idleOn)
+	slices.Sort(videoOn)
+	idleP50, videoP50 := stats.Percentile(idleOn, 50), stats.Percentile(videoOn, 50)
+	t.Logf("first draw p50 of the samples taken while the harness was on time: idle %.2f ms (%d), video %.2f ms (%d)", idleP50, len(idleOn), videoP50, len(videoOn))
+	assert.InDelta(t, idleP50, videoP50, 5, "first-draw medians (ms): video with rectangles against idle")
+}
+
+// onTimeFirstDraws is a run's first draws in ms, without those its
+// sidecar names as taken while the harness was late.
+func onTimeFirstDraws(t *testing.T, o outcome, s results.Sidecar) []float64 {
+	t.Helper()
+	rows, err := results.ReadPresses(filepath.Join(o.dir, results.PressesName(o.runID)))
+	require.NoError(t, err)
+	var late []int
+	if s.Host != nil {
+		late = s.Host.LatePresses
+	}
+	var out []float64
+	for _, r := range rows {
+		if r.Verdict == results.PressSample && r.Answered && !slices.Contains(late, r.Number) {
+			out = append(out, float64(r.FirstDraw)/float64(time.Millisecond))
+		}
+	}
+	return out
 }
