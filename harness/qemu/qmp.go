@@ -277,7 +277,14 @@ func (q *QMP) write(ctx context.Context, line []byte) error {
 		return err
 	}
 	if err != nil {
-		return fmt.Errorf("send: %w", err)
+		// The socket refused the line (QEMU gone: EPIPE, ECONNRESET) or
+		// took part of it: either way the stream is over, and the call
+		// says so as every call on a closed connection does, whether or
+		// not the reader has seen the close yet.
+		err = fmt.Errorf("%w: send: %w", ErrQMPClosed, err)
+		q.fail(err)
+		_ = q.conn.Close()
+		return err
 	}
 	return nil
 }

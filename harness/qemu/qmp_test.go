@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -428,6 +429,27 @@ func TestQMPPeerGoneFailsPendingCalls(t *testing.T) {
 		})
 		q := dial(t, path)
 		assert.NoError(t, q.Execute(t.Context(), "quit", nil, nil))
+	})
+	// QEMU killed: the command's write can fail (EPIPE) before the reader
+	// sees the end. The call still says the connection closed, and the
+	// next one does too.
+	t.Run("a write refused before the reader sees the end", func(t *testing.T) {
+		shut, release := make(chan struct{}), make(chan struct{})
+		path := serveQMP(t, func(f *fakeQMP) error {
+			if err := f.conn.(*net.UnixConn).CloseRead(); err != nil {
+				return err
+			}
+			close(shut)
+			<-release
+			return nil
+		})
+		q := dial(t, path)
+		defer close(release)
+		<-shut
+		err := q.Execute(t.Context(), "query-status", nil, nil)
+		require.ErrorIs(t, err, ErrQMPClosed)
+		assert.ErrorIs(t, err, syscall.EPIPE)
+		assert.ErrorIs(t, q.Execute(t.Context(), "query-status", nil, nil), ErrQMPClosed, "the connection stays closed")
 	})
 }
 
