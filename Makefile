@@ -86,12 +86,6 @@ test: unit loadtest-short loadtest-real
 # with them, 163 s with -p 4 and 130 s with both, on a quiet 2-core
 # machine.
 #
-# Where QEMU is installed, the real lane's quick end-to-end cases (a wrong
-# password, no cloud, QEMU killed mid-run: they judge how a run ends, never
-# a figure) run among them (LATENCY_E2E_REAL=quick), each on a guest of its
-# own: after the unit tests they added 25 s of waiting to make test.
-E2E_REAL := $(if $(shell command -v qemu-system-x86_64 2>/dev/null),quick,0)
-#
 # go test starts packages in the order it is given them, so the longest
 # (about a minute each, most of it waiting on children) go first: listed
 # last, as in ./..., harness/loadtest started at 92 s and ran alone for the
@@ -105,9 +99,7 @@ SLOW_PKGS := ./harness/loadtest . ./harness/guest ./harness/loadrig ./fixtures/f
 # a quarter less. Debug a test with plain go test.
 unit:
 	@mkdir -p $(RESULTS_DIR)
-	@if [ "$(E2E_REAL)" != quick ]; then \
-		echo "SKIPPED: the real SPICE lane's quick end-to-end cases need QEMU: apt-get install -y qemu-system-x86"; fi
-	LATENCY_E2E_REAL=$(E2E_REAL) $(GOTESTSUM) --format pkgname --junitfile $(RESULTS_DIR)/junit-unit.xml -- -race -ldflags=-w -count=1 -p 4 -parallel 4 -timeout 15m $(SLOW_PKGS) ./...
+	$(GOTESTSUM) --format pkgname --junitfile $(RESULTS_DIR)/junit-unit.xml -- -race -ldflags=-w -count=1 -p 4 -parallel 4 -timeout 15m $(SLOW_PKGS) ./...
 
 # The loadtest is compiled first and run under cmd/latency-run, which
 # keeps gotestsum and test2json out of reach of a signal to the whole
@@ -140,6 +132,12 @@ loadtest-real:
 	@$(MAKE) --no-print-directory loadtest-bin
 	@mkdir -p $(RESULTS_DIR)/real
 	$(REAL_LOADTEST_ENV) $(call LATENCY_RUN,$(RESULTS_DIR)/real/junit.xml,10m)
+	@# The real lane's quick end-to-end cases (the direct and file
+	@# providers, a wrong password, QEMU killed mid-run), after the unit
+	@# tests, side by side: each has a guest of its own. The A/B cases are make
+	@# test-ab's.
+	LATENCY_E2E_REAL=1 $(GOTESTSUM) --format testname --junitfile $(RESULTS_DIR)/real/junit-e2e.xml -- \
+		-count=1 -parallel 3 -timeout 15m -run '^TestRealLane(WrongPassword|NoCloudProviders|QemuKilled)' .
 
 # The real lane's A/B end to end (CI runs it after make test): nagle must
 # fail naming the repaint, nodelay pass with its interval proving it (100

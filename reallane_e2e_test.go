@@ -2,12 +2,9 @@
 
 // End-to-end tests of the real SPICE lane: the compiled loadtest against
 // the boot-sector guest in a real QEMU, through fakeryll's real SPICE
-// client. Those that judge measured latency (the A/B and busy cases) run
-// alone, from `make test-ab` (LATENCY_E2E_REAL=1), never beside the rest
-// of the suite on a shared 2-core machine. The quick ones, which judge how
-// a run ends and never a figure (a wrong password, no cloud, QEMU killed),
-// run with the unit tests where QEMU is installed (make test sets
-// LATENCY_E2E_REAL=quick), side by side, each on a guest of its own.
+// client. They measure real latency, so they run alone, after the unit
+// tests, from `make loadtest-real` and `make test-ab` (LATENCY_E2E_REAL=1), never in parallel
+// with the rest of the suite on a shared 2-core machine.
 package latency
 
 import (
@@ -39,24 +36,8 @@ import (
 func realLane(t *testing.T) (loadtestBin string, env map[string]string) {
 	t.Helper()
 	if os.Getenv("LATENCY_E2E_REAL") != "1" {
-		t.Skip("the real SPICE lane's A/B and busy end-to-end tests run from `make test-ab` (LATENCY_E2E_REAL=1; needs qemu-system-x86_64)")
+		t.Skip("the real SPICE lane's end-to-end tests run from `make loadtest-real` and `make test-ab` (LATENCY_E2E_REAL=1; needs qemu-system-x86_64)")
 	}
-	return realLaneEnv(t)
-}
-
-// realLaneQuick is realLane for the quick cases, which judge how a run
-// ends and never a measured figure: LATENCY_E2E_REAL=quick (make test,
-// where QEMU is installed) runs them too.
-func realLaneQuick(t *testing.T) (loadtestBin string, env map[string]string) {
-	t.Helper()
-	if v := os.Getenv("LATENCY_E2E_REAL"); v != "1" && v != "quick" {
-		t.Skip("the real SPICE lane's quick end-to-end tests run from `make test` where QEMU is installed (LATENCY_E2E_REAL=quick; apt-get install -y qemu-system-x86)")
-	}
-	return realLaneEnv(t)
-}
-
-func realLaneEnv(t *testing.T) (loadtestBin string, env map[string]string) {
-	t.Helper()
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Fatal("LATENCY_E2E_REAL=1 but qemu-system-x86_64 is not installed: apt-get install -y qemu-system-x86")
 	}
@@ -270,7 +251,7 @@ func loadHost(t *testing.T, n int, d time.Duration) {
 func TestRealLaneWrongPasswordFailsFast(t *testing.T) {
 	// Its own guest: it runs beside the other quick real-lane cases.
 	t.Parallel()
-	_, env := realLaneQuick(t)
+	_, env := realLane(t)
 	dir := t.TempDir()
 	vm, err := qemu.Start(t.Context(), qemu.Spec{Image: guest.Image, Password: qemu.NewPassword(), LogPath: filepath.Join(dir, "qemu.log")})
 	require.NoError(t, err)
@@ -301,7 +282,7 @@ func TestRealLaneWrongPasswordFailsFast(t *testing.T) {
 func TestRealLaneNoCloudProviders(t *testing.T) {
 	// Its own guest: it runs beside the other quick real-lane cases.
 	t.Parallel()
-	_, env := realLaneQuick(t)
+	_, env := realLane(t)
 	dir := t.TempDir()
 	vm, err := qemu.Start(t.Context(), qemu.Spec{Image: guest.Image, LogPath: filepath.Join(dir, "qemu.log")})
 	require.NoError(t, err)
@@ -334,7 +315,7 @@ func TestRealLaneNoCloudProviders(t *testing.T) {
 func TestRealLaneQemuKilledMidRun(t *testing.T) {
 	// Its own guest: it runs beside the other quick real-lane cases.
 	t.Parallel()
-	_, env := realLaneQuick(t)
+	_, env := realLane(t)
 	env["LATENCY_SAMPLES"] = "200"
 	cmd, out, o := startLoadtest(t, env)
 	csvPath := filepath.Join(o.dir, results.CSVName(o.runID))

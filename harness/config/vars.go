@@ -89,7 +89,7 @@ var Vars = []Var{
 	{Name: "LATENCY_TEST_TIMEOUT", Default: "40m", By: "the container", Help: "the container's entrypoint: the loadtest's -test.timeout"},
 	{Name: "LATENCY_UID", Default: "1000", By: "the container", Help: "build argument of the container image: the uid the loadtest runs as"},
 	{Name: "LATENCY_GID", Default: "1000", By: "the container", Help: "build argument of the container image: the gid the loadtest runs as"},
-	{Name: "LATENCY_E2E_REAL", Default: "0", By: "tests", Help: "1 runs all the real SPICE lane's end-to-end tests (make test-ab sets it); quick only those that judge how a run ends, not a figure (make test sets it where QEMU is installed)"},
+	{Name: "LATENCY_E2E_REAL", Default: "0", By: "tests", Help: "1 runs the real SPICE lane's end-to-end tests (make loadtest-real and make test-ab set it)"},
 	{Name: "LATENCY_RUN_TEST_AS_MAIN", By: "tests", Help: "cmd/latency-run's tests: makes the test binary act as the command it tests"},
 	{Name: "LATENCY_CHILD_ROLE", By: "the loadtest itself", Help: "set by the loadtest for the processes it starts from its own binary (harness/loadrig): proxy (the proxy under test) or generator (synthetic busy sessions); not for users"},
 }
