@@ -203,15 +203,17 @@ func readAB(t *testing.T, o outcome, samples int) results.AB {
 
 // assertABPassOrBusyHost checks an A/B that should pass: it passes, or,
 // on a host the run itself found too busy to measure (this shared
-// machine often is), it is inconclusive naming the host while every
-// figure's own interval passed. It returns whether it passed.
+// machine often is, and more so beside a second make test), it is
+// inconclusive naming the host, and no figure claims a difference the
+// legs do not have: each passed or was too noisy to say (a loaded host
+// widens the intervals), none failed. It returns whether it passed.
 func assertABPassOrBusyHost(t *testing.T, o outcome, ab results.AB) bool {
 	t.Helper()
 	if ab.Verdict == "inconclusive" && len(ab.HostBusy) > 0 {
-		t.Logf("the host was too busy for a pass: %s", strings.Join(ab.HostBusy, "; "))
+		t.Logf("the host was too busy for a pass (run on a quiet host to see one): %s", strings.Join(ab.HostBusy, "; "))
 		assert.NotEqual(t, 0, o.exitCode)
 		for _, m := range ab.Metrics {
-			assert.Equal(t, "pass", m.Outcome, "%s: %s", m.Metric, m.Verdict)
+			assert.Contains(t, []string{results.ABPass, results.ABInconclusive}, m.Outcome, "%s: %s", m.Metric, m.Verdict)
 		}
 		return false
 	}

@@ -345,7 +345,13 @@ func (p *Process) WaitReady(ctx context.Context, probe func(context.Context) err
 		case <-deadline.C:
 			return finish(p.readyTimeout(timeout, attempts, inFlight, lastErr))
 		case <-ctx.Done():
-			return finish(fmt.Errorf("wait for ryll control socket: %w", ctx.Err()))
+			// The cause says what ended the wait (a signal, the run's own
+			// bound); ctx.Err keeps errors.Is(err, context.Canceled) true.
+			err := ctx.Err()
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, err) {
+				err = fmt.Errorf("%w (%w)", err, cause)
+			}
+			return finish(fmt.Errorf("wait for ryll control socket: %w", err))
 		case <-progress.C:
 			p.log.Info("waiting for ryll control socket", "pid", p.Pid(),
 				"elapsed", time.Since(start).Round(time.Second), "timeout", timeout,

@@ -205,6 +205,15 @@ func TestWaitReadyHonoursContext(t *testing.T) {
 	cancel()
 	err := p.WaitReady(ctx, probeFor(p), bound)
 	assert.ErrorIs(t, err, context.Canceled)
+
+	// What ended the wait is named: a signal during ryll's start said
+	// only "context canceled", and the leg's sidecar lost the cause.
+	signal := errors.New("received terminated")
+	ctx, cancelCause := context.WithCancelCause(t.Context())
+	cancelCause(signal)
+	err = p.WaitReady(ctx, probeFor(p), bound)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, err, signal)
 }
 
 func TestWaitReadyRejectsBadArguments(t *testing.T) {
