@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shakenfist/kerbside-latency/fixtures/fakecloud"
+	"github.com/shakenfist/kerbside-latency/harness/childproc"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 )
 
@@ -48,7 +50,14 @@ type cancelRun struct {
 	dir   string
 	runID string
 	junit string
+	// reaped releases the thread that forked cmd (childproc.StartTied)
+	// once cmd was waited for.
+	reaped   chan struct{}
+	reapOnce sync.Once
 }
+
+// reap releases the forking thread; call it after cmd was waited for.
+func (r *cancelRun) reap() { r.reapOnce.Do(func() { close(r.reaped) }) }
 
 // startCancelRun starts a long run (400 samples at 100 ms) of the
 // openstack provider on a fake cloud in this process, under latency-run,
@@ -84,12 +93,20 @@ func startLongRun(t *testing.T, wrap []string, env map[string]string) *cancelRun
 	r.cmd.Env = childEnv(env, "LATENCY_RESULTS_DIR="+r.dir, "LATENCY_RUN_ID="+r.runID)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	require.NoError(t, r.cmd.Start())
+	// latency-run asks for a signal when the thread that forked it exits
+	// (PR_SET_PDEATHSIG: its parent dying), and this process retires
+	// threads (childproc.StartTied's, when a tied child it started is
+	// reaped): forked on an ordinary thread, latency-run was once told
+	// "hangup" before the loadtest started. It is forked, as every tied
+	// child is, on a thread that lives until it is reaped.
+	r.reaped = make(chan struct{})
+	require.NoError(t, childproc.StartTied(r.cmd, r.reaped))
 	t.Cleanup(func() {
 		if r.cmd.ProcessState == nil {
 			_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
 			_ = r.cmd.Wait()
 		}
+		r.reap()
 	})
 	csvPath := filepath.Join(r.dir, results.CSVName(r.runID))
 	require.Eventually(t, func() bool {
@@ -131,6 +148,7 @@ func descendants(pid int) []int {
 // waitExit waits (bounded) for the command and returns its exit code.
 func (r *cancelRun) waitExit(t *testing.T) int {
 	t.Helper()
+	defer r.reap()
 	return wait(t, r.cmd, cancelBound)
 }
 
@@ -223,7 +241,13 @@ func TestE2ECancelTwice(t *testing.T) {
 	procs := descendants(r.cmd.Process.Pid)
 	t0 := time.Now()
 	require.NoError(t, syscall.Kill(-r.cmd.Process.Pid, syscall.SIGTERM))
-	time.Sleep(20 * time.Millisecond) // the cleanup takes longer than this
+	// The second signal once latency-run has taken the first: two signals
+	// pending at once are delivered lowest number first, so on a loaded
+	// host a SIGINT sent 20 ms later arrived first. The cleanup (ryll
+	// stopped, the server deleted) takes far longer than this poll.
+	require.Eventually(t, func() bool {
+		return strings.Contains(r.out.String(), "latency-run: received terminated")
+	}, cancelBound, time.Millisecond, "latency-run takes the first signal; output so far:\n%s", r.out)
 	require.NoError(t, syscall.Kill(-r.cmd.Process.Pid, syscall.SIGINT))
 	code := r.waitExit(t)
 	exited := time.Now()

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,11 +211,49 @@ func (l *lockedBuffer) String() string {
 // runLoadtest runs the loadtest binary to completion (bounded).
 func runLoadtest(t *testing.T, env map[string]string) outcome {
 	t.Helper()
+	o := runLoadtestRaw(t, env)
+	skipIfTheHostStoppedIt(t, o)
+	return o
+}
+
+// runLoadtestRaw is runLoadtest for a test that expects a run to stop on
+// what a busy host can also cause (draws no key caused, say): no skip.
+func runLoadtestRaw(t *testing.T, env map[string]string) outcome {
+	t.Helper()
 	cmd, out, o := startLoadtest(t, env)
 	o.exitCode = wait(t, cmd, 3*time.Minute)
 	o.output = out.String()
 	t.Logf("loadtest exit %d; output:\n%s", o.exitCode, o.output)
 	return o
+}
+
+// hostCausable are the stops a host too busy to keep time can cause on
+// its own: a repaint's pieces, or a first paint, delayed past the settle
+// window look like draws no key caused; a descheduled client looks like
+// a stalled console or late draws.
+var hostCausable = []string{results.StopBackground, results.StopStall, results.StopLateDraws}
+
+// skipIfTheHostStoppedIt skips a test whose run stopped on a cause a busy
+// host can produce while the run's own host figures say the host was too
+// busy (beside a second make test, 20 runnable tasks on 2 cores and
+// timer lags of 400 ms were seen). The product was right to refuse such
+// a run, and loudly; the test cannot check its own subject on it. No test
+// here expects those stops unless it says so (runLoadtestRaw).
+func skipIfTheHostStoppedIt(t *testing.T, o outcome) {
+	t.Helper()
+	if o.exitCode == 0 {
+		return
+	}
+	paths, _ := filepath.Glob(filepath.Join(o.dir, results.FilePrefix+"*"+results.SidecarSuffix))
+	for _, p := range paths {
+		s, err := results.ReadSidecar(p)
+		if err != nil || s.Host == nil || len(s.Host.BusyReasons) == 0 || !slices.Contains(hostCausable, s.StopReason) {
+			continue
+		}
+		t.Skipf("run %s stopped on %s while its host was too busy (%s): the product refused it, as it should, "+
+			"and this test cannot check its subject on such a host; run it again on a quieter host",
+			s.RunID, s.StopReason, strings.Join(s.Host.BusyReasons, "; "))
+	}
 }
 
 func wait(t *testing.T, cmd *exec.Cmd, limit time.Duration) int {
@@ -462,8 +501,15 @@ func TestE2ESilentSocketMaxDurationHolds(t *testing.T) {
 	env["LATENCY_SAMPLES"] = "1000"
 	env["LATENCY_MAX_DURATION"] = "3s"
 	env["FAKERYLL_PING_PATTERN"] = "100ms"
-	env["FAKERYLL_HANG_AFTER"] = "1s"
+	// 2 s after fakeryll's socket appears: about 1 s of silence before the
+	// run's 3 s are up, and room for a slow start on a loaded host.
+	env["FAKERYLL_HANG_AFTER"] = "2s"
 	o := runLoadtest(t, env)
+	if strings.Contains(o.output, "simulating a hang") && strings.Contains(o.output, "control socket not ready") {
+		// Beside a second make test, fakeryll took 1.8 s to start and the
+		// harness's next probe came after the hang.
+		t.Skip("fakeryll hung (as told, 2 s after its socket appeared) before the harness's probe reached it: the host was too slow for this test; run it again on a quieter host")
+	}
 	assert.NotEqual(t, 0, o.exitCode)
 	s := o.sidecar(t)
 	assert.Equal(t, "max_duration", s.StopReason)

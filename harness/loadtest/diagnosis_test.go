@@ -46,6 +46,7 @@ func TestUndecodableEventsAreCountedAndFailTheRun(t *testing.T) {
 	m, err := r.Measure(t.Context())
 	require.Error(t, err)
 	require.NotNil(t, m)
+	skipIfTheHostStoppedIt(t, m)
 	assert.Contains(t, err.Error(), "could not be decoded")
 	assert.Contains(t, err.Error(), "more than 1%")
 	assert.Equal(t, measure.StopError, m.Result.StopReason, "a run that failed on its inputs did not succeed")
@@ -122,7 +123,16 @@ func TestAFloodIsRefusedWithinTheMaxDuration(t *testing.T) {
 	// A draw every 20 ms: only a stall of the whole host for the quiet
 	// gap (300 ms) could let the first paint look settled.
 	r := setupSession(t, f, "FAKERYLL_BACKGROUND_RATE=50", "FAKERYLL_BACKGROUND_PATTERN=steady")
-	_, err := r.Measure(t.Context())
+	m, err := r.Measure(t.Context())
+	if err == nil && m != nil && m.Host != nil {
+		// Seen beside a second make test (20 runnable on 2 cores): fakeryll
+		// descheduled for longer than the quiet gap, its flood paused
+		// (a Go ticker drops the ticks it missed), and the screen was
+		// quiet for real.
+		if why := results.NewHostRecord(*m.Host).BusyReasons; len(why) > 0 {
+			t.Skipf("the flood paused while the host was too busy (%s): run it again on a quieter host", strings.Join(why, "; "))
+		}
+	}
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "kept drawing for 3s")
 	assert.Contains(t, err.Error(), "LATENCY_MAX_DURATION=3s")
@@ -183,6 +193,7 @@ func TestAHungRyllIsNamed(t *testing.T) {
 	m, err := r.Measure(t.Context())
 	require.Error(t, err)
 	require.NotNil(t, m)
+	skipIfTheHostStoppedIt(t, m)
 	assert.Contains(t, err.Error(), "send_key")
 	assert.Contains(t, err.Error(), "nothing at all came from the server")
 	assert.Equal(t, measure.StopError, m.Result.StopReason)
@@ -216,6 +227,7 @@ func TestSignalMidMeasurementIsAlwaysInterrupted(t *testing.T) {
 			m, err := r.Measure(ctx)
 			require.Error(t, err)
 			require.NotNil(t, m)
+			skipIfTheHostStoppedIt(t, m)
 			assert.ErrorIs(t, err, context.Canceled)
 			assert.Contains(t, err.Error(), "received terminated")
 			assert.NotContains(t, err.Error(), "control connection")

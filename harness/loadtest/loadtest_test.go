@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/console"
 	"github.com/shakenfist/kerbside-latency/harness/control"
 	"github.com/shakenfist/kerbside-latency/harness/loadrig"
+	"github.com/shakenfist/kerbside-latency/harness/measure"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 	"github.com/shakenfist/kerbside-latency/harness/ryll"
 	"github.com/shakenfist/kerbside-latency/harness/stats"
@@ -112,8 +114,36 @@ func session(t testing.TB, f fake, knobs ...string) (*Session, *Measurement) {
 	})
 	require.NoError(t, err)
 	m, err := r.Measure(context.Background())
+	if err != nil {
+		skipIfTheHostStoppedIt(t, m)
+	}
 	require.NoError(t, err)
 	return r, m
+}
+
+// skipIfTheHostStoppedIt skips a test whose measurement stopped on a cause
+// a busy host can produce on its own (a repaint's pieces or a first paint
+// delayed past the settle window look like draws no key caused; a
+// descheduled fakeryll looks like a stalled console or late draws) while
+// its own host figures say the host was too busy: beside a second make
+// test, 20 runnable tasks on 2 cores and timer lags of 400 ms were seen.
+// The product was right to refuse the run; the test cannot check its
+// subject on such a host. Tests of those stops do not call it.
+func skipIfTheHostStoppedIt(t testing.TB, m *Measurement) {
+	t.Helper()
+	if m == nil || m.Host == nil {
+		return
+	}
+	switch m.Result.StopReason {
+	case measure.StopBackground, measure.StopStall, measure.StopLateDraws:
+	default:
+		return
+	}
+	if why := results.NewHostRecord(*m.Host).BusyReasons; len(why) > 0 {
+		t.Skipf("the measurement stopped on %s while the host was too busy (%s): the product refused it, as it should, "+
+			"and this test cannot check its subject on such a host; run it again on a quieter host",
+			m.Result.StopReason, strings.Join(why, "; "))
+	}
 }
 
 func TestKeypressRunWritesEverySample(t *testing.T) {
