@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -42,13 +43,15 @@ func (c *Console) openQemu(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("boot the guest in QEMU (LATENCY_QEMU=%s): %w", cfg.Qemu, err)
 	}
 	c.vm = vm
-	if err := waitForGuestScreen(ctx, vm, cfg.ReadyTimeout); err != nil {
+	if err := waitForGuestScreen(ctx, vm, cfg.ReadyTimeout, c.logger); err != nil {
 		return err
 	}
 	info := vm.Version()
 	c.QemuVersion, c.Accelerator = info.QEMU, info.Accel
 	spice := guestAddr(vm)
 	if cfg.Activity != "" && cfg.Activity != guest.ActivityIdle {
+		c.logger.Info("measuring the guest's display traffic at a SPICE client", "activity", cfg.Activity,
+			"warmup", probeWarmup, "span", probeSpan)
 		p, err := probeActivity(ctx, spice, pw, probeWarmup, probeSpan)
 		if err != nil {
 			return fmt.Errorf("measure the %s guest's display traffic: %w", cfg.Activity, err)
@@ -71,17 +74,28 @@ func (c *Console) openQemu(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
-// guestPoll is how often the guest's screen is looked at while it boots.
-const guestPoll = 50 * time.Millisecond
+// guestPoll is how often the guest's screen is looked at while it boots;
+// guestProgress how often a wait for it says so (a TCG boot under load
+// took over 10 s).
+const (
+	guestPoll     = 50 * time.Millisecond
+	guestProgress = 5 * time.Second
+)
 
 // waitForGuestScreen waits until the guest shows its own screen rather
 // than the BIOS's: a key pressed earlier never reaches it, and the boot's
 // draws would be taken for background or for a key's repaint.
-func waitForGuestScreen(ctx context.Context, vm *qemu.VM, timeout time.Duration) error {
+func waitForGuestScreen(ctx context.Context, vm *qemu.VM, timeout time.Duration, logger *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	start, said := time.Now(), time.Now()
 	last := "no screen yet"
 	for {
+		if time.Since(said) >= guestProgress {
+			said = time.Now()
+			logger.Info("waiting for the guest's screen", "elapsed", time.Since(start).Round(time.Second),
+				"timeout", timeout, "last", last)
+		}
 		if b, err := vm.Screendump(ctx); err == nil {
 			w, h, err := ppmSize(b)
 			if err == nil && w == guest.ScreenWidth && h == guest.ScreenHeight {
