@@ -224,7 +224,10 @@ func TestBackgroundPoisson(t *testing.T) {
 	c := dialHello(t, r.path)
 	c.subscribe("surface_drawn")
 	startUS := r.sim.SessionStart().UnixMicro()
-	for range 10 {
+	// 11 draws: one may be the first paint, when a loaded host runs the
+	// simulator's schedule after the subscribe (seen beside a second make
+	// test: 10 draws received, 9 of them noise).
+	for range 11 {
 		d := c.drawn()
 		assert.Zero(t, (d.WallclockUS-startUS)%5000, "noise lands on refresh ticks too")
 	}
