@@ -143,9 +143,11 @@ func TestActivityVariants(t *testing.T) {
 	for _, activity := range guest.Activities {
 		t.Run(activity, func(t *testing.T) {
 			vm, s := bootActivity(t, activity)
-			// Let the boot's own paint pass (the key region quiet for 1 s; a
-			// loaded host spreads it out), then watch the activity alone.
-			keyRepaint(t, s, time.Second, time.Second)
+			// Let the boot's own paint pass: it follows the surface, and
+			// ends when the key region has been quiet for 1 s (a loaded host
+			// delayed it past a fixed second and spread it out). Then watch
+			// the activity alone.
+			keyRepaint(t, s, 5*time.Second, time.Second)
 			key, other, _ := tally(t, s, window)
 			t.Logf("%s: %d draws outside the key region and %d inside in %s without a key", activity, other, key, window)
 			assert.Zero(t, key, "the activity drew in the key region")

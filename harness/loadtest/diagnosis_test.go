@@ -198,7 +198,10 @@ func TestAHungRyllIsNamed(t *testing.T) {
 	require.NotNil(t, m)
 	skipIfTheHostStoppedIt(t, m)
 	assert.Contains(t, err.Error(), "send_key")
-	assert.Contains(t, err.Error(), "nothing at all came from the server")
+	// Nothing came, or (a request written just before the hang, on a
+	// loaded host) only the events sent before it: either way named as
+	// no answer, with what did come.
+	assert.Regexp(t, `no response \((nothing at all came|\d+ lines came) from the server`, err.Error())
 	assert.Equal(t, measure.StopError, m.Result.StopReason)
 }
 
@@ -251,6 +254,7 @@ func TestAStalledConsoleIsReportedAsAStall(t *testing.T) {
 	m, err := r.Measure(t.Context())
 	require.Error(t, err)
 	require.NotNil(t, m)
+	skipIfTheHostStoppedIt(t, m, measure.StopStall)
 	assert.ErrorIs(t, err, measure.ErrStall)
 	assert.NotErrorIs(t, err, measure.ErrBackground)
 	assert.Equal(t, measure.StopStall, m.Result.StopReason)
