@@ -33,11 +33,13 @@ func TestBootErrorFailsFastWithFaultMessage(t *testing.T) {
 func TestBuildForeverTimesOut(t *testing.T) {
 	e := setup(t, fakecloud.Options{}, (*fakecloud.Cloud).BuildForever)
 	cfg := e.config("slowboot")
-	cfg.BootTimeout = 20 * time.Millisecond
+	// Long enough for a poll to see BUILD on a loaded host (at 20 ms,
+	// beside a second make test, none had answered: "last status ").
+	cfg.BootTimeout = 500 * time.Millisecond
 	_, err := e.c.Provision(t.Context(), cfg)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, cloud.ErrBootTimeout)
-	assert.Contains(t, err.Error(), "not ACTIVE after 20ms (last status BUILD")
+	assert.Contains(t, err.Error(), "not ACTIVE after 500ms (last status BUILD")
 	require.NoError(t, e.cleanup(t))
 	assert.Zero(t, e.fc.ServersAlive())
 }

@@ -166,6 +166,16 @@ func TestActivityVariants(t *testing.T) {
 				if activity == guest.ActivityIdle {
 					want = spice.Rect{Right: guest.ScreenWidth, Bottom: guest.ScreenHeight} // as it always did
 				}
+				// A loaded host spreads a repaint wider than 300 ms (beside a
+				// second make test: its first 32 columns, then the rest):
+				// take pieces until it covers what it should or none comes.
+				for key > 0 && union != want {
+					k, u := keyRepaint(t, s, 3*time.Second, 300*time.Millisecond)
+					if k == 0 {
+						break
+					}
+					key, union = key+k, cover(union, u, false)
+				}
 				assert.Equal(t, want, union, "what the key repainted")
 			}
 			n, err := vm.ReadCounter(t.Context(), guest.CounterAddr, guest.CounterSize)
