@@ -347,8 +347,9 @@ func (p *Process) WaitReady(ctx context.Context, probe func(context.Context) err
 		case <-ctx.Done():
 			// The cause says what ended the wait (a signal, the run's own
 			// bound); ctx.Err keeps errors.Is(err, context.Canceled) true.
+			// Compared as values: an interrupt's cause wraps Canceled too.
 			err := ctx.Err()
-			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, err) {
+			if cause := context.Cause(ctx); cause != nil && cause != err {
 				err = fmt.Errorf("%w (%w)", err, cause)
 			}
 			return finish(fmt.Errorf("wait for ryll control socket: %w", err))

@@ -214,7 +214,20 @@ func TestWaitReadyHonoursContext(t *testing.T) {
 	err = p.WaitReady(ctx, probeFor(p), bound)
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.ErrorIs(t, err, signal)
+
+	// The product's interrupt is a cause that itself wraps Canceled.
+	ctx, cancelCause = context.WithCancelCause(t.Context())
+	cancelCause(wrapsCanceled{"interrupted: received terminated"})
+	err = p.WaitReady(ctx, probeFor(p), bound)
+	assert.ErrorContains(t, err, "received terminated")
 }
+
+// wrapsCanceled is a cancel cause that unwraps to context.Canceled, as
+// the harness's interrupt does.
+type wrapsCanceled struct{ msg string }
+
+func (e wrapsCanceled) Error() string { return e.msg }
+func (e wrapsCanceled) Unwrap() error { return context.Canceled }
 
 func TestWaitReadyRejectsBadArguments(t *testing.T) {
 	p := startChild(t, childSpec(t, "serve"))
