@@ -256,9 +256,12 @@ func TestSPICESessionServesTheControlSocket(t *testing.T) {
 		require.NotEmpty(t, draws, "key %d drew nothing", i+1)
 		t.Logf("key %d: %d draws, first %v after the send", i+1, len(draws), draws[0].Wallclock().Sub(sent))
 		// 720 pixels in 32-pixel strips: 23 when the repaint lands in one
-		// display refresh, at most twice that when a refresh splits it.
+		// display refresh, twice that when a refresh splits it, and up to
+		// three times on a loaded host, where the TCG guest's repaint
+		// spans three refreshes (49 beside a second make test). A key
+		// handled twice is the counter's to catch, below.
 		assert.GreaterOrEqual(t, len(draws), 23, "a whole-screen repaint")
-		assert.LessOrEqual(t, len(draws), 46, "one repaint, not two")
+		assert.LessOrEqual(t, len(draws), 3*23, "one repaint, not several")
 		assert.False(t, draws[0].Wallclock().Before(sent.Truncate(time.Microsecond)), "a draw stamped before the key was sent")
 		for _, d := range draws {
 			assert.Equal(t, uint8(0), d.DisplayChannelID)
