@@ -29,6 +29,7 @@ import (
 
 	"github.com/shakenfist/kerbside-latency/fixtures/fakecloud"
 	"github.com/shakenfist/kerbside-latency/harness/childproc"
+	"github.com/shakenfist/kerbside-latency/harness/host"
 	"github.com/shakenfist/kerbside-latency/harness/results"
 )
 
@@ -298,8 +299,8 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-// hostTooBusy reports the one-minute load and whether it is above twice
-// the cores, the bound harness/host uses for runnable tasks.
+// hostTooBusy reports the one-minute load and whether it is above
+// harness/host's bound on runnable tasks per core.
 func hostTooBusy() (float64, bool) {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -310,7 +311,7 @@ func hostTooBusy() (float64, bool) {
 		return 0, false
 	}
 	load, err := strconv.ParseFloat(f[0], 64)
-	return load, err == nil && load > 2*float64(runtime.NumCPU())
+	return load, err == nil && load > host.MaxRunnablePerCore*float64(runtime.NumCPU())
 }
 
 // launcherGoneBound is how long a run whose launcher was killed outright

@@ -72,30 +72,42 @@ func cover(u, b spice.Rect, first bool) spice.Rect {
 	return spice.Rect{Top: min(u.Top, b.Top), Left: min(u.Left, b.Left), Bottom: max(u.Bottom, b.Bottom), Right: max(u.Right, b.Right)}
 }
 
-// tally counts the draws inside and outside the key region for d, and
-// the union of the boxes of those inside. A dropped event fails the test.
-func tally(t *testing.T, s *spice.Session, d time.Duration) (key, other int, union spice.Rect) {
+// watch reads draws until its timer fires: first at the start, and, when
+// quiet is not zero, quiet again after each draw in the key region. It
+// counts the draws inside and outside the key region, and the union of
+// the boxes of those inside. A dropped event fails the test.
+func watch(t *testing.T, s *spice.Session, first, quiet time.Duration) (key, other int, union spice.Rect) {
 	t.Helper()
-	end := time.After(d)
+	timer := time.NewTimer(first)
+	defer timer.Stop()
 	for {
 		select {
 		case ev, ok := <-s.Events():
 			require.True(t, ok, "session ended: %v", s.Err())
 			switch ev := ev.(type) {
 			case spice.Draw:
-				if inKey(ev.Box) {
-					union = cover(union, ev.Box, key == 0)
-					key++
-				} else {
+				if !inKey(ev.Box) {
 					other++
+					continue
+				}
+				union = cover(union, ev.Box, key == 0)
+				key++
+				if quiet > 0 {
+					timer.Reset(quiet)
 				}
 			case spice.Dropped:
 				t.Fatalf("the test's SPICE session dropped %d events: counts would be wrong", ev.Count)
 			}
-		case <-end:
+		case <-timer.C:
 			return key, other, union
 		}
 	}
+}
+
+// tally counts the draws inside and outside the key region for d.
+func tally(t *testing.T, s *spice.Session, d time.Duration) (key, other int, union spice.Rect) {
+	t.Helper()
+	return watch(t, s, d, 0)
 }
 
 const spaceBar = 0x39
@@ -107,27 +119,8 @@ const spaceBar = 0x39
 // after 500 ms, and the next key's window took it.
 func keyRepaint(t *testing.T, s *spice.Session, bound, quiet time.Duration) (key int, union spice.Rect) {
 	t.Helper()
-	timer := time.NewTimer(bound)
-	defer timer.Stop()
-	for {
-		select {
-		case ev, ok := <-s.Events():
-			require.True(t, ok, "session ended: %v", s.Err())
-			switch ev := ev.(type) {
-			case spice.Draw:
-				if !inKey(ev.Box) {
-					continue
-				}
-				union = cover(union, ev.Box, key == 0)
-				key++
-				timer.Reset(quiet)
-			case spice.Dropped:
-				t.Fatalf("the test's SPICE session dropped %d events: counts would be wrong", ev.Count)
-			}
-		case <-timer.C:
-			return key, union
-		}
-	}
+	key, _, union = watch(t, s, bound, quiet)
+	return key, union
 }
 
 // TestActivityVariants boots every activity, and checks that the activity
