@@ -112,12 +112,29 @@ func waitGuest(t *testing.T, p *proc, c *control.Client) control.Status {
 	}
 }
 
-// drawsAfter sends one key press and collects the surface_drawn events
-// of its repaint: every draw until quiet passes with none.
+// drawsAfter lets the screen go quiet for quiet, sends one key press and
+// collects the surface_drawn events of its repaint: every draw until
+// quiet passes with none. A draw fakeryll stamped before the send is the
+// tail of an earlier paint (a TCG guest on a loaded host paints its boot
+// screen in pieces further apart than any quiet wait), not this key's:
+// it is left out and logged. A client stamping its draws early would
+// leave out the key's own repaint, which the caller's count catches.
 func drawsAfter(t *testing.T, c *control.Client, quiet time.Duration) (sent time.Time, draws []control.SurfaceDrawn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
+	settle := time.NewTimer(quiet)
+	defer settle.Stop()
+	for settled := false; !settled; {
+		select {
+		case <-c.Events():
+			settle.Reset(quiet)
+		case <-settle.C:
+			settled = true
+		case <-ctx.Done():
+			require.FailNow(t, "the screen never went quiet before the key")
+		}
+	}
 	sent, err := c.SendKey(ctx, keyA, control.KeyPress)
 	require.NoError(t, err)
 	first := time.NewTimer(wait) // the repaint's first draw may take a while on a busy host
@@ -131,6 +148,10 @@ func drawsAfter(t *testing.T, c *control.Client, quiet time.Duration) (sent time
 			}
 			d, err := ev.SurfaceDrawn()
 			require.NoError(t, err)
+			if d.Wallclock().Before(sent.Truncate(time.Microsecond)) {
+				t.Logf("a draw stamped %v before the key was sent: an earlier paint's tail, not this key's", sent.Sub(d.Wallclock()))
+				continue
+			}
 			draws = append(draws, d)
 			first.Reset(quiet)
 		case <-timeout:
@@ -262,7 +283,6 @@ func TestSPICESessionServesTheControlSocket(t *testing.T) {
 		// handled twice is the counter's to catch, below.
 		assert.GreaterOrEqual(t, len(draws), 23, "a whole-screen repaint")
 		assert.LessOrEqual(t, len(draws), 3*23, "one repaint, not several")
-		assert.False(t, draws[0].Wallclock().Before(sent.Truncate(time.Microsecond)), "a draw stamped before the key was sent")
 		for _, d := range draws {
 			assert.Equal(t, uint8(0), d.DisplayChannelID)
 			assert.Equal(t, uint32(0), d.SurfaceID)

@@ -9,11 +9,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/fakeryll/spice"
 	"github.com/shakenfist/kerbside-latency/harness/guest"
+	"github.com/shakenfist/kerbside-latency/harness/host"
 	"github.com/shakenfist/kerbside-latency/harness/qemu"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -175,8 +177,15 @@ func median(v []time.Duration) time.Duration {
 // refresh. Blocks of lan and WAN presses alternate (a SPICE server serves
 // one client at a time), so drift spreads over both. The figures are
 // logged; their accuracy is not asserted.
+//
+// The medians' relation needs a host that keeps time: beside a second
+// make test the lan blocks can land in a heavier moment than the WAN
+// ones (seen: lan 203 ms, WAN 134 ms). When the relation fails and
+// harness/host's figures name the host too busy, that part is a skip
+// that names them; every per-key relation is asserted on any host.
 func TestQEMUSessionThroughLink(t *testing.T) {
 	vm := bootGuest(t)
+	sampler := host.Start(t.Context(), host.Options{})
 	lan, err := Parse("lan")
 	require.NoError(t, err)
 	wan, err := Parse("rtt=80ms")
@@ -247,7 +256,14 @@ func TestQEMUSessionThroughLink(t *testing.T) {
 		median(lanFirst).Round(100*time.Microsecond), median(wanFirst).Round(100*time.Microsecond), added.Round(100*time.Microsecond),
 		median(lanLast).Round(100*time.Microsecond), median(wanLast).Round(100*time.Microsecond),
 		(median(wanLast) - median(lanLast)).Round(100*time.Microsecond))
-	assert.GreaterOrEqual(t, added, wan.RTT-refreshMargin, "rtt=80ms adds at least 80 ms to the median first draw, less one display refresh")
+	figures := sampler.Stop()
+	if added < wan.RTT-refreshMargin {
+		if why := figures.Judge(); len(why) > 0 && !t.Failed() {
+			t.Skipf("rtt=80ms added %s to the median first draw, less than %s, while the host was too busy to keep time (%s; %s): "+
+				"run it again on a quieter host", added.Round(100*time.Microsecond), wan.RTT-refreshMargin, strings.Join(why, "; "), figures)
+		}
+	}
+	assert.GreaterOrEqual(t, added, wan.RTT-refreshMargin, "rtt=80ms adds at least 80 ms to the median first draw, less one display refresh (host: %s)", figures)
 }
 
 // BenchmarkQEMUKeyThroughLink measures key to first and last draw of the
