@@ -312,7 +312,7 @@ func (ab *AB) block(ctx context.Context, l *Leg, need int, keys *int) (measure.R
 		return measure.Result{}, err
 	}
 	*keys += len(m.Result.Presses)
-	return m.Result, err
+	return m.Result, onABusyHost(err, m.Result.StopReason, hb.BusyReasons)
 }
 
 // processes are the processes whose CPU time a block's host figures

@@ -265,3 +265,25 @@ func TestAStalledConsoleIsReportedAsAStall(t *testing.T) {
 	assert.Equal(t, results.StopStall, s.StopReason)
 	assert.NotEmpty(t, s.Stalls)
 }
+
+// A run that stopped on what a busy host causes by itself says, besides
+// its own cause, that the host was too busy and why; any other stop, or
+// the same stop on a host that kept time, says only its own.
+func TestAStopABusyHostCanCauseNamesTheHost(t *testing.T) {
+	t.Parallel()
+	busy := []string{"12.0 runnable tasks on average (max 20) on 2 cores, above 2.0 per core"}
+	stopped := fmt.Errorf("%w: 40 draws no key caused", measure.ErrBackground)
+	for _, stop := range []measure.StopReason{measure.StopBackground, measure.StopStall, measure.StopLateDraws} {
+		err := onABusyHost(stopped, stop, busy)
+		require.Error(t, err)
+		assert.ErrorIs(t, err, measure.ErrBackground, "%s: the stop's own error is kept", stop)
+		assert.Contains(t, err.Error(), "40 draws no key caused", stop)
+		assert.Contains(t, err.Error(), "host was too busy", stop)
+		assert.Contains(t, err.Error(), busy[0], "%s: the reason is named", stop)
+	}
+	for _, stop := range []measure.StopReason{measure.StopError, measure.StopNoDraws, measure.StopInterrupted} {
+		assert.Equal(t, stopped, onABusyHost(stopped, stop, busy), "%s is not the host's to cause", stop)
+	}
+	assert.Equal(t, stopped, onABusyHost(stopped, measure.StopBackground, nil), "a host that kept time is not named")
+	assert.NoError(t, onABusyHost(nil, measure.StopSamplesReached, busy), "a run that did not fail has no error to add to")
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/harness/control"
@@ -82,11 +83,30 @@ func (r *Session) Measure(ctx context.Context) (*Measurement, error) {
 	if hf := hs.Stop(); m != nil {
 		hb := hostBlock(1, hf, m, 0)
 		m.Host = &hb
+		runErr = onABusyHost(runErr, m.Result.StopReason, hb.BusyReasons)
 	}
 	if err := sink.Close(); err != nil && runErr == nil {
 		runErr = err
 	}
 	return m, runErr
+}
+
+// onABusyHost adds to the error of a run that stopped on what a busy host
+// causes by itself (draws no key caused, a stall, late draws) that the
+// host was too busy to keep time while it ran, and why: the stop blames
+// the console, and on such a host the cause may be the host. The error
+// still wraps the stop's own (errors.Is holds).
+func onABusyHost(err error, stop measure.StopReason, busy []string) error {
+	if err == nil || len(busy) == 0 {
+		return err
+	}
+	switch stop {
+	case measure.StopBackground, measure.StopStall, measure.StopLateDraws:
+	default:
+		return err
+	}
+	return fmt.Errorf("%w; but the host was too busy to keep time during the run (%s), which by itself delays draws and "+
+		"splits repaints: run it again on a quieter host before blaming the console", err, strings.Join(busy, "; "))
 }
 
 // Sink is where a measurement's records go. An A/B leg keeps one Sink
