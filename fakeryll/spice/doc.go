@@ -13,7 +13,7 @@
 //
 // What a Session does:
 //   - links the main, display and inputs channels (mini or full data
-//     header, AUTH_SPICE ticket, TLS with a CA and host-subject check, and
+//     header, AUTH_SPICE ticket, TLS with a CA and host-subject check by harness/spicetls's rule, and
 //     a move to the TLS port when the plain port answers NEED_SECURED);
 //   - answers SET_ACK, ACK windows and PINGs on every channel from the
 //     channel's reader goroutine, so a slow consumer never stalls the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/shakenfist/kerbside-latency/harness/guest"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
+	"github.com/shakenfist/kerbside-latency/harness/spicetls"
 )
 
 // dialGuest connects to g and waits until the guest's 80x25 text screen
@@ -186,7 +187,7 @@ func TestQEMUTLS(t *testing.T) {
 	t.Run("wrong host-subject", func(t *testing.T) {
 		cfg := g.config()
 		cfg.CA, cfg.HostSubject = pki.caPEM, "C=US,O=Shaken Fist,CN=Someone Else"
-		if _, err := Dial(t.Context(), cfg); !errors.Is(err, ErrSubjectMismatch) {
+		if _, err := Dial(t.Context(), cfg); !errors.Is(err, spicetls.ErrSubjectMismatch) {
 			t.Fatalf("Dial error = %v, want ErrSubjectMismatch", err)
 		}
 	})

@@ -29,6 +29,7 @@
 // fail loudly rather than report fewer sessions as if all were well.
 //
 // A .vv is read here (vv.go) rather than with fakeryll's reader, which a
-// harness package may not import (architecture_test.go): the same rules
-// (ryll's keys, host-subject as spice-common matches it), kept small.
+// harness package may not import (architecture_test.go): ryll's keys,
+// kept small. Its TLS (the CA, host-subject as spice-common matches it)
+// is harness/spicetls's, which fakeryll's SPICE client uses too.
 package guestload

@@ -3,7 +3,6 @@ package guestload
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/shakenfist/kerbside-latency/harness/secret"
+	"github.com/shakenfist/kerbside-latency/harness/spicetls"
 )
 
 // maxVV bounds a .vv: a few hundred bytes and a CA certificate.
@@ -33,7 +33,7 @@ type vvConsole struct {
 	CA []byte
 	// HostSubject pins the server certificate's subject (nil: the
 	// certificate must name Host).
-	HostSubject *hostSubject
+	HostSubject *spicetls.HostSubject
 }
 
 // parseVV reads a virt-viewer .vv file as ryll does ([virt-viewer]
@@ -86,9 +86,9 @@ func parseVV(b []byte) (vvConsole, error) {
 		v.CA = pemCA
 	}
 	if hs, ok := sec["host-subject"]; ok {
-		h, err := parseHostSubject(hs)
+		h, err := spicetls.ParseHostSubject(hs)
 		if err != nil {
-			return vvConsole{}, fmt.Errorf(".vv host-subject: %w", err)
+			return vvConsole{}, fmt.Errorf(".vv: %w", err)
 		}
 		v.HostSubject = &h
 	}
@@ -193,147 +193,10 @@ func (v vvConsole) addr() string {
 }
 
 // tlsConfig is the TLS a viewer of this console uses (nil without a TLS
-// port), as virt-viewer would: the chain must verify against the .vv's
-// CA (the system's roots without one); then the subject must match
-// host-subject when one is pinned, else the certificate must name the
-// host.
+// port): harness/spicetls's rule, with the .vv's CA and host-subject.
 func (v vvConsole) tlsConfig() (*tls.Config, error) {
 	if v.TLSPort == 0 {
 		return nil, nil
 	}
-	var roots *x509.CertPool
-	if v.CA != nil {
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(v.CA) {
-			return nil, errors.New(".vv ca: no certificate") // checked by parseVV
-		}
-	}
-	host, subject := v.Host, v.HostSubject
-	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// Verified in VerifyConnection: a SPICE certificate is pinned by
-		// its subject rather than by host name.
-		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("the server sent no certificate")
-			}
-			leaf := cs.PeerCertificates[0]
-			inter := x509.NewCertPool()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
-			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
-				return fmt.Errorf("verify the server certificate %q against the .vv's ca: %w", leaf.Subject, err)
-			}
-			if subject != nil {
-				return subject.match(leaf)
-			}
-			if err := leaf.VerifyHostname(host); err != nil {
-				return fmt.Errorf("the server certificate does not name %q (the .vv pins no host-subject): %w", host, err)
-			}
-			return nil
-		},
-	}
-	if net.ParseIP(host) == nil {
-		cfg.ServerName = host
-	}
-	return cfg, nil
+	return spicetls.ClientConfig(v.Host, v.CA, v.HostSubject)
 }
-
-// hostSubject is a parsed virt-viewer host-subject such as
-// "C=US,O=Shaken Fist,CN=Kerbside Proxy", matched as spice-common's
-// ssl_verify.c does: a backslash escapes only '\' and ','; spaces before
-// a key are skipped; the certificate's subject must have the same
-// attributes in the same order, values equal after trimming, collapsing
-// inner whitespace and folding ASCII case.
-type hostSubject struct {
-	text    string
-	entries []subjectEntry
-}
-
-type subjectEntry struct {
-	key   string
-	oid   asn1.ObjectIdentifier
-	value string // normalised
-}
-
-var subjectOIDs = map[string]asn1.ObjectIdentifier{
-	"C": {2, 5, 4, 6}, "ST": {2, 5, 4, 8}, "L": {2, 5, 4, 7}, "O": {2, 5, 4, 10}, "OU": {2, 5, 4, 11},
-	"CN": {2, 5, 4, 3}, "DC": {0, 9, 2342, 19200300, 100, 1, 25}, "emailAddress": {1, 2, 840, 113549, 1, 9, 1},
-}
-
-func parseHostSubject(s string) (hostSubject, error) {
-	hs := hostSubject{text: s}
-	var key, val strings.Builder
-	inValue := false
-	finish := func() error {
-		k := key.String()
-		if val.Len() == 0 {
-			return fmt.Errorf("%q: %q has an empty value", s, k)
-		}
-		oid, ok := subjectOIDs[k]
-		if !ok {
-			return fmt.Errorf("%q: unknown key %q (want C, ST, L, O, OU, CN, DC or emailAddress)", s, k)
-		}
-		hs.entries = append(hs.entries, subjectEntry{key: k, oid: oid, value: normaliseSubject(val.String())})
-		key.Reset()
-		val.Reset()
-		inValue = false
-		return nil
-	}
-	for i := 0; i < len(s); i++ {
-		c, escaped := s[i], false
-		if c == '\\' {
-			if i+1 == len(s) || (s[i+1] != '\\' && s[i+1] != ',') {
-				return hostSubject{}, fmt.Errorf("%q: a backslash may escape only '\\' and ','", s)
-			}
-			i++
-			c, escaped = s[i], true
-		}
-		switch {
-		case !inValue && c == ' ' && key.Len() == 0 && !escaped:
-		case !inValue && c == ',' && !escaped:
-			return hostSubject{}, fmt.Errorf("%q: entry %q has no '='", s, key.String())
-		case !inValue && c == '=' && !escaped:
-			inValue = true
-		case !inValue:
-			key.WriteByte(c)
-		case c == ',' && !escaped:
-			if err := finish(); err != nil {
-				return hostSubject{}, err
-			}
-		default:
-			val.WriteByte(c)
-		}
-	}
-	switch {
-	case inValue:
-		if err := finish(); err != nil {
-			return hostSubject{}, err
-		}
-	case key.Len() > 0:
-		return hostSubject{}, fmt.Errorf("%q: entry %q has no '='", s, key.String())
-	}
-	if len(hs.entries) == 0 {
-		return hostSubject{}, fmt.Errorf("%q: no entries", s)
-	}
-	return hs, nil
-}
-
-// match checks a certificate's subject against h.
-func (h hostSubject) match(cert *x509.Certificate) error {
-	names := cert.Subject.Names
-	if len(names) != len(h.entries) {
-		return fmt.Errorf("the server certificate subject %q is not the .vv's host-subject %q (%d attributes, want %d)", cert.Subject, h.text, len(names), len(h.entries))
-	}
-	for i, e := range h.entries {
-		v, ok := names[i].Value.(string)
-		if !names[i].Type.Equal(e.oid) || !ok || normaliseSubject(v) != e.value {
-			return fmt.Errorf("the server certificate subject %q is not the .vv's host-subject %q (attribute %d, %s)", cert.Subject, h.text, i+1, e.key)
-		}
-	}
-	return nil
-}
-
-func normaliseSubject(v string) string { return strings.ToLower(strings.Join(strings.Fields(v), " ")) }
