@@ -21,14 +21,13 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/control/controltest"
 	"github.com/shakenfist/kerbside-latency/harness/guest"
 	"github.com/shakenfist/kerbside-latency/harness/qemu"
+	"github.com/shakenfist/kerbside-latency/harness/qemu/qemutest"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 )
 
 // These tests run fakeryll --fake-session spice against a real QEMU
 // booting the repaint-on-key guest, and drive its control socket with the
 // project's own client.
-
-const qemuSkip = "qemu-system-x86_64 not found: apt-get install -y qemu-system-x86"
 
 // keyA is the AT set-1 make code of 'a'.
 const keyA = 0x1E
@@ -37,19 +36,7 @@ const keyA = 0x1E
 // stops it at cleanup.
 func bootGuest(t *testing.T, pw secret.String) *qemu.VM {
 	t.Helper()
-	if _, err := qemu.LookBinary(""); err != nil {
-		t.Skip(qemuSkip)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	vm, err := qemu.Start(ctx, qemu.Spec{Image: guest.Image, Password: pw, LogPath: filepath.Join(t.TempDir(), "qemu.log")})
-	require.NoError(t, err, "boot the guest under QEMU")
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = vm.Stop(ctx)
-	})
-	return vm
+	return qemutest.Boot(t, "fakeryll's SPICE client against the guest under QEMU", qemu.Spec{Image: guest.Image, Password: pw})
 }
 
 func spiceAddr(vm *qemu.VM) string {

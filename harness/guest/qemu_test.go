@@ -2,14 +2,14 @@ package guest_test
 
 import (
 	"context"
-	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/fakeryll/spice"
+	"github.com/shakenfist/kerbside-latency/fakeryll/spice/spicetest"
 	"github.com/shakenfist/kerbside-latency/harness/guest"
 	"github.com/shakenfist/kerbside-latency/harness/qemu"
+	"github.com/shakenfist/kerbside-latency/harness/qemu/qemutest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -22,39 +22,16 @@ import (
 // it, once the guest's own 720x400 screen is up.
 func bootActivity(t *testing.T, activity string) (*qemu.VM, *spice.Session) {
 	t.Helper()
-	if _, err := qemu.LookBinary(""); err != nil {
-		if errors.Is(err, qemu.ErrNotFound) {
-			t.Skipf("guest activity under QEMU: %v", err)
-		}
-		t.Fatal(err)
-	}
 	img, err := guest.ImageFor(activity)
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	vm, err := qemu.Start(ctx, qemu.Spec{Image: img, LogPath: filepath.Join(t.TempDir(), "qemu.log")})
-	require.NoError(t, err, "boot the %s guest", activity)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		assert.NoError(t, vm.Stop(ctx))
-	})
+	vm := qemutest.Boot(t, "guest activity under QEMU", qemu.Spec{Image: img})
 	host, port := vm.SpiceAddr()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
 	s, err := spice.Dial(ctx, spice.Config{Host: host, Port: port})
 	require.NoError(t, err, "SPICE session to the %s guest", activity)
 	t.Cleanup(func() { s.Close() })
-	deadline := time.After(20 * time.Second)
-	for up := false; !up; {
-		select {
-		case ev, ok := <-s.Events():
-			require.True(t, ok, "session ended before the guest's screen: %v", s.Err())
-			if sc, ok := ev.(spice.SurfaceCreated); ok && sc.Width == guest.ScreenWidth && sc.Height == guest.ScreenHeight {
-				up = true
-			}
-		case <-deadline:
-			t.Fatalf("%s guest: no %dx%d surface within 20 s", activity, guest.ScreenWidth, guest.ScreenHeight)
-		}
-	}
+	spicetest.WaitScreen(t, s, 20*time.Second)
 	return vm, s
 }
 
@@ -62,14 +39,6 @@ func bootActivity(t *testing.T, activity string) (*qemu.VM, *spice.Session) {
 func inKey(b spice.Rect) bool {
 	k := guest.KeyRegion
 	return int(b.Left) < k.Right && int(b.Right) > k.Left && int(b.Top) < k.Bottom && int(b.Bottom) > k.Top
-}
-
-// cover is the union of u and b (b alone when first).
-func cover(u, b spice.Rect, first bool) spice.Rect {
-	if first {
-		return b
-	}
-	return spice.Rect{Top: min(u.Top, b.Top), Left: min(u.Left, b.Left), Bottom: max(u.Bottom, b.Bottom), Right: max(u.Right, b.Right)}
 }
 
 // watch reads draws until its timer fires: first at the start, and, when
@@ -90,7 +59,7 @@ func watch(t *testing.T, s *spice.Session, first, quiet time.Duration) (key, oth
 					other++
 					continue
 				}
-				union = cover(union, ev.Box, key == 0)
+				union = spicetest.Union(union, ev.Box)
 				key++
 				if quiet > 0 {
 					timer.Reset(quiet)
@@ -109,8 +78,6 @@ func tally(t *testing.T, s *spice.Session, d time.Duration) (key, other int, uni
 	t.Helper()
 	return watch(t, s, d, 0)
 }
-
-const spaceBar = 0x39
 
 // keyRepaint counts the draws a key caused in the key region, and their
 // union: it waits (up to bound) for the first draw in the region, then
@@ -151,8 +118,8 @@ func TestActivityVariants(t *testing.T) {
 			}
 			const keys = 3
 			for range keys {
-				require.NoError(t, s.KeyDown(t.Context(), spaceBar))
-				require.NoError(t, s.KeyUp(t.Context(), spaceBar))
+				require.NoError(t, s.KeyDown(t.Context(), spicetest.SpaceBar))
+				require.NoError(t, s.KeyUp(t.Context(), spicetest.SpaceBar))
 				key, union := keyRepaint(t, s, 15*time.Second, 300*time.Millisecond)
 				assert.Positive(t, key, "a key drew nothing in the key region")
 				want := spice.Rect{Right: int32(guest.KeyRegion.Right), Bottom: int32(guest.KeyRegion.Bottom)}
@@ -167,7 +134,7 @@ func TestActivityVariants(t *testing.T) {
 					if k == 0 {
 						break
 					}
-					key, union = key+k, cover(union, u, false)
+					key, union = key+k, spicetest.Union(union, u)
 				}
 				assert.Equal(t, want, union, "what the key repainted")
 			}

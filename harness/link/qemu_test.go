@@ -2,11 +2,8 @@ package link
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"math/rand/v2"
 	"net"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,9 +11,11 @@ import (
 	"time"
 
 	"github.com/shakenfist/kerbside-latency/fakeryll/spice"
+	"github.com/shakenfist/kerbside-latency/fakeryll/spice/spicetest"
 	"github.com/shakenfist/kerbside-latency/harness/guest"
 	"github.com/shakenfist/kerbside-latency/harness/host"
 	"github.com/shakenfist/kerbside-latency/harness/qemu"
+	"github.com/shakenfist/kerbside-latency/harness/qemu/qemutest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -27,11 +26,6 @@ import (
 // it they skip, saying how to install it.
 
 const (
-	// burstQuiet ends a key's repaint: no draw for this long.
-	burstQuiet = 150 * time.Millisecond
-	// firstDrawWait bounds the wait for a key's first draw.
-	firstDrawWait = 3 * time.Second
-	spaceBar      = 0x39
 	// refreshMargin is the slack of the lan-against-WAN relation: the
 	// guest's own answer varies over QEMU's ~30 ms display refresh
 	// (facts.md), so two medians of it can differ by about that much.
@@ -41,22 +35,7 @@ const (
 // bootGuest boots the guest under QEMU, or skips saying how to get QEMU.
 func bootGuest(tb testing.TB) *qemu.VM {
 	tb.Helper()
-	if _, err := qemu.LookBinary(""); err != nil {
-		if errors.Is(err, qemu.ErrNotFound) {
-			tb.Skipf("real SPICE lane through a link: %v", err)
-		}
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(tb.Context(), 60*time.Second)
-	defer cancel()
-	vm, err := qemu.Start(ctx, qemu.Spec{Image: guest.Image, LogPath: filepath.Join(tb.TempDir(), "qemu.log")})
-	require.NoError(tb, err, "boot the guest")
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		assert.NoError(tb, vm.Stop(ctx))
-	})
-	return vm
+	return qemutest.Boot(tb, "real SPICE lane through a link", qemu.Spec{Image: guest.Image})
 }
 
 // session opens a SPICE session to the guest through a link with p and
@@ -73,88 +52,18 @@ func session(tb testing.TB, vm *qemu.VM, p Profile) (*spice.Session, *Link) {
 	s, err := spice.Dial(ctx, spice.Config{Host: host, Port: l.Addr().(*net.TCPAddr).Port})
 	require.NoError(tb, err, "dial SPICE through the link (%s)", p)
 	tb.Cleanup(func() { s.Close() })
-	deadline := time.After(20 * time.Second)
-	for painted := false; !painted; {
-		select {
-		case ev, ok := <-s.Events():
-			require.True(tb, ok, "session ended before the screen appeared: %v", s.Err())
-			if sc, ok := ev.(spice.SurfaceCreated); ok && sc.Width == guest.ScreenWidth && sc.Height == guest.ScreenHeight {
-				painted = true
-			}
-		case <-deadline:
-			tb.Fatalf("%s: no %dx%d surface within 20s", p, guest.ScreenWidth, guest.ScreenHeight)
-		}
-	}
-	if _, err := burst(s, time.Time{}, 2*time.Second); err != nil {
-		tb.Fatal(err)
-	}
+	spicetest.WaitPainted(tb, s, 20*time.Second)
 	return s, l
-}
-
-// burst collects draws received from since on until none has come for
-// burstQuiet (or, before the first, for first). A draw received before
-// since belongs to an earlier key: the tail of a repaint that a loaded
-// host spread wider than burstQuiet (seen beside a second make test, as
-// a first draw 43 ms before its key).
-func burst(s *spice.Session, since time.Time, first time.Duration) ([]spice.Draw, error) {
-	var draws []spice.Draw
-	timer := time.NewTimer(first)
-	defer timer.Stop()
-	for {
-		select {
-		case ev, ok := <-s.Events():
-			if !ok {
-				return draws, fmt.Errorf("session ended: %w", s.Err())
-			}
-			if d, ok := ev.(spice.Draw); ok && !d.Received.Before(since) {
-				draws = append(draws, d)
-				timer.Reset(burstQuiet)
-			}
-		case <-timer.C:
-			return draws, nil
-		}
-	}
-}
-
-// repaint is one key's first and last draw, from just before the key
-// went out.
-type repaint struct {
-	first, last time.Duration
-	draws       int
-}
-
-// press types the space bar and collects the repaint it causes.
-func press(ctx context.Context, s *spice.Session) (repaint, error) {
-	// The screen quiet first: what is left of the last repaint is not
-	// this key's.
-	if _, err := burst(s, time.Time{}, burstQuiet); err != nil {
-		return repaint{}, err
-	}
-	sent := time.Now()
-	if err := s.KeyDown(ctx, spaceBar); err != nil {
-		return repaint{}, err
-	}
-	if err := s.KeyUp(ctx, spaceBar); err != nil {
-		return repaint{}, err
-	}
-	draws, err := burst(s, sent, firstDrawWait)
-	if err != nil {
-		return repaint{}, err
-	}
-	if len(draws) == 0 {
-		return repaint{}, fmt.Errorf("no draw within %s of the key", firstDrawWait)
-	}
-	return repaint{first: draws[0].Received.Sub(sent), last: draws[len(draws)-1].Received.Sub(sent), draws: len(draws)}, nil
 }
 
 // presses types n keys, 0-100 ms of random jitter apart (so they never
 // lock onto QEMU's display refresh), and returns their repaints.
-func presses(tb testing.TB, s *spice.Session, n int) []repaint {
+func presses(tb testing.TB, s *spice.Session, n int) []spicetest.Repaint {
 	tb.Helper()
-	var out []repaint
+	var out []spicetest.Repaint
 	for i := range n {
 		time.Sleep(time.Duration(rand.Int64N(int64(100 * time.Millisecond))))
-		r, err := press(tb.Context(), s)
+		r, err := spicetest.Press(tb.Context(), s)
 		require.NoError(tb, err, "key %d", i)
 		out = append(out, r)
 	}
@@ -191,7 +100,7 @@ func TestQEMUSessionThroughLink(t *testing.T) {
 	wan, err := Parse("rtt=80ms")
 	require.NoError(t, err)
 	const blocks, perBlock = 2, 6
-	got := map[string][]repaint{}
+	got := map[string][]spicetest.Repaint{}
 	before, err := vm.ReadCounter(t.Context(), guest.CounterAddr, guest.CounterSize)
 	require.NoError(t, err)
 	keys := 0
@@ -239,10 +148,10 @@ func TestQEMUSessionThroughLink(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(keys), after-before, "every key reached the guest once")
 
-	firsts := func(rs []repaint) (first, last []time.Duration) {
+	firsts := func(rs []spicetest.Repaint) (first, last []time.Duration) {
 		for _, r := range rs {
-			first = append(first, r.first)
-			last = append(last, r.last)
+			first = append(first, r.First)
+			last = append(last, r.Last)
 		}
 		return first, last
 	}
@@ -286,12 +195,12 @@ func BenchmarkQEMUKeyThroughLink(b *testing.B) {
 				b.StopTimer()
 				time.Sleep(time.Duration(rand.Int64N(int64(100 * time.Millisecond))))
 				b.StartTimer()
-				r, err := press(b.Context(), s)
+				r, err := spicetest.Press(b.Context(), s)
 				if err != nil {
 					b.Fatal(err)
 				}
-				first = append(first, r.first)
-				last = append(last, r.last)
+				first = append(first, r.First)
+				last = append(last, r.Last)
 			}
 			b.ReportMetric(ms(median(first)), "first-ms")
 			b.ReportMetric(ms(median(last)), "last-ms")

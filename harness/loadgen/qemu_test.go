@@ -2,9 +2,7 @@ package loadgen
 
 import (
 	"context"
-	"errors"
 	"net"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/shakenfist/kerbside-latency/harness/guest"
 	"github.com/shakenfist/kerbside-latency/harness/qemu"
+	"github.com/shakenfist/kerbside-latency/harness/qemu/qemutest"
 	"github.com/shakenfist/kerbside-latency/harness/secret"
 )
 
@@ -22,26 +21,14 @@ import (
 // an ACK every window messages) the Client must do, or spice-server stops
 // sending after about 40 messages.
 func TestClientAgainstQEMUSpiceServer(t *testing.T) {
-	if _, err := qemu.LookBinary(""); err != nil {
-		if errors.Is(err, qemu.ErrNotFound) {
-			t.Skipf("the real spice-server check needs QEMU: %v", err)
-		}
-		t.Fatal(err)
-	}
+	pw := qemu.NewPassword()
+	vm := qemutest.Boot(t, "the real spice-server check", qemu.Spec{Image: guest.Image, Password: pw})
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	pw := qemu.NewPassword()
-	vm, err := qemu.Start(ctx, qemu.Spec{Image: guest.Image, Password: pw, LogPath: filepath.Join(t.TempDir(), "qemu.log")})
-	require.NoError(t, err, "boot the guest")
-	defer func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer scancel()
-		assert.NoError(t, vm.Stop(sctx))
-	}()
 	host, port := vm.SpiceAddr()
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
 
-	_, err = Dial(ctx, ClientConfig{Addr: addr, Password: secret.NewString("not-it")})
+	_, err := Dial(ctx, ClientConfig{Addr: addr, Password: secret.NewString("not-it")})
 	assert.ErrorIs(t, err, ErrPermissionDenied, "spice-server refuses a wrong ticket")
 
 	cl, err := Dial(ctx, ClientConfig{Addr: addr, Password: pw})
