@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ import (
 	"github.com/shakenfist/kerbside-latency/harness/childproc"
 	"github.com/shakenfist/kerbside-latency/harness/host"
 	"github.com/shakenfist/kerbside-latency/harness/results"
+	"github.com/shakenfist/kerbside-latency/harness/tmpdir"
 )
 
 // cancelBound is how long a cancelled run may take to exit. The issue
@@ -374,6 +376,7 @@ func TestE2EGroupSIGKILL(t *testing.T) {
 	}
 	t.Logf("group SIGKILL -> nothing of the run alive: %s; output (what latency-run passed on before it died):\n%s",
 		stopped.Round(time.Millisecond), r.out)
+	assertKilledRunsDirSwept(t, procs)
 
 	csv, err := results.ReadCSV(filepath.Join(r.dir, results.CSVName(r.runID)))
 	require.NoError(t, err, "the CSV is whole")
@@ -399,4 +402,29 @@ func TestE2EGroupSIGKILL(t *testing.T) {
 	require.NoError(t, err, "gotestsum wrote junit.xml although its reader was killed")
 	assert.Contains(t, string(b), `name="TestLatency"`)
 	assert.Contains(t, string(b), "<failure", "the interrupted run is reported failed")
+}
+
+// assertKilledRunsDirSwept: a SIGKILLed latency-run cannot remove its own
+// temporary directory; it leaves it naming its dead owner, for the next
+// run to sweep (harness/tmpdir). The test sweeps as that run would, and
+// checks the directory was there and goes: left to the next latency-run
+// of make test, it stayed behind whenever make stopped before one (a
+// failed unit stage).
+func assertKilledRunsDirSwept(t *testing.T, killed []int) {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(os.TempDir(), "latency-run-*"))
+	require.NoError(t, err)
+	var ours []string
+	for _, p := range paths {
+		b, err := os.ReadFile(filepath.Join(p, tmpdir.OwnerFile))
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && slices.Contains(killed, pid) {
+			ours = append(ours, p)
+		}
+	}
+	require.Len(t, ours, 1, "the killed latency-run's directory, naming it as its owner")
+	tmpdir.Sweep(os.TempDir(), "latency-run-")
+	assert.NoDirExists(t, ours[0], "swept once its owner died")
 }

@@ -9,8 +9,10 @@
 package tmpdir
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -45,7 +47,7 @@ func Make(prefix string) (string, error) {
 }
 
 // Sweep removes the directories in tmp whose name starts with prefix and
-// whose owner no longer runs. A directory without a readable owner file
+// whose owner no longer runs (gone). A directory without a readable owner file
 // (someone else's, or one being made right now), one owned by this
 // process, and one whose owner may run (including a process of another
 // user) are left alone. Errors are ignored: sweeping is a courtesy.
@@ -67,8 +69,25 @@ func Sweep(tmp, prefix string) {
 		if err != nil || pid <= 0 || pid == os.Getpid() {
 			continue
 		}
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		if gone(pid) {
 			_ = os.RemoveAll(dir)
 		}
 	}
+}
+
+// gone reports whether pid no longer runs: no such process, or a zombie
+// (dead, its exit status not yet collected). A SIGKILLed run whose parent
+// died too stays a zombie until init reaps it, which may be late, and it
+// will never clean up after itself.
+func gone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	// "pid (comm) state ...": the state follows the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && strings.HasPrefix(strings.TrimSpace(string(b[i+1:])), "Z")
 }

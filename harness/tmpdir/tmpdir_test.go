@@ -5,7 +5,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -66,4 +68,24 @@ func TestMakeSweepsFirst(t *testing.T) {
 	_, err := Make("tmpdir-test-")
 	require.NoError(t, err)
 	assert.NoDirExists(t, stale)
+}
+
+// TestSweepAZombiesDirectory: an owner that died and was not reaped yet
+// (a zombie: kill -0 still finds it) is dead, and its directory goes.
+func TestSweepAZombiesDirectory(t *testing.T) {
+	tmp := t.TempDir()
+	cmd := exec.Command("true")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+	zombie := func() bool {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		return err == nil && strings.Contains(string(b), ") Z")
+	}
+	require.Eventually(t, zombie, 30*time.Second, 10*time.Millisecond, "true exits, and stays a zombie until waited for")
+	d := filepath.Join(tmp, "p-zombie")
+	require.NoError(t, os.Mkdir(d, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(d, OwnerFile), []byte(strconv.Itoa(pid)), 0o600))
+	Sweep(tmp, "p-")
+	assert.NoDirExists(t, d)
 }
