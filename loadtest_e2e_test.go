@@ -444,13 +444,20 @@ func TestE2ERyllDiesMidRun(t *testing.T) {
 	env := fastEnv(fr)
 	env["LATENCY_SAMPLES"] = "400"
 	env["LATENCY_MAX_DURATION"] = "4m" // longer than the run: it ends otherwise
-	env["FAKERYLL_CRASH_AFTER"] = "1500ms"
+	// 3 s after its start: about ten presses on a calm host. Beside a
+	// second make test (31 runnable tasks on 2 cores) 1.5 s went by
+	// before the first sample.
+	env["FAKERYLL_CRASH_AFTER"] = "3s"
 	o := runLoadtest(t, env)
 	assert.NotEqual(t, 0, o.exitCode)
 	assert.Contains(t, o.output, "ryll exited during the run")
 	csv := o.csv(t)
-	assert.NotEmpty(t, csv, "samples taken before the crash are kept")
 	s := o.sidecar(t)
+	if len(csv) == 0 && s.Host != nil && len(s.Host.BusyReasons) > 0 {
+		t.Skipf("ryll crashed before the first sample on a host too busy to keep time (%s): this test cannot check "+
+			"that samples taken before a crash are kept; run it again on a quieter host", strings.Join(s.Host.BusyReasons, "; "))
+	}
+	assert.NotEmpty(t, csv, "samples taken before the crash are kept")
 	assert.Len(t, csv, s.SamplesCollected)
 	assert.NotEmpty(t, s.Errors)
 	assert.Contains(t, o.output, "cleanup done")
