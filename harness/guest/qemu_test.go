@@ -127,11 +127,10 @@ func TestActivityVariants(t *testing.T) {
 					want = spice.Rect{Right: guest.ScreenWidth, Bottom: guest.ScreenHeight} // as it always did
 				}
 				// A loaded host spreads a repaint wider than 300 ms (beside a
-				// second make test: its first 32 columns, then the rest;
-				// once its top 64 rows, then nothing for 3 s): take pieces
-				// until it covers what it should or none comes.
+				// second make test: its first 32 columns, then the rest):
+				// take pieces until it covers what it should or none comes.
 				for key > 0 && union != want {
-					k, u := keyRepaint(t, s, spicetest.RestWait, 300*time.Millisecond)
+					k, u := keyRepaint(t, s, 3*time.Second, 300*time.Millisecond)
 					if k == 0 {
 						break
 					}

@@ -84,9 +84,9 @@ func TestQEMURepaintThroughProxy(t *testing.T) {
 				// A loaded host spreads a repaint's pieces wider than
 				// spicetest.Quiet (beside a second make test: rows 2-31 of the
 				// left half, then the rest): take pieces until the screen
-				// is covered or none comes for spicetest.RestWait.
+				// is covered or none comes for spicetest.FirstDrawWait.
 				for union != whole {
-					more, err := spicetest.Burst(s, time.Time{}, spicetest.RestWait)
+					more, err := spicetest.Burst(s, time.Time{}, spicetest.FirstDrawWait)
 					require.NoError(t, err)
 					if len(more) == 0 {
 						break

@@ -27,11 +27,6 @@ const (
 	Quiet = 150 * time.Millisecond
 	// FirstDrawWait bounds the wait for a key's first draw.
 	FirstDrawWait = 3 * time.Second
-	// RestWait bounds the wait for the rest of a repaint that came in
-	// pieces. Beside a second make test (31 runnable tasks on 2 cores) the
-	// TCG guest painted the top 64 rows of a key's repaint, and the rest
-	// came more than 3 s later. Only a repaint that is not whole yet waits.
-	RestWait = 15 * time.Second
 	// SpaceBar is the key the tests press (a PC XT scancode), which the
 	// guest answers with a repaint.
 	SpaceBar = 0x39
