@@ -9,15 +9,15 @@
 package tmpdir
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/shakenfist/kerbside-latency/harness/procstat"
 )
 
 // OwnerFile, inside a directory, holds the pid of the process that made
@@ -83,11 +83,6 @@ func gone(pid int) bool {
 	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
 		return true
 	}
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return errors.Is(err, fs.ErrNotExist)
-	}
-	// "pid (comm) state ...": the state follows the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && strings.HasPrefix(strings.TrimSpace(string(b[i+1:])), "Z")
+	u, err := procstat.Read(pid)
+	return errors.Is(err, procstat.ErrNoProcess) || (err == nil && u.State == "Z")
 }
